@@ -1,0 +1,53 @@
+# Developer and CI entry points. Everything runs from the project venv.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful pip install, so `make install` is a no-op until
+# a requirements file changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test demo bench browser clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-test.txt | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check \
+		-r requirements.txt -r requirements-test.txt
+	touch $@
+
+run: install
+	$(PY) server.py
+
+demo: install
+	$(PY) server.py --demo
+
+bench: install
+	$(PY) -m bench
+
+test: browser install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+# The UI tests drive Debian's chromium. Installing it needs root and apt;
+# without them we only warn, and the tests that need a browser decide.
+browser:
+	@if [ -x /usr/bin/chromium ]; then \
+		:; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "warning: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get)" >&2; \
+	else \
+		echo "installing chromium with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "warning: apt-get could not install chromium" >&2; \
+	fi
+
+# Removes what the Makefile and the tests generate; never data/ or
+# bench/results/.
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

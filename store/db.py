@@ -1,0 +1,127 @@
+"""The MongoDB connection, id counters, indexes and built-in records.
+
+Written for the common subset of MongoDB that nx-27017, SecantusDB and a real MongoDB all get
+right: integer `id` fields beside `_id` (sorted on, never `_id`), integer millisecond times,
+counts with `$match` + `$count`, no `$lookup`/`$facet`/`$setOnInsert`, no `$push` of subdocuments.
+"""
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from core.model import BUILTIN_ERRORS
+from core.times import now_ms
+
+COUNTED = ("jobs", "job_exes", "job_types", "job_type_revs", "trigger_events", "errors",
+           "workspaces", "files", "nodes")
+
+A, D = ASCENDING, DESCENDING
+
+# Equality fields first, then the sort field, then `id` as the tie-breaker (equality-sort-range).
+INDEXES = {
+    "jobs": [
+        [("id", A)],
+        [("last_modified", A), ("id", A)],
+        [("last_status_change", A), ("id", A)],
+        [("status", A), ("last_modified", A), ("id", A)],
+        [("status", A), ("last_status_change", A), ("id", A)],
+        [("job_type_id", A), ("last_modified", A), ("id", A)],
+        [("job_type_id", A), ("last_status_change", A), ("id", A)],
+        [("status", A), ("job_type_id", A), ("last_modified", A), ("id", A)],
+        [("status", A), ("job_type_id", A), ("last_status_change", A), ("id", A)],
+        [("status", A), ("priority", A), ("queued", A)],
+    ],
+    "job_exes": [
+        [("id", A)],
+        [("job_id", A), ("id", D)],
+        [("status", A), ("id", A)],
+        [("last_modified", A), ("id", A)],
+        [("job_type_id", A), ("last_modified", A), ("id", A)],
+    ],
+    "job_types": [[("id", A)], [("name", A), ("version", A)], [("category", A)]],
+    "job_type_revs": [[("id", A)], [("job_type_id", A), ("revision_num", A)]],
+    "trigger_events": [[("id", A)]],
+    "errors": [[("id", A)], [("name", A)]],
+    "workspaces": [[("id", A)], [("name", A)]],
+    "files": [[("id", A)], [("job_id", A)], [("is_product", A), ("last_modified", A), ("id", A)]],
+    "nodes": [[("id", A)], [("hostname", A)]],
+}
+UNIQUE = {("jobs", "id"), ("job_exes", "id"), ("job_types", "id"), ("job_type_revs", "id"),
+          ("trigger_events", "id"), ("errors", "id"), ("errors", "name"), ("workspaces", "id"),
+          ("workspaces", "name"), ("files", "id"), ("nodes", "id"), ("nodes", "hostname")}
+
+
+class Database:
+    """Owns the client; every store module reaches MongoDB through one of these."""
+
+    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
+        self.client = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms,
+                                       connectTimeoutMS=timeout_ms, w=1, journal=True)
+        self.db = self.client[name]
+
+    def __getitem__(self, collection: str):
+        return self.db[collection]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    async def prepare(self) -> None:
+        """Create indexes, initialise counters and seed Scale's built-in errors."""
+        for collection, indexes in INDEXES.items():
+            for keys in indexes:
+                unique = len(keys) == 1 and (collection, keys[0][0]) in UNIQUE
+                await self.db[collection].create_index(keys, unique=unique)
+        for name in COUNTED:
+            await self._init_counter(name)
+        await self._seed_errors()
+
+    async def _init_counter(self, name: str) -> None:
+        """Make the counter at least the highest id present, so ids never repeat after a crash."""
+        newest = await self.db[name].find_one({}, {"id": 1}, sort=[("id", D)])
+        highest = newest["id"] if newest else 0
+        try:
+            await self.db.counters.insert_one({"_id": name, "seq": highest})
+        except DuplicateKeyError:
+            await self.db.counters.update_one({"_id": name, "seq": {"$lt": highest}},
+                                              {"$set": {"seq": highest}})
+
+    async def next_id(self, name: str) -> int:
+        return (await self.next_ids(name, 1))[0]
+
+    async def next_ids(self, name: str, count: int) -> range:
+        doc = await self.db.counters.find_one_and_update(
+            {"_id": name}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER)
+        return range(doc["seq"] - count + 1, doc["seq"] + 1)
+
+    async def _seed_errors(self) -> None:
+        known = {doc["name"] async for doc in self.db.errors.find({}, {"name": 1})}
+        for name, title, description, category in BUILTIN_ERRORS:
+            if name in known:
+                continue
+            now = now_ms()
+            try:
+                await self.db.errors.insert_one({
+                    "id": await self.next_id("errors"), "name": name, "title": title,
+                    "description": description, "category": category, "is_builtin": True,
+                    "created": now, "last_modified": now})
+            except DuplicateKeyError:
+                pass  # another server process seeded it first
+
+    async def count(self, collection: str, query: dict) -> int:
+        """`$match` + `$count`: fast everywhere (nx-27017's count_documents scans the table)."""
+        cursor = await self.db[collection].aggregate([{"$match": query}, {"$count": "n"}])
+        rows = await cursor.to_list()
+        return rows[0]["n"] if rows else 0
+
+    async def by_ids(self, collection: str, ids, projection=None) -> dict[int, dict]:
+        ids = sorted({i for i in ids if i is not None})
+        if not ids:
+            return {}
+        cursor = self.db[collection].find({"id": {"$in": ids}}, projection)
+        return {doc["id"]: doc async for doc in cursor}

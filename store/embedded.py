@@ -1,0 +1,267 @@
+"""Run an embedded MongoDB-wire-compatible store as a child process.
+
+Jobdeck talks to its store only through pymongo, so for a single-box
+install we launch a pure-Python wire-compatible server (nx-27017 on
+SQLite, or SecantusDB on WiredTiger) next to it instead of requiring a
+real mongod. The store runs as our child, not as a daemon, so its
+lifetime is tied to ours: it is stopped with ``stop()``, and it also
+stops itself within a second if we die without stopping it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pymongo
+from pymongo.errors import PyMongoError
+
+KINDS = ("nx", "secantus")
+READY_TIMEOUT = {"nx": 30.0, "secantus": 60.0}
+STOP_TIMEOUT = 10.0
+PORT_ATTEMPTS = 3
+PID_FILE = "embedded-store.pid"
+# Substrings of a store's command line; a pid file is only trusted if the
+# process it names still looks like a store (pids get reused).
+_STORE_MARKERS = ("nx_27017", "secantus")
+_LOG_TAIL_BYTES = 4000
+
+
+class EmbeddedStoreError(RuntimeError):
+    """The embedded store could not be started."""
+
+
+def _free_port() -> int:
+    """Ask the kernel for an unused loopback port.
+
+    The port is released before the child binds it, so another process
+    can race us for it; ``start()`` retries on a new port if that happens.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Runs in the child before the store's own entry point. Its watchdog sends
+# the store SIGTERM (a clean shutdown for both stores) once we are gone, so
+# a SIGKILLed Jobdeck does not leave a store holding the data dir. It polls
+# getppid() rather than using prctl(PR_SET_PDEATHSIG): that signal fires
+# when the *thread* that forked exits, so a store started from a worker
+# thread would die with that thread.
+_BOOTSTRAP = """
+import importlib, logging, os, signal, sys, threading, time
+parent, entry, *args = sys.argv[1:]
+
+
+def watch_parent():
+    while os.getppid() == int(parent):
+        time.sleep(0.5)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+
+threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+# The stores' own basicConfig() is then a no-op: nx would otherwise log
+# every command, with its documents, at INFO, growing its log per request.
+logging.basicConfig(
+    level=logging.WARNING,
+    format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+)
+module, _, func = entry.partition(":")
+sys.argv = [entry, *args]
+sys.exit(getattr(importlib.import_module(module), func)())
+"""
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _terminate(proc: psutil.Process | subprocess.Popen) -> None:
+    """SIGTERM, give the store time to flush, then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except (psutil.TimeoutExpired, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+def _kill_stale(pid_file: Path) -> None:
+    """Terminate a store left running by a killed run on the same data dir.
+
+    Two stores on one data dir would corrupt it (SQLite) or fail to
+    start (WiredTiger lock), so the leftover must go first.
+    """
+    pid = _read_pid(pid_file)
+    if pid is None or pid == os.getpid():
+        return
+    try:
+        proc = psutil.Process(pid)
+        cmdline = " ".join(proc.cmdline())
+        if any(marker in cmdline for marker in _STORE_MARKERS):
+            _terminate(proc)
+    except psutil.Error:
+        pass  # gone already, or not ours to inspect
+    pid_file.unlink(missing_ok=True)
+
+
+def _answers_ping(port: int, url: str) -> bool:
+    """Whether the store at ``url`` answers ping.
+
+    A plain TCP connect goes first because a pymongo client that found
+    the port closed only retries every 500 ms, which would dominate the
+    sub-second startup.
+    """
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    client = pymongo.MongoClient(
+        url, serverSelectionTimeoutMS=500, connectTimeoutMS=500
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+
+
+class EmbeddedMongo:
+    """One embedded store process serving ``data_dir`` on a loopback port."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], kind: str = "nx") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown store kind {kind!r}; expected one of {KINDS}")
+        self.data_dir = Path(data_dir).resolve()
+        self.kind = kind
+        self._proc: subprocess.Popen | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        """The mongodb URL of the running store, or None when stopped."""
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        """The store's process id, or None when stopped."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path:
+        """Where the store's own log (and any crash traceback) goes."""
+        name = "nx-27017.log" if self.kind == "nx" else "secantus.log"
+        return self.data_dir / name
+
+    def is_alive(self) -> bool:
+        """Whether the store process is still running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def _command(self, port: int) -> list[str]:
+        """The child's argv: bootstrap, then the store's console-script entry."""
+        launcher = [sys.executable, "-c", _BOOTSTRAP, str(os.getpid())]
+        if self.kind == "nx":
+            # --log-file is discarded because nx also logs everything to
+            # stderr, which we capture in nx-27017.log together with the
+            # tracebacks (e.g. a failed bind) that its file log never gets.
+            return launcher + [
+                "nx_27017.nx_27017:main",
+                "--db", str(self.data_dir / "jobdeck.db"),
+                "--host", "127.0.0.1",
+                "-p", str(port),
+                "--log-file", os.devnull,
+                "--pid-file", str(self.data_dir / "nx-27017.pid"),
+            ]  # fmt: skip
+        return launcher + [
+            "secantus.cli:main",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--storage-path", str(self.data_dir / "secantus"),
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+
+    def start(self, ready_timeout: float | None = None) -> str:
+        """Launch the store, wait until it answers ping, return its URL.
+
+        Idempotent while the store is alive. Raises EmbeddedStoreError with
+        the tail of the store's log if it dies or is not ready in time.
+        """
+        if self.is_alive():
+            return self._url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _kill_stale(self.data_dir / PID_FILE)
+        # nx refuses to start if its own pid file names a live process,
+        # which after a crash may be an unrelated one reusing the pid.
+        _kill_stale(self.data_dir / "nx-27017.pid")
+        timeout = READY_TIMEOUT[self.kind] if ready_timeout is None else ready_timeout
+        for _ in range(PORT_ATTEMPTS):
+            port = _free_port()
+            self._spawn(port)
+            if self._wait_ready(port, timeout):
+                return self._url
+        raise EmbeddedStoreError(
+            f"{self.kind} store exited at startup {PORT_ATTEMPTS} times "
+            f"(last exit code {self._proc.returncode}); "
+            f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    def _spawn(self, port: int) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(port),
+                cwd=self.data_dir,  # keeps secantus from picking up ./secantusd.toml
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        (self.data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
+
+    def _wait_ready(self, port: int, timeout: float) -> bool:
+        """Ping until the store answers (True) or exits early (False).
+
+        Raises EmbeddedStoreError, after stopping the child, if it is still
+        alive but silent at the deadline.
+        """
+        url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        deadline = time.monotonic() + timeout
+        while self._proc.poll() is None:
+            if _answers_ping(port, url):
+                self._url = url
+                return True
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise EmbeddedStoreError(
+                    f"{self.kind} store not ready after {timeout:.0f}s; "
+                    f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+        (self.data_dir / PID_FILE).unlink(missing_ok=True)
+        return False
+
+    def stop(self) -> None:
+        """Stop the store (SIGTERM, then SIGKILL after 10 s). Idempotent."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                _terminate(self._proc)
+            self._proc = None
+        self._url = None
+        (self.data_dir / PID_FILE).unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""Errors: Scale's built-in failure reasons plus any a user adds."""
+
+from pymongo.errors import DuplicateKeyError
+
+from core.model import ERROR_CATEGORIES
+from core.times import now_ms
+from store.db import Database
+
+
+class ErrorStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def list_errors(self, page: int, page_size: int) -> tuple[int, list[dict]]:
+        count = await self.db.count("errors", {})
+        cursor = self.db["errors"].find({}).sort("id", 1).skip((page - 1) * page_size).limit(page_size)
+        return count, await cursor.to_list()
+
+    async def get(self, error_id: int) -> dict | None:
+        return await self.db["errors"].find_one({"id": error_id})
+
+    async def by_name(self, name: str) -> dict | None:
+        return await self.db["errors"].find_one({"name": name})
+
+    async def names(self) -> set[str]:
+        return {doc["name"] async for doc in self.db["errors"].find({}, {"name": 1})}
+
+    async def create(self, name: str, title: str | None, description: str | None,
+                     category: str) -> dict:
+        if category not in ERROR_CATEGORIES:
+            raise ValueError(f"category must be one of {', '.join(ERROR_CATEGORIES)}")
+        now = now_ms()
+        doc = {"id": await self.db.next_id("errors"), "name": name, "title": title,
+               "description": description, "category": category, "is_builtin": False,
+               "created": now, "last_modified": now}
+        if await self.by_name(name):
+            raise ValueError(f'an error named "{name}" already exists')
+        try:
+            await self.db["errors"].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise ValueError(f'an error named "{name}" already exists') from exc
+        return doc

@@ -1,0 +1,64 @@
+"""Workspaces and Scale files (inputs and the products jobs write)."""
+
+import uuid
+
+from pymongo.errors import DuplicateKeyError
+
+from core.times import now_ms
+from store.db import Database
+
+
+class FileStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def create_workspace(self, name: str, title: str | None, base_path: str,
+                               description: str | None = None) -> dict:
+        if await self.db["workspaces"].find_one({"name": name}, {"id": 1}):
+            raise ValueError(f'a workspace named "{name}" already exists')
+        now = now_ms()
+        doc = {"id": await self.db.next_id("workspaces"), "name": name, "title": title or name,
+               "description": description, "base_path": base_path, "is_active": True,
+               "created": now, "archived": None, "last_modified": now}
+        try:
+            await self.db["workspaces"].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise ValueError(f'a workspace named "{name}" already exists') from exc
+        return doc
+
+    async def get_workspace(self, workspace_id: int) -> dict | None:
+        return await self.db["workspaces"].find_one({"id": workspace_id})
+
+    async def workspaces_by_ids(self, ids) -> dict[int, dict]:
+        return await self.db.by_ids("workspaces", ids)
+
+    async def list_workspaces(self) -> list[dict]:
+        return await self.db["workspaces"].find({}).sort("id", 1).to_list()
+
+    async def create_file(self, workspace_id: int, file_name: str, media_type: str,
+                          file_size: int, file_path: str, product_of: dict | None = None,
+                          data_type=(), meta_data: dict | None = None) -> dict:
+        """Record a stored file; `product_of` = {job_type_id, job_id, job_exe_id} for products."""
+        now = now_ms()
+        doc = {"id": await self.db.next_id("files"), "workspace_id": workspace_id,
+               "file_name": file_name, "media_type": media_type, "file_size": file_size,
+               "file_path": file_path, "data_type": list(data_type), "is_deleted": False,
+               "uuid": uuid.uuid4().hex, "created": now, "deleted": None, "data_started": None,
+               "data_ended": None, "geometry": None, "center_point": None,
+               "meta_data": meta_data or {}, "countries": [], "last_modified": now,
+               "is_product": product_of is not None}
+        if product_of is not None:
+            doc.update(is_operational=True, is_published=True, published=now, unpublished=None,
+                       job_type_id=product_of["job_type_id"], job_id=product_of["job_id"],
+                       job_exe_id=product_of["job_exe_id"])
+        await self.db["files"].insert_one(doc)
+        return doc
+
+    async def get_file(self, file_id: int) -> dict | None:
+        return await self.db["files"].find_one({"id": file_id})
+
+    async def files_by_ids(self, ids) -> dict[int, dict]:
+        return await self.db.by_ids("files", ids)
+
+    async def products_of_job(self, job_id: int) -> list[dict]:
+        return await self.db["files"].find({"job_id": job_id}).sort("id", 1).to_list()

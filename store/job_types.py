@@ -1,0 +1,110 @@
+"""Job types and their revisions (a new revision each time the interface changes)."""
+
+from core.model import JOB_TYPE_DEFAULTS
+from core.times import now_ms
+from store.db import Database
+
+
+class JobTypeExists(ValueError):
+    pass
+
+
+class JobTypeStore:
+    ORDER_FIELDS = ("id", "name", "version", "title", "category", "priority", "created",
+                    "last_modified", "is_paused")
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def create(self, name: str, version: str, interface: dict, fields: dict) -> dict:
+        """Insert the type and its revision 1; `fields` holds the editable fields given."""
+        if await self.db["job_types"].find_one({"name": name, "version": version}, {"id": 1}):
+            raise JobTypeExists(f'a job type "{name}" version "{version}" already exists')
+        now = now_ms()
+        type_id = await self.db.next_id("job_types")
+        rev_id = await self.db.next_id("job_type_revs")
+        doc = {**JOB_TYPE_DEFAULTS, **fields, "id": type_id, "name": name, "version": version,
+               "interface": interface, "revision_num": 1, "job_type_rev_id": rev_id,
+               "trigger_rule": None, "created": now, "archived": None,
+               "paused": now if fields.get("is_paused") else None, "last_modified": now}
+        await self.db["job_type_revs"].insert_one({
+            "id": rev_id, "job_type_id": type_id, "revision_num": 1, "interface": interface,
+            "created": now})
+        await self.db["job_types"].insert_one(doc)
+        return doc
+
+    async def update(self, job_type: dict, fields: dict, interface: dict | None) -> dict:
+        """Apply editable fields; a changed interface makes a new revision."""
+        now = now_ms()
+        changes = dict(fields)
+        if interface is not None and interface != job_type["interface"]:
+            rev_num = job_type["revision_num"] + 1
+            rev_id = await self.db.next_id("job_type_revs")
+            await self.db["job_type_revs"].insert_one({
+                "id": rev_id, "job_type_id": job_type["id"], "revision_num": rev_num,
+                "interface": interface, "created": now})
+            changes.update(interface=interface, revision_num=rev_num, job_type_rev_id=rev_id)
+        if "is_paused" in changes and changes["is_paused"] != job_type["is_paused"]:
+            changes["paused"] = now if changes["is_paused"] else None
+        changes["last_modified"] = now
+        await self.db["job_types"].update_one({"id": job_type["id"]}, {"$set": changes})
+        return {**job_type, **changes}
+
+    async def get(self, type_id: int) -> dict | None:
+        return await self.db["job_types"].find_one({"id": type_id})
+
+    async def by_ids(self, ids) -> dict[int, dict]:
+        return await self.db.by_ids("job_types", ids)
+
+    async def get_revision(self, rev_id: int) -> dict | None:
+        return await self.db["job_type_revs"].find_one({"id": rev_id})
+
+    async def ids_matching(self, names=(), categories=()) -> set[int]:
+        """Resolve name/category filters to ids through the small job_types collection."""
+        query = {}
+        if names:
+            query["name"] = {"$in": list(names)}
+        if categories:
+            query["category"] = {"$in": list(categories)}
+        return {doc["id"] async for doc in self.db["job_types"].find(query, {"id": 1})}
+
+    async def list_job_types(self, names=(), categories=(), started=None, ended=None,
+                             order=(("last_modified", 1), ("id", 1)), page=1, page_size=100):
+        query = {}
+        if names:
+            query["name"] = {"$in": list(names)}
+        if categories:
+            query["category"] = {"$in": list(categories)}
+        span = {}
+        if started is not None:
+            span["$gte"] = started
+        if ended is not None:
+            span["$lt"] = ended
+        if span:
+            query["last_modified"] = span
+        count = await self.db.count("job_types", query)
+        cursor = (self.db["job_types"].find(query).sort(list(order))
+                  .skip((page - 1) * page_size).limit(page_size))
+        return count, await cursor.to_list()
+
+    async def all_job_types(self) -> list[dict]:
+        return await self.db["job_types"].find({}).sort("id", 1).to_list()
+
+    async def job_counts(self, type_id: int, since: int) -> list[dict]:
+        """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since."""
+        cursor = await self.db["jobs"].aggregate([
+            {"$match": {"job_type_id": type_id, "last_status_change": {"$gte": since}}},
+            {"$group": {"_id": {"status": "$status", "error_id": "$error_id"},
+                        "count": {"$sum": 1}, "most_recent": {"$max": "$last_status_change"}}},
+        ])
+        rows = await cursor.to_list()
+        errors = await self.db.by_ids("errors", [r["_id"].get("error_id") for r in rows])
+        merged: dict[tuple, dict] = {}
+        for row in rows:
+            error = errors.get(row["_id"].get("error_id"))
+            key = (row["_id"]["status"], error["category"] if error else None)
+            entry = merged.setdefault(key, {"status": key[0], "count": 0, "most_recent": 0,
+                                            "category": key[1]})
+            entry["count"] += row["count"]
+            entry["most_recent"] = max(entry["most_recent"], row["most_recent"])
+        return sorted(merged.values(), key=lambda e: (e["status"], e["category"] or ""))

@@ -1,0 +1,158 @@
+"""Real child-process tests for the embedded store launcher."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pymongo
+import pytest
+
+from store.embedded import PID_FILE, EmbeddedMongo, EmbeddedStoreError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stores():
+    """Build EmbeddedMongo instances and make sure none outlives its test."""
+    made = []
+
+    def make(data_dir, kind="nx"):
+        store = EmbeddedMongo(data_dir, kind)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.stop()
+
+
+def _wait_gone(pid, timeout=10.0):
+    """Whether ``pid`` is gone (or a zombie) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_nx_roundtrip_stop_and_durable_restart(tmp_path, stores):
+    store = stores(tmp_path)
+    url = store.start()
+    assert url.startswith("mongodb://127.0.0.1:")
+    assert url.endswith("/?directConnection=true")
+    assert store.url == url and store.is_alive()
+    pid = store.pid
+    assert (tmp_path / PID_FILE).read_text().strip() == str(pid)
+
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=2000) as client:
+        assert client.admin.command("ping")["ok"] == 1
+        client.jobdeck.jobs.insert_one({"_id": "job-1", "state": "queued"})
+        assert client.jobdeck.jobs.find_one({"_id": "job-1"})["state"] == "queued"
+
+    store.stop()
+    assert not store.is_alive()
+    assert store.pid is None and store.url is None
+    assert not psutil.pid_exists(pid)
+    assert not (tmp_path / PID_FILE).exists()
+    assert (tmp_path / "jobdeck.db").is_file()
+    store.stop()  # idempotent
+
+    url = store.start()
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=2000) as client:
+        assert client.jobdeck.jobs.find_one({"_id": "job-1"})["state"] == "queued"
+
+
+def test_start_is_idempotent_while_alive(tmp_path, stores):
+    store = stores(tmp_path)
+    url = store.start()
+    pid = store.pid
+    assert store.start() == url
+    assert store.pid == pid
+
+
+def test_secantus_start_ping_stop(tmp_path, stores):
+    store = stores(tmp_path, "secantus")
+    url = store.start()
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=2000) as client:
+        assert client.admin.command("ping")["ok"] == 1
+        client.jobdeck.jobs.insert_one({"_id": "job-1"})
+        assert client.jobdeck.jobs.count_documents({}) == 1
+    pid = store.pid
+    store.stop()
+    assert not psutil.pid_exists(pid)
+    assert (tmp_path / "secantus").is_dir()
+
+
+def test_stale_store_from_killed_run_is_terminated(tmp_path, stores):
+    # Stands in for a store whose parent was SIGKILLed: its command line
+    # carries the store's module name, which is what the check trusts.
+    stale = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "nx_27017"]
+    )
+    try:
+        (tmp_path / PID_FILE).write_text(f"{stale.pid}\n")
+        stores(tmp_path).start()
+        assert stale.wait(timeout=5) is not None
+    finally:
+        stale.kill()
+        stale.wait()
+
+
+def test_pid_file_naming_unrelated_process_is_ignored(tmp_path, stores):
+    # A reused pid must not get an innocent process killed.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (tmp_path / PID_FILE).write_text(f"{bystander.pid}\n")
+        store = stores(tmp_path)
+        store.start()
+        assert bystander.poll() is None
+        assert (tmp_path / PID_FILE).read_text().strip() == str(store.pid)
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_store_dies_with_its_parent(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from store.embedded import EmbeddedMongo
+        store = EmbeddedMongo({str(tmp_path)!r})
+        store.start()
+        print(store.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child = int(parent.stdout.readline())
+        assert psutil.pid_exists(child)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        parent.stdout.close()
+    assert _wait_gone(child), "store outlived its SIGKILLed parent"
+
+
+def test_child_exiting_at_startup_raises_with_log_tail(tmp_path, stores):
+    (tmp_path / "secantus").write_text("not a directory")
+    with pytest.raises(EmbeddedStoreError, match="FileExistsError"):
+        stores(tmp_path, "secantus").start()
+
+
+def test_unknown_kind_is_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        EmbeddedMongo(tmp_path, "mongod")
