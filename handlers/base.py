@@ -1,0 +1,171 @@
+"""The base handler: JSON out, text/plain errors, typed query arguments."""
+
+import json
+import logging
+from urllib.parse import urlencode
+
+import tornado.web
+from pymongo.errors import PyMongoError
+
+from core.times import now_ms, parse_instant
+
+log = logging.getLogger("jobdeck")
+
+MAX_PAGE_SIZE = 1000
+
+
+class APIError(tornado.web.HTTPError):
+    """A client-facing error whose message is the whole response body."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, reason=None)
+        self.message = message
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    @property
+    def store(self):
+        return self.application.settings["store"]
+
+    def write_json(self, body, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, APIError):
+            message = exc.message
+        elif isinstance(exc, PyMongoError):
+            self.set_status(503)
+            message = "The job store is unavailable; try again shortly."
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(message.rstrip() + "\n")
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, APIError):
+            return
+        if isinstance(value, PyMongoError):
+            log.warning("store error on %s %s: %s", self.request.method, self.request.uri, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    # -- request bodies ----------------------------------------------------------------------
+
+    def json_body(self) -> dict:
+        """The body as a JSON object, or a 400 (415 for a non-JSON content type) naming why."""
+        content_type = self.request.headers.get("Content-Type", "application/json")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if "json" not in content_type.lower():
+                raise APIError(415, f"Send a JSON body with Content-Type: application/json, "
+                                    f"not {content_type}") from exc
+            raise APIError(400, f"Request body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise APIError(400, "Request body must be a JSON object")
+        return body
+
+    # -- query arguments ---------------------------------------------------------------------
+
+    def query_strings(self, name: str) -> list[str]:
+        return [v for v in self.get_query_arguments(name) if v != ""]
+
+    def query_ints(self, name: str) -> list[int]:
+        values = []
+        for raw in self.query_strings(name):
+            try:
+                values.append(int(raw))
+            except ValueError:
+                raise APIError(400, f"{name} must be an integer, not '{raw}'") from None
+        return values
+
+    def query_int(self, name: str, default: int | None = None, low: int | None = None,
+                  high: int | None = None) -> int | None:
+        values = self.query_ints(name)
+        if not values:
+            return default
+        value = values[-1]
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise APIError(400, f"{name} must be {bounds}, not {value}")
+        return value
+
+    def query_bool(self, name: str) -> bool | None:
+        values = self.query_strings(name)
+        if not values:
+            return None
+        raw = values[-1].lower()
+        if raw not in ("true", "false", "1", "0"):
+            raise APIError(400, f"{name} must be true or false, not '{values[-1]}'")
+        return raw in ("true", "1")
+
+    def query_choices(self, name: str, choices) -> list[str]:
+        values = self.query_strings(name)
+        for value in values:
+            if value not in choices:
+                raise APIError(400, f"{name} '{value}' is not valid; choose from "
+                                    f"{', '.join(choices)}")
+        return values
+
+    def parse_time_range(self, default_started: str | None = None) -> tuple[int | None, int | None]:
+        """`started`/`ended`: ISO-8601 datetimes with a zone, or durations back from now."""
+        now = now_ms()
+        bounds = []
+        for name, default in (("started", default_started), ("ended", None)):
+            values = self.query_strings(name)
+            raw = values[-1] if values else default
+            if raw is None:
+                bounds.append(None)
+                continue
+            try:
+                bounds.append(parse_instant(raw, now))
+            except ValueError as exc:
+                raise APIError(400, f"{name}: {exc}") from None
+        started, ended = bounds
+        if started is not None and ended is not None and started >= ended:
+            raise APIError(400, "started must be before ended")
+        return started, ended
+
+    def parse_order(self, allowed: dict[str, str], default) -> list[tuple[str, int]]:
+        """`order` values (`-` for descending, `a__b` or `a.b` paths) as stored sort keys."""
+        order = []
+        for raw in self.query_strings("order"):
+            name = raw.removeprefix("-")
+            key = allowed.get(name.replace(".", "__"))
+            if key is None:
+                raise APIError(400, f"order '{raw}' is not a field you can order by; choose from "
+                                    f"{', '.join(sorted(allowed))}")
+            order.append((key, -1 if raw.startswith("-") else 1))
+        return order or list(default)
+
+    def parse_page(self) -> tuple[int, int]:
+        page = self.query_int("page", 1, low=1)
+        page_size = self.query_int("page_size", 100, low=1, high=MAX_PAGE_SIZE)
+        return page, page_size
+
+    def page_url(self, page: int) -> str:
+        args = [(k, v.decode("utf-8", "replace")) for k, values in
+                self.request.query_arguments.items() if k != "page" for v in values]
+        args.append(("page", str(page)))
+        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+
+    def write_page(self, count: int, results: list, page: int, page_size: int) -> None:
+        """Scale's paginated body; a page past the last is a 404, page 1 may be empty."""
+        if page > 1 and (page - 1) * page_size >= count:
+            raise APIError(404, f"page {page} is past the last page of {count} results")
+        self.write_json({
+            "count": count,
+            "next": self.page_url(page + 1) if page * page_size < count else None,
+            "previous": self.page_url(page - 1) if page > 1 else None,
+            "results": results,
+        })
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise APIError(404, f"No such endpoint: {self.request.path}")

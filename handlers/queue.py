@@ -1,0 +1,134 @@
+"""/queue/new-job/, /queue/status/, /queue/requeue-jobs/: putting jobs on the queue."""
+
+import math
+
+from core.interface import (
+    InvalidJobData,
+    referenced_file_ids,
+    referenced_workspace_ids,
+    validate_job_data,
+)
+from core.model import JOB_STATUSES
+from core.times import format_ms, parse_instant
+from handlers.base import APIError, BaseHandler
+from handlers.serializers import Serializer
+from store.jobs import JobFilter
+
+MAX_REQUEUE = 10_000
+
+
+class NewJobHandler(BaseHandler):
+    async def post(self):
+        body = self.json_body()
+        if "job_type_id" not in body:
+            raise APIError(400, 'Missing required parameter: "job_type_id"')
+        type_id = body["job_type_id"]
+        if not isinstance(type_id, int) or isinstance(type_id, bool):
+            raise APIError(400, f'Parameter must be an integer: "job_type_id" (got {type_id!r})')
+        data = body.get("job_data", {})
+        if not isinstance(data, dict):
+            raise APIError(400, 'Parameter must be a valid JSON object: "job_data"')
+        job_type = await self.store.job_types.get(type_id)
+        if job_type is None:
+            raise APIError(404, f"Job type {type_id} does not exist")
+        if not job_type["is_active"]:
+            raise APIError(400, f"Job type {type_id} is no longer active")
+        files = await self.store.files.files_by_ids(referenced_file_ids(data))
+        try:
+            data = validate_job_data(job_type["interface"], data, files)
+        except InvalidJobData as exc:
+            raise APIError(400, f"Invalid job data: {exc}") from None
+        for workspace_id in sorted(referenced_workspace_ids(data)):
+            if await self.store.files.get_workspace(workspace_id) is None:
+                raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
+        disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
+        event = await self.store.jobs.create_event("USER", {"user": "Anonymous"})
+        job, exe = await self.store.jobs.submit_job(
+            job_type, data, event, job_type["interface"]["command_arguments"],
+            input_file_ids=files.keys(), disk_in_mb=disk_in)
+        self.set_header("Location", f"/job-executions/{exe['id']}/")
+        base_url = f"{self.request.protocol}://{self.request.host}"
+        self.write_json(await Serializer(self.store, base_url).job_details(job), status=201)
+
+
+class QueueStatusHandler(BaseHandler):
+    async def get(self):
+        rows = await self.store.jobs.queue_status()
+        job_types = await self.store.job_types.by_ids(r["_id"] for r in rows)
+        status = [{"count": r["count"], "longest_queued": format_ms(r["longest_queued"]),
+                   "highest_priority": r["highest_priority"],
+                   "job_type_name": job_types[r["_id"]]["name"],
+                   "job_type_version": job_types[r["_id"]]["version"],
+                   "is_job_type_paused": job_types[r["_id"]]["is_paused"]}
+                  for r in rows if r["_id"] in job_types]
+        status.sort(key=lambda s: (s["is_job_type_paused"], s["highest_priority"],
+                                   s["longest_queued"]))
+        self.write_json({"queue_status": status})
+
+
+class RequeueJobsHandler(BaseHandler):
+    """Requeue the FAILED and CANCELED jobs among those the filters match (Scale's semantics)."""
+
+    async def post(self):
+        body = self.json_body()
+        flt = JobFilter(
+            statuses=self._strings(body, "status", JOB_STATUSES),
+            job_ids=self._ints(body, "job_ids"), job_type_ids=self._ints(body, "job_type_ids"),
+            job_type_names=self._strings(body, "job_type_names"),
+            job_type_categories=self._strings(body, "job_type_categories"))
+        for name in ("started", "ended"):
+            if body.get(name) is not None:
+                if not isinstance(body[name], str):
+                    raise APIError(400, f"{name} must be an ISO-8601 string")
+                try:
+                    setattr(flt, name, parse_instant(body[name]))
+                except ValueError as exc:
+                    raise APIError(400, f"{name}: {exc}") from None
+        if flt.started is not None and flt.ended is not None and flt.started >= flt.ended:
+            raise APIError(400, "started must be before ended")
+        priority = body.get("priority")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+            raise APIError(400, "priority must be an integer")
+        page, page_size = self.parse_page()
+        count, matched = await self.store.jobs.list_jobs(
+            flt, [("id", 1)], 1, MAX_REQUEUE + 1, {"id": 1, "status": 1})
+        if count == 0:
+            raise APIError(404, "No jobs match the given filters")
+        if count > MAX_REQUEUE:
+            raise APIError(400, f"{count} jobs match; narrow the filters to at most {MAX_REQUEUE}")
+        for job in matched:
+            if job["status"] in ("FAILED", "CANCELED"):
+                await self.store.jobs.requeue_job(job["id"], priority=priority,
+                                                  command_arguments=await self._arguments(job))
+        ids = JobFilter(job_ids=[j["id"] for j in matched])
+        count, jobs = await self.store.jobs.list_jobs(ids, [("id", 1)], page, page_size,
+                                                      {"data": 0, "results": 0})
+        base_url = f"{self.request.protocol}://{self.request.host}"
+        self.write_page(count, await Serializer(self.store, base_url).job_rows(jobs), page,
+                        page_size)
+
+    async def _arguments(self, job: dict) -> str:
+        full = await self.store.jobs.get_job(job["id"])
+        rev = await self.store.job_types.get_revision(full["job_type_rev_id"])
+        return rev["interface"]["command_arguments"]
+
+    @staticmethod
+    def _ints(body: dict, name: str) -> list[int]:
+        values = body.get(name) or []
+        if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise APIError(400, f"{name} must be a list of integers")
+        return values
+
+    @staticmethod
+    def _strings(body: dict, name: str, choices=None) -> list[str]:
+        values = body.get(name) or []
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise APIError(400, f"{name} must be a string or a list of strings")
+        for value in values:
+            if choices and value not in choices:
+                raise APIError(400, f"{name} '{value}' is not valid; choose from "
+                                    f"{', '.join(choices)}")
+        return values

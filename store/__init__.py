@@ -1,0 +1,28 @@
+"""The only code that talks to MongoDB."""
+
+from store.db import Database
+from store.errors import ErrorStore
+from store.files import FileStore
+from store.job_types import JobTypeStore
+from store.jobs import JobStore
+
+
+class Store:
+    """All store modules over one connection."""
+
+    def __init__(self, url: str, name: str = "jobdeck"):
+        self.db = Database(url, name)
+        self.errors = ErrorStore(self.db)
+        self.files = FileStore(self.db)
+        self.job_types = JobTypeStore(self.db)
+        self.jobs = JobStore(self.db, self.job_types)
+
+    async def open(self) -> "Store":
+        await self.db.prepare()
+        return self
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> bool:
+        return await self.db.ping()

@@ -1,0 +1,384 @@
+"""Jobs and their executions, with one function per status transition.
+
+Each transition is a conditional `find_one_and_update` on the job (the status it leaves is part of
+the filter), so a status change is written once, atomically, with `last_status_change` and
+`last_modified`, and two server processes can never both make it.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from pymongo import ReturnDocument
+
+from core.model import (
+    CANCELABLE_JOB_STATUSES,
+    MIN_CPUS,
+    MIN_MEM,
+    REQUEUEABLE_JOB_STATUSES,
+    UNFINISHED_EXE_STATUSES,
+)
+from core.times import now_ms
+from store.db import Database
+
+AFTER = ReturnDocument.AFTER
+
+# API order names (Scale's `a__b` paths) mapped to stored fields; job type name and version are
+# immutable in Scale, so jobs keep copies of them to sort on.
+JOB_ORDER_FIELDS = {
+    **{name: name for name in (
+        "id", "status", "priority", "num_exes", "timeout", "max_tries", "cpus_required",
+        "mem_required", "disk_in_required", "disk_out_required", "created", "queued", "started",
+        "ended", "last_status_change", "last_modified")},
+    "job_type": "job_type_id", "job_type__id": "job_type_id",
+    "job_type__name": "job_type_name", "job_type__version": "job_type_version",
+    "job_type_rev": "job_type_rev_id", "job_type_rev__id": "job_type_rev_id",
+    "job_type_rev__revision_num": "job_type_rev_num",
+    "event": "event.id", "event__id": "event.id", "event__occurred": "event.occurred",
+    "error": "error_id", "error__id": "error_id",
+}
+EXE_ORDER_FIELDS = {name: name for name in (
+    "id", "status", "timeout", "created", "queued", "started", "ended", "last_modified",
+    "pre_started", "job_started", "post_started", "job_id", "node_id")}
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+@dataclass
+class JobFilter:
+    """What /jobs/, /jobs/updates/ and /jobs/executions/ can filter on."""
+
+    statuses: list[str] = field(default_factory=list)
+    job_ids: list[int] = field(default_factory=list)
+    job_type_ids: list[int] = field(default_factory=list)
+    job_type_names: list[str] = field(default_factory=list)
+    job_type_categories: list[str] = field(default_factory=list)
+    started: int | None = None
+    ended: int | None = None
+    time_field: str = "last_modified"
+
+
+class JobStore:
+    def __init__(self, db: Database, job_types):
+        self.db = db
+        self.job_types = job_types
+        self.jobs = db["jobs"]
+        self.exes = db["job_exes"]
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def build_query(self, flt: JobFilter) -> dict | None:
+        """The MongoDB filter for `flt`, or None when it can match nothing."""
+        query: dict = {}
+        if flt.statuses:
+            query["status"] = {"$in": sorted(set(flt.statuses))}
+        if flt.job_ids:
+            query["id"] = {"$in": sorted(set(flt.job_ids))}
+        type_ids = set(flt.job_type_ids) if flt.job_type_ids else None
+        if flt.job_type_names or flt.job_type_categories:
+            named = await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
+            type_ids = named if type_ids is None else type_ids & named
+        if type_ids is not None:
+            if not type_ids:
+                return None
+            query["job_type_id"] = {"$in": sorted(type_ids)}
+        span = {}
+        if flt.started is not None:
+            span["$gte"] = flt.started
+        if flt.ended is not None:
+            span["$lt"] = flt.ended
+        if span:
+            query[flt.time_field] = span
+        return query
+
+    async def list_jobs(self, flt: JobFilter, order: list[tuple[str, int]], page: int,
+                        page_size: int, projection=None) -> tuple[int, list[dict]]:
+        """One page of jobs and the total count; `order` holds stored field names."""
+        query = await self.build_query(flt)
+        if query is None:
+            return 0, []
+        count = await self.db.count("jobs", query)
+        if count == 0 or (page - 1) * page_size >= count:
+            return count, []
+        sort = list(order)
+        if not any(name == "id" for name, _ in sort):
+            sort.append(("id", 1))
+        cursor = (self.jobs.find(query, projection).sort(sort)
+                  .skip((page - 1) * page_size).limit(page_size))
+        return count, await cursor.to_list()
+
+    async def get_job(self, job_id: int) -> dict | None:
+        return await self.jobs.find_one({"id": job_id})
+
+    async def exes_for_job(self, job_id: int) -> list[dict]:
+        """Executions, newest first."""
+        return await self.exes.find({"job_id": job_id}).sort("id", -1).to_list()
+
+    async def exes_by_ids(self, ids) -> dict[int, dict]:
+        return await self.db.by_ids("job_exes", ids)
+
+    async def get_exe(self, exe_id: int) -> dict | None:
+        return await self.exes.find_one({"id": exe_id})
+
+    async def list_exes(self, statuses=(), job_type_ids=None, node_ids=(), started=None,
+                        ended=None, order=(("last_modified", 1),), page=1, page_size=100):
+        query: dict = {}
+        if statuses:
+            query["status"] = {"$in": list(statuses)}
+        if job_type_ids is not None:
+            query["job_type_id"] = {"$in": sorted(job_type_ids)}
+        if node_ids:
+            query["node_id"] = {"$in": list(node_ids)}
+        span = {}
+        if started is not None:
+            span["$gte"] = started
+        if ended is not None:
+            span["$lt"] = ended
+        if span:
+            query["last_modified"] = span
+        count = await self.db.count("job_exes", query)
+        if count == 0 or (page - 1) * page_size >= count:
+            return count, []
+        sort = list(order) + ([("id", 1)] if not any(n == "id" for n, _ in order) else [])
+        cursor = self.exes.find(query).sort(sort).skip((page - 1) * page_size).limit(page_size)
+        return count, await cursor.to_list()
+
+    async def queue_status(self) -> list[dict]:
+        """Queued jobs per job type: count, oldest `queued` and best (lowest) priority."""
+        cursor = await self.jobs.aggregate([
+            {"$match": {"status": "QUEUED"}},
+            {"$group": {"_id": "$job_type_id", "count": {"$sum": 1},
+                        "longest_queued": {"$min": "$queued"},
+                        "highest_priority": {"$min": "$priority"}}},
+        ])
+        return await cursor.to_list()
+
+    # -- creation ----------------------------------------------------------------------------
+
+    def new_job_doc(self, job_id: int, job_type: dict, data: dict, event: dict, now: int,
+                    input_file_ids=(), disk_in_mb: float = 0.0) -> dict:
+        """A PENDING job with Scale's values copied from its job type."""
+        disk_out = math.ceil(job_type["disk_out_mult_required"] * disk_in_mb
+                             + job_type["disk_out_const_required"])
+        return {
+            "id": job_id, "job_type_id": job_type["id"], "job_type_name": job_type["name"],
+            "job_type_version": job_type["version"], "job_type_rev_id": job_type["job_type_rev_id"],
+            "job_type_rev_num": job_type["revision_num"],
+            "event": {"id": event["id"], "type": event["type"], "rule_id": None,
+                      "occurred": event["occurred"]},
+            "error_id": None, "status": "PENDING", "priority": job_type["priority"],
+            "num_exes": 0, "timeout": job_type["timeout"], "max_tries": job_type["max_tries"],
+            "cpus_required": max(float(job_type["cpus_required"]), MIN_CPUS),
+            "mem_required": max(float(job_type["mem_required"]), MIN_MEM),
+            "disk_in_required": float(disk_in_mb), "disk_out_required": float(disk_out),
+            "created": now, "queued": None, "started": None, "ended": None,
+            "last_status_change": now, "last_modified": now, "data": data, "results": None,
+            "input_file_ids": sorted(set(input_file_ids)), "latest_exe_id": None,
+        }
+
+    async def create_event(self, event_type: str, description: dict) -> dict:
+        event = {"id": await self.db.next_id("trigger_events"), "type": event_type, "rule_id": None,
+                 "occurred": now_ms(), "description": description}
+        await self.db["trigger_events"].insert_one(event)
+        return event
+
+    async def get_event(self, event_id: int) -> dict | None:
+        return await self.db["trigger_events"].find_one({"id": event_id})
+
+    async def create_job(self, job_type: dict, data: dict, event: dict, input_file_ids=(),
+                         disk_in_mb: float = 0.0) -> dict:
+        job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, now_ms(),
+                               input_file_ids, disk_in_mb)
+        await self.jobs.insert_one(job)
+        return job
+
+    async def submit_job(self, job_type: dict, data: dict, event: dict, command_arguments: str,
+                         input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[dict, dict]:
+        """Create a job already QUEUED with its first QUEUED execution (one write each, the
+        execution first, so a job is never seen QUEUED without it)."""
+        when = now_ms()
+        job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, when,
+                               input_file_ids, disk_in_mb)
+        exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
+        await self.exes.insert_one(exe)
+        job.update(status="QUEUED", queued=when, num_exes=1, latest_exe_id=exe["id"])
+        await self.jobs.insert_one(job)
+        return job, exe
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _new_exe(self, exe_id: int, job: dict, when: int, command_arguments: str) -> dict:
+        return {
+            "id": exe_id, "job_id": job["id"], "job_type_id": job["job_type_id"],
+            "status": "QUEUED", "command_arguments": command_arguments,
+            "timeout": job["timeout"], "pre_started": None, "pre_completed": None,
+            "pre_exit_code": None, "job_started": None, "job_completed": None,
+            "job_exit_code": None, "post_started": None, "post_completed": None,
+            "post_exit_code": None, "created": when, "queued": when, "started": None,
+            "ended": None, "last_modified": when, "node_id": None, "error_id": None,
+            "environment": {}, "cpus_scheduled": None, "mem_scheduled": None,
+            "disk_in_scheduled": None, "disk_out_scheduled": None, "disk_total_scheduled": None,
+            "results": None, "results_manifest": None,
+        }
+
+    async def _queue(self, job_filter: dict, extra: dict | None = None, when: int | None = None,
+                     priority: int | None = None, command_arguments: str = "") -> dict | None:
+        """Move one job matching `job_filter` to QUEUED with a fresh QUEUED execution.
+
+        The execution is written first and the job points at it (`latest_exe_id`) in the same
+        update that changes its status; an execution no job points at is never run.
+        """
+        when = now_ms() if when is None else when
+        job = await self.jobs.find_one(job_filter, {"id": 1, "job_type_id": 1, "timeout": 1})
+        if job is None:
+            return None
+        exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
+        await self.exes.insert_one(exe)
+        changes = {"status": "QUEUED", "error_id": None, "queued": when, "started": None,
+                   "ended": None, "last_status_change": when, "last_modified": when,
+                   "latest_exe_id": exe["id"], **(extra or {})}
+        if priority is not None:
+            changes["priority"] = priority
+        updated = await self.jobs.find_one_and_update(
+            {**job_filter, "id": job["id"]}, {"$set": changes, "$inc": {"num_exes": 1}},
+            return_document=AFTER)
+        if updated is None:
+            await self.exes.delete_one({"id": exe["id"]})
+        return updated
+
+    async def queue_job(self, job_id: int, priority: int | None = None,
+                        command_arguments: str = "", when: int | None = None) -> dict | None:
+        """PENDING, FAILED or CANCELED → QUEUED (Scale's queue_jobs)."""
+        return await self._queue({"id": job_id, "status": {"$in": ["PENDING", "FAILED", "CANCELED"]}},
+                                 when=when, priority=priority, command_arguments=command_arguments)
+
+    async def start_execution(self, exe_id: int, node_id: int | None,
+                              when: int | None = None, scheduled: dict | None = None):
+        """Claim a QUEUED execution and move its job QUEUED → RUNNING; (job, exe) or None."""
+        when = now_ms() if when is None else when
+        exe = await self.exes.find_one_and_update(
+            {"id": exe_id, "status": "QUEUED"},
+            {"$set": {"status": "RUNNING", "started": when, "last_modified": when,
+                      "node_id": node_id, **(scheduled or {})}},
+            return_document=AFTER)
+        if exe is None:
+            return None
+        job = await self.jobs.find_one_and_update(
+            {"id": exe["job_id"], "status": "QUEUED", "latest_exe_id": exe_id},
+            {"$set": {"status": "RUNNING", "started": when, "last_status_change": when,
+                      "last_modified": when}},
+            return_document=AFTER)
+        if job is None:
+            await self._finish_exe(exe_id, "CANCELED", when)
+            return None
+        return job, exe
+
+    async def update_execution(self, exe_id: int, **fields) -> dict | None:
+        """Record phase timestamps, exit codes and similar non-status fields of an execution."""
+        fields["last_modified"] = now_ms()
+        return await self.exes.find_one_and_update({"id": exe_id}, {"$set": fields},
+                                                   return_document=AFTER)
+
+    async def _finish_exe(self, exe_id: int, status: str, when: int, error_id=None,
+                          extra: dict | None = None) -> dict | None:
+        return await self.exes.find_one_and_update(
+            {"id": exe_id, "status": {"$in": list(UNFINISHED_EXE_STATUSES)}},
+            {"$set": {"status": status, "ended": when, "last_modified": when,
+                      "error_id": error_id, **(extra or {})}},
+            return_document=AFTER)
+
+    async def complete_execution(self, exe_id: int, results: dict | None = None,
+                                 when: int | None = None) -> dict | None:
+        """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`."""
+        when = now_ms() if when is None else when
+        exe = await self.exes.find_one_and_update(
+            {"id": exe_id, "status": "RUNNING"},
+            {"$set": {"status": "COMPLETED", "ended": when, "last_modified": when,
+                      "results": results}},
+            return_document=AFTER)
+        if exe is None:
+            return None
+        return await self.jobs.find_one_and_update(
+            {"id": exe["job_id"], "status": "RUNNING", "latest_exe_id": exe_id},
+            {"$set": {"status": "COMPLETED", "results": results, "ended": when,
+                      "last_status_change": when, "last_modified": when}},
+            return_document=AFTER)
+
+    async def fail_execution(self, exe_id: int, error: dict, when: int | None = None,
+                             command_arguments: str = "") -> dict | None:
+        """RUNNING execution → FAILED; its job → FAILED, or straight back to QUEUED.
+
+        Scale's automatic retry: a SYSTEM error while `num_exes < max_tries` (or any error of a
+        long-running job type) requeues in the same single status change.
+        """
+        when = now_ms() if when is None else when
+        exe = await self.exes.find_one_and_update(
+            {"id": exe_id, "status": "RUNNING"},
+            {"$set": {"status": "FAILED", "ended": when, "last_modified": when,
+                      "error_id": error["id"]}},
+            return_document=AFTER)
+        if exe is None:
+            return None
+        running = {"id": exe["job_id"], "status": "RUNNING", "latest_exe_id": exe_id}
+        job = await self.jobs.find_one(running, {"num_exes": 1, "max_tries": 1, "job_type_id": 1})
+        if job is None:
+            return None
+        job_type = await self.job_types.get(job["job_type_id"])
+        retry = ((error["category"] == "SYSTEM" and job["num_exes"] < job["max_tries"])
+                 or bool(job_type and job_type.get("is_long_running")))
+        if retry:
+            requeued = await self._queue(running, when=when, command_arguments=command_arguments)
+            if requeued is not None:
+                return requeued
+        return await self.jobs.find_one_and_update(
+            running,
+            {"$set": {"status": "FAILED", "error_id": error["id"], "ended": when,
+                      "last_status_change": when, "last_modified": when}},
+            return_document=AFTER)
+
+    async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
+        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
+        when = now_ms() if when is None else when
+        job = await self.jobs.find_one_and_update(
+            {"id": job_id, "status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
+            {"$set": {"status": "CANCELED", "ended": when, "last_status_change": when,
+                      "last_modified": when}},
+            return_document=AFTER)
+        if job is None:
+            current = await self.jobs.find_one({"id": job_id}, {"status": 1})
+            if current is None:
+                raise JobNotFound(f"job {job_id} does not exist")
+            raise InvalidTransition(
+                f"job {job_id} is {current['status']} and cannot be canceled; only "
+                f"{', '.join(CANCELABLE_JOB_STATUSES)} jobs can be")
+        if job.get("latest_exe_id") is not None:
+            await self._finish_exe(job["latest_exe_id"], "CANCELED", when)
+        return job
+
+    async def requeue_job(self, job_id: int, priority: int | None = None,
+                          command_arguments: str = "", when: int | None = None) -> dict | None:
+        """FAILED/CANCELED → QUEUED with one more try (Scale: max_tries = num_exes + 1).
+
+        A job that never ran (num_exes 0) goes to BLOCKED, as in Scale.
+        """
+        when = now_ms() if when is None else when
+        job = await self.jobs.find_one(
+            {"id": job_id, "status": {"$in": list(REQUEUEABLE_JOB_STATUSES)}},
+            {"num_exes": 1, "status": 1})
+        if job is None:
+            return None
+        if job["num_exes"] == 0:
+            return await self.jobs.find_one_and_update(
+                {"id": job_id, "status": job["status"], "num_exes": 0},
+                {"$set": {"status": "BLOCKED", "error_id": None, "ended": None,
+                          "last_status_change": when, "last_modified": when}},
+                return_document=AFTER)
+        return await self._queue(
+            {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
+            extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,
+            command_arguments=command_arguments)
