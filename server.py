@@ -18,10 +18,14 @@ from store.embedded import EmbeddedMongo, EmbeddedStoreError
 log = logging.getLogger("jobdeck")
 
 
+ROOT = Path(__file__).resolve().parent
+
+
 def make_app(store: Store, **settings) -> tornado.web.Application:
     return tornado.web.Application(
         routes(), store=store, default_handler_class=NotFoundHandler,
-        log_function=record_request, **settings)
+        log_function=record_request, template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"), **settings)
 
 
 async def serve(settings: dict) -> int:

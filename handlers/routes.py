@@ -38,5 +38,15 @@ OPS_ROUTES = [
 ]
 
 
+# The job engine's endpoints (workspaces, files, products, nodes, logs).
+ENGINE_ROUTES: list = []
+
+# Live updates over WebSocket.
+LIVE_ROUTES: list = []
+
+# Browser dashboards.
+DASHBOARD_ROUTES: list = []
+
+
 def routes() -> list:
-    return API_ROUTES + OPS_ROUTES
+    return API_ROUTES + ENGINE_ROUTES + LIVE_ROUTES + OPS_ROUTES + DASHBOARD_ROUTES
