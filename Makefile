@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 # Touched after a successful pip install, so `make install` is a no-op until
 # a requirements file changes.
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install run test demo bench browser clean
 
@@ -14,9 +15,12 @@ install: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-test.txt | $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check \
-		-r requirements.txt -r requirements-test.txt
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
 run: install
@@ -25,10 +29,10 @@ run: install
 demo: install
 	$(PY) server.py --demo
 
-bench: install
+bench: $(TEST_STAMP)
 	$(PY) -m bench
 
-test: browser install
+test: browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
