@@ -13,8 +13,36 @@ DEFAULTS = {
     "mongo_url": None,
     "db_name": "jobdeck",
     "store_timeout_ms": 5000,
+    "ws_ping_interval": 20.0,
+    "ws_ping_timeout": 20.0,
+    "ws_max_queue": 256,
+    "ws_max_message_size": 65536,
 }
 TYPES = {"port": int, "store_timeout_ms": int}
+TYPES.update({"ws_ping_interval": float, "ws_ping_timeout": float, "ws_max_queue": int,
+              "ws_max_message_size": int})
+
+
+def boolean(value) -> bool:
+    """true/false, yes/no, on/off, 1/0: YAML gives booleans, flags and the environment text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(value)
+
+
+# The job engine (engine/): capacity defaults to this machine's CPUs and memory (MiB).
+DEFAULTS.update({"engine": True, "engine_cpus": None, "engine_mem": None, "cancel_grace": 10.0,
+                 "engine_poll_interval": 0.5, "demo": False})
+TYPES.update({"engine": boolean, "engine_cpus": float, "engine_mem": float,
+              "cancel_grace": float, "engine_poll_interval": float, "demo": boolean})
+# Flags that may be given bare (`--demo` means `--demo true`).
+BOOLEAN_FLAGS = ("engine", "demo")
+POSITIVE = ("engine_cpus", "engine_mem", "engine_poll_interval")
 
 
 class SettingsError(ValueError):
@@ -25,16 +53,24 @@ def _coerce(key: str, value):
     if value is None or key not in TYPES:
         return value
     try:
-        return TYPES[key](value)
+        value = TYPES[key](value)
     except (TypeError, ValueError):
         raise SettingsError(f"{key} must be {TYPES[key].__name__}, not {value!r}") from None
+    if key == "port" and not 0 <= value <= 65535:
+        raise SettingsError(f"port must be from 0 to 65535, not {value}")
+    if key in POSITIVE and value <= 0:
+        raise SettingsError(f"{key} must be greater than zero, not {value}")
+    if key == "cancel_grace" and value < 0:
+        raise SettingsError(f"cancel_grace must not be negative, not {value}")
+    return value
 
 
 def parse_flags(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Jobdeck: live job service and dashboard")
     parser.add_argument("--settings", default="settings.yaml", help="settings file (YAML)")
     for key in DEFAULTS:
-        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None)
+        bare = {"nargs": "?", "const": "true"} if key in BOOLEAN_FLAGS else {}
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, **bare)
     return parser.parse_args(argv)
 
 

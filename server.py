@@ -9,9 +9,11 @@ from pathlib import Path
 import tornado.web
 
 from config import SettingsError, load_settings
+from engine.service import EngineService
 from handlers.base import NotFoundHandler
 from handlers.health import record_request
 from handlers.routes import routes
+from live.hub import stop_hub
 from store import Store
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
 
@@ -38,12 +40,15 @@ async def serve(settings: dict) -> int:
         url = await asyncio.to_thread(embedded.start)
         log.info("embedded store (nx-27017) ready at %s, data in %s", url, data_dir.resolve())
     store = Store(url, settings["db_name"])
+    engine_service = None
     try:
         if not await store.ping():
             log.error("cannot reach the store at %s", url)
             return 2
         await store.open()
-        app = make_app(store)
+        engine_service = await EngineService(store, settings).start()
+        app = make_app(store, data_dir=settings["data_dir"], engine=engine_service.engine,
+                       **{k: v for k, v in settings.items() if k.startswith("ws_")})
         server = app.listen(settings["port"], settings["host"], xheaders=True)
         log.info("Jobdeck ready at http://%s:%s/", settings["host"], settings["port"])
         stop = asyncio.Event()
@@ -55,6 +60,9 @@ async def serve(settings: dict) -> int:
         server.stop()
         await server.close_all_connections()
     finally:
+        if engine_service is not None:
+            await engine_service.stop()
+        await stop_hub(store)
         await store.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

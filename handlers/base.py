@@ -12,6 +12,22 @@ from core.times import now_ms, parse_instant
 log = logging.getLogger("jobdeck")
 
 MAX_PAGE_SIZE = 1000
+# MongoDB stores 64-bit signed integers; a larger number can match nothing and must not reach it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# No result set has this many pages, and a larger page would overflow the store's skip.
+MAX_PAGE = INT64_MAX // MAX_PAGE_SIZE
+
+
+def sentence(message: str) -> str:
+    """A store message as a response line: first letter up, the rest (names, statuses) kept."""
+    return message[:1].upper() + message[1:]
+
+
+def check_int64(name: str, value: int) -> int:
+    """`value` if MongoDB can hold it, else a 400 naming `name`."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise APIError(400, f"{name} {value} is out of range; integers must fit in 64 bits")
+    return value
 
 
 class APIError(tornado.web.HTTPError):
@@ -36,6 +52,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, APIError):
             message = exc.message
+        elif isinstance(exc, OverflowError):
+            self.set_status(400)
+            message = "A number in the request is too large"
         elif isinstance(exc, PyMongoError):
             self.set_status(503)
             message = "The job store is unavailable; try again shortly."
@@ -66,6 +85,8 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise APIError(415, f"Send a JSON body with Content-Type: application/json, "
                                     f"not {content_type}") from exc
             raise APIError(400, f"Request body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise APIError(400, "Request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise APIError(400, "Request body must be a JSON object")
         return body
@@ -82,6 +103,8 @@ class BaseHandler(tornado.web.RequestHandler):
                 values.append(int(raw))
             except ValueError:
                 raise APIError(400, f"{name} must be an integer, not '{raw}'") from None
+            if name != "page":
+                check_int64(name, values[-1])
         return values
 
     def query_int(self, name: str, default: int | None = None, low: int | None = None,
@@ -126,6 +149,8 @@ class BaseHandler(tornado.web.RequestHandler):
                 bounds.append(parse_instant(raw, now))
             except ValueError as exc:
                 raise APIError(400, f"{name}: {exc}") from None
+            except OverflowError:
+                raise APIError(400, f"{name}: '{raw}' reaches outside the calendar") from None
         started, ended = bounds
         if started is not None and ended is not None and started >= ended:
             raise APIError(400, "started must be before ended")
@@ -140,12 +165,15 @@ class BaseHandler(tornado.web.RequestHandler):
             if key is None:
                 raise APIError(400, f"order '{raw}' is not a field you can order by; choose from "
                                     f"{', '.join(sorted(allowed))}")
-            order.append((key, -1 if raw.startswith("-") else 1))
+            if all(key != seen for seen, _ in order):  # the first mention of a field wins
+                order.append((key, -1 if raw.startswith("-") else 1))
         return order or list(default)
 
     def parse_page(self) -> tuple[int, int]:
         page = self.query_int("page", 1, low=1)
         page_size = self.query_int("page_size", 100, low=1, high=MAX_PAGE_SIZE)
+        if page > MAX_PAGE:
+            raise APIError(404, f"page {page} is past the last page")
         return page, page_size
 
     def page_url(self, page: int) -> str:

@@ -8,7 +8,7 @@ from core.interface import (
 )
 from core.model import JOB_TYPE_EDITABLE, JOB_TYPE_IGNORED
 from core.times import now_ms
-from handlers.base import APIError, BaseHandler
+from handlers.base import APIError, BaseHandler, sentence
 from handlers.serializers import job_type_details, job_type_full
 from store.job_types import JobTypeExists, JobTypeStore
 
@@ -123,7 +123,7 @@ class JobTypesHandler(JobTypeView):
             job_type = await self.store.job_types.create(body["name"], body["version"],
                                                          interface, fields)
         except JobTypeExists as exc:
-            raise APIError(400, str(exc).capitalize()) from None
+            raise APIError(400, sentence(str(exc))) from None
         self.set_header("Location", f"/job-types/{job_type['id']}/")
         self.write_json(await self.details(job_type), status=201)
 

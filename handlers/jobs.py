@@ -3,7 +3,7 @@
 from typing import ClassVar
 
 from core.model import JOB_STATUSES
-from handlers.base import APIError, BaseHandler
+from handlers.base import APIError, BaseHandler, sentence
 from handlers.serializers import Serializer
 from store.jobs import JOB_ORDER_FIELDS, InvalidTransition, JobFilter, JobNotFound
 
@@ -79,7 +79,7 @@ class JobDetailsHandler(JobListBase):
         except JobNotFound:
             raise APIError(404, f"Job {job_id} does not exist") from None
         except InvalidTransition as exc:
-            raise APIError(400, str(exc).capitalize()) from None
+            raise APIError(400, sentence(str(exc))) from None
         self.write_json(await Serializer(self.store, self.base_url).job_details(job))
 
 

@@ -10,7 +10,7 @@ from core.interface import (
 )
 from core.model import JOB_STATUSES
 from core.times import format_ms, parse_instant
-from handlers.base import APIError, BaseHandler
+from handlers.base import APIError, BaseHandler, check_int64
 from handlers.serializers import Serializer
 from store.jobs import JobFilter
 
@@ -25,6 +25,7 @@ class NewJobHandler(BaseHandler):
         type_id = body["job_type_id"]
         if not isinstance(type_id, int) or isinstance(type_id, bool):
             raise APIError(400, f'Parameter must be an integer: "job_type_id" (got {type_id!r})')
+        check_int64("job_type_id", type_id)
         data = body.get("job_data", {})
         if not isinstance(data, dict):
             raise APIError(400, 'Parameter must be a valid JSON object: "job_data"')
@@ -33,12 +34,16 @@ class NewJobHandler(BaseHandler):
             raise APIError(404, f"Job type {type_id} does not exist")
         if not job_type["is_active"]:
             raise APIError(400, f"Job type {type_id} is no longer active")
-        files = await self.store.files.files_by_ids(referenced_file_ids(data))
+        file_ids = referenced_file_ids(data)
+        for file_id in file_ids:
+            check_int64("file_id", file_id)
+        files = await self.store.files.files_by_ids(file_ids)
         try:
             data = validate_job_data(job_type["interface"], data, files)
         except InvalidJobData as exc:
             raise APIError(400, f"Invalid job data: {exc}") from None
         for workspace_id in sorted(referenced_workspace_ids(data)):
+            check_int64("workspace_id", workspace_id)
             if await self.store.files.get_workspace(workspace_id) is None:
                 raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
         disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
@@ -84,11 +89,16 @@ class RequeueJobsHandler(BaseHandler):
                     setattr(flt, name, parse_instant(body[name]))
                 except ValueError as exc:
                     raise APIError(400, f"{name}: {exc}") from None
+                except OverflowError:
+                    raise APIError(400, f"{name}: '{body[name]}' reaches outside the "
+                                        "calendar") from None
         if flt.started is not None and flt.ended is not None and flt.started >= flt.ended:
             raise APIError(400, "started must be before ended")
         priority = body.get("priority")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise APIError(400, "priority must be an integer")
+        if priority is not None:
+            check_int64("priority", priority)
         page, page_size = self.parse_page()
         count, matched = await self.store.jobs.list_jobs(
             flt, [("id", 1)], 1, MAX_REQUEUE + 1, {"id": 1, "status": 1})
@@ -118,6 +128,8 @@ class RequeueJobsHandler(BaseHandler):
         if not isinstance(values, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise APIError(400, f"{name} must be a list of integers")
+        for value in values:
+            check_int64(name, value)
         return values
 
     @staticmethod

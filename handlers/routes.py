@@ -1,5 +1,6 @@
 """The routes table: reads like the API document."""
 
+from handlers import dashboard, engine_api
 from handlers.errors import ErrorDetailsHandler, ErrorsHandler
 from handlers.executions import ExecutionDetailsHandler, ExecutionsHandler
 from handlers.health import HealthHandler, MetricsHandler
@@ -12,6 +13,7 @@ from handlers.jobs import (
 )
 from handlers.openapi import OpenAPIHandler
 from handlers.queue import NewJobHandler, QueueStatusHandler, RequeueJobsHandler
+from live.socket import JobUpdatesSocket
 
 ID = r"([0-9]{1,18})"
 
@@ -39,13 +41,34 @@ OPS_ROUTES = [
 
 
 # The job engine's endpoints (workspaces, files, products, nodes, logs).
-ENGINE_ROUTES: list = []
+ENGINE_ROUTES: list = [
+    (r"/workspaces/", engine_api.WorkspacesHandler),
+    (rf"/workspaces/{ID}/", engine_api.WorkspaceDetailsHandler),
+    (r"/files/", engine_api.FilesHandler),
+    (rf"/files/{ID}/", engine_api.FileDetailsHandler),
+    (rf"/files/{ID}/download/", engine_api.FileDownloadHandler),
+    (r"/products/", engine_api.ProductsHandler),
+    (r"/nodes/", engine_api.NodesHandler),
+    (rf"/nodes/{ID}/", engine_api.NodeDetailsHandler),
+    (rf"/job-executions/{ID}/logs/", engine_api.ExecutionLogsHandler),
+]
 
 # Live updates over WebSocket.
-LIVE_ROUTES: list = []
+LIVE_ROUTES: list = [
+    (r"/ws/jobs/updates/", JobUpdatesSocket),
+]
 
 # Browser dashboards.
-DASHBOARD_ROUTES: list = []
+DASHBOARD_ROUTES: list = [
+    (r"/", dashboard.OverviewPage),
+    (r"/dashboard/overview/live", dashboard.OverviewPage, {"partial": True}),
+    (r"/dashboard/jobs", dashboard.JobsPage),
+    (rf"/dashboard/jobs/{ID}", dashboard.JobPage),
+    (r"/dashboard/job-types", dashboard.JobTypesPage),
+    (rf"/dashboard/job-types/{ID}", dashboard.JobTypePage),
+    (r"/dashboard/queue", dashboard.QueuePage),
+    (r"/dashboard/queue/live", dashboard.QueuePage, {"partial": True}),
+]
 
 
 def routes() -> list:

@@ -32,7 +32,7 @@ INDEXES = {
     ],
     "job_exes": [
         [("id", A)],
-        [("job_id", A), ("id", D)],
+        [("job_id", A), ("id", A)],  # read backwards for newest first
         [("status", A), ("id", A)],
         [("last_modified", A), ("id", A)],
         [("job_type_id", A), ("last_modified", A), ("id", A)],
@@ -95,9 +95,18 @@ class Database:
         return (await self.next_ids(name, 1))[0]
 
     async def next_ids(self, name: str, count: int) -> range:
-        doc = await self.db.counters.find_one_and_update(
-            {"_id": name}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER)
-        return range(doc["seq"] - count + 1, doc["seq"] + 1)
+        """Reserve `count` consecutive ids. A counter that is missing (a collection outside
+        COUNTED, or a counters document lost while running) is first rebuilt from the highest
+        id present, never restarted at 1: nx-27017 cannot enforce a unique index on `id`."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        for _ in range(2):
+            doc = await self.db.counters.find_one_and_update(
+                {"_id": name}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER)
+            if doc is not None:
+                return range(doc["seq"] - count + 1, doc["seq"] + 1)
+            await self._init_counter(name)
+        raise RuntimeError(f"the {name} id counter could not be created")
 
     async def _seed_errors(self) -> None:
         known = {doc["name"] async for doc in self.db.errors.find({}, {"name": 1})}

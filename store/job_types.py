@@ -91,20 +91,34 @@ class JobTypeStore:
         return await self.db["job_types"].find({}).sort("id", 1).to_list()
 
     async def job_counts(self, type_id: int, since: int) -> list[dict]:
-        """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since."""
+        """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since.
+
+        Grouped on one field per pass: nx-27017 does not evaluate a document `$group` key
+        (`{"s": "$status", "e": "$error_id"}` groups everything as one literal)."""
+        match = {"job_type_id": type_id, "last_status_change": {"$gte": since}}
+        by_status = await self._grouped(match, "$status")
+        failed = by_status.pop("FAILED", None)
+        merged = {(status, None): row for status, row in by_status.items()}
+        if failed is not None:
+            by_error = await self._grouped({**match, "status": "FAILED"}, "$error_id")
+            errors = await self.db.by_ids("errors", by_error)
+            for error_id, row in by_error.items():
+                error = errors.get(error_id)
+                key = ("FAILED", error["category"] if error else None)
+                entry = merged.setdefault(key, {"count": 0, "most_recent": 0})
+                entry["count"] += row["count"]
+                entry["most_recent"] = max(entry["most_recent"], row["most_recent"])
+        return sorted(({"status": status, "count": row["count"],
+                        "most_recent": row["most_recent"], "category": category}
+                       for (status, category), row in merged.items()),
+                      key=lambda e: (e["status"], e["category"] or ""))
+
+    async def _grouped(self, match: dict, key: str) -> dict:
+        """{value of `key`: {count, most_recent}} over the jobs matching `match`."""
         cursor = await self.db["jobs"].aggregate([
-            {"$match": {"job_type_id": type_id, "last_status_change": {"$gte": since}}},
-            {"$group": {"_id": {"status": "$status", "error_id": "$error_id"},
-                        "count": {"$sum": 1}, "most_recent": {"$max": "$last_status_change"}}},
+            {"$match": match},
+            {"$group": {"_id": key, "count": {"$sum": 1},
+                        "most_recent": {"$max": "$last_status_change"}}},
         ])
-        rows = await cursor.to_list()
-        errors = await self.db.by_ids("errors", [r["_id"].get("error_id") for r in rows])
-        merged: dict[tuple, dict] = {}
-        for row in rows:
-            error = errors.get(row["_id"].get("error_id"))
-            key = (row["_id"]["status"], error["category"] if error else None)
-            entry = merged.setdefault(key, {"status": key[0], "count": 0, "most_recent": 0,
-                                            "category": key[1]})
-            entry["count"] += row["count"]
-            entry["most_recent"] = max(entry["most_recent"], row["most_recent"])
-        return sorted(merged.values(), key=lambda e: (e["status"], e["category"] or ""))
+        return {row["_id"]: {"count": row["count"], "most_recent": row["most_recent"]}
+                async for row in cursor}

@@ -279,7 +279,12 @@ class JobStore:
         return job, exe
 
     async def update_execution(self, exe_id: int, **fields) -> dict | None:
-        """Record phase timestamps, exit codes and similar non-status fields of an execution."""
+        """Record phase timestamps, exit codes and similar non-status fields of an execution.
+
+        Status changes only go through the transition functions, which keep job and execution
+        consistent; a status here would bypass them."""
+        if "status" in fields:
+            raise ValueError("an execution's status changes only through a transition function")
         fields["last_modified"] = now_ms()
         return await self.exes.find_one_and_update({"id": exe_id}, {"$set": fields},
                                                    return_document=AFTER)
@@ -309,14 +314,17 @@ class JobStore:
                       "last_status_change": when, "last_modified": when}},
             return_document=AFTER)
 
-    async def fail_execution(self, exe_id: int, error: dict, when: int | None = None,
+    async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "") -> dict | None:
         """RUNNING execution → FAILED; its job → FAILED, or straight back to QUEUED.
 
         Scale's automatic retry: a SYSTEM error while `num_exes < max_tries` (or any error of a
-        long-running job type) requeues in the same single status change.
+        long-running job type) requeues in the same single status change. No error means
+        Scale's `unknown`.
         """
         when = now_ms() if when is None else when
+        if error is None:
+            error = await self.db["errors"].find_one({"name": "unknown"})
         exe = await self.exes.find_one_and_update(
             {"id": exe_id, "status": "RUNNING"},
             {"$set": {"status": "FAILED", "ended": when, "last_modified": when,
@@ -342,12 +350,15 @@ class JobStore:
             return_document=AFTER)
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
-        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
+        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution.
+
+        Only a FAILED job has an error (Scale's update_status), so canceling clears it.
+        """
         when = now_ms() if when is None else when
         job = await self.jobs.find_one_and_update(
             {"id": job_id, "status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
-            {"$set": {"status": "CANCELED", "ended": when, "last_status_change": when,
-                      "last_modified": when}},
+            {"$set": {"status": "CANCELED", "error_id": None, "ended": when,
+                      "last_status_change": when, "last_modified": when}},
             return_document=AFTER)
         if job is None:
             current = await self.jobs.find_one({"id": job_id}, {"status": 1})
@@ -382,3 +393,47 @@ class JobStore:
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
             extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,
             command_arguments=command_arguments)
+
+    # -- job engine queries --------------------------------------------------------------------
+
+    async def queued_jobs(self, limit: int) -> list[dict]:
+        """QUEUED jobs in scheduling order: lower priority number first, then oldest queued."""
+        cursor = self.jobs.find(
+            {"status": "QUEUED"},
+            {"id": 1, "job_type_id": 1, "latest_exe_id": 1, "priority": 1, "queued": 1,
+             "cpus_required": 1, "mem_required": 1, "disk_in_required": 1,
+             "disk_out_required": 1})
+        return await cursor.sort([("priority", 1), ("queued", 1), ("id", 1)]).limit(
+            limit).to_list()
+
+    async def running_counts_by_type(self) -> dict[int, int]:
+        """How many jobs of each job type are RUNNING (for max_scheduled)."""
+        cursor = await self.jobs.aggregate([
+            {"$match": {"status": "RUNNING"}},
+            {"$group": {"_id": "$job_type_id", "count": {"$sum": 1}}},
+        ])
+        return {row["_id"]: row["count"] for row in await cursor.to_list()}
+
+    async def running_exes_of_node(self, node_id: int) -> list[dict]:
+        return await self.exes.find({"status": "RUNNING", "node_id": node_id}).sort(
+            "id", 1).to_list()
+
+    async def node_usage(self, node_id: int) -> dict:
+        """CPUs and memory (MiB) scheduled to the node's RUNNING executions."""
+        cursor = await self.exes.aggregate([
+            {"$match": {"status": "RUNNING", "node_id": node_id}},
+            {"$group": {"_id": None, "cpus": {"$sum": "$cpus_scheduled"},
+                        "mem": {"$sum": "$mem_scheduled"}, "count": {"$sum": 1}}},
+        ])
+        rows = await cursor.to_list()
+        if not rows:
+            return {"cpus": 0.0, "mem": 0.0, "count": 0}
+        return {"cpus": float(rows[0]["cpus"]), "mem": float(rows[0]["mem"]),
+                "count": rows[0]["count"]}
+
+    async def exe_statuses(self, exe_ids) -> dict[int, str]:
+        ids = sorted(set(exe_ids))
+        if not ids:
+            return {}
+        cursor = self.exes.find({"id": {"$in": ids}}, {"id": 1, "status": 1})
+        return {doc["id"]: doc["status"] async for doc in cursor}

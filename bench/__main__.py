@@ -1,0 +1,93 @@
+"""Run every benchmark module in bench/ and print one table.
+
+A benchmark is a module `bench/<name>_bench.py` exposing `run(args) -> list[dict]` (one dict per
+table row) and optionally `add_arguments(parser)` for its own flags. Each run is also written as
+JSON to bench/results/<UTC time>.json.
+"""
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def discover() -> dict[str, object]:
+    """bench/*_bench.py modules that expose `run`, by short name."""
+    modules = {}
+    for path in sorted(BENCH_DIR.glob("*_bench.py")):
+        module = importlib.import_module(f"bench.{path.stem}")
+        if callable(getattr(module, "run", None)):
+            modules[path.stem.removesuffix("_bench")] = module
+    return modules
+
+
+def parser_for(modules: dict) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=sorted(modules),
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small data (10,000 jobs) for a smoke run")
+    parser.add_argument("--million", action="store_true",
+                        help="also measure at 1,000,000 jobs (long: seeding dominates)")
+    for module in modules.values():
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(parser)
+    return parser
+
+
+def format_cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def table(rows: list[dict]) -> str:
+    """One text table over the union of the rows' keys, in order of first appearance."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) if v[:1].isdigit() or v[:1] == "-" else v.ljust(w)
+                        for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    modules = discover()
+    args = parser_for(modules).parse_args(argv)
+    chosen = {name: m for name, m in modules.items() if not args.only or name in args.only}
+    rows: list[dict] = []
+    started = time.time()
+    for name, module in chosen.items():
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            rows += [{"bench": name, **row} for row in module.run(args)]
+        except Exception as exc:  # noqa: BLE001 (a broken benchmark must not lose the others')
+            traceback.print_exc()
+            rows.append({"bench": name, "case": "FAILED", "error": f"{type(exc).__name__}: {exc}"})
+    print(table(rows))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"{stamp}.json"
+    out.write_text(json.dumps({
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "seconds": round(time.time() - started, 1), "argv": sys.argv[1:],
+        "python": platform.python_version(), "machine": platform.machine(),
+        "benchmarks": sorted(chosen), "rows": rows}, indent=2))
+    print(f"results written to {out.relative_to(BENCH_DIR.parent)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The job engine: schedules QUEUED executions on this node and runs them."""

@@ -1,0 +1,170 @@
+"""`server.py --demo`: real demo job types and a steady trickle of jobs, so a new user sees the
+engine, the API and the dashboards at work at once.
+
+Three job types run small scripts from engine/demo_jobs/: a word count of a text file, a SHA-256
+checksum of a file (both write products into the `demo` workspace), and one that sleeps a few
+seconds and fails one time in four (exit code 3, mapped to the `demo-flaky` error). The inputs are
+this project's own source files, uploaded into the workspace like any user's file.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import random
+import shlex
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from core.interface import validate_error_mapping, validate_interface, validate_job_data
+from core.times import now_ms
+
+log = logging.getLogger("jobdeck.demo")
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent / "demo_jobs"
+WORKSPACE = "demo"
+# Submit while fewer than this many demo jobs wait, one every INTERVAL seconds.
+MAX_WAITING = 6
+INTERVAL = 2.0
+
+
+def script_command(script: str, arguments: str) -> dict:
+    return {"command": shlex.quote(sys.executable),
+            "command_arguments": f"{shlex.quote(str(SCRIPTS / script))} {arguments}"}
+
+
+JOB_TYPES = [
+    {"name": "demo-word-count", "version": "1.0", "title": "Word count",
+     "description": "Counts the lines, words and characters of a text file.",
+     "category": "demo", "priority": 100, "cpus_required": 0.5, "mem_required": 128.0,
+     "timeout": 60, "max_tries": 3,
+     "interface": {**script_command("word_count.py", "${text} ${job_output_dir}"),
+                   "input_data": [{"name": "text", "type": "file",
+                                   "media_types": ["text/plain", "text/x-python"]}],
+                   "output_data": [{"name": "counts", "type": "file",
+                                    "media_type": "application/json"}]}},
+    {"name": "demo-sha256", "version": "1.0", "title": "SHA-256 checksum",
+     "description": "Computes the SHA-256 checksum of a file.",
+     "category": "demo", "priority": 50, "cpus_required": 0.25, "mem_required": 128.0,
+     "timeout": 60, "max_tries": 3,
+     "interface": {**script_command("checksum.py", "${file} ${job_output_dir}"),
+                   "input_data": [{"name": "file", "type": "file"}],
+                   "output_data": [{"name": "checksum", "type": "file",
+                                    "media_type": "text/plain"}]}},
+    {"name": "demo-flaky-sleep", "version": "1.0", "title": "Flaky sleeper",
+     "description": "Works for a few seconds and fails one time in four.",
+     "category": "demo", "priority": 200, "cpus_required": 1.0, "mem_required": 128.0,
+     "timeout": 30, "max_tries": 3,
+     "error_mapping": {"version": "1.0", "exit_codes": {"3": "demo-flaky"}},
+     "interface": {**script_command("flaky_sleep.py", "${seconds}"),
+                   "input_data": [{"name": "seconds", "type": "property"}]}},
+]
+
+
+class Demo:
+    def __init__(self, store, engine, data_dir):
+        self.store = store
+        self.engine = engine
+        self.data_dir = Path(data_dir).resolve()
+        self.job_types: dict[str, dict] = {}
+        self.workspace: dict | None = None
+        self.task: asyncio.Task | None = None
+        self.submitted = 0
+
+    async def start(self) -> None:
+        await self.setup()
+        self.task = asyncio.create_task(self._loop(), name="jobdeck-demo")
+        log.info("demo: submitting jobs of %s", ", ".join(self.job_types))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def setup(self) -> None:
+        """The workspace, the `demo-flaky` error and the job types (created once, kept current)."""
+        files = self.store.files
+        self.workspace = next((w for w in await files.list_workspaces()
+                               if w["name"] == WORKSPACE), None)
+        if self.workspace is None:
+            base = self.data_dir / "workspaces" / WORKSPACE
+            base.mkdir(parents=True, exist_ok=True)
+            self.workspace = await files.create_workspace(WORKSPACE, "Demo", str(base),
+                                                          "Inputs and products of demo jobs")
+        if await self.store.errors.by_name("demo-flaky") is None:
+            await self.store.errors.create("demo-flaky", "Demo flaky step",
+                                           "The demo sleeper's flaky step failed.", "ALGORITHM")
+        names = await self.store.errors.names()
+        for spec in JOB_TYPES:
+            fields = {k: v for k, v in spec.items() if k not in ("name", "version", "interface")}
+            if "error_mapping" in fields:
+                fields["error_mapping"] = validate_error_mapping(fields["error_mapping"], names)
+            interface = validate_interface(spec["interface"])
+            existing = None
+            for type_id in await self.store.job_types.ids_matching([spec["name"]]):
+                job_type = await self.store.job_types.get(type_id)
+                if job_type["version"] == spec["version"]:
+                    existing = job_type
+            if existing is None:
+                job_type = await self.store.job_types.create(spec["name"], spec["version"],
+                                                             interface, fields)
+            else:
+                job_type = await self.store.job_types.update(existing, {}, interface)
+            self.job_types[spec["name"]] = job_type
+
+    async def _loop(self) -> None:
+        kinds = itertools.cycle(["demo-word-count", "demo-sha256", "demo-flaky-sleep"])
+        while True:
+            try:
+                waiting = await self.store.db.count("jobs", {
+                    "status": "QUEUED",
+                    "job_type_id": {"$in": [t["id"] for t in self.job_types.values()]}})
+                if waiting < MAX_WAITING:
+                    await self.submit(next(kinds))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("demo: submitting a job failed")
+            await asyncio.sleep(INTERVAL)
+
+    async def upload_source_file(self) -> dict:
+        """One of the project's own Python files, uploaded into the demo workspace."""
+        sources = sorted(p for p in ROOT.glob("*/*.py") if ".venv" not in p.parts)
+        source = random.choice(sources)
+        relative = Path("uploads") / uuid.uuid4().hex / source.name
+        target = Path(self.workspace["base_path"]) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return await self.store.files.create_file(
+            self.workspace["id"], source.name, "text/x-python", target.stat().st_size,
+            str(relative))
+
+    async def submit(self, name: str) -> dict:
+        job_type = self.job_types[name]
+        interface = job_type["interface"]
+        files = {}
+        outputs = [{"name": o["name"], "workspace_id": self.workspace["id"]}
+                   for o in interface["output_data"]]
+        if name == "demo-flaky-sleep":
+            inputs = [{"name": "seconds", "value": f"{random.uniform(2, 8):.1f}"}]
+        else:
+            upload = await self.upload_source_file()
+            files[upload["id"]] = upload
+            inputs = [{"name": interface["input_data"][0]["name"], "file_id": upload["id"]}]
+        data = validate_job_data(interface, {"version": "1.0", "input_data": inputs,
+                                             "output_data": outputs}, files)
+        disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
+        event = await self.store.jobs.create_event("USER", {"user": "demo",
+                                                            "submitted": now_ms()})
+        job, _ = await self.store.jobs.submit_job(
+            job_type, data, event, interface["command_arguments"], input_file_ids=files.keys(),
+            disk_in_mb=disk_in)
+        self.submitted += 1
+        if self.engine is not None:
+            self.engine.wake()
+        return job

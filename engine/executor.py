@@ -1,0 +1,85 @@
+"""The backend interface: what the scheduler needs from whatever runs a job's command.
+
+The scheduler stages inputs (pre phase) and collects outputs (post phase) itself; a backend only
+starts the job phase of one execution, cancels it, and reports how it ended. The local backend
+(engine/local.py) runs subprocesses on this machine; a backend for a distributed engine implements
+the same three calls.
+"""
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Why a job phase ended.
+EXITED = "exited"
+TIMED_OUT = "timeout"
+CANCELED = "canceled"
+
+
+class LaunchError(RuntimeError):
+    """The command could not be started (missing program, permissions, resources)."""
+
+
+@dataclass
+class LaunchSpec:
+    """Everything a backend needs to run the job phase of one execution."""
+
+    exe_id: int
+    argv: list[str]
+    work_dir: Path
+    env: dict[str, str]
+    stdout_path: Path
+    stderr_path: Path
+    timeout: float | None
+    cpus: float
+    mem: float
+
+
+@dataclass
+class ExitReport:
+    """How the job phase ended: `reason` is EXITED, TIMED_OUT or CANCELED."""
+
+    reason: str
+    exit_code: int | None
+    detail: str = ""
+
+
+@dataclass
+class ProcessRef:
+    """Where a started execution runs, recorded on the execution so a restarted server can
+    clean up after a dead one."""
+
+    backend: str
+    pid: int | None = None
+    started: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_doc(self) -> dict:
+        return {"backend": self.backend, "pid": self.pid, "started": self.started, **self.extra}
+
+
+class Running(abc.ABC):
+    """One started job phase."""
+
+    ref: ProcessRef
+
+    @abc.abstractmethod
+    async def wait(self) -> ExitReport:
+        """Wait for the phase to end (its timeout included) and report how."""
+
+    @abc.abstractmethod
+    async def cancel(self, grace: float) -> None:
+        """Stop it: a polite signal first, a forced stop after `grace` seconds."""
+
+
+class Backend(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def start(self, spec: LaunchSpec) -> Running:
+        """Start the job phase; raise LaunchError when it cannot start."""
+
+    @abc.abstractmethod
+    async def reap(self, ref: dict) -> bool:
+        """Stop what a dead server left running from `ref` (ProcessRef.as_doc()); True if
+        something was still running."""

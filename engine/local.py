@@ -1,0 +1,110 @@
+"""Local backend: each execution's job phase is a subprocess of this server, in its own session
+and process group, so a cancel or timeout reaches its children too.
+
+No shell is involved: the command is run from its argument list (a job type that needs a shell
+says so, e.g. `sh -c '...'`). The environment is clean; see engine/runner.py for the variables.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import psutil
+
+from engine.executor import (
+    CANCELED,
+    EXITED,
+    TIMED_OUT,
+    Backend,
+    ExitReport,
+    LaunchError,
+    LaunchSpec,
+    ProcessRef,
+    Running,
+)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _open_logs(spec: LaunchSpec):
+    """The job's stdout and stderr files (appended to: a retried execution keeps the first
+    attempt's lines); the child holds its own copies of the descriptors."""
+    return open(spec.stdout_path, "ab"), open(spec.stderr_path, "ab")
+
+
+class LocalProcess(Running):
+    def __init__(self, proc: asyncio.subprocess.Process, timeout: float | None, grace: float):
+        self.proc = proc
+        self.timeout = timeout
+        self.grace = grace
+        self.ref = ProcessRef("local", proc.pid, _create_time(proc.pid))
+        self.canceled = False
+
+    async def _stop(self, grace: float) -> None:
+        """SIGTERM to the group, SIGKILL after `grace` seconds if the leader still lives."""
+        _signal_group(self.proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+        except TimeoutError:
+            pass
+        _signal_group(self.proc.pid, signal.SIGKILL)
+
+    async def wait(self) -> ExitReport:
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self.proc.wait()), self.timeout)
+        except TimeoutError:
+            await self._stop(self.grace)
+            code = await self.proc.wait()
+            return ExitReport(TIMED_OUT, code, f"killed after {self.timeout:g} s")
+        # Whatever the command left behind in its group goes with it.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        return ExitReport(CANCELED if self.canceled else EXITED, code)
+
+    async def cancel(self, grace: float) -> None:
+        self.canceled = True
+        if self.proc.returncode is None:
+            await self._stop(grace)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, timeout_grace: float = 10.0):
+        self.timeout_grace = timeout_grace
+
+    async def start(self, spec: LaunchSpec) -> Running:
+        spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+        out, err = _open_logs(spec)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv, cwd=spec.work_dir, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True)
+        except (OSError, ValueError) as exc:
+            raise LaunchError(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+        finally:
+            out.close()
+            err.close()
+        return LocalProcess(proc, spec.timeout, self.timeout_grace)
+
+    async def reap(self, ref: dict) -> bool:
+        pid, started = ref.get("pid"), ref.get("started")
+        if not pid or started is None or _create_time(pid) != started:
+            return False
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) != pid:
+                return False
+        return _signal_group(pid, signal.SIGKILL)

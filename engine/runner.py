@@ -1,0 +1,345 @@
+"""One execution through Scale's three phases: pre (stage inputs, build the command line),
+job (the backend runs the command), post (turn output files into products).
+
+Every job runs in a clean environment holding only these variables:
+
+- PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8, HOME and TMPDIR (inside the working folder);
+- JOBDECK_JOB_ID, JOBDECK_EXE_ID, JOBDECK_JOB_TYPE, JOBDECK_JOB_TYPE_VERSION;
+- JOBDECK_WORK_DIR (the execution's working folder, also the current directory),
+  JOBDECK_OUTPUT_DIR (the same folder as ${job_output_dir});
+- JOBDECK_CPUS and JOBDECK_MEM (the CPUs and MiB scheduled for it).
+
+Outputs: files the job writes into ${job_output_dir} become products. An optional
+`results_manifest.json` there names them, `{"output_data": [{"name": "x", "file": "a.txt"},
+{"name": "y", "files": ["b.png", "c.png"]}]}` (paths relative to the output folder); without
+one, each output of the interface takes the files whose names start with the output's name or,
+failing that, whose media type is the output's media type.
+"""
+
+import json
+import logging
+import mimetypes
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from core.model import FINAL_JOB_STATUSES
+from core.times import now_ms
+from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec
+
+log = logging.getLogger("jobdeck.engine")
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+MANIFEST = "results_manifest.json"
+CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class PhaseError(Exception):
+    """A pre or post phase failed; `error_name` names the Scale error to fail with."""
+
+    def __init__(self, error_name: str, message: str):
+        super().__init__(message)
+        self.error_name = error_name
+
+
+def inside(base: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(base.resolve())
+
+
+def file_location(workspace: dict, file_doc: dict) -> Path:
+    return Path(workspace["base_path"]) / file_doc["file_path"]
+
+
+def guess_media_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def note(log_path: Path, message) -> None:
+    """Tell the job's owner, in its stderr log, why the engine failed it."""
+    with open(log_path, "a") as handle:
+        handle.write(f"jobdeck: {message}\n")
+
+
+def build_argv(command: str, arguments: str, values: dict) -> list[str]:
+    """The command line: `command` and `arguments` split like a shell would (no shell runs),
+    then each ${name} replaced inside its word. A word that is only a `files` placeholder
+    becomes one word per path; an absent optional input's lone placeholder word disappears."""
+    argv = shlex.split(command)
+    for word in shlex.split(arguments):
+        whole = PLACEHOLDER.fullmatch(word)
+        if whole:
+            value = values.get(whole.group(1))
+            if value is None:
+                continue
+            argv.extend(value if isinstance(value, list) else [value])
+            continue
+
+        def fill(match):
+            value = values.get(match.group(1))
+            if value is None:
+                return ""
+            return " ".join(value) if isinstance(value, list) else value
+
+        argv.append(PLACEHOLDER.sub(fill, word))
+    return argv
+
+
+def _manifest_paths(entry) -> list:
+    if "file" in entry:
+        return [entry["file"]]
+    if "files" in entry and isinstance(entry["files"], list):
+        return entry["files"]
+    return []
+
+
+def collect_outputs(output_specs: list[dict], output_dir: Path) -> tuple[dict, dict | None]:
+    """{output name: [paths]} for the interface's outputs, and the manifest if one was written."""
+    manifest = None
+    found: dict[str, list[Path]] = {spec["name"]: [] for spec in output_specs}
+    manifest_path = output_dir / MANIFEST
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PhaseError("algorithm-unknown", f"{MANIFEST} is not valid JSON: {exc}") from None
+        entries = manifest.get("output_data") if isinstance(manifest, dict) else None
+        if not isinstance(entries, list):
+            raise PhaseError("algorithm-unknown", f'{MANIFEST} needs an "output_data" list')
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("name") not in found:
+                raise PhaseError("algorithm-unknown", f"{MANIFEST} names an unknown output: "
+                                                      f"{json.dumps(entry)[:200]}")
+            for raw in _manifest_paths(entry):
+                raw = raw.get("path") if isinstance(raw, dict) else raw
+                path = output_dir / str(raw)
+                if not isinstance(raw, str) or not inside(output_dir, path) or not path.is_file():
+                    raise PhaseError("algorithm-unknown", f"{MANIFEST}: {raw!r} is not a file "
+                                                          "in the output folder")
+                found[entry["name"]].append(path.resolve())
+    else:
+        files = sorted(p for p in output_dir.rglob("*")
+                       if p.is_file() and not p.is_symlink() and inside(output_dir, p))
+        claimed: set[Path] = set()
+        for match_by_name in (True, False):
+            for spec in output_specs:
+                if found[spec["name"]]:
+                    continue
+                for path in files:
+                    if path in claimed:
+                        continue
+                    if match_by_name:
+                        hit = path.name.startswith(spec["name"])
+                    else:
+                        hit = bool(spec.get("media_type")) and \
+                            guess_media_type(path) == spec["media_type"]
+                    if hit:
+                        found[spec["name"]].append(path)
+                        claimed.add(path)
+                        if spec["type"] == "file":
+                            break
+    for spec in output_specs:
+        paths = found[spec["name"]]
+        if spec["type"] == "file" and len(paths) > 1:
+            raise PhaseError("algorithm-unknown",
+                             f'output "{spec["name"]}" is one file but {len(paths)} were given')
+        if spec.get("required", True) and not paths:
+            raise PhaseError("algorithm-unknown",
+                             f'required output "{spec["name"]}" was not written')
+    return found, manifest
+
+
+class ExecutionRunner:
+    """Runs one claimed execution and writes each phase and the outcome to the store."""
+
+    def __init__(self, engine, job: dict, exe: dict):
+        self.engine = engine
+        self.store = engine.store
+        self.backend: Backend = engine.backend
+        self.job = job
+        self.exe = exe
+        self.exe_id = exe["id"]
+        self.work_dir = engine.data_dir / "executions" / str(self.exe_id)
+        self.output_dir = self.work_dir / "outputs"
+        self.running = None
+        self.canceled = False
+        self.arguments = ""
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            log.exception("execution %s failed inside the engine", self.exe_id)
+            await self._fail("unknown")
+
+    async def cancel(self, grace: float) -> None:
+        self.canceled = True
+        if self.running is not None:
+            await self.running.cancel(grace)
+
+    async def _run(self) -> None:
+        jobs = self.store.jobs
+        job_type = await self.store.job_types.get(self.job["job_type_id"])
+        rev = await self.store.job_types.get_revision(self.job["job_type_rev_id"])
+        interface = rev["interface"]
+        self.arguments = interface["command_arguments"]
+        stdout, stderr = self.work_dir / "stdout.log", self.work_dir / "stderr.log"
+
+        await jobs.update_execution(self.exe_id, pre_started=now_ms(),
+                                    stdout_file=str(stdout), stderr_file=str(stderr))
+        try:
+            values, env = await self._pre(job_type, interface)
+        except PhaseError as exc:
+            log.warning("execution %s: pre phase failed: %s", self.exe_id, exc)
+            await jobs.update_execution(self.exe_id, pre_completed=now_ms(), pre_exit_code=1)
+            await self._fail(exc.error_name)
+            return
+        argv = build_argv(interface["command"], self.arguments, values)
+        await jobs.update_execution(self.exe_id, pre_completed=now_ms(), pre_exit_code=0,
+                                    environment=env, job_started=now_ms())
+        if self.canceled:
+            return
+        spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
+                          float(self.exe["timeout"]) if self.exe.get("timeout") else None,
+                          self.job["cpus_required"], self.job["mem_required"])
+        try:
+            self.running = await self.backend.start(spec)
+        except LaunchError as exc:
+            log.warning("execution %s: %s", self.exe_id, exc)
+            note(stderr, exc)
+            await jobs.update_execution(self.exe_id, job_completed=now_ms())
+            await self._fail("task-launch")
+            return
+        await jobs.update_execution(self.exe_id, process=self.running.ref.as_doc())
+        if self.canceled:
+            await self.running.cancel(self.engine.cancel_grace)
+        report = await self.running.wait()
+        await jobs.update_execution(self.exe_id, job_completed=now_ms(),
+                                    job_exit_code=report.exit_code)
+        if report.reason == CANCELED or self.canceled:
+            return
+        if report.reason == TIMED_OUT:
+            await self._fail("timeout")
+            return
+        if report.exit_code != 0:
+            mapping = (job_type.get("error_mapping") or {}).get("exit_codes", {})
+            await self._fail(mapping.get(str(report.exit_code), "algorithm-unknown"))
+            return
+        await self._post(interface)
+
+    async def _pre(self, job_type: dict, interface: dict) -> tuple[dict, dict]:
+        """Make the working folders and stage every input file (symlinks into inputs/)."""
+        inputs_dir = self.work_dir / "inputs"
+        for folder in (self.output_dir, inputs_dir, self.work_dir / "tmp"):
+            folder.mkdir(parents=True, exist_ok=True)
+        data = self.job.get("data") or {}
+        entries = {e["name"]: e for e in data.get("input_data", []) if "name" in e}
+        values: dict = {"job_output_dir": str(self.output_dir)}
+        file_ids = [i for e in entries.values()
+                    for i in ([e["file_id"]] if "file_id" in e else e.get("file_ids", []))]
+        files = await self.store.files.files_by_ids(file_ids)
+        workspaces = await self.store.files.workspaces_by_ids(
+            f["workspace_id"] for f in files.values())
+        for spec in interface.get("input_data", []):
+            entry = entries.get(spec["name"])
+            if entry is None:
+                continue
+            if spec["type"] == "property":
+                values[spec["name"]] = str(entry.get("value", ""))
+                continue
+            ids = [entry["file_id"]] if spec["type"] == "file" else entry.get("file_ids", [])
+            staged = []
+            for index, file_id in enumerate(ids):
+                staged.append(str(self._stage(spec["name"], index, file_id, files, workspaces,
+                                              inputs_dir)))
+            values[spec["name"]] = staged[0] if spec["type"] == "file" else staged
+        env = {
+            "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(self.work_dir),
+            "TMPDIR": str(self.work_dir / "tmp"),
+            "JOBDECK_JOB_ID": str(self.job["id"]), "JOBDECK_EXE_ID": str(self.exe_id),
+            "JOBDECK_JOB_TYPE": job_type["name"], "JOBDECK_JOB_TYPE_VERSION": job_type["version"],
+            "JOBDECK_WORK_DIR": str(self.work_dir), "JOBDECK_OUTPUT_DIR": str(self.output_dir),
+            "JOBDECK_CPUS": f"{self.job['cpus_required']:g}",
+            "JOBDECK_MEM": f"{self.job['mem_required']:g}",
+        }
+        return values, env
+
+    @staticmethod
+    def _stage(name, index, file_id, files, workspaces, inputs_dir) -> Path:
+        """Link one input file into inputs/<name>/<n>/<file name>; a missing file is SYSTEM."""
+        doc = files.get(file_id)
+        workspace = workspaces.get(doc["workspace_id"]) if doc else None
+        if doc is None or workspace is None:
+            raise PhaseError("filesystem-io", f"input file {file_id} is not in the store")
+        source = file_location(workspace, doc)
+        if not inside(Path(workspace["base_path"]), source) or not source.is_file():
+            raise PhaseError("filesystem-io", f"input file {file_id} is missing at {source}")
+        target = inputs_dir / name / str(index) / doc["file_name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.symlink_to(source.resolve())
+        except FileExistsError:
+            pass
+        except OSError:
+            shutil.copyfile(source, target)
+        return target
+
+    async def _post(self, interface: dict) -> None:
+        """Outputs → product files in the job data's output workspaces, then COMPLETED."""
+        jobs = self.store.jobs
+        await jobs.update_execution(self.exe_id, post_started=now_ms())
+        specs = interface.get("output_data", [])
+        try:
+            found, manifest = collect_outputs(specs, self.output_dir)
+        except PhaseError as exc:
+            log.warning("execution %s: post phase failed: %s", self.exe_id, exc)
+            note(self.work_dir / "stderr.log", exc)
+            await jobs.update_execution(self.exe_id, post_completed=now_ms(), post_exit_code=1)
+            await self._fail(exc.error_name)
+            return
+        targets = {e["name"]: e["workspace_id"]
+                   for e in (self.job.get("data") or {}).get("output_data", [])}
+        workspaces = await self.store.files.workspaces_by_ids(targets.values())
+        results = {"version": "1.0", "output_data": []}
+        for spec in specs:
+            paths = found[spec["name"]]
+            workspace = workspaces.get(targets.get(spec["name"]))
+            if not paths:
+                continue
+            if workspace is None:
+                await jobs.update_execution(self.exe_id, post_completed=now_ms(),
+                                            post_exit_code=1)
+                await self._fail("filesystem-io")
+                return
+            ids = [await self._product(spec, path, workspace) for path in paths]
+            entry = {"name": spec["name"]}
+            if spec["type"] == "file":
+                entry["file_id"] = ids[0]
+            else:
+                entry["file_ids"] = ids
+            results["output_data"].append(entry)
+        await jobs.update_execution(self.exe_id, post_completed=now_ms(), post_exit_code=0,
+                                    results_manifest=manifest)
+        await jobs.complete_execution(self.exe_id, results)
+
+    async def _product(self, spec: dict, path: Path, workspace: dict) -> int:
+        base = Path(workspace["base_path"])
+        relative = Path("products") / str(self.job["id"]) / str(self.exe_id) / path.name
+        destination = base / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, destination)
+        media_type = spec.get("media_type") or guess_media_type(path)
+        doc = await self.store.files.create_file(
+            workspace["id"], path.name, media_type, destination.stat().st_size, str(relative),
+            product_of={"job_type_id": self.job["job_type_id"], "job_id": self.job["id"],
+                        "job_exe_id": self.exe_id})
+        return doc["id"]
+
+    async def _fail(self, error_name: str) -> None:
+        error = await self.store.errors.by_name(error_name) or \
+            await self.store.errors.by_name("unknown")
+        job = await self.store.jobs.fail_execution(self.exe_id, error,
+                                                   command_arguments=self.arguments)
+        if job is not None and job["status"] not in FINAL_JOB_STATUSES:
+            log.info("execution %s failed with %s; job %s requeued", self.exe_id, error_name,
+                     self.job["id"])

@@ -1,0 +1,210 @@
+"""The scheduler: claims QUEUED executions in priority order when this node has room for them,
+runs them through a backend, watches for cancels, and recovers after a crash.
+
+Claims go through `store.jobs.start_execution`, a conditional update, so two server processes on
+one store never start the same execution. CPUs and memory in use are read from the store's
+RUNNING executions of this node, so two processes on one machine share its capacity.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from pathlib import Path
+
+import psutil
+
+from core.model import FINAL_JOB_STATUSES
+from engine.executor import Backend
+from engine.local import LocalBackend
+from engine.runner import ExecutionRunner
+from store import Store
+from store.nodes import NodeStore
+
+log = logging.getLogger("jobdeck.engine")
+
+# How many QUEUED jobs one scheduling pass looks at.
+SCAN_LIMIT = 200
+MIB = 1024 * 1024
+
+
+def machine_capacity() -> tuple[float, float]:
+    """This machine's logical CPUs and memory in MiB."""
+    return float(psutil.cpu_count() or 1), psutil.virtual_memory().total / MIB
+
+
+def process_identity() -> dict:
+    """Who runs the engine: a restarted server tells its own executions from a dead one's."""
+    pid = os.getpid()
+    return {"pid": pid, "started": psutil.Process(pid).create_time()}
+
+
+def alive(identity: dict | None) -> bool:
+    if not identity or not identity.get("pid"):
+        return False
+    try:
+        return psutil.Process(identity["pid"]).create_time() == identity.get("started")
+    except psutil.Error:
+        return False
+
+
+class Engine:
+    def __init__(self, store: Store, data_dir, cpus: float | None = None,
+                 mem: float | None = None, cancel_grace: float = 10.0,
+                 poll_interval: float = 0.5, hostname: str | None = None,
+                 port: int | None = None, backend: Backend | None = None):
+        default_cpus, default_mem = machine_capacity()
+        self.store = store
+        self.nodes = NodeStore(store.db)
+        self.data_dir = Path(data_dir).resolve()
+        self.cpus = float(cpus) if cpus else default_cpus
+        self.mem = float(mem) if mem else default_mem
+        self.cancel_grace = cancel_grace
+        self.poll_interval = poll_interval
+        self.hostname = hostname or socket.gethostname()
+        self.port = port
+        self.backend = backend or LocalBackend(timeout_grace=cancel_grace)
+        self.identity = process_identity()
+        self.node: dict | None = None
+        self.runners: dict[int, ExecutionRunner] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.passes = 0
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register the node, recover executions a dead server left RUNNING, start scheduling."""
+        (self.data_dir / "executions").mkdir(parents=True, exist_ok=True)
+        self.node = await self.nodes.register(self.hostname, self.port, self.cpus, self.mem)
+        await self.recover()
+        self._loop_task = asyncio.create_task(self._loop(), name="jobdeck-engine")
+        log.info("engine on node %s (%s): %g CPUs, %.0f MiB", self.node["id"], self.hostname,
+                 self.cpus, self.mem)
+
+    async def stop(self) -> None:
+        """Stop scheduling; running executions are stopped and failed with `scheduler-lost`
+        (SYSTEM, so they are retried while tries remain)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        runners = list(self.runners.values())
+        await asyncio.gather(*(r.cancel(self.cancel_grace) for r in runners),
+                             return_exceptions=True)
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        error = await self.store.errors.by_name("scheduler-lost")
+        for runner in runners:
+            await self.store.jobs.fail_execution(runner.exe_id, error,
+                                                 command_arguments=runner.arguments)
+
+    def wake(self) -> None:
+        """Schedule now rather than at the next poll (e.g. after a submission)."""
+        self._wake.set()
+
+    async def recover(self) -> int:
+        """Fail with `node-lost` the RUNNING executions of this node whose server died, after
+        killing whatever they left running."""
+        error = await self.store.errors.by_name("node-lost")
+        recovered = 0
+        for exe in await self.store.jobs.running_exes_of_node(self.node["id"]):
+            if alive(exe.get("engine")):
+                continue
+            if exe.get("process") and await self.backend.reap(exe["process"]):
+                log.info("execution %s: killed the process a dead server left", exe["id"])
+            job = await self.store.jobs.get_job(exe["job_id"])
+            rev = await self.store.job_types.get_revision(job["job_type_rev_id"]) if job else None
+            arguments = rev["interface"]["command_arguments"] if rev else ""
+            await self.store.jobs.fail_execution(exe["id"], error, command_arguments=arguments)
+            recovered += 1
+        if recovered:
+            log.warning("failed %d executions left running by a dead server (node-lost)",
+                        recovered)
+        return recovered
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            started = 0
+            try:
+                await self._watch_cancels()
+                started = await self.schedule()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduling pass failed; retrying")
+            self.passes += 1
+            if started:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+
+    async def _watch_cancels(self) -> None:
+        """Executions canceled in the store (PATCH /jobs/{id}/) are stopped here."""
+        statuses = await self.store.jobs.exe_statuses(self.runners)
+        for exe_id, status in statuses.items():
+            runner = self.runners.get(exe_id)
+            if runner is not None and status in FINAL_JOB_STATUSES and not runner.canceled:
+                log.info("execution %s is %s in the store; stopping it", exe_id, status)
+                asyncio.create_task(runner.cancel(self.cancel_grace))
+
+    async def schedule(self) -> int:
+        """One pass: start every QUEUED execution that fits, best priority first."""
+        node = await self.nodes.get(self.node["id"])
+        if node is None or node.get("is_paused"):
+            return 0
+        await self.nodes.touch(self.node["id"])
+        candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
+        if not candidates:
+            return 0
+        usage = await self.store.jobs.node_usage(self.node["id"])
+        free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
+        job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
+        running = await self.store.jobs.running_counts_by_type()
+        started = 0
+        for job in candidates:
+            job_type = job_types.get(job["job_type_id"])
+            if job_type is None or job_type.get("is_paused") or job.get("latest_exe_id") is None:
+                continue
+            limit = job_type.get("max_scheduled")
+            if limit is not None and running.get(job_type["id"], 0) >= limit:
+                continue
+            cpus, mem = job["cpus_required"], job["mem_required"]
+            if cpus > free_cpus + 1e-9 or mem > free_mem + 1e-9:
+                continue
+            claimed = await self.store.jobs.start_execution(
+                job["latest_exe_id"], self.node["id"], scheduled={
+                    "cpus_scheduled": cpus, "mem_scheduled": mem,
+                    "disk_in_scheduled": job.get("disk_in_required"),
+                    "disk_out_scheduled": job.get("disk_out_required"),
+                    "disk_total_scheduled": (job.get("disk_in_required") or 0.0)
+                    + (job.get("disk_out_required") or 0.0),
+                    "engine": self.identity})
+            if claimed is None:
+                continue
+            free_cpus -= cpus
+            free_mem -= mem
+            running[job_type["id"]] = running.get(job_type["id"], 0) + 1
+            self._launch(*claimed)
+            started += 1
+        return started
+
+    def _launch(self, job: dict, exe: dict) -> None:
+        runner = ExecutionRunner(self, job, exe)
+        self.runners[exe["id"]] = runner
+        task = asyncio.create_task(runner.run(), name=f"jobdeck-exe-{exe['id']}")
+        self.tasks[exe["id"]] = task
+
+        def finished(_task, exe_id=exe["id"]):
+            self.runners.pop(exe_id, None)
+            self.tasks.pop(exe_id, None)
+            self._wake.set()
+
+        task.add_done_callback(finished)

@@ -1,0 +1,322 @@
+"""Browser dashboards: server-rendered Jinja2 pages over the same store calls and serializers as
+the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
+add live updates and the actions (which call the REST API)."""
+
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader
+from pymongo.errors import PyMongoError
+
+from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
+from core.times import format_ms, now_ms, parse_instant
+from handlers.base import APIError, BaseHandler
+from handlers.jobs import LIST_PROJECTION, JobListBase
+from handlers.serializers import Serializer, job_type_details, job_type_full
+from store.jobs import JOB_ORDER_FIELDS
+from store.stats import MINUTE_MS, StatsStore
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVE_CLIENT = ROOT / "static" / "js" / "live.js"
+HOUR_MS = 3600 * 1000
+
+# Time range presets of the jobs page (ISO-8601 durations, as `started` accepts them).
+TIME_PRESETS = (("PT1H", "Last hour"), ("PT6H", "Last 6 hours"), ("PT24H", "Last 24 hours"),
+                ("P7D", "Last 7 days"))
+# Sortable columns of the jobs table: (heading, API order name).
+JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"),
+               ("Priority", "priority"), ("Runs", "num_exes"), ("Created", "created"),
+               ("Status changed", "last_status_change"), ("Last modified", "last_modified"))
+COUNT_WINDOWS = (6, 12, 24)
+PAGE_SIZES = (25, 50, 100, 250, 1000)
+
+
+def file_size(size) -> str:
+    """Bytes in the largest unit that keeps the number at least 1."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def short_time(iso: str | None) -> str:
+    """`2015-08-28T17:55:41.005Z` → `2015-08-28 17:55:41` (the page says times are UTC)."""
+    return "" if not iso else iso[:19].replace("T", " ")
+
+
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=True,
+                  trim_blocks=True, lstrip_blocks=True)
+ENV.filters.update(file_size=file_size, short_time=short_time, pretty_json=pretty_json)
+ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
+                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES)
+
+
+class DashboardPage(BaseHandler):
+    """Renders templates; errors become an HTML page carrying the API's message."""
+
+    nav = ""
+
+    def prepare(self):
+        # Live updates start from before the page's queries, so no change falls in between.
+        self.started_at = now_ms()
+
+    def render_page(self, template: str, **context) -> None:
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(ENV.get_template(template).render(
+            static_url=self.static_url, nav=self.nav, live_client=LIVE_CLIENT.exists(),
+            rendered_at=format_ms(self.started_at), **context))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, APIError):
+            message = exc.message
+        elif isinstance(exc, PyMongoError):
+            self.set_status(503)
+            message = "The job store is unavailable; try again shortly."
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(ENV.get_template("error.html").render(
+            static_url=self.static_url, nav=self.nav, live_client=False,
+            status=self.get_status(), message=message))
+
+    def url_with(self, **changes) -> str:
+        """This page's URL with some query arguments replaced (None removes one)."""
+        args = [(k, v.decode("utf-8", "replace")) for k, values in
+                self.request.query_arguments.items() if k not in changes for v in values
+                if v != b""]
+        for key, value in changes.items():
+            if value is None:
+                continue
+            for item in value if isinstance(value, list | tuple) else [value]:
+                args.append((key, str(item)))
+        query = urlencode(args)
+        return f"{self.request.path}?{query}" if query else self.request.path
+
+    @property
+    def stats(self) -> StatsStore:
+        return StatsStore(self.store.db)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.request.protocol}://{self.request.host}"
+
+
+def throughput_chart(per_status: dict[str, dict[int, int]], now: int) -> dict:
+    """The last 60 whole minutes of COMPLETED and FAILED counts, as SVG bar geometry."""
+    last = now - now % MINUTE_MS
+    minutes = [last - i * MINUTE_MS for i in range(59, -1, -1)]
+    completed = [per_status.get("COMPLETED", {}).get(m, 0) for m in minutes]
+    failed = [per_status.get("FAILED", {}).get(m, 0) for m in minutes]
+    peak = max([c + f for c, f in zip(completed, failed, strict=True)] + [1])
+    width, height, bar = 600, 160, 10
+    bars = []
+    for i, (minute, done, bad) in enumerate(zip(minutes, completed, failed, strict=True)):
+        done_h = round(done / peak * (height - 20), 1)
+        bad_h = round(bad / peak * (height - 20), 1)
+        bars.append({"x": i * bar, "minute": format_ms(minute)[11:16], "completed": done,
+                     "failed": bad, "completed_y": height - done_h, "completed_h": done_h,
+                     "failed_y": height - done_h - bad_h, "failed_h": bad_h})
+    return {"bars": bars, "peak": peak, "width": width, "height": height, "bar": bar,
+            "completed": sum(completed), "failed": sum(failed)}
+
+
+class OverviewPage(DashboardPage):
+    """Counts by status, throughput over the last hour, busiest types, queue and nodes.
+
+    With `partial=True` it renders only the live region, which the page refetches."""
+
+    nav = "overview"
+
+    def initialize(self, partial: bool = False):
+        self.partial = partial
+
+    async def get(self):
+        now = now_ms()
+        stats = self.stats
+        counts = await stats.counts_by_status()
+        chart = throughput_chart(await stats.finished_per_minute(now - HOUR_MS), now)
+        by_type = await stats.counts_by_type_and_status(now - HOUR_MS)
+        job_types = await self.store.job_types.by_ids(by_type)
+        busiest = sorted(({"job_type": job_types[type_id], "counts": c,
+                           "total": sum(c.values())}
+                          for type_id, c in by_type.items() if type_id in job_types),
+                         key=lambda row: (-row["total"], row["job_type"]["id"]))[:8]
+        queue = await self.queue_rows()
+        running = await stats.running_by_node()
+        nodes = [{"node": node, "use": running.get(node["id"], {})}
+                 for node in await stats.nodes()]
+        self.render_page("overview_live.html" if self.partial else "overview.html",
+                         counts=counts, total=sum(counts.values()), chart=chart, busiest=busiest,
+                         queue=queue, queue_depth=sum(r["count"] for r in queue), nodes=nodes,
+                         unassigned=running.get(None, {}).get("running", 0))
+
+    async def queue_rows(self) -> list[dict]:
+        """GET /queue/status/ rows with the job type attached, paused types last."""
+        rows = await self.store.jobs.queue_status()
+        job_types = await self.store.job_types.by_ids(r["_id"] for r in rows)
+        queue = [{"job_type": job_types[r["_id"]], "count": r["count"],
+                  "longest_queued": format_ms(r["longest_queued"]),
+                  "highest_priority": r["highest_priority"]}
+                 for r in rows if r["_id"] in job_types]
+        queue.sort(key=lambda q: (q["job_type"]["is_paused"], q["highest_priority"],
+                                  q["longest_queued"] or ""))
+        return queue
+
+
+class QueuePage(OverviewPage):
+    nav = "queue"
+
+    async def get(self):
+        queue = await self.queue_rows()
+        self.render_page("queue_live.html" if self.partial else "queue.html", queue=queue,
+                         queue_depth=sum(r["count"] for r in queue))
+
+
+class JobsPage(DashboardPage, JobListBase):
+    """GET /jobs/ rendered: same filters, order, paging and rows."""
+
+    nav = "jobs"
+
+    async def get(self):
+        flt = self.job_filter()
+        order = self.parse_order(JOB_ORDER_FIELDS, self.default_order)
+        page, page_size = self.parse_page()
+        count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION)
+        if page > 1 and (page - 1) * page_size >= count:
+            raise APIError(404, f"page {page} is past the last page of {count} results")
+        rows = await Serializer(self.store, self.base_url).job_rows(jobs)
+        all_types = await self.store.job_types.all_job_types()
+        started = self.query_strings("started")
+        started = started[-1] if started else ""
+        ended = self.query_strings("ended")
+        presets = [p for p, _ in TIME_PRESETS]
+        orders = self.query_strings("order")
+        last_page = max(1, -(-count // page_size))
+        self.render_page(
+            "jobs.html", rows=rows, count=count, page=page, page_size=page_size,
+            last_page=last_page, first_index=(page - 1) * page_size + 1 if rows else 0,
+            last_index=(page - 1) * page_size + len(rows),
+            statuses=set(self.query_strings("status")),
+            type_names=sorted({jt["name"] for jt in all_types}),
+            categories=sorted({jt["category"] for jt in all_types if jt["category"]}),
+            selected_names=set(self.query_strings("job_type_name")),
+            selected_categories=set(self.query_strings("job_type_category")),
+            job_type_ids=self.query_strings("job_type_id"), job_ids=self.query_strings("job_id"),
+            presets=TIME_PRESETS, preset=started if started in presets else "",
+            custom_started="" if started in presets else started,
+            custom_ended=ended[-1] if ended else "", ended=bool(ended),
+            page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
+            page_url=lambda p: self.url_with(page=p),
+            api_url="/jobs/" + self.request.uri[len(self.request.path):])
+
+    def columns(self, orders: list[str]) -> list[dict]:
+        """Each sortable heading with its current direction and the link that flips it."""
+        first = orders[0] if orders else "last_modified"
+        columns = []
+        for label, name in JOB_COLUMNS:
+            direction = None
+            if first == name:
+                direction = "ascending"
+            elif first == f"-{name}":
+                direction = "descending"
+            target = f"-{name}" if direction == "ascending" else name
+            columns.append({"label": label, "name": name, "direction": direction,
+                            "url": self.url_with(order=target, page=None)})
+        return columns
+
+
+class JobPage(DashboardPage):
+    """GET /jobs/{id}/ rendered, with its executions as a timeline and the latest log."""
+
+    nav = "jobs"
+
+    async def get(self, job_id):
+        job = await self.store.jobs.get_job(int(job_id))
+        if job is None:
+            raise APIError(404, f"Job {job_id} does not exist")
+        details = await Serializer(self.store, self.base_url).job_details(job)
+        errors = await self.store.db.by_ids(
+            "errors", (e["error"]["id"] for e in details["job_exes"] if e["error"]))
+        self.render_page("job.html", job=details, exes=[timeline(e) for e in details["job_exes"]],
+                         latest_exe=details["job_exes"][0] if details["job_exes"] else None,
+                         exe_errors=errors)
+
+
+def timeline(exe: dict) -> dict:
+    """An execution with its pre/job/post phases as fractions of its whole span."""
+    def ms(value):
+        return parse_instant(value) if value else None
+
+    phases = []
+    for phase in ("pre", "job", "post"):
+        phases.append({"name": phase, "started": exe[f"{phase}_started"],
+                       "completed": exe[f"{phase}_completed"],
+                       "exit_code": exe[f"{phase}_exit_code"],
+                       "start_ms": ms(exe[f"{phase}_started"]),
+                       "end_ms": ms(exe[f"{phase}_completed"])})
+    starts = [p["start_ms"] for p in phases if p["start_ms"] is not None]
+    span_start = ms(exe["started"]) or (min(starts) if starts else None)
+    ends = [p["end_ms"] for p in phases if p["end_ms"] is not None]
+    span_end = ms(exe["ended"]) or (max(ends) if ends else None) or now_ms()
+    total = max(1, span_end - span_start) if span_start is not None else None
+    for p in phases:
+        if total is None or p["start_ms"] is None:
+            p.update(left=0, width=0)
+            continue
+        end = p["end_ms"] or span_end
+        p.update(left=round((p["start_ms"] - span_start) / total * 100, 2),
+                 width=max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
+    return {**exe, "phases": phases,
+            "duration_s": round((span_end - span_start) / 1000, 1) if total else None}
+
+
+class JobTypesPage(DashboardPage):
+    """Every job type with its counts by status over the chosen 6/12/24 h window."""
+
+    nav = "job-types"
+
+    async def get(self):
+        hours = self.query_int("hours", 24)
+        if hours not in COUNT_WINDOWS:
+            raise APIError(400, f"hours must be one of {', '.join(map(str, COUNT_WINDOWS))}, "
+                                f"not {hours}")
+        counts = await self.stats.counts_by_type_and_status(now_ms() - hours * HOUR_MS)
+        job_types = await self.store.job_types.all_job_types()
+        rows = [{"job_type": job_type_full(jt), "counts": counts.get(jt["id"], {})}
+                for jt in job_types]
+        self.render_page("job_types.html", rows=rows, hours=hours, windows=COUNT_WINDOWS,
+                         window_url=lambda h: self.url_with(hours=h))
+
+
+class JobTypePage(DashboardPage):
+    """GET /job-types/{id}/ rendered: fields, interface, error mapping and 6/12/24 h counts."""
+
+    nav = "job-types"
+
+    async def get(self, type_id):
+        job_type = await self.store.job_types.get(int(type_id))
+        if job_type is None:
+            raise APIError(404, f"Job type {type_id} does not exist")
+        now = now_ms()
+        counts = {f"job_counts_{h}h": await self.store.job_types.job_counts(
+            job_type["id"], now - h * HOUR_MS) for h in COUNT_WINDOWS}
+        names = job_type["error_mapping"].get("exit_codes", {}).values()
+        errors = await self.stats.errors_named(names)
+        details = job_type_details(job_type, errors, counts)
+        by_name = {e["name"]: e for e in details["errors"]}
+        mapping = sorted(((code, by_name.get(name), name) for code, name in
+                          details["error_mapping"].get("exit_codes", {}).items()),
+                         key=lambda row: int(row[0]) if row[0].lstrip("-").isdigit() else 0)
+        self.render_page("job_type.html", job_type=details, mapping=mapping,
+                         windows=COUNT_WINDOWS)

@@ -1,0 +1,268 @@
+"""The job engine's endpoints: workspaces, file upload and download, products, nodes and
+execution logs."""
+
+import asyncio
+import mimetypes
+import os
+import uuid
+from pathlib import Path
+
+from core.model import FINAL_JOB_STATUSES
+from core.times import format_ms as t
+from handlers.base import APIError, BaseHandler
+from handlers.serializers import Serializer, file_base, node_full, product_base
+from store.nodes import NodeStore
+from store.products import ProductStore
+
+DEFAULT_DATA_DIR = "./data"
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+# Logs larger than this are served from their end.
+LOG_LIMIT = 4 * 1024 * 1024
+CHUNK = 256 * 1024
+
+
+def workspace_json(ws: dict, details: bool = False) -> dict:
+    """Scale's WorkspaceSerializer (its details add json_config)."""
+    body = {"id": ws["id"], "name": ws["name"], "title": ws["title"],
+            "description": ws["description"], "base_url": None, "is_active": ws["is_active"],
+            "used_size": None, "total_size": None, "created": t(ws["created"]),
+            "archived": t(ws["archived"]), "last_modified": t(ws["last_modified"])}
+    if details:
+        body["json_config"] = {"version": "1.0",
+                               "broker": {"type": "host", "host_path": ws["base_path"]}}
+    return body
+
+
+def check_file_name(name: str | None) -> str:
+    """A plain file name: no folders, no `..`, no control characters."""
+    if not name:
+        raise APIError(400, 'Missing required parameter: "file_name"')
+    if (len(name) > 250 or name in (".", "..") or "/" in name or "\\" in name
+            or any(ord(c) < 32 for c in name)):
+        raise APIError(400, f"file_name must be a plain file name without folders, not {name!r}")
+    return name
+
+
+class EngineHandler(BaseHandler):
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.get("data_dir") or DEFAULT_DATA_DIR).resolve()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.request.protocol}://{self.request.host}"
+
+    async def workspace(self, workspace_id: int) -> dict:
+        ws = await self.store.files.get_workspace(workspace_id)
+        if ws is None:
+            raise APIError(404, f"Workspace {workspace_id} does not exist")
+        return ws
+
+
+class WorkspacesHandler(EngineHandler):
+    async def get(self):
+        page, page_size = self.parse_page()
+        workspaces = await self.store.files.list_workspaces()
+        rows = [workspace_json(w) for w in workspaces]
+        self.write_page(len(rows), rows[(page - 1) * page_size:page * page_size], page,
+                        page_size)
+
+    async def post(self):
+        body = self.json_body()
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise APIError(400, 'Missing required parameter: "name"')
+        if len(name) > 50 or not set(name) <= NAME_CHARS:
+            raise APIError(400, "name must be 1 to 50 letters, digits, '_' or '-'")
+        for key in ("title", "description", "base_path"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise APIError(400, f"{key} must be a string")
+        unknown = sorted(set(body) - {"name", "title", "description", "base_path"})
+        if unknown:
+            raise APIError(400, f"Unknown workspace fields: {', '.join(unknown)}")
+        if body.get("base_path"):
+            if not os.path.isabs(body["base_path"]):
+                raise APIError(400, "base_path must be an absolute folder path")
+            base = Path(os.path.normpath(body["base_path"]))
+        else:
+            base = self.data_dir / "workspaces" / name
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise APIError(400, f"base_path {str(base)!r} cannot be used: {exc.strerror}") \
+                from None
+        try:
+            ws = await self.store.files.create_workspace(name, body.get("title"), str(base),
+                                                         body.get("description"))
+        except ValueError as exc:
+            raise APIError(400, str(exc)[:1].upper() + str(exc)[1:]) from None
+        self.set_header("Location", f"/workspaces/{ws['id']}/")
+        self.write_json(workspace_json(ws, details=True), status=201)
+
+
+class WorkspaceDetailsHandler(EngineHandler):
+    async def get(self, workspace_id):
+        self.write_json(workspace_json(await self.workspace(int(workspace_id)), details=True))
+
+
+class FilesHandler(EngineHandler):
+    """POST /files/: upload into a workspace, either the raw body with ?workspace_id=&
+    file_name=&media_type=, or a multipart form with a `file` part and the same fields."""
+
+    def field(self, name: str) -> str | None:
+        values = self.get_arguments(name)
+        return values[-1] if values else None
+
+    async def post(self):
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            parts = [p for values in self.request.files.values() for p in values]
+            if len(parts) != 1:
+                raise APIError(400, "Send exactly one file part in the multipart form")
+            part = parts[0]
+            data = part["body"]
+            file_name = self.field("file_name") or part["filename"]
+            media_type = self.field("media_type") or part.get("content_type")
+        else:
+            data = self.request.body
+            file_name = self.field("file_name")
+            media_type = self.field("media_type")
+        file_name = check_file_name(file_name)
+        raw_id = self.field("workspace_id")
+        if raw_id is None:
+            raise APIError(400, 'Missing required parameter: "workspace_id"')
+        try:
+            workspace_id = int(raw_id)
+        except ValueError:
+            raise APIError(400, f"workspace_id must be an integer, not {raw_id!r}") from None
+        ws = await self.store.files.get_workspace(workspace_id)
+        if ws is None:
+            raise APIError(400, f"Workspace {workspace_id} does not exist")
+        media_type = media_type or mimetypes.guess_type(file_name)[0] or \
+            "application/octet-stream"
+        base = Path(ws["base_path"]).resolve()
+        relative = Path("uploads") / uuid.uuid4().hex / file_name
+        target = base / relative
+        if not target.resolve().is_relative_to(base):
+            raise APIError(400, f"file_name {file_name!r} leaves the workspace")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        try:
+            doc = await self.store.files.create_file(workspace_id, file_name, media_type,
+                                                     len(data), str(relative))
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        self.set_header("Location", f"/files/{doc['id']}/")
+        self.write_json(await self.file_json(doc), status=201)
+
+    async def file_json(self, doc: dict) -> dict:
+        workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])
+        return product_base(doc, workspaces, self.base_url) if doc.get("is_product") else \
+            file_base(doc, workspaces, self.base_url)
+
+
+class FileDetailsHandler(FilesHandler):
+    async def get(self, file_id):
+        doc = await self.store.files.get_file(int(file_id))
+        if doc is None:
+            raise APIError(404, f"File {file_id} does not exist")
+        self.write_json(await self.file_json(doc))
+
+
+class FileDownloadHandler(EngineHandler):
+    async def get(self, file_id):
+        doc = await self.store.files.get_file(int(file_id))
+        if doc is None or doc.get("is_deleted"):
+            raise APIError(404, f"File {file_id} does not exist")
+        ws = await self.workspace(doc["workspace_id"])
+        base = Path(ws["base_path"]).resolve()
+        path = (base / doc["file_path"]).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            raise APIError(404, f"The bytes of file {file_id} are missing from its workspace")
+        self.set_header("Content-Type", doc["media_type"])
+        self.set_header("Content-Length", str(path.stat().st_size))
+        quoted = doc["file_name"].replace("\\", "_").replace('"', "_")
+        self.set_header("Content-Disposition", f'attachment; filename="{quoted}"')
+        handle = await asyncio.to_thread(open, path, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                self.write(chunk)
+                await self.flush()
+        finally:
+            handle.close()
+        self.finish()
+
+
+class ProductsHandler(EngineHandler):
+    async def get(self):
+        started, ended = self.parse_time_range()
+        page, page_size = self.parse_page()
+        order = self.query_choices("order", ("last_modified", "-last_modified"))
+        type_ids = self.query_ints("job_type_id")
+        names = self.query_strings("job_type_name")
+        categories = self.query_strings("job_type_category")
+        job_type_ids = set(type_ids) if type_ids else None
+        if names or categories:
+            named = await self.store.job_types.ids_matching(names, categories)
+            job_type_ids = named if job_type_ids is None else job_type_ids & named
+        file_names = self.query_strings("file_name")
+        count, products = await ProductStore(self.store.db).list_products(
+            job_type_ids, file_names[-1] if file_names else None, started, ended,
+            descending=bool(order) and order[-1].startswith("-"), page=page,
+            page_size=page_size)
+        workspaces = await self.store.files.workspaces_by_ids(p["workspace_id"] for p in products)
+        self.write_page(count, [product_base(p, workspaces, self.base_url) for p in products],
+                        page, page_size)
+
+
+async def node_json(store, node: dict) -> dict:
+    usage = await store.jobs.node_usage(node["id"])
+    body = node_full(node)
+    body["capacity"] = {"cpus": node.get("cpus"), "mem": node.get("mem")}
+    body["used"] = {"cpus": usage["cpus"], "mem": usage["mem"],
+                    "job_exes": usage["count"]}
+    return body
+
+
+class NodesHandler(EngineHandler):
+    async def get(self):
+        page, page_size = self.parse_page()
+        count, nodes = await NodeStore(self.store.db).list_nodes(page, page_size)
+        self.write_page(count, [await node_json(self.store, n) for n in nodes], page, page_size)
+
+
+class NodeDetailsHandler(EngineHandler):
+    async def get(self, node_id):
+        node = await NodeStore(self.store.db).get(int(node_id))
+        if node is None:
+            raise APIError(404, f"Node {node_id} does not exist")
+        self.write_json(await node_json(self.store, node))
+
+
+def read_log(path: str | None) -> str:
+    """The log's text (its last LOG_LIMIT bytes when larger); empty before the job starts."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - LOG_LIMIT))
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+class ExecutionLogsHandler(EngineHandler):
+    """Scale's JobExecutionLogSerializer: the /job-executions/ row + is_finished, stdout,
+    stderr; readable while the job runs."""
+
+    async def get(self, exe_id):
+        exe = await self.store.jobs.get_exe(int(exe_id))
+        if exe is None:
+            raise APIError(404, f"Job execution {exe_id} does not exist")
+        body = (await Serializer(self.store, self.base_url).exe_rows([exe]))[0]
+        body["is_finished"] = exe["status"] in FINAL_JOB_STATUSES
+        body["stdout"] = read_log(exe.get("stdout_file"))
+        body["stderr"] = read_log(exe.get("stderr_file"))
+        self.write_json(body)

@@ -1,0 +1,1 @@
+"""Live job updates over WebSocket: the hub that fans out store changes and its endpoint."""

@@ -1,0 +1,117 @@
+"""ws://HOST/ws/jobs/updates/: the /jobs/updates/ payload pushed as job statuses change.
+
+Query parameters are those of GET /jobs/updates/ (parsed by the same code, so a bad one is refused
+with the same 400 text) plus `started`: every matching update since then is sent first, in
+batches of at most 1,000, then live batches follow with no gap. Clients de-duplicate on `id` +
+`last_status_change` (a reconnect with `started` = the last one seen repeats that boundary).
+"""
+
+import asyncio
+import logging
+
+import tornado.websocket
+from pymongo.errors import PyMongoError
+from tornado.iostream import StreamClosedError
+
+from config import DEFAULTS
+from handlers.base import APIError
+from handlers.jobs import JobUpdatesHandler
+from handlers.serializers import Serializer
+from live.hub import LiveFilter, Subscriber, hub_for, page
+from store.changes import job_updates_after
+
+log = logging.getLogger("jobdeck.live")
+
+CATCH_UP_BATCH = 1000
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
+    """WebSocketHandler first in the MRO: its `get` does the handshake, JobUpdatesHandler
+    contributes the filters, `base_url` and the text/plain 400s before it."""
+
+    subscriber: Subscriber | None = None
+    task: asyncio.Task | None = None
+
+    async def prepare(self):
+        self.filter = self.job_filter()
+        if self.filter.ended is not None:
+            raise APIError(400, "ended cannot be used on the live stream; leave it out")
+
+    def setting(self, name: str):
+        return self.settings.get(name, DEFAULTS[name])
+
+    @property
+    def ping_interval(self) -> float:
+        return float(self.setting("ws_ping_interval"))
+
+    @property
+    def ping_timeout(self) -> float:
+        return float(self.setting("ws_ping_timeout"))
+
+    @property
+    def max_message_size(self) -> int:
+        return int(self.setting("ws_max_message_size"))
+
+    def open(self):
+        self.hub = hub_for(self.store)
+        self.subscriber = Subscriber(
+            LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
+            self.on_overflow, int(self.setting("ws_max_queue")))
+        self.task = asyncio.create_task(self.run())
+
+    async def send(self, text: str) -> None:
+        try:
+            await self.write_message(text)
+        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+            pass
+
+    def on_message(self, message):
+        """Subscribers have nothing to say; messages are ignored."""
+
+    async def run(self) -> None:
+        try:
+            await self.hub.subscribe(self.subscriber)
+            sent = await self.catch_up() if self.filter.started is not None else {}
+            if self.subscriber.closed:
+                return
+            self.subscriber.go_live(sent)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+        except PyMongoError as exc:
+            log.warning("live catch-up failed: %s", exc)
+            self.close(CLOSE_INTERNAL_ERROR, self.resume_hint("the job store is unavailable"))
+
+    async def catch_up(self) -> dict[int, str]:
+        """Every matching update since `started`, page by page; returns the last change sent
+        per job so `go_live` drops what arrived meanwhile and was already sent."""
+        sent: dict[int, str] = {}
+        after = None
+        serializer = None
+        while True:
+            jobs = await job_updates_after(self.store.jobs, self.filter, after, CATCH_UP_BATCH)
+            if not jobs or self.subscriber.closed:
+                return sent
+            serializer = serializer or Serializer(self.store, self.base_url)
+            rows = await serializer.job_rows(jobs, input_files=True)
+            await self.write_message(page(rows))
+            for row in rows:
+                sent[row["id"]] = max(sent.get(row["id"], ""), row["last_status_change"])
+            self.subscriber.last_change = rows[-1]["last_status_change"]
+            if len(jobs) < CATCH_UP_BATCH:
+                return sent
+            after = (jobs[-1]["last_status_change"], jobs[-1]["id"])
+
+    def resume_hint(self, why: str) -> str:
+        last = self.subscriber.last_change if self.subscriber else None
+        return f"{why}; reconnect with started={last}" if last else f"{why}; reconnect"
+
+    def on_overflow(self, why: str) -> None:
+        self.close(CLOSE_TRY_AGAIN_LATER, self.resume_hint(f"Too far behind: {why}"))
+
+    def on_close(self):
+        if self.subscriber is not None:
+            self.hub.unsubscribe(self.subscriber)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()

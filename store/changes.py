@@ -1,0 +1,240 @@
+"""A feed of job status changes, so every server process on a store sees every change.
+
+Two sources, chosen when the feed starts:
+
+- a MongoDB change stream on `jobs` (nx-27017 and replica sets offer one). nx-27017's events carry
+  a post-image of the job as it was at that change (only its `_id` is garbled), which keeps
+  QUEUED → RUNNING → COMPLETED apart even when they happen within milliseconds; a real MongoDB's
+  `updateLookup` image is the document at read time instead, and non-status updates are skipped
+  there through `updateDescription`. nx-27017 also streams writes to a `jobs` collection of any
+  database, so every event is checked against this database by re-reading its `_id` (one query
+  per batch).
+- otherwise, tailing `last_status_change`: jobs changed since the newest one seen, re-read with a
+  look-back (status changes stamped by another process may commit a little out of order) and
+  de-duplicated on (`id`, `last_status_change`). Changes that follow each other within one poll
+  collapse to the last one there.
+
+Either way the feed hands out job documents (without `data` and `results`), each a status change
+not handed out before, in `last_status_change` order per batch.
+"""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from store.jobs import JobFilter, JobStore
+
+log = logging.getLogger("jobdeck.changes")
+
+ROW_PROJECTION = {"data": 0, "results": 0}
+# The fields a /jobs/updates/ row is built from; an event image missing one is re-read instead.
+ROW_FIELDS = ("id", "job_type_id", "job_type_rev_id", "job_type_rev_num", "event", "error_id",
+              "status", "priority", "num_exes", "timeout", "max_tries", "cpus_required",
+              "mem_required", "disk_in_required", "disk_out_required", "created", "queued",
+              "started", "ended", "last_status_change", "last_modified")
+STREAM_BATCH = 1000
+IDLE_POLL = 0.01          # nx-27017 answers an empty getMore at once instead of waiting
+MAX_AWAIT_MS = 200        # how long a real MongoDB holds an empty getMore
+TAIL_INTERVAL = 0.05
+TAIL_LOOKBACK_MS = 2000
+TAIL_LIMIT = 5000
+RETRY_DELAY = 1.0
+REMEMBERED_JOBS = 200_000  # jobs whose last handed-out change is kept to drop non-status updates
+
+OnJobs = Callable[[list[dict]], Awaitable[None]]
+
+
+def change_key(job: dict) -> tuple[int, int]:
+    return job["id"], job["last_status_change"]
+
+
+class JobChangeFeed:
+    """Calls `on_jobs(jobs)` with each batch of new status changes until stopped."""
+
+    def __init__(self, store, on_jobs: OnJobs):
+        self.jobs = store.db["jobs"]
+        self.on_jobs = on_jobs
+        self.mode: str | None = None
+        self._stream = None
+        self._task: asyncio.Task | None = None
+        self._last_change: OrderedDict[int, int] = OrderedDict()
+
+    async def start(self) -> None:
+        """Open the source before returning, so changes committed from now on are all seen."""
+        try:
+            self._stream = await self._open_stream()
+            self.mode = "change-stream"
+            self._task = asyncio.create_task(self._follow_stream())
+        except OperationFailure as exc:
+            log.info("no change streams on this store (%s); tailing last_status_change", exc)
+            self.mode = "tail"
+            watermark = await self._newest_change()
+            self._task = asyncio.create_task(self._tail(watermark))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
+
+    # -- handing out -------------------------------------------------------------------------
+
+    def _fresh(self, jobs: list[dict]) -> list[dict]:
+        """Drop changes already handed out (same `id` and `last_status_change`, or older)."""
+        fresh = []
+        for job in sorted(jobs, key=lambda j: (j["last_status_change"], j["id"])):
+            last = self._last_change.get(job["id"])
+            if last is not None and job["last_status_change"] <= last:
+                continue
+            self._last_change[job["id"]] = job["last_status_change"]
+            self._last_change.move_to_end(job["id"])
+            fresh.append(job)
+        while len(self._last_change) > REMEMBERED_JOBS:
+            self._last_change.popitem(last=False)
+        return fresh
+
+    async def _hand_out(self, jobs: list[dict]) -> None:
+        fresh = self._fresh(jobs)
+        if fresh:
+            try:
+                await self.on_jobs(fresh)
+            except Exception:
+                log.exception("a live update batch could not be delivered")
+
+    # -- change stream -----------------------------------------------------------------------
+
+    async def _open_stream(self, resume_after=None):
+        return await self.jobs.watch(full_document="updateLookup", resume_after=resume_after,
+                                     max_await_time_ms=MAX_AWAIT_MS, batch_size=STREAM_BATCH)
+
+    async def _follow_stream(self) -> None:
+        while True:
+            try:
+                events = await self._next_events()
+                if events:
+                    await self._hand_out(await self._images(events))
+            except PyMongoError as exc:
+                log.warning("job change stream failed (%s); reopening", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                await self._reopen()
+
+    async def _reopen(self) -> None:
+        token = self._stream.resume_token if self._stream is not None else None
+        try:
+            await self._stream.close()
+        except PyMongoError:
+            pass
+        try:
+            self._stream = await self._open_stream(resume_after=token)
+        except PyMongoError as exc:
+            log.warning("could not resume the job change stream (%s); changes made meanwhile "
+                        "reach subscribers only when they reconnect with started", exc)
+            self._stream = await self._open_stream()
+
+    async def _next_events(self) -> list[dict]:
+        """Every event available now (waiting briefly for the first one)."""
+        began = time.monotonic()
+        event = await self._stream.try_next()
+        if event is None:
+            idle = IDLE_POLL - (time.monotonic() - began)
+            if idle > 0:
+                await asyncio.sleep(idle)
+            return []
+        events = [event]
+        while len(events) < STREAM_BATCH:
+            event = await self._stream.try_next()
+            if event is None:
+                break
+            events.append(event)
+        return events
+
+    async def _images(self, events: list[dict]) -> list[dict]:
+        """The job as of each status-changing event, only for jobs in this database."""
+        wanted = []
+        for event in events:
+            if event.get("operationType") not in ("insert", "update", "replace"):
+                continue
+            described = event.get("updateDescription")
+            if described and "last_status_change" not in (described.get("updatedFields") or {}):
+                continue
+            wanted.append(event)
+        if not wanted:
+            return []
+        ids = list({event["documentKey"]["_id"] for event in wanted})
+        current = {doc.pop("_id"): doc for doc in
+                   await self.jobs.find({"_id": {"$in": ids}}, ROW_PROJECTION).to_list()}
+        images = []
+        for event in wanted:
+            doc = current.get(event["documentKey"]["_id"])
+            if doc is None:
+                continue
+            image = event.get("fullDocument")
+            if _usable_image(image, doc["id"]):
+                doc = {k: v for k, v in image.items() if k not in ("_id", "data", "results")}
+            images.append(doc)
+        return images
+
+    # -- tailing -----------------------------------------------------------------------------
+
+    async def _newest_change(self) -> int:
+        newest = await self.jobs.find_one({}, {"last_status_change": 1},
+                                          sort=[("last_status_change", -1), ("id", -1)])
+        return newest["last_status_change"] if newest else 0
+
+    async def _tail(self, watermark: int) -> None:
+        seen: set[tuple[int, int]] = set()
+        first = True
+        while True:
+            try:
+                since = watermark - TAIL_LOOKBACK_MS
+                jobs = await (self.jobs.find({"last_status_change": {"$gte": since}},
+                                             ROW_PROJECTION)
+                              .sort([("last_status_change", 1), ("id", 1)])
+                              .limit(TAIL_LIMIT).to_list())
+            except PyMongoError as exc:
+                log.warning("tailing job changes failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            for job in jobs:
+                job.pop("_id", None)
+            new = [job for job in jobs if change_key(job) not in seen]
+            seen.update(change_key(job) for job in new)
+            if jobs:
+                watermark = max(watermark, jobs[-1]["last_status_change"])
+            seen = {key for key in seen if key[1] >= watermark - TAIL_LOOKBACK_MS}
+            if first:
+                self._fresh(new)  # what changed before the feed started is history
+                first = False
+            else:
+                await self._hand_out(new)
+            await asyncio.sleep(TAIL_INTERVAL)
+
+
+def _usable_image(image, job_id: int) -> bool:
+    return (isinstance(image, dict) and image.get("id") == job_id
+            and all(name in image for name in ROW_FIELDS)
+            and isinstance(image["event"], dict))
+
+
+async def job_updates_after(jobs: JobStore, flt: JobFilter, after: tuple[int, int] | None,
+                            limit: int) -> list[dict]:
+    """The next `limit` jobs matching `flt` in (`last_status_change`, `id`) order after the key
+    `after`: keyset paging, so jobs changing meanwhile never shift a page and hide another."""
+    query = await jobs.build_query(flt)
+    if query is None:
+        return []
+    if after is not None:
+        changed, job_id = after
+        query = {"$and": [query, {"$or": [
+            {"last_status_change": {"$gt": changed}},
+            {"last_status_change": changed, "id": {"$gt": job_id}}]}]}
+    cursor = (jobs.jobs.find(query, ROW_PROJECTION)
+              .sort([("last_status_change", 1), ("id", 1)]).limit(limit))
+    return await cursor.to_list()

@@ -1,0 +1,45 @@
+"""Nodes: the machines that run jobs (one document per hostname, Scale's Node fields)."""
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from core.times import now_ms
+from store.db import Database
+
+
+class NodeStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self.nodes = db["nodes"]
+
+    async def register(self, hostname: str, port: int | None, cpus: float, mem: float) -> dict:
+        """Create or refresh the node for `hostname`, keeping its id and pause state."""
+        now = now_ms()
+        fields = {"port": port, "is_active": True, "archived": None, "last_offer": now,
+                  "last_modified": now, "cpus": float(cpus), "mem": float(mem)}
+        node = await self.nodes.find_one_and_update(
+            {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+        if node is not None:
+            return node
+        doc = {"id": await self.db.next_id("nodes"), "hostname": hostname, "slave_id": hostname,
+               "pause_reason": None, "is_paused": False, "is_paused_errors": False,
+               "created": now, **fields}
+        try:
+            await self.nodes.insert_one(doc)
+        except DuplicateKeyError:
+            return await self.register(hostname, port, cpus, mem)
+        return doc
+
+    async def get(self, node_id: int) -> dict | None:
+        return await self.nodes.find_one({"id": node_id})
+
+    async def list_nodes(self, page: int, page_size: int) -> tuple[int, list[dict]]:
+        count = await self.db.count("nodes", {})
+        cursor = self.nodes.find({}).sort("id", 1).skip((page - 1) * page_size).limit(page_size)
+        return count, await cursor.to_list()
+
+    async def touch(self, node_id: int) -> None:
+        """Record that the node's engine is alive (Scale's last_offer)."""
+        now = now_ms()
+        await self.nodes.update_one({"id": node_id},
+                                    {"$set": {"last_offer": now, "last_modified": now}})

@@ -1,0 +1,239 @@
+"""Fast bulk seeding of realistic jobs for benchmarks and demos.
+
+Documents come from `JobStore.new_job_doc` and are then moved to the state the transition
+functions would have left them in, so they have exactly the store's shape; they are written with
+`insert_many` in batches (ids reserved per batch with `next_ids`), which is orders of magnitude
+faster than going through one transition call per job.
+
+Run `python -m store.seed --mongo-url URL N` to seed a database and print the rate.
+"""
+
+import argparse
+import asyncio
+import random
+import time
+
+from core.interface import validate_interface
+from core.times import now_ms
+from store.job_types import JobTypeExists
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+# (name, version, category, title, priority, timeout) of the seeded job types.
+SEED_JOB_TYPES = (
+    ("ingest-file", "1.0", "ingest", "Ingest File", 10, 600),
+    ("convert-image", "2.1", "processing", "Convert Image", 100, 1800),
+    ("detect-objects", "1.3", "processing", "Detect Objects", 150, 3600),
+    ("classify-scene", "0.9", "analysis", "Classify Scene", 200, 3600),
+    ("build-report", "1.0", "export", "Build Report", 250, 900),
+    ("archive-products", "3.0", "export", "Archive Products", 300, 7200),
+)
+SEED_INTERFACE = {
+    "command": "run.sh",
+    "command_arguments": "--mode ${mode} ${job_output_dir}",
+    "input_data": [{"name": "mode", "type": "property"}],
+}
+# Share of each final state, as seen on a busy Scale cluster: most jobs long finished.
+STATUS_WEIGHTS = {"COMPLETED": 62, "FAILED": 8, "CANCELED": 4, "RUNNING": 5, "QUEUED": 10,
+                  "PENDING": 8, "BLOCKED": 3}
+JOB_TYPE_WEIGHTS = (30, 25, 20, 12, 8, 5)
+EVENT_TYPES = ("USER", "PARSE", "INGEST")
+MODES = ("fast", "full", "verify")
+# Errors a failed execution records: SYSTEM ones are retried by Scale, the others are not.
+RETRIED_ERRORS = ("node-lost", "task-launch", "docker-task-launch")
+FINAL_ERRORS = ("timeout", "algorithm-unknown")
+
+
+async def seed_job_types(store) -> list[dict]:
+    """Create the seeded job types, reusing any that a previous seeding created."""
+    interface = validate_interface(SEED_INTERFACE)
+    job_types = []
+    for name, version, category, title, priority, timeout in SEED_JOB_TYPES:
+        try:
+            job_type = await store.job_types.create(
+                name, version, interface,
+                {"category": category, "title": title, "priority": priority,
+                 "timeout": timeout, "description": f"{title} (seeded)"})
+        except JobTypeExists:
+            job_type = await store.db["job_types"].find_one({"name": name, "version": version})
+        job_types.append(job_type)
+    return job_types
+
+
+class _Batch:
+    """Builds the jobs of one batch and collects the executions they imply in `exes`."""
+
+    def __init__(self, store, rng: random.Random, errors: dict, now: int):
+        self.store = store
+        self.rng = rng
+        self.errors = errors
+        self.now = now
+        self.exes: list[dict] = []
+
+    def job(self, job_id: int, event: dict, job_type: dict, status: str) -> dict:
+        rng = self.rng
+        created = event["occurred"]
+        data = {"version": "1.0", "input_data": [{"name": "mode", "value": rng.choice(MODES)}],
+                "output_data": []}
+        job = self.store.jobs.new_job_doc(job_id, job_type, data, event, created,
+                                          disk_in_mb=float(rng.randint(0, 2048)))
+        if status in ("PENDING", "BLOCKED"):
+            if status == "BLOCKED":
+                self._set_status(job, "BLOCKED", created + rng.randint(10, 5000))
+            return job
+        if status == "CANCELED" and rng.random() < 0.4:
+            self._set_status(job, "CANCELED", created + rng.randint(1000, 600_000), ended=True)
+            return job
+        self._run(job, status)
+        return job
+
+    def _set_status(self, job: dict, status: str, when: int, ended: bool = False) -> None:
+        when = min(when, self.now)
+        job.update(status=status, last_status_change=when, last_modified=when)
+        if ended:
+            job["ended"] = when
+
+    def _run(self, job: dict, status: str) -> None:
+        """Give the job the executions its status implies; retries precede the last one."""
+        rng = self.rng
+        tries = 1
+        if status in ("COMPLETED", "FAILED", "RUNNING") and rng.random() < 0.1:
+            tries = rng.randint(2, job["max_tries"])
+        clock = job["created"]
+        for attempt in range(1, tries + 1):
+            last = attempt == tries
+            queued = clock + rng.randint(50, 30_000)
+            exe_status = status if last else "FAILED"
+            if last and status == "CANCELED":
+                exe_status = rng.choice(("QUEUED", "RUNNING"))
+            exe = self._exe(job, queued, exe_status, retried=not last)
+            clock = exe["ended"] or exe["started"] or queued
+            # The execution's id is reserved once the whole batch is built; see seed_jobs.
+            job.update(num_exes=attempt, queued=exe["queued"], started=exe["started"], ended=None,
+                       latest_exe_id=exe)
+        error_id = self.exes[-1]["error_id"]
+        if status == "CANCELED":
+            clock += rng.randint(1000, 60_000)
+            self._finish_exe(self.exes[-1], "CANCELED", min(clock, self.now), None)
+        job.update(status=status, error_id=error_id if status == "FAILED" else None)
+        if status == "COMPLETED":
+            job["results"] = {"version": "1.0", "output_data": []}
+        when = min(clock, self.now)
+        job.update(last_status_change=when, last_modified=when)
+        if status in ("COMPLETED", "FAILED", "CANCELED"):
+            job["ended"] = when
+
+    def _exe(self, job: dict, queued: int, status: str, retried: bool) -> dict:
+        rng = self.rng
+        exe = self.store.jobs._new_exe(0, job, min(queued, self.now),
+                                       f"--mode {job['data']['input_data'][0]['value']} /out")
+        self.exes.append(exe)
+        if status == "QUEUED":
+            return exe
+        started = min(exe["queued"] + rng.randint(100, 120_000), self.now)
+        exe.update(status="RUNNING", started=started, last_modified=started, node_id=None,
+                   pre_started=started, cpus_scheduled=job["cpus_required"],
+                   mem_scheduled=job["mem_required"],
+                   disk_in_scheduled=job["disk_in_required"],
+                   disk_out_scheduled=job["disk_out_required"],
+                   disk_total_scheduled=job["disk_in_required"] + job["disk_out_required"])
+        pre_done = min(started + rng.randint(500, 20_000), self.now)
+        exe.update(pre_completed=pre_done, pre_exit_code=0, job_started=pre_done,
+                   last_modified=pre_done)
+        if status == "RUNNING":
+            return exe
+        ended = min(pre_done + rng.randint(1000, job["timeout"] * 1000), self.now)
+        if status == "COMPLETED":
+            exe.update(job_completed=ended, job_exit_code=0, post_started=ended,
+                       post_completed=ended, post_exit_code=0)
+            self._finish_exe(exe, "COMPLETED", ended, None,
+                             results={"version": "1.0", "output_data": []})
+        else:
+            names = RETRIED_ERRORS if retried else FINAL_ERRORS + RETRIED_ERRORS[:1]
+            exe.update(job_completed=ended, job_exit_code=rng.choice((1, 2, 137)))
+            self._finish_exe(exe, "FAILED", ended, self.errors[rng.choice(names)])
+        return exe
+
+    @staticmethod
+    def _finish_exe(exe: dict, status: str, when: int, error_id, results=None) -> None:
+        exe.update(status=status, ended=when, last_modified=when, error_id=error_id)
+        if results is not None:
+            exe["results"] = results
+
+
+async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
+                    progress=print) -> dict:
+    """Insert `n` jobs spread over the last 7 days, with executions for those that ran.
+
+    Returns counts and the rate; `progress` (print by default, None for silence) gets one line
+    per batch and a summary.
+    """
+    rng = random.Random(rng_seed)
+    job_types = await seed_job_types(store)
+    errors = {doc["name"]: doc["id"] async for doc in store.db["errors"].find({}, {"name": 1,
+                                                                                  "id": 1})}
+    statuses, status_weights = zip(*STATUS_WEIGHTS.items(), strict=True)
+    started = time.perf_counter()
+    now = now_ms()
+    totals = {"jobs": 0, "job_exes": 0, "trigger_events": 0}
+    while totals["jobs"] < n:
+        size = min(batch, n - totals["jobs"])
+        builder = _Batch(store, rng, errors, now)
+        job_ids = await store.db.next_ids("jobs", size)
+        # One trigger event per job, as POST /queue/new-job/ and Scale's parse/ingest rules make.
+        event_ids = await store.db.next_ids("trigger_events", size)
+        events = []
+        jobs = []
+        for job_id, event_id in zip(job_ids, event_ids, strict=True):
+            event_type = rng.choice(EVENT_TYPES)
+            events.append({"id": event_id, "type": event_type, "rule_id": None,
+                           "occurred": now - rng.randint(0, WEEK_MS),
+                           "description": {"user": "Anonymous"} if event_type == "USER"
+                           else {"seeded": True}})
+            job_type = rng.choices(job_types, JOB_TYPE_WEIGHTS)[0]
+            status = rng.choices(statuses, status_weights)[0]
+            jobs.append(builder.job(job_id, events[-1], job_type, status))
+        exe_ids = await store.db.next_ids("job_exes", len(builder.exes)) if builder.exes else []
+        for exe, exe_id in zip(builder.exes, exe_ids, strict=True):
+            exe["id"] = exe_id
+        for job in jobs:
+            if job["latest_exe_id"] is not None:
+                job["latest_exe_id"] = job["latest_exe_id"]["id"]
+        await store.db["trigger_events"].insert_many(events, ordered=False)
+        if builder.exes:
+            await store.db["job_exes"].insert_many(builder.exes, ordered=False)
+        await store.db["jobs"].insert_many(jobs, ordered=False)
+        totals["jobs"] += size
+        totals["job_exes"] += len(builder.exes)
+        totals["trigger_events"] += size
+        if progress:
+            elapsed = time.perf_counter() - started
+            progress(f"seeded {totals['jobs']:,}/{n:,} jobs ({totals['jobs'] / elapsed:,.0f}/s)")
+    elapsed = time.perf_counter() - started
+    summary = {**totals, "seconds": round(elapsed, 2),
+               "jobs_per_second": round(totals["jobs"] / elapsed) if elapsed else None}
+    if progress:
+        progress(f"seeded {totals['jobs']:,} jobs, {totals['job_exes']:,} executions and "
+                 f"{totals['trigger_events']:,} events in {elapsed:.1f}s "
+                 f"({summary['jobs_per_second']:,} jobs/s)")
+    return summary
+
+
+async def _main(argv=None) -> None:
+    from store import Store
+
+    parser = argparse.ArgumentParser(description="Seed N realistic jobs into a Jobdeck store")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--mongo-url", required=True)
+    parser.add_argument("--db-name", default="jobdeck")
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args(argv)
+    store = await Store(args.mongo_url, args.db_name).open()
+    try:
+        await seed_jobs(store, args.count, args.batch)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())

@@ -1,0 +1,69 @@
+"""Aggregates for the dashboards: counts by status, throughput per minute, busiest job types,
+queue and node use. Each is one `$group` pass (or a few), never a scan per row shown."""
+
+from core.model import JOB_STATUSES
+from store.db import Database
+
+MINUTE_MS = 60_000
+FINISHED = ("COMPLETED", "FAILED")
+
+
+class StatsStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def _group(self, collection: str, pipeline: list[dict]) -> list[dict]:
+        cursor = await self.db[collection].aggregate(pipeline)
+        return await cursor.to_list()
+
+    async def counts_by_status(self) -> dict[str, int]:
+        """Jobs per status right now."""
+        rows = await self._group("jobs", [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] for row in rows}
+
+    async def finished_per_minute(self, since: int) -> dict[str, dict[int, int]]:
+        """{status: {minute start in ms: count}} of jobs that became COMPLETED or FAILED since
+        `since`. nx-27017 evaluates expressions in `$project` but not inside a `$group` key,
+        so the minute is projected first, and each status is its own pass over its index."""
+        per_status = {}
+        for status in FINISHED:
+            rows = await self._group("jobs", [
+                {"$match": {"status": status, "last_status_change": {"$gte": since}}},
+                {"$project": {"minute": {"$subtract": [
+                    "$last_status_change", {"$mod": ["$last_status_change", MINUTE_MS]}]}}},
+                {"$group": {"_id": "$minute", "n": {"$sum": 1}}},
+            ])
+            per_status[status] = {int(row["_id"]): row["n"] for row in rows}
+        return per_status
+
+    async def counts_by_type_and_status(self, since: int | None = None) -> dict[int, dict]:
+        """{job_type_id: {status: count}} for jobs whose status changed since `since` (all jobs
+        when None); one `$group` per status, as nx-27017 ignores compound `$group` keys."""
+        counts: dict[int, dict] = {}
+        for status in JOB_STATUSES:
+            match: dict = {"status": status}
+            if since is not None:
+                match["last_status_change"] = {"$gte": since}
+            rows = await self._group("jobs", [
+                {"$match": match}, {"$group": {"_id": "$job_type_id", "n": {"$sum": 1}}}])
+            for row in rows:
+                counts.setdefault(row["_id"], {})[status] = row["n"]
+        return counts
+
+    async def running_by_node(self) -> dict[int, dict]:
+        """Per node id: running executions and the CPU and memory they were scheduled with."""
+        rows = await self._group("job_exes", [
+            {"$match": {"status": "RUNNING"}},
+            {"$group": {"_id": "$node_id", "running": {"$sum": 1},
+                        "cpus": {"$sum": "$cpus_scheduled"}, "mem": {"$sum": "$mem_scheduled"}}},
+        ])
+        return {row["_id"]: row for row in rows}
+
+    async def nodes(self) -> list[dict]:
+        return await self.db["nodes"].find({}).sort("id", 1).to_list()
+
+    async def errors_named(self, names) -> list[dict]:
+        names = sorted(set(names))
+        if not names:
+            return []
+        return await self.db["errors"].find({"name": {"$in": names}}).sort("id", 1).to_list()

@@ -1,0 +1,95 @@
+"""Jobs submitted through the API really run: phases, inputs, outputs, products and failures."""
+
+import json
+
+import pytest
+from conftest import PY, make_job_type, make_workspace, submit, upload, wait_job
+
+WRITE_OUT = "import sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); print('wrote')"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_success_writes_a_product(api, store, start_engine):
+    ws = await make_workspace(api)
+    job_type = await make_job_type(
+        store, "writer", PY, f'-c "{WRITE_OUT}" ${{job_output_dir}}',
+        outputs=[{"name": "out", "type": "file", "media_type": "text/plain"}])
+    job = await submit(api, job_type, outputs=[{"name": "out", "workspace_id": ws["id"]}])
+    await start_engine()
+    await wait_job(store, job["id"], "COMPLETED")
+
+    status, details, _ = await api.get(f"/jobs/{job['id']}/")
+    assert status == 200
+    assert details["status"] == "COMPLETED" and details["num_exes"] == 1
+    product = details["outputs"][0]["value"]
+    assert details["outputs"][0]["name"] == "out"
+    assert (product["file_name"], product["media_type"], product["file_size"]) == \
+        ("out.txt", "text/plain", 5)
+    assert product["workspace"] == {"id": ws["id"], "name": "products"}
+    assert details["results"] == {"version": "1.0",
+                                  "output_data": [{"name": "out", "file_id": product["id"]}]}
+    exe = details["job_exes"][0]
+    assert exe["status"] == "COMPLETED"
+    for phase in ("pre", "job", "post"):
+        assert exe[f"{phase}_exit_code"] == 0
+        assert exe[f"{phase}_started"] <= exe[f"{phase}_completed"]
+    assert exe["pre_completed"] <= exe["job_started"] and exe["job_completed"] <= exe["post_started"]
+    assert exe["node"] is not None
+
+    status, raw, headers = await api.get(f"/files/{product['id']}/download/")
+    assert (status, raw, headers["Content-Type"]) == (200, "hello", "text/plain")
+    status, products, _ = await api.get("/products/")
+    assert status == 200 and products["count"] == 1
+    assert products["results"][0]["id"] == product["id"]
+    assert products["results"][0]["job"] == {"id": job["id"]}
+    assert products["results"][0]["job_exe"] == {"id": exe["id"]}
+
+    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    assert status == 200
+    assert (logs["is_finished"], logs["stdout"], logs["stderr"]) == (True, "wrote\n", "")
+    assert logs["job"]["id"] == job["id"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_property_file_and_files_inputs_are_substituted(api, store, start_engine):
+    ws = await make_workspace(api, "inputs")
+    one = await upload(api, ws["id"], "one.txt", b"first")
+    two = await upload(api, ws["id"], "two words.txt", b"second")
+    three = await upload(api, ws["id"], "three.txt", b"third")
+    script = ("import json, sys; print(json.dumps([sys.argv[1:], "
+              "[open(p).read() for p in sys.argv[2:]]]))")
+    job_type = await make_job_type(
+        store, "echo-args", PY, f"-c '{script}' ${{label}} ${{single}} ${{many}}",
+        inputs=[{"name": "label", "type": "property"},
+                {"name": "single", "type": "file"}, {"name": "many", "type": "files"}])
+    job = await submit(api, job_type, inputs=[
+        {"name": "label", "value": "a b $HOME"}, {"name": "single", "file_id": one["id"]},
+        {"name": "many", "file_ids": [two["id"], three["id"]]}])
+    await start_engine()
+    await wait_job(store, job["id"], "COMPLETED")
+    exe = await store.jobs.get_exe(job["num_exes"] and (await store.jobs.get_job(job["id"]))[
+        "latest_exe_id"])
+    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    args, contents = json.loads(logs["stdout"])
+    assert args[0] == "a b $HOME"  # one word, no shell expansion
+    assert [a.rsplit("/", 1)[1] for a in args[1:]] == ["one.txt", "two words.txt", "three.txt"]
+    assert contents == ["first", "second", "third"]
+    assert exe["environment"]["JOBDECK_JOB_ID"] == str(job["id"])
+    assert exe["environment"]["JOBDECK_EXE_ID"] == str(exe["id"])
+    assert "HOME" in exe["environment"] and "VIRTUAL_ENV" not in exe["environment"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_environment_is_clean(api, store, start_engine):
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    job_type = await make_job_type(store, "env", PY, f"-c '{script}'")
+    job = await submit(api, job_type)
+    await start_engine()
+    done = await wait_job(store, job["id"], "COMPLETED")
+    _, logs, _ = await api.get(f"/job-executions/{done['latest_exe_id']}/logs/")
+    env = json.loads(logs["stdout"])
+    assert sorted(env) == sorted([
+        "PATH", "LANG", "HOME", "TMPDIR", "JOBDECK_JOB_ID", "JOBDECK_EXE_ID", "JOBDECK_JOB_TYPE",
+        "JOBDECK_JOB_TYPE_VERSION", "JOBDECK_WORK_DIR", "JOBDECK_OUTPUT_DIR", "JOBDECK_CPUS",
+        "JOBDECK_MEM", "LC_CTYPE"]) or "LC_CTYPE" not in env
+    assert env["JOBDECK_JOB_TYPE"] == "env" and env["PATH"] == "/usr/local/bin:/usr/bin:/bin"

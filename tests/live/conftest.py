@@ -1,0 +1,130 @@
+"""Live update fixtures: the real app with its hub stopped after each test, WebSocket clients that
+collect messages, and jobs driven through POST /queue/new-job/ and the store's transitions."""
+
+import asyncio
+import json
+
+import pytest
+import tornado.websocket
+from tornado.httpclient import HTTPRequest
+
+from core.interface import validate_interface
+from live.hub import hub_for, stop_hub
+from server import make_app
+
+SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
+
+
+@pytest.fixture
+def live_settings():
+    """Application settings for the test's app; tests override this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(store, live_settings, io_loop):
+    yield make_app(store, **live_settings)
+    io_loop.run_sync(lambda: stop_hub(store))
+
+
+def ws_url(base_url: str, query: str = "") -> str:
+    return base_url.replace("http://", "ws://", 1) + "/ws/jobs/updates/" + (
+        f"?{query}" if query else "")
+
+
+class Subscriber:
+    """A WebSocket client that reads every message in the background and keeps them."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.messages: list[dict] = []
+        self.closed = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, base_url: str, query: str = "") -> "Subscriber":
+        return cls(await tornado.websocket.websocket_connect(HTTPRequest(ws_url(base_url, query))))
+
+    async def _read(self):
+        while True:
+            text = await self.connection.read_message()
+            if text is None:
+                self.closed.set()
+                self._arrived.set()
+                return
+            self.messages.append(json.loads(text))
+            self._arrived.set()
+
+    @property
+    def rows(self) -> list[dict]:
+        return [row for message in self.messages for row in message["results"]]
+
+    def keys(self) -> list[tuple[int, str]]:
+        return [(row["id"], row["last_status_change"]) for row in self.rows]
+
+    async def until(self, predicate):
+        """Wait until `predicate(self)` holds (the test's own timeout bounds the wait)."""
+        while not predicate(self):
+            if self.closed.is_set():
+                raise AssertionError(f"closed ({self.connection.close_code} "
+                                     f"{self.connection.close_reason}) before the condition held")
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def until_row(self, job_id: int, status: str) -> dict:
+        await self.until(lambda s: any(r["id"] == job_id and r["status"] == status
+                                       for r in s.rows))
+        return next(r for r in self.rows if r["id"] == job_id and r["status"] == status)
+
+    def close(self):
+        self.connection.close()
+        self._reader.cancel()
+
+
+async def until_live(store, count: int) -> None:
+    """Wait until `count` subscribers are registered with the hub and past their catch-up."""
+    hub = hub_for(store)
+    while sum(1 for s in hub.subscribers if not s.buffering) < count:
+        await asyncio.sleep(0.01)
+
+
+class Jobs:
+    """Job types from the store; jobs submitted through the API and moved on by the store's
+    transition functions, as the job engine moves them."""
+
+    def __init__(self, store, api):
+        self.store = store
+        self.api = api
+
+    async def job_type(self, name="live", version="1.0", category="live", **fields) -> dict:
+        return await self.store.job_types.create(
+            name, version, validate_interface(SIMPLE_INTERFACE), {"category": category, **fields})
+
+    async def submit(self, job_type: dict) -> dict:
+        status, body, _ = await self.api.post("/queue/new-job/", {"job_type_id": job_type["id"]})
+        assert status == 201, body
+        return body
+
+    async def start(self, job: dict) -> dict:
+        latest = await self.store.jobs.get_job(job["id"])
+        job, _ = await self.store.jobs.start_execution(latest["latest_exe_id"], None)
+        return job
+
+    async def complete(self, job: dict) -> dict:
+        latest = await self.store.jobs.get_job(job["id"])
+        return await self.store.jobs.complete_execution(latest["latest_exe_id"], {})
+
+    async def cancel(self, job: dict) -> dict:
+        return await self.store.jobs.cancel_job(job["id"])
+
+    async def update_row(self, job_id: int) -> dict:
+        """The job's row from GET /jobs/updates/, the shape every live message must match."""
+        status, body, _ = await self.api.get(f"/jobs/updates/?job_id={job_id}")
+        assert status == 200 and body["count"] == 1, body
+        return body["results"][0]
+
+
+@pytest.fixture
+def jobs(store, api):
+    return Jobs(store, api)

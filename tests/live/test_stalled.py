@@ -1,0 +1,44 @@
+"""A subscriber that stops reading is closed with 1013 and never holds the others back."""
+
+import pytest
+
+from live.hub import hub_for
+from tests.live.conftest import Subscriber, until_live
+
+MAX_QUEUE = 2
+MAX_CHANGES = 2000
+
+
+@pytest.fixture
+def live_settings():
+    return {"ws_max_queue": MAX_QUEUE}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_url, store, jobs):
+    # A long description makes every row about 256 KiB, so the socket buffers fill quickly.
+    job_type = await jobs.job_type(description="x" * 262144)
+    stalled = await Subscriber.connect(base_url)
+    stalled._reader.cancel()  # stop reading: the client's one-message queue then blocks the socket
+    healthy = await Subscriber.connect(base_url)
+    await until_live(store, 2)
+    hub = hub_for(store)
+
+    made = []
+    while len(hub.subscribers) == 2 and len(made) < MAX_CHANGES:
+        made.append(await jobs.submit(job_type))
+        await healthy.until_row(made[-1]["id"], "QUEUED")
+    assert len(hub.subscribers) == 1, f"still subscribed after {len(made)} changes"
+
+    made.append(await jobs.submit(job_type))
+    await healthy.until_row(made[-1]["id"], "QUEUED")
+    assert [r["id"] for r in healthy.rows] == [job["id"] for job in made]
+
+    received = []
+    while (text := await stalled.connection.read_message()) is not None:
+        received.append(text)
+    assert stalled.connection.close_code == 1013
+    assert stalled.connection.close_reason.startswith(
+        f"Too far behind: more than {MAX_QUEUE} messages waiting; reconnect with started=")
+    assert 0 < len(received) < len(made)
+    healthy.close()

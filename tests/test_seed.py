@@ -1,0 +1,66 @@
+"""store.seed: the bulk seeder writes jobs in exactly the shape the API serves."""
+
+import pytest
+
+from core.model import JOB_STATUSES
+from store.seed import SEED_JOB_TYPES, seed_jobs
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_seed_jobs_inserts_well_formed_jobs_the_api_serves(api, store):
+    summary = await seed_jobs(store, 200, batch=64, progress=None)
+
+    assert summary["jobs"] == 200
+    assert summary["trigger_events"] == 200
+    assert await store.db.count("jobs", {}) == 200
+    assert await store.db.count("trigger_events", {}) == 200
+    assert await store.db.count("job_types", {}) == len(SEED_JOB_TYPES)
+    jobs = await store.db["jobs"].find({}).sort("id", 1).to_list()
+    assert [j["id"] for j in jobs] == list(range(1, 201))
+    exes = {e["id"]: e async for e in store.db["job_exes"].find({})}
+    assert len(exes) == summary["job_exes"]
+    assert {j["status"] for j in jobs} <= set(JOB_STATUSES)
+    assert len({j["status"] for j in jobs}) >= 5
+    assert len({j["job_type_id"] for j in jobs}) >= 4
+    for job in jobs:
+        assert job["created"] <= job["last_status_change"] <= job["last_modified"]
+        owned = sorted((e for e in exes.values() if e["job_id"] == job["id"]),
+                       key=lambda e: e["id"])
+        assert len(owned) == job["num_exes"]
+        if job["num_exes"]:
+            assert job["latest_exe_id"] == owned[-1]["id"]
+            assert job["queued"] == owned[-1]["queued"]
+        else:
+            assert job["latest_exe_id"] is None
+        if job["status"] in ("COMPLETED", "RUNNING", "QUEUED"):
+            assert owned[-1]["status"] == job["status"]
+        if job["status"] == "FAILED":
+            assert owned[-1]["status"] == "FAILED"
+            assert job["error_id"] == owned[-1]["error_id"] is not None
+        else:
+            assert job["error_id"] is None
+
+    status, body, _ = await api.get("/jobs/?page_size=1000")
+    assert status == 200
+    assert body["count"] == 200
+    assert sorted(row["id"] for row in body["results"]) == list(range(1, 201))
+    served = {row["id"]: row for row in body["results"]}
+    assert served[jobs[0]["id"]]["status"] == jobs[0]["status"]
+    assert served[jobs[0]["id"]]["job_type"]["name"] == jobs[0]["job_type_name"]
+
+    ran = next(j for j in jobs if j["num_exes"] > 0)
+    status, details, _ = await api.get(f"/jobs/{ran['id']}/")
+    assert status == 200
+    assert [e["id"] for e in details["job_exes"]] == sorted(
+        (e["id"] for e in exes.values() if e["job_id"] == ran["id"]), reverse=True)
+    assert details["inputs"][0]["name"] == "mode"
+    assert details["inputs"][0]["value"] == ran["data"]["input_data"][0]["value"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_seeding_twice_reuses_the_job_types(store):
+    await seed_jobs(store, 10, progress=None)
+    await seed_jobs(store, 10, progress=None)
+
+    assert await store.db.count("job_types", {}) == len(SEED_JOB_TYPES)
+    assert await store.db.count("jobs", {}) == 20
