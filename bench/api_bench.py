@@ -42,6 +42,10 @@ TARGET_RATIO = 1.5
 NAMED_TYPE = "convert-image"
 LIST_ORDER = [("last_modified", 1), ("id", 1)]
 UPDATES_ORDER = [("last_status_change", 1), ("id", 1)]
+# Small enough that one insert_many answers well within the driver's 5 s heartbeat timeout even
+# on a loaded machine: a longer command makes pymongo's monitor mark nx-27017 unknown and cancel
+# every operation in flight (_OperationCancelled).
+SEED_BATCH = 1000
 
 
 def add_arguments(parser) -> None:
@@ -252,8 +256,8 @@ async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
     server = None
     try:
         store = await Store(url, "jobdeck").open()
-        seeded = await seed_jobs(store, size, progress=lambda line: print(line, file=sys.stderr,
-                                                                          flush=True))
+        seeded = await seed_jobs(store, size, batch=SEED_BATCH,
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
         server, port = start_server(url, work_dir)
         base_url = f"http://127.0.0.1:{port}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -269,6 +273,11 @@ async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
         conn.close()
         await store.close()
         return rows
+    except PyMongoError as exc:
+        if not embedded.is_alive():
+            raise RuntimeError(f"the embedded store exited during the run ({exc!r}); its log "
+                               f"tail:\n{tail(embedded.log_path)}") from exc
+        raise
     finally:
         if server is not None:
             server.terminate()
@@ -304,6 +313,11 @@ async def measure_case(conn, name, path, work, store, base_url, requests) -> dic
             "store_ms": store_ms, "in_process_ms": statistics.median(inproc) * 1000,
             "ratio": ratio, "target": f"<= {TARGET_RATIO}", "met": ratio <= TARGET_RATIO,
             "top_store_commands_ms": commands.top(requests)}
+
+
+def tail(path: Path, size: int = 2000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else "(no log)"
+    return text[-size:]
 
 
 def quantile(values: list[float], q: float) -> float:

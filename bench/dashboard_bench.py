@@ -99,7 +99,7 @@ def start_server(url: str, work_dir: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = open(work_dir / "server.log", "wb")  # noqa: SIM115 (kept open for the child)
     settings = work_dir / "settings.yaml"
-    settings.write_text("{}\n")
+    settings.write_text("engine: false\n")  # measure the pages, not the engine running jobs
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--mongo-url", url, "--port", str(port),
          "--settings", str(settings)],

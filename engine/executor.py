@@ -80,6 +80,6 @@ class Backend(abc.ABC):
         """Start the job phase; raise LaunchError when it cannot start."""
 
     @abc.abstractmethod
-    async def reap(self, ref: dict) -> bool:
-        """Stop what a dead server left running from `ref` (ProcessRef.as_doc()); True if
-        something was still running."""
+    async def reap(self, exe: dict) -> bool:
+        """Stop whatever a dead server left running for the execution `exe` (its `process`
+        field holds ProcessRef.as_doc() once recorded); True if something was still running."""

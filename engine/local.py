@@ -100,11 +100,30 @@ class LocalBackend(Backend):
             err.close()
         return LocalProcess(proc, spec.timeout, self.timeout_grace)
 
-    async def reap(self, ref: dict) -> bool:
+    async def reap(self, exe: dict) -> bool:
+        """Kill the execution's process groups: the recorded leader's, and any process whose
+        environment names this execution (the server may have died before recording it)."""
+        groups = set()
+        ref = exe.get("process") or {}
         pid, started = ref.get("pid"), ref.get("started")
-        if not pid or started is None or _create_time(pid) != started:
-            return False
-        with contextlib.suppress(OSError):
-            if os.getpgid(pid) != pid:
-                return False
-        return _signal_group(pid, signal.SIGKILL)
+        if pid and started is not None and _create_time(pid) == started:
+            groups.add(pid)
+        if exe.get("work_dir"):
+            groups.update(await asyncio.to_thread(_groups_working_in, exe["work_dir"]))
+        killed = False
+        for pgid in groups:
+            killed = _signal_group(pgid, signal.SIGKILL) or killed
+        return killed
+
+
+def _groups_working_in(work_dir: str) -> set[int]:
+    """Process groups of the processes whose environment names `work_dir` as their execution's
+    working folder (JOBDECK_WORK_DIR, unique per data folder and execution)."""
+    groups = set()
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get("JOBDECK_WORK_DIR") == work_dir:
+                pgid = os.getpgid(proc.pid)
+                if pgid != os.getpgid(0):
+                    groups.add(pgid)
+    return groups

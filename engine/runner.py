@@ -24,9 +24,11 @@ import shlex
 import shutil
 from pathlib import Path
 
+from pymongo.errors import PyMongoError
+
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
-from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec
+from engine.executor import CANCELED, EXITED, TIMED_OUT, Backend, LaunchError, LaunchSpec
 
 log = logging.getLogger("jobdeck.engine")
 
@@ -149,11 +151,21 @@ def collect_outputs(output_specs: list[dict], output_dir: Path) -> tuple[dict, d
     return found, manifest
 
 
+def claim_fields(data_dir: Path, exe_id: int, when: int) -> dict:
+    """Written with the claim itself (one round trip fewer per job): the pre phase starts as
+    the execution is claimed, and its folder and logs are known from then on."""
+    work_dir = data_dir / "executions" / str(exe_id)
+    return {"pre_started": when, "work_dir": str(work_dir),
+            "stdout_file": str(work_dir / "stdout.log"),
+            "stderr_file": str(work_dir / "stderr.log")}
+
+
 class ExecutionRunner:
     """Runs one claimed execution and writes each phase and the outcome to the store."""
 
-    def __init__(self, engine, job: dict, exe: dict):
+    def __init__(self, engine, job: dict, exe: dict, job_type: dict):
         self.engine = engine
+        self.job_type = job_type
         self.store = engine.store
         self.backend: Backend = engine.backend
         self.job = job
@@ -168,6 +180,9 @@ class ExecutionRunner:
     async def run(self) -> None:
         try:
             await self._run()
+        except PyMongoError as exc:
+            log.warning("execution %s: the store is unreachable (%s); the next engine start "
+                        "recovers it", self.exe_id, exc)
         except Exception:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")
@@ -179,14 +194,10 @@ class ExecutionRunner:
 
     async def _run(self) -> None:
         jobs = self.store.jobs
-        job_type = await self.store.job_types.get(self.job["job_type_id"])
-        rev = await self.store.job_types.get_revision(self.job["job_type_rev_id"])
-        interface = rev["interface"]
+        job_type = self.job_type
+        interface = await self.engine.interface_of(self.job["job_type_rev_id"])
         self.arguments = interface["command_arguments"]
         stdout, stderr = self.work_dir / "stdout.log", self.work_dir / "stderr.log"
-
-        await jobs.update_execution(self.exe_id, pre_started=now_ms(),
-                                    stdout_file=str(stdout), stderr_file=str(stderr))
         try:
             values, env = await self._pre(job_type, interface)
         except PhaseError as exc:
@@ -195,27 +206,37 @@ class ExecutionRunner:
             await self._fail(exc.error_name)
             return
         argv = build_argv(interface["command"], self.arguments, values)
-        await jobs.update_execution(self.exe_id, pre_completed=now_ms(), pre_exit_code=0,
-                                    environment=env, job_started=now_ms())
+        pre_completed = now_ms()
         if self.canceled:
+            await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
+                                        environment=env)
             return
         spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
                           float(self.exe["timeout"]) if self.exe.get("timeout") else None,
                           self.job["cpus_required"], self.job["mem_required"])
+        job_started = now_ms()
         try:
             self.running = await self.backend.start(spec)
         except LaunchError as exc:
             log.warning("execution %s: %s", self.exe_id, exc)
             note(stderr, exc)
-            await jobs.update_execution(self.exe_id, job_completed=now_ms())
+            await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
+                                        environment=env, job_started=job_started,
+                                        job_completed=now_ms())
             await self._fail("task-launch")
             return
-        await jobs.update_execution(self.exe_id, process=self.running.ref.as_doc())
+        # One write for the end of pre and the start of job: fewer round trips per job.
+        await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
+                                    environment=env, job_started=job_started,
+                                    process=self.running.ref.as_doc())
         if self.canceled:
             await self.running.cancel(self.engine.cancel_grace)
         report = await self.running.wait()
-        await jobs.update_execution(self.exe_id, job_completed=now_ms(),
-                                    job_exit_code=report.exit_code)
+        job_completed = now_ms()
+        succeeded = report.reason == EXITED and report.exit_code == 0 and not self.canceled
+        if not succeeded:  # on success the post phase writes these with its start
+            await jobs.update_execution(self.exe_id, job_completed=job_completed,
+                                        job_exit_code=report.exit_code)
         if report.reason == CANCELED or self.canceled:
             return
         if report.reason == TIMED_OUT:
@@ -225,7 +246,7 @@ class ExecutionRunner:
             mapping = (job_type.get("error_mapping") or {}).get("exit_codes", {})
             await self._fail(mapping.get(str(report.exit_code), "algorithm-unknown"))
             return
-        await self._post(interface)
+        await self._post(interface, job_completed)
 
     async def _pre(self, job_type: dict, interface: dict) -> tuple[dict, dict]:
         """Make the working folders and stage every input file (symlinks into inputs/)."""
@@ -284,10 +305,11 @@ class ExecutionRunner:
             shutil.copyfile(source, target)
         return target
 
-    async def _post(self, interface: dict) -> None:
+    async def _post(self, interface: dict, job_completed: int) -> None:
         """Outputs → product files in the job data's output workspaces, then COMPLETED."""
         jobs = self.store.jobs
-        await jobs.update_execution(self.exe_id, post_started=now_ms())
+        await jobs.update_execution(self.exe_id, job_completed=job_completed, job_exit_code=0,
+                                    post_started=now_ms())
         specs = interface.get("output_data", [])
         try:
             found, manifest = collect_outputs(specs, self.output_dir)

@@ -11,14 +11,16 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import psutil
 
 from core.model import FINAL_JOB_STATUSES
+from core.times import now_ms
 from engine.executor import Backend
 from engine.local import LocalBackend
-from engine.runner import ExecutionRunner
+from engine.runner import ExecutionRunner, claim_fields
 from store import Store
 from store.nodes import NodeStore
 
@@ -27,6 +29,8 @@ log = logging.getLogger("jobdeck.engine")
 # How many QUEUED jobs one scheduling pass looks at.
 SCAN_LIMIT = 200
 MIB = 1024 * 1024
+# Seconds between reads of the node's pause state (and touches of its last_offer).
+NODE_REFRESH = 1.0
 
 
 def machine_capacity() -> tuple[float, float]:
@@ -70,6 +74,10 @@ class Engine:
         self.runners: dict[int, ExecutionRunner] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self.passes = 0
+        self.interfaces: dict[int, dict] = {}
+        self.node_paused = False
+        self._node_checked = 0.0
+        self._cancels_checked = 0.0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
 
@@ -103,6 +111,13 @@ class Engine:
             await self.store.jobs.fail_execution(runner.exe_id, error,
                                                  command_arguments=runner.arguments)
 
+    async def interface_of(self, rev_id: int) -> dict:
+        """A job type revision's interface (revisions never change, so they are cached)."""
+        if rev_id not in self.interfaces:
+            rev = await self.store.job_types.get_revision(rev_id)
+            self.interfaces[rev_id] = rev["interface"]
+        return self.interfaces[rev_id]
+
     def wake(self) -> None:
         """Schedule now rather than at the next poll (e.g. after a submission)."""
         self._wake.set()
@@ -115,7 +130,7 @@ class Engine:
         for exe in await self.store.jobs.running_exes_of_node(self.node["id"]):
             if alive(exe.get("engine")):
                 continue
-            if exe.get("process") and await self.backend.reap(exe["process"]):
+            if await self.backend.reap(exe):
                 log.info("execution %s: killed the process a dead server left", exe["id"])
             job = await self.store.jobs.get_job(exe["job_id"])
             rev = await self.store.job_types.get_revision(job["job_type_rev_id"]) if job else None
@@ -130,21 +145,29 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """A pass at each wake-up (an execution ended, a submission) or poll interval; passes
+        back to back only while a full scan may have left fitting jobs unseen."""
         while True:
-            started = 0
+            self._wake.clear()
+            again = False
             try:
-                await self._watch_cancels()
-                started = await self.schedule()
+                now = time.monotonic()
+                if now - self._cancels_checked >= self.poll_interval:
+                    self._cancels_checked = now
+                    await self._watch_cancels()
+                if now - self._node_checked >= NODE_REFRESH:
+                    self._node_checked = now
+                    await self._refresh_node()
+                again = await self.schedule() == SCAN_LIMIT
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduling pass failed; retrying")
             self.passes += 1
-            if started:
+            if again:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            self._wake.clear()
 
     async def _watch_cancels(self) -> None:
         """Executions canceled in the store (PATCH /jobs/{id}/) are stopped here."""
@@ -155,19 +178,24 @@ class Engine:
                 log.info("execution %s is %s in the store; stopping it", exe_id, status)
                 asyncio.create_task(runner.cancel(self.cancel_grace))
 
+    async def _refresh_node(self) -> None:
+        """Read the node's pause state and tell the store this engine is alive."""
+        node = await self.nodes.get(self.node["id"])
+        self.node_paused = node is None or bool(node.get("is_paused"))
+        await self.nodes.touch(self.node["id"])
+
     async def schedule(self) -> int:
         """One pass: start every QUEUED execution that fits, best priority first."""
-        node = await self.nodes.get(self.node["id"])
-        if node is None or node.get("is_paused"):
+        if self.node_paused:
             return 0
-        await self.nodes.touch(self.node["id"])
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:
             return 0
         usage = await self.store.jobs.node_usage(self.node["id"])
         free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
         job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
-        running = await self.store.jobs.running_counts_by_type()
+        limited = any(t.get("max_scheduled") is not None for t in job_types.values())
+        running = await self.store.jobs.running_counts_by_type() if limited else {}
         started = 0
         for job in candidates:
             job_type = job_types.get(job["job_type_id"])
@@ -186,18 +214,19 @@ class Engine:
                     "disk_out_scheduled": job.get("disk_out_required"),
                     "disk_total_scheduled": (job.get("disk_in_required") or 0.0)
                     + (job.get("disk_out_required") or 0.0),
-                    "engine": self.identity})
+                    "engine": self.identity,
+                    **claim_fields(self.data_dir, job["latest_exe_id"], now_ms())})
             if claimed is None:
                 continue
             free_cpus -= cpus
             free_mem -= mem
             running[job_type["id"]] = running.get(job_type["id"], 0) + 1
-            self._launch(*claimed)
+            self._launch(*claimed, job_type)
             started += 1
         return started
 
-    def _launch(self, job: dict, exe: dict) -> None:
-        runner = ExecutionRunner(self, job, exe)
+    def _launch(self, job: dict, exe: dict, job_type: dict) -> None:
+        runner = ExecutionRunner(self, job, exe, job_type)
         self.runners[exe["id"]] = runner
         task = asyncio.create_task(runner.run(), name=f"jobdeck-exe-{exe['id']}")
         self.tasks[exe["id"]] = task

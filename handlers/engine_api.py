@@ -110,8 +110,16 @@ class FilesHandler(EngineHandler):
     file_name=&media_type=, or a multipart form with a `file` part and the same fields."""
 
     def field(self, name: str) -> str | None:
-        values = self.get_arguments(name)
-        return values[-1] if values else None
+        """A query or form field exactly as sent (tornado's getters rewrite control
+        characters, which would hide a bad file name)."""
+        values = (self.request.query_arguments.get(name, [])
+                  + self.request.body_arguments.get(name, []))
+        if not values:
+            return None
+        try:
+            return values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise APIError(400, f"{name} must be UTF-8 text") from None
 
     async def post(self):
         content_type = self.request.headers.get("Content-Type", "")

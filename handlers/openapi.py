@@ -174,10 +174,22 @@ EXE_DETAILS = {
     "current_stderr_url": nullable({"type": "string", "format": "uri"}),
     "results_manifest": nullable(JSON_OBJECT),
 }
-NODE_BASE = {"id": INT, "hostname": STRING, "port": INT, "slave_id": STRING}
+NODE_BASE = {"id": INT, "hostname": STRING, "port": nullable(INT), "slave_id": STRING}
 NODE = {**NODE_BASE, "pause_reason": NULLABLE_TEXT, "is_paused": BOOL, "is_paused_errors": BOOL,
         "is_active": BOOL, "archived": nullable(DATETIME), "created": DATETIME,
         "last_offer": nullable(DATETIME), "last_modified": DATETIME}
+NODE_STATUS = {
+    **NODE,
+    "capacity": closed({"cpus": nullable(NUMBER), "mem": {**nullable(NUMBER), "description": "MiB"}},
+                       "What the node's engine offers"),
+    "used": closed({"cpus": NUMBER, "mem": {**NUMBER, "description": "MiB"},
+                    "job_exes": {**INT, "minimum": 0}},
+                   "What its RUNNING executions are scheduled to use"),
+}
+WORKSPACE = {"id": INT, "name": STRING, "title": NULLABLE_TEXT, "description": NULLABLE_TEXT,
+             "base_url": nullable({"type": "string", "format": "uri"}), "is_active": BOOL,
+             "used_size": nullable(INT), "total_size": nullable(INT), "created": DATETIME,
+             "archived": nullable(DATETIME), "last_modified": DATETIME}
 SCALE_FILE = {
     "id": INT, "workspace": ref("WorkspaceRef"), "file_name": STRING, "media_type": STRING,
     "file_size": {**INT, "minimum": 0, "description": "Bytes"},
@@ -257,8 +269,18 @@ def schemas() -> dict:
         "JobExecutionBase": closed(EXE_BASE, "JobExecutionBaseSerializer"),
         "JobExecution": closed(EXE, "JobExecutionSerializer: rows of /job-executions/"),
         "JobExecutionDetails": closed(EXE_DETAILS, "JobExecutionDetailsSerializer"),
+        "JobExecutionLog": closed({**EXE, "is_finished": BOOL, "stdout": STRING,
+                                   "stderr": STRING},
+                                  "JobExecutionLogSerializer: the /job-executions/ row and its "
+                                  "logs (their last 4 MiB), readable while it runs"),
         "NodeBase": closed(NODE_BASE),
         "Node": closed(NODE),
+        "NodeStatus": closed(NODE_STATUS, "A node with its capacity and current use"),
+        "Workspace": closed(WORKSPACE, "WorkspaceSerializer"),
+        "WorkspaceDetails": closed({**WORKSPACE, "json_config": closed({
+            "version": {"const": "1.0"},
+            "broker": closed({"type": {"const": "host"}, "host_path": STRING})})},
+            "WorkspaceDetailsSerializer"),
         "ScaleFile": closed(SCALE_FILE, "ScaleFileBaseSerializer"),
         "ProductFile": closed(PRODUCT_FILE, "ProductFileBaseSerializer"),
         "QueueStatus": closed({"queue_status": array(closed({
@@ -270,7 +292,8 @@ def schemas() -> dict:
                           "store": closed({"reachable": BOOL,
                                            "ping_ms": {**NUMBER, "minimum": 0}})}),
         **{f"{item}Page": page_of(item) for item in (
-            "Job", "JobUpdate", "JobWithExecution", "JobType", "JobExecution", "Error")},
+            "Job", "JobUpdate", "JobWithExecution", "JobType", "JobExecution", "Error",
+            "Workspace", "ProductFile", "NodeStatus")},
         **request_schemas(),
     }
 
@@ -312,6 +335,12 @@ def request_schemas() -> dict:
                         "properties": job_type_fields},
         "NewJob": {"type": "object", "required": ["job_type_id"],
                    "properties": {"job_type_id": INT, "job_data": ref("JobData")}},
+        "WorkspaceCreate": {"type": "object", "additionalProperties": False,
+                            "required": ["name"], "properties": {
+                                "name": {**STRING, "pattern": "^[A-Za-z0-9_-]{1,50}$"},
+                                "title": NULLABLE_TEXT, "description": NULLABLE_TEXT,
+                                "base_path": {**NULLABLE_TEXT, "description": (
+                                    "Absolute folder; default DATA_DIR/workspaces/NAME")}}},
         "RequeueJobs": {"type": "object", "properties": {
             "started": {**STRING, "description": "ISO-8601 datetime or duration"},
             "ended": {**STRING, "description": "ISO-8601 datetime or duration"},
@@ -371,6 +400,9 @@ def parameters() -> dict:
                                    "Any of these job type categories", repeat=True),
         "node_id": query("node_id", INT, "Executions on any of these nodes", repeat=True),
         "name": query("name", STRING, "Job types with any of these names", repeat=True),
+        "product_order": query("order", {"enum": ["last_modified", "-last_modified"]},
+                               "Newest first with `-`", repeat=True),
+        "file_name": query("file_name", STRING, "Products with this file name"),
         "category": query("category", STRING, "Job types in any of these categories",
                           repeat=True),
     }
@@ -520,6 +552,7 @@ def paths() -> dict:
                              responses={"200": json_response("The error", "Error"),
                                         **errors("NotFound", "StoreUnavailable")}),
         },
+        **engine_paths(),
         "/ws/jobs/updates/": {"get": operation(
             "WebSocket: /jobs/updates/ pages pushed as job statuses change", tags=jobs,
             parameters=params("started", "job_status", "job_id", "job_type_id",
@@ -542,6 +575,97 @@ def paths() -> dict:
             "This document", tags=ops,
             responses={"200": {"description": "OpenAPI 3.1",
                                "content": {"application/json": {"schema": JSON_OBJECT}}}})},
+    }
+
+
+UPLOAD_FIELDS = {
+    "workspace_id": {**INT, "description": "The workspace to store the file in (required)"},
+    "file_name": {**STRING, "description": "A plain name without folders (required for a raw "
+                                           "body; a form defaults to the part's file name)"},
+    "media_type": {**STRING, "description": "Default: guessed from file_name"},
+}
+
+
+def engine_paths() -> dict:
+    """Workspaces, files, products, nodes and execution logs (the job engine's endpoints)."""
+    engine, files = ("Engine",), ("Files",)
+    one_file = {"oneOf": [ref("ScaleFile"), ref("ProductFile")]}
+    return {
+        "/workspaces/": {
+            "get": operation("Workspaces", tags=files, parameters=params(*PAGING),
+                             responses={"200": json_response("A page of workspaces",
+                                                             "WorkspacePage"),
+                                        **errors("BadRequest", "NotFound", "StoreUnavailable")}),
+            "post": operation(
+                "Create a workspace (a folder files are stored in)", tags=files,
+                body="WorkspaceCreate",
+                responses={"201": json_response("The new workspace", "WorkspaceDetails",
+                                                location("/workspaces/{id}/")),
+                           **errors("BadRequest", "UnsupportedMediaType", "StoreUnavailable")}),
+        },
+        "/workspaces/{id}/": {
+            "parameters": params("id"),
+            "get": operation("A workspace", tags=files,
+                             responses={"200": json_response("The workspace",
+                                                             "WorkspaceDetails"),
+                                        **errors("NotFound", "StoreUnavailable")}),
+        },
+        "/files/": {"post": operation(
+            "Upload a file: the raw body with the fields as query parameters, or a multipart "
+            "form with one file part and the fields", tags=files,
+            parameters=[query(name, schema, schema["description"])
+                        for name, schema in UPLOAD_FIELDS.items()],
+            responses={"201": {"description": "The stored file",
+                               "headers": location("/files/{id}/"),
+                               "content": {"application/json": {"schema": ref("ScaleFile")}}},
+                       **errors("BadRequest", "StoreUnavailable")}) | {"requestBody": {
+                "required": True, "content": {
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["file"],
+                        "properties": {"file": {"type": "string",
+                                                "contentMediaType": "application/octet-stream"},
+                                       **UPLOAD_FIELDS}}},
+                    "*/*": {"schema": {"type": "string",
+                                       "contentMediaType": "application/octet-stream"}}}}}},
+        "/files/{id}/": {
+            "parameters": params("id"),
+            "get": operation("A file (a product carries its job fields too)", tags=files,
+                             responses={"200": {"description": "The file", "content": {
+                                 "application/json": {"schema": one_file}}},
+                                 **errors("NotFound", "StoreUnavailable")}),
+        },
+        "/files/{id}/download/": {
+            "parameters": params("id"),
+            "get": operation("The file's bytes, with its media type", tags=files,
+                             responses={"200": {"description": "The bytes", "content": {
+                                 "*/*": {"schema": {"type": "string",
+                                                    "contentMediaType":
+                                                        "application/octet-stream"}}}},
+                                 **errors("NotFound", "StoreUnavailable")}),
+        },
+        "/products/": {"get": operation(
+            "Files written by jobs, filtered on last_modified", tags=files,
+            parameters=params("started", "ended", "product_order", "job_type_id",
+                              "job_type_name", "job_type_category", "file_name", *PAGING),
+            responses={"200": json_response("A page of products", "ProductFilePage"),
+                       **errors("BadRequest", "NotFound", "StoreUnavailable")})},
+        "/nodes/": {"get": operation(
+            "The machines that run jobs", tags=engine, parameters=params(*PAGING),
+            responses={"200": json_response("A page of nodes", "NodeStatusPage"),
+                       **errors("BadRequest", "NotFound", "StoreUnavailable")})},
+        "/nodes/{id}/": {
+            "parameters": params("id"),
+            "get": operation("A node", tags=engine,
+                             responses={"200": json_response("The node", "NodeStatus"),
+                                        **errors("NotFound", "StoreUnavailable")}),
+        },
+        "/job-executions/{id}/logs/": {
+            "parameters": params("id"),
+            "get": operation("An execution's stdout and stderr", tags=("Job executions",),
+                             responses={"200": json_response("The execution and its logs",
+                                                             "JobExecutionLog"),
+                                        **errors("NotFound", "StoreUnavailable")}),
+        },
     }
 
 

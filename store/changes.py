@@ -167,12 +167,14 @@ class JobChangeFeed:
             wanted.append(event)
         if not wanted:
             return []
-        ids = list({event["documentKey"]["_id"] for event in wanted})
-        current = {doc.pop("_id"): doc for doc in
-                   await self.jobs.find({"_id": {"$in": ids}}, ROW_PROJECTION).to_list()}
+        ids = {event["documentKey"]["_id"] for event in wanted}
+        ids |= {int(key) for key in ids if isinstance(key, str) and key.isdigit()}
+        # Keyed by str(_id): nx-27017 reports an integer `_id` in documentKey as text.
+        current = {str(doc.pop("_id")): doc for doc in
+                   await self.jobs.find({"_id": {"$in": list(ids)}}, ROW_PROJECTION).to_list()}
         images = []
         for event in wanted:
-            doc = current.get(event["documentKey"]["_id"])
+            doc = current.get(str(event["documentKey"]["_id"]))
             if doc is None:
                 continue
             image = event.get("fullDocument")

@@ -16,6 +16,11 @@ COUNTED = ("jobs", "job_exes", "job_types", "job_type_revs", "trigger_events", "
 
 A, D = ASCENDING, DESCENDING
 
+# Collections whose documents the store writes with `_id` equal to `id`. nx-27017 cannot index a
+# field named `id` (its one-field index gets the name of its own `_id` index and is skipped), so a
+# lookup by `id` scans the table (about 40 ms at 100,000 jobs) while one by `_id` takes 0.5 ms.
+ID_KEYED = ("jobs", "job_exes")
+
 # Equality fields first, then the sort field, then `id` as the tie-breaker (equality-sort-range).
 INDEXES = {
     "jobs": [
@@ -32,7 +37,7 @@ INDEXES = {
     ],
     "job_exes": [
         [("id", A)],
-        [("job_id", A), ("id", A)],  # read backwards for newest first
+        [("job_id", A)],  # one field: nx-27017 uses no compound index for a prefix lookup
         [("status", A), ("id", A)],
         [("last_modified", A), ("id", A)],
         [("job_type_id", A), ("last_modified", A), ("id", A)],
@@ -129,8 +134,14 @@ class Database:
         return rows[0]["n"] if rows else 0
 
     async def by_ids(self, collection: str, ids, projection=None) -> dict[int, dict]:
+        """{id: document}; in ID_KEYED collections by `_id` first, then by `id` for the rest."""
         ids = sorted({i for i in ids if i is not None})
-        if not ids:
-            return {}
-        cursor = self.db[collection].find({"id": {"$in": ids}}, projection)
-        return {doc["id"]: doc async for doc in cursor}
+        found: dict[int, dict] = {}
+        if ids and collection in ID_KEYED:
+            cursor = self.db[collection].find({"_id": {"$in": ids}}, projection)
+            found = {doc["id"]: doc async for doc in cursor}
+            ids = [i for i in ids if i not in found]
+        if ids:
+            cursor = self.db[collection].find({"id": {"$in": ids}}, projection)
+            found.update({doc["id"]: doc async for doc in cursor})
+        return found

@@ -70,6 +70,27 @@ class JobStore:
         self.jobs = db["jobs"]
         self.exes = db["job_exes"]
 
+    # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
+    # `_id`, which the store writes equal to `id`; a document written without it (older data, a
+    # bulk seeder) is still found by `id`, more slowly.
+
+    @staticmethod
+    async def _find_one(collection, doc_id: int, cond: dict | None = None, projection=None):
+        doc = await collection.find_one({"_id": doc_id, **(cond or {})}, projection)
+        if doc is None:
+            doc = await collection.find_one({"id": doc_id, **(cond or {})}, projection)
+        return doc
+
+    @staticmethod
+    async def _update_one(collection, doc_id: int, cond: dict, update: dict):
+        """Atomic conditional update by id; the document after it, or None if none matched."""
+        doc = await collection.find_one_and_update({"_id": doc_id, **cond}, update,
+                                                   return_document=AFTER)
+        if doc is None:
+            doc = await collection.find_one_and_update({"id": doc_id, **cond}, update,
+                                                       return_document=AFTER)
+        return doc
+
     # -- queries -----------------------------------------------------------------------------
 
     async def build_query(self, flt: JobFilter) -> dict | None:
@@ -113,7 +134,7 @@ class JobStore:
         return count, await cursor.to_list()
 
     async def get_job(self, job_id: int) -> dict | None:
-        return await self.jobs.find_one({"id": job_id})
+        return await self._find_one(self.jobs, job_id)
 
     async def exes_for_job(self, job_id: int) -> list[dict]:
         """Executions, newest first."""
@@ -123,7 +144,7 @@ class JobStore:
         return await self.db.by_ids("job_exes", ids)
 
     async def get_exe(self, exe_id: int) -> dict | None:
-        return await self.exes.find_one({"id": exe_id})
+        return await self._find_one(self.exes, exe_id)
 
     async def list_exes(self, statuses=(), job_type_ids=None, node_ids=(), started=None,
                         ended=None, order=(("last_modified", 1),), page=1, page_size=100):
@@ -166,7 +187,8 @@ class JobStore:
         disk_out = math.ceil(job_type["disk_out_mult_required"] * disk_in_mb
                              + job_type["disk_out_const_required"])
         return {
-            "id": job_id, "job_type_id": job_type["id"], "job_type_name": job_type["name"],
+            "_id": job_id, "id": job_id, "job_type_id": job_type["id"],
+            "job_type_name": job_type["name"],
             "job_type_version": job_type["version"], "job_type_rev_id": job_type["job_type_rev_id"],
             "job_type_rev_num": job_type["revision_num"],
             "event": {"id": event["id"], "type": event["type"], "rule_id": None,
@@ -205,7 +227,7 @@ class JobStore:
         job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, when,
                                input_file_ids, disk_in_mb)
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
-        await self.exes.insert_one(exe)
+        await self.exes.insert_one({"_id": exe["id"], **exe})
         job.update(status="QUEUED", queued=when, num_exes=1, latest_exe_id=exe["id"])
         await self.jobs.insert_one(job)
         return job, exe
@@ -234,21 +256,22 @@ class JobStore:
         update that changes its status; an execution no job points at is never run.
         """
         when = now_ms() if when is None else when
-        job = await self.jobs.find_one(job_filter, {"id": 1, "job_type_id": 1, "timeout": 1})
+        cond = {k: v for k, v in job_filter.items() if k != "id"}
+        job = await self._find_one(self.jobs, job_filter["id"], cond,
+                                   {"id": 1, "job_type_id": 1, "timeout": 1})
         if job is None:
             return None
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
-        await self.exes.insert_one(exe)
+        await self.exes.insert_one({"_id": exe["id"], **exe})
         changes = {"status": "QUEUED", "error_id": None, "queued": when, "started": None,
                    "ended": None, "last_status_change": when, "last_modified": when,
                    "latest_exe_id": exe["id"], **(extra or {})}
         if priority is not None:
             changes["priority"] = priority
-        updated = await self.jobs.find_one_and_update(
-            {**job_filter, "id": job["id"]}, {"$set": changes, "$inc": {"num_exes": 1}},
-            return_document=AFTER)
+        updated = await self._update_one(self.jobs, job["id"], cond,
+                                         {"$set": changes, "$inc": {"num_exes": 1}})
         if updated is None:
-            await self.exes.delete_one({"id": exe["id"]})
+            await self.exes.delete_one({"_id": exe["id"]})
         return updated
 
     async def queue_job(self, job_id: int, priority: int | None = None,
@@ -261,18 +284,16 @@ class JobStore:
                               when: int | None = None, scheduled: dict | None = None):
         """Claim a QUEUED execution and move its job QUEUED → RUNNING; (job, exe) or None."""
         when = now_ms() if when is None else when
-        exe = await self.exes.find_one_and_update(
-            {"id": exe_id, "status": "QUEUED"},
+        exe = await self._update_one(
+            self.exes, exe_id, {"status": "QUEUED"},
             {"$set": {"status": "RUNNING", "started": when, "last_modified": when,
-                      "node_id": node_id, **(scheduled or {})}},
-            return_document=AFTER)
+                      "node_id": node_id, **(scheduled or {})}})
         if exe is None:
             return None
-        job = await self.jobs.find_one_and_update(
-            {"id": exe["job_id"], "status": "QUEUED", "latest_exe_id": exe_id},
+        job = await self._update_one(
+            self.jobs, exe["job_id"], {"status": "QUEUED", "latest_exe_id": exe_id},
             {"$set": {"status": "RUNNING", "started": when, "last_status_change": when,
-                      "last_modified": when}},
-            return_document=AFTER)
+                      "last_modified": when}})
         if job is None:
             await self._finish_exe(exe_id, "CANCELED", when)
             return None
@@ -286,33 +307,29 @@ class JobStore:
         if "status" in fields:
             raise ValueError("an execution's status changes only through a transition function")
         fields["last_modified"] = now_ms()
-        return await self.exes.find_one_and_update({"id": exe_id}, {"$set": fields},
-                                                   return_document=AFTER)
+        return await self._update_one(self.exes, exe_id, {}, {"$set": fields})
 
     async def _finish_exe(self, exe_id: int, status: str, when: int, error_id=None,
                           extra: dict | None = None) -> dict | None:
-        return await self.exes.find_one_and_update(
-            {"id": exe_id, "status": {"$in": list(UNFINISHED_EXE_STATUSES)}},
+        return await self._update_one(
+            self.exes, exe_id, {"status": {"$in": list(UNFINISHED_EXE_STATUSES)}},
             {"$set": {"status": status, "ended": when, "last_modified": when,
-                      "error_id": error_id, **(extra or {})}},
-            return_document=AFTER)
+                      "error_id": error_id, **(extra or {})}})
 
     async def complete_execution(self, exe_id: int, results: dict | None = None,
                                  when: int | None = None) -> dict | None:
         """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`."""
         when = now_ms() if when is None else when
-        exe = await self.exes.find_one_and_update(
-            {"id": exe_id, "status": "RUNNING"},
+        exe = await self._update_one(
+            self.exes, exe_id, {"status": "RUNNING"},
             {"$set": {"status": "COMPLETED", "ended": when, "last_modified": when,
-                      "results": results}},
-            return_document=AFTER)
+                      "results": results}})
         if exe is None:
             return None
-        return await self.jobs.find_one_and_update(
-            {"id": exe["job_id"], "status": "RUNNING", "latest_exe_id": exe_id},
+        return await self._update_one(
+            self.jobs, exe["job_id"], {"status": "RUNNING", "latest_exe_id": exe_id},
             {"$set": {"status": "COMPLETED", "results": results, "ended": when,
-                      "last_status_change": when, "last_modified": when}},
-            return_document=AFTER)
+                      "last_status_change": when, "last_modified": when}})
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "") -> dict | None:
@@ -325,29 +342,30 @@ class JobStore:
         when = now_ms() if when is None else when
         if error is None:
             error = await self.db["errors"].find_one({"name": "unknown"})
-        exe = await self.exes.find_one_and_update(
-            {"id": exe_id, "status": "RUNNING"},
+        exe = await self._update_one(
+            self.exes, exe_id, {"status": "RUNNING"},
             {"$set": {"status": "FAILED", "ended": when, "last_modified": when,
-                      "error_id": error["id"]}},
-            return_document=AFTER)
+                      "error_id": error["id"]}})
         if exe is None:
             return None
-        running = {"id": exe["job_id"], "status": "RUNNING", "latest_exe_id": exe_id}
-        job = await self.jobs.find_one(running, {"num_exes": 1, "max_tries": 1, "job_type_id": 1})
+        running = {"status": "RUNNING", "latest_exe_id": exe_id}
+        job = await self._find_one(self.jobs, exe["job_id"], running,
+                                   {"id": 1, "num_exes": 1, "max_tries": 1, "job_type_id": 1})
         if job is None:
             return None
         job_type = await self.job_types.get(job["job_type_id"])
         retry = ((error["category"] == "SYSTEM" and job["num_exes"] < job["max_tries"])
                  or bool(job_type and job_type.get("is_long_running")))
         if retry:
-            requeued = await self._queue(running, when=when, command_arguments=command_arguments)
+            requeued = await self._queue({"id": job["id"], **running}, when=when,
+                                         command_arguments=command_arguments
+                                         or exe["command_arguments"])
             if requeued is not None:
                 return requeued
-        return await self.jobs.find_one_and_update(
-            running,
+        return await self._update_one(
+            self.jobs, job["id"], running,
             {"$set": {"status": "FAILED", "error_id": error["id"], "ended": when,
-                      "last_status_change": when, "last_modified": when}},
-            return_document=AFTER)
+                      "last_status_change": when, "last_modified": when}})
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
         """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution.
@@ -355,13 +373,12 @@ class JobStore:
         Only a FAILED job has an error (Scale's update_status), so canceling clears it.
         """
         when = now_ms() if when is None else when
-        job = await self.jobs.find_one_and_update(
-            {"id": job_id, "status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
+        job = await self._update_one(
+            self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
             {"$set": {"status": "CANCELED", "error_id": None, "ended": when,
-                      "last_status_change": when, "last_modified": when}},
-            return_document=AFTER)
+                      "last_status_change": when, "last_modified": when}})
         if job is None:
-            current = await self.jobs.find_one({"id": job_id}, {"status": 1})
+            current = await self._find_one(self.jobs, job_id, None, {"status": 1})
             if current is None:
                 raise JobNotFound(f"job {job_id} does not exist")
             raise InvalidTransition(
@@ -378,17 +395,16 @@ class JobStore:
         A job that never ran (num_exes 0) goes to BLOCKED, as in Scale.
         """
         when = now_ms() if when is None else when
-        job = await self.jobs.find_one(
-            {"id": job_id, "status": {"$in": list(REQUEUEABLE_JOB_STATUSES)}},
-            {"num_exes": 1, "status": 1})
+        job = await self._find_one(self.jobs, job_id,
+                                   {"status": {"$in": list(REQUEUEABLE_JOB_STATUSES)}},
+                                   {"num_exes": 1, "status": 1})
         if job is None:
             return None
         if job["num_exes"] == 0:
-            return await self.jobs.find_one_and_update(
-                {"id": job_id, "status": job["status"], "num_exes": 0},
+            return await self._update_one(
+                self.jobs, job_id, {"status": job["status"], "num_exes": 0},
                 {"$set": {"status": "BLOCKED", "error_id": None, "ended": None,
-                          "last_status_change": when, "last_modified": when}},
-                return_document=AFTER)
+                          "last_status_change": when, "last_modified": when}})
         return await self._queue(
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
             extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,

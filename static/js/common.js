@@ -6,7 +6,7 @@
   const CANCELABLE = ['PENDING', 'BLOCKED', 'QUEUED', 'RUNNING', 'FAILED'];
   const REQUEUEABLE = ['FAILED', 'CANCELED'];
   const LIVE_LABELS = {
-    connecting: 'Connecting…', live: 'Live', paused: 'Paused', offline: 'Offline, retrying',
+    connecting: 'Connecting…', live: 'Live', paused: 'Paused', offline: 'Offline',
     unavailable: 'Live updates unavailable',
   };
 
@@ -86,8 +86,9 @@
     }
   }
 
-  /* Connects window.JobdeckLive (static/js/live.js) and drives the indicator and pause toggle.
-     Returns {isPaused()}; without the live client the indicator says so. */
+  /* Connects window.JobdeckLive (static/js/live.js, which also pauses while the tab is hidden
+     and catches up when shown) and drives the indicator and pause toggle. Returns
+     {isPaused()}; without the live client the indicator says so. */
   function live(options) {
     const box = document.querySelector('[data-live]');
     const label = box && box.querySelector('[data-live-text]');
@@ -124,10 +125,6 @@
         if (userPaused) { connection.pause(); setState('paused'); } else { connection.resume(); }
       });
     }
-    document.addEventListener('visibilitychange', function () {
-      if (document.hidden) connection.pause();
-      else if (!userPaused) connection.resume();
-    });
     window.addEventListener('pagehide', function () { connection.close(); });
     return handle;
   }

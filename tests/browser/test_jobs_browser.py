@@ -229,25 +229,34 @@ def has_log_route() -> bool:
 @pytest.mark.skipif(not has_log_route(),
                     reason="GET /job-executions/{id}/logs/ (job engine, issue 3) is not there yet")
 @pytest.mark.gen_test(timeout=60)
-async def test_details_page_follows_a_growing_log(base_url, seed, store):
+async def test_details_page_follows_a_growing_log(base_url, seed, store, tmp_path):
     jt = await seed.job_type("logged")
     job = await seed.job(jt)
     exe_id = job["job_exes"][0]["id"]
     await store.jobs.start_execution(exe_id, None)
-    await store.jobs.update_execution(exe_id, stdout="starting\n", stderr="")
+    stdout_file, stderr_file = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    stdout_file.write_text("starting\n")
+    await store.jobs.update_execution(exe_id, stdout_file=str(stdout_file),
+                                      stderr_file=str(stderr_file))
     async with chromium() as page:
         await page.goto(f"{base_url}/dashboard/jobs/{job['id']}")
         stdout = page.locator("#log-stdout")
         await expect(stdout).to_have_text("starting\n")
-        await store.jobs.update_execution(exe_id, stdout="starting\nhalfway\n",
-                                          stderr="warning: slow\n")
+        await expect(page.locator("[data-log-state]")).to_have_text(
+            "Following the log as it grows…")
+        with stdout_file.open("a") as out:
+            out.write("halfway\n")
+        stderr_file.write_text("warning: slow\n")
         await expect(stdout).to_have_text("starting\nhalfway\n")
         await page.get_by_role("tab", name="stderr").click()
         await expect(page.locator("#log-stderr")).to_have_text("warning: slow\n")
         await expect(stdout).to_be_hidden()
+        with stdout_file.open("a") as out:
+            out.write("done\n")
         await store.jobs.complete_execution(exe_id, {})
         await expect(page.locator("[data-log-state]")).to_have_text(
             "The execution has finished; this is its whole log.")
+        await expect(stdout).to_have_text("starting\nhalfway\ndone\n")
 
 
 @needs_live

@@ -66,10 +66,9 @@ async def test_property_file_and_files_inputs_are_substituted(api, store, start_
         {"name": "label", "value": "a b $HOME"}, {"name": "single", "file_id": one["id"]},
         {"name": "many", "file_ids": [two["id"], three["id"]]}])
     await start_engine()
-    await wait_job(store, job["id"], "COMPLETED")
-    exe = await store.jobs.get_exe(job["num_exes"] and (await store.jobs.get_job(job["id"]))[
-        "latest_exe_id"])
-    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    done = await wait_job(store, job["id"], "COMPLETED")
+    exe = await store.jobs.get_exe(done["latest_exe_id"])
+    _, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
     args, contents = json.loads(logs["stdout"])
     assert args[0] == "a b $HOME"  # one word, no shell expansion
     assert [a.rsplit("/", 1)[1] for a in args[1:]] == ["one.txt", "two words.txt", "three.txt"]
@@ -91,5 +90,48 @@ async def test_environment_is_clean(api, store, start_engine):
     assert sorted(env) == sorted([
         "PATH", "LANG", "HOME", "TMPDIR", "JOBDECK_JOB_ID", "JOBDECK_EXE_ID", "JOBDECK_JOB_TYPE",
         "JOBDECK_JOB_TYPE_VERSION", "JOBDECK_WORK_DIR", "JOBDECK_OUTPUT_DIR", "JOBDECK_CPUS",
-        "JOBDECK_MEM", "LC_CTYPE"]) or "LC_CTYPE" not in env
+        "JOBDECK_MEM"])
     assert env["JOBDECK_JOB_TYPE"] == "env" and env["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+
+
+MANIFEST_SCRIPT = (
+    "import json, pathlib, sys; out = pathlib.Path(sys.argv[1]); "
+    "[(out / n).write_bytes(b'png') for n in ('x.png', 'y.png', 'stray.png')]; "
+    "(out / 'results_manifest.json').write_text(json.dumps({'output_data': "
+    "[{'name': 'images', 'files': ['x.png', 'y.png']}]}))")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_results_manifest_names_the_outputs(api, store, start_engine):
+    ws = await make_workspace(api)
+    job_type = await make_job_type(
+        store, "imager", PY, f'-c "{MANIFEST_SCRIPT}" ${{job_output_dir}}',
+        outputs=[{"name": "images", "type": "files", "media_type": "image/png"}])
+    job = await submit(api, job_type, outputs=[{"name": "images", "workspace_id": ws["id"]}])
+    await start_engine()
+    done = await wait_job(store, job["id"], "COMPLETED")
+    [entry] = done["results"]["output_data"]
+    assert entry["name"] == "images" and len(entry["file_ids"]) == 2
+    _, details, _ = await api.get(f"/jobs/{job['id']}/")
+    assert [f["file_name"] for f in details["outputs"][0]["value"]] == ["x.png", "y.png"]
+    assert {f["media_type"] for f in details["outputs"][0]["value"]} == {"image/png"}
+    exe = await store.jobs.get_exe(done["latest_exe_id"])
+    assert exe["results_manifest"] == {"output_data": [{"name": "images",
+                                                        "files": ["x.png", "y.png"]}]}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_missing_required_output_fails_the_post_phase(api, store, start_engine):
+    ws = await make_workspace(api)
+    job_type = await make_job_type(
+        store, "forgetful", "true", outputs=[{"name": "report", "type": "file",
+                                              "media_type": "application/pdf"}])
+    job = await submit(api, job_type, outputs=[{"name": "report", "workspace_id": ws["id"]}])
+    await start_engine()
+    done = await wait_job(store, job["id"], "FAILED")
+    assert (await store.errors.get(done["error_id"]))["name"] == "algorithm-unknown"
+    assert done["num_exes"] == 1
+    exe = await store.jobs.get_exe(done["latest_exe_id"])
+    assert (exe["job_exit_code"], exe["post_exit_code"]) == (0, 1)
+    _, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    assert logs["stderr"] == 'jobdeck: required output "report" was not written\n'

@@ -2,6 +2,7 @@
 the other."""
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from core.interface import validate_interface
 from core.times import format_ms, now_ms
 from store import Store
 from tests.live.conftest import Subscriber
@@ -24,19 +26,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def start_server(mongo_url: str, db_name: str) -> tuple[subprocess.Popen, str]:
+def spawn_server(mongo_url: str, db_name: str, log_path: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
-         "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    client = AsyncHTTPClient()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
+             "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def until_ready(process: subprocess.Popen, url: str, log_path: Path) -> None:
     while True:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()}")
+            raise AssertionError(f"server exited: {log_path.read_text()}")
         try:
-            await client.fetch(url + "/jobs/")
-            return process, url
+            await AsyncHTTPClient().fetch(url + "/jobs/")
+            return
         except (ConnectionError, HTTPClientError, OSError):
             await asyncio.sleep(0.1)
 
@@ -46,24 +51,52 @@ def stop_server(process: subprocess.Popen) -> int:
     return process.wait(timeout=20)
 
 
+async def call(url: str, method: str = "GET", body: dict | None = None) -> dict:
+    response = await AsyncHTTPClient().fetch(
+        url, method=method, body=None if body is None else json.dumps(body),
+        headers={"Content-Type": "application/json"})
+    return json.loads(response.body)
+
+
 @pytest.mark.gen_test(timeout=90)
-async def test_change_through_one_process_reaches_a_subscriber_of_the_other(mongo_url):
+async def test_change_through_one_process_reaches_a_subscriber_of_the_other(mongo_url,
+                                                                           tmp_path):
     db_name = f"test_live_{uuid.uuid4().hex[:12]}"
     store = await Store(mongo_url, db_name).open()
     processes = []
     try:
-        a, a_url = await start_server(mongo_url, db_name)
-        processes.append(a)
-        b, b_url = await start_server(mongo_url, db_name)
-        processes.append(b)
-        from core.interface import validate_interface
+        for name in ("a", "b"):
+            processes.append(spawn_server(mongo_url, db_name, tmp_path / f"{name}.log"))
+        (a, a_url), (b, b_url) = processes
+        await until_ready(a, a_url, tmp_path / "a.log")
+        await until_ready(b, b_url, tmp_path / "b.log")
         job_type = await store.job_types.create(
             "remote", "1.0", validate_interface({"command": "run", "command_arguments": ""}),
             {"category": "remote"})
-        subscriber = await Subscriber.connect(a_url, f"started={format_ms(now_ms())}")
-        client = AsyncHTTPClient()
-        response = await client.fetch(b_url + "/queue/new-job/", method="POST",
-                                      body=f'{{"job_type_id": {job_type["id"]}}}')
-        job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
-        job = await store.jobs.get_job(job_id) if False else None
-        assert job is None
+        since = format_ms(now_ms())
+        on_a = await Subscriber.connect(a_url, f"started={since}")
+        on_b = await Subscriber.connect(b_url, f"started={since}")
+
+        job = await call(b_url + "/queue/new-job/", "POST", {"job_type_id": job_type["id"]})
+        await on_a.until_row(job["id"], "QUEUED")
+        await store.jobs.start_execution((await store.jobs.get_job(job["id"]))["latest_exe_id"],
+                                         None)
+        await on_a.until_row(job["id"], "RUNNING")
+        await call(b_url + f"/jobs/{job['id']}/", "PATCH", {"status": "CANCELED"})
+        canceled = await on_a.until_row(job["id"], "CANCELED")
+        other = await call(a_url + "/queue/new-job/", "POST", {"job_type_id": job_type["id"]})
+        await on_b.until_row(other["id"], "QUEUED")
+        await on_b.until_row(job["id"], "CANCELED")
+
+        rest = await call(a_url + f"/jobs/updates/?job_id={job['id']}")
+        assert canceled == rest["results"][0]
+        assert [(r["id"], r["status"]) for r in on_a.rows if r["id"] == job["id"]] == [
+            (job["id"], "QUEUED"), (job["id"], "RUNNING"), (job["id"], "CANCELED")]
+        assert canceled["last_status_change"] > since
+        on_a.close()
+        on_b.close()
+    finally:
+        codes = [stop_server(process) for process, _ in processes]
+        await store.db.client.drop_database(db_name)
+        await store.close()
+    assert codes == [0, 0]

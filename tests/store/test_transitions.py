@@ -332,3 +332,41 @@ async def test_requeue_refuses_unfinished_jobs(store, make, job_type):
     assert await store.jobs.requeue_job(pending["id"]) is None
     assert await store.jobs.requeue_job(999) is None
     assert (await job_state(store, running["id"]))["status"] == "RUNNING"
+
+
+@pytest.mark.gen_test
+async def test_jobs_and_executions_are_keyed_by_id(store, make, job_type):
+    job, exe = await make.queued(job_type)
+    raw_job = await store.db["jobs"].find_one({"id": job["id"]})
+    raw_exe = await store.db["job_exes"].find_one({"id": exe["id"]})
+    assert (raw_job["_id"], raw_exe["_id"]) == (job["id"], exe["id"])
+    retried = await store.jobs.fail_execution(
+        (await store.jobs.start_execution(exe["id"], 1))[1]["id"], await error(store, "nfs"))
+    new_exe = await store.db["job_exes"].find_one({"id": retried["latest_exe_id"]})
+    assert new_exe["_id"] == new_exe["id"]
+
+
+@pytest.mark.gen_test
+async def test_documents_written_without_id_key_still_work(store, make, job_type):
+    """Older data and bulk writers may leave `_id` to the server: found by `id` instead."""
+    event = await make.event()
+    job = store.jobs.new_job_doc(await store.db.next_id("jobs"), job_type, {}, event, T0)
+    del job["_id"]
+    await store.db["jobs"].insert_one(job)
+    assert (await store.jobs.get_job(job["id"]))["status"] == "PENDING"
+    queued = await store.jobs.queue_job(job["id"], when=T1)
+    exe = await store.jobs.get_exe(queued["latest_exe_id"])
+    await store.db["job_exes"].delete_one({"_id": exe["id"]})
+    del exe["_id"]
+    await store.db["job_exes"].insert_one(exe)
+    assert (await store.jobs.get_exe(exe["id"]))["_id"] != exe["id"]
+    started, _ = await store.jobs.start_execution(exe["id"], 3, when=T2)
+    assert started["status"] == "RUNNING"
+    done = await store.jobs.complete_execution(exe["id"], {"ok": 1}, when=T3)
+    assert fields(done, "status", "ended") == {"status": "COMPLETED", "ended": T3}
+    assert list(await store.jobs.exes_by_ids([exe["id"]])) == [exe["id"]]
+    keyed, _ = await make.queued(job_type)
+    found = await store.db.by_ids("jobs", [job["id"], keyed["id"], 999])
+    assert sorted(found) == [job["id"], keyed["id"]]
+    with pytest.raises(InvalidTransition):
+        await store.jobs.cancel_job(job["id"])

@@ -1,0 +1,71 @@
+"""Restart recovery: a server killed with SIGKILL mid-job leaves nothing RUNNING for good."""
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import make_job_type, submit, wait_for, wait_job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(mongo_url: str, db_name: str, tmp_path: Path) -> subprocess.Popen:
+    """A real Jobdeck server (with its engine) on the test's database; output in server.log."""
+    with open(tmp_path / "server.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
+             "--port", str(free_port()), "--data-dir", str(tmp_path / "data"),
+             "--engine-poll-interval", "0.05"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("max_tries, final", [(2, "COMPLETED"), (1, "FAILED")])
+@pytest.mark.gen_test(timeout=180)
+async def test_server_killed_mid_job(api, store, mongo_url, start_engine, tmp_path, max_tries,
+                                     final):
+    marker, pid_file = tmp_path / "ran-once", tmp_path / "pid"
+    script = (f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; echo $$ > {pid_file}; "
+              "sleep 300")
+    job_type = await make_job_type(store, "long", "sh", f"-c '{script}'", max_tries=max_tries)
+    job = await submit(api, job_type)
+    server = start_server(mongo_url, store.db.db.name, tmp_path)
+    try:
+        running = await wait_job(store, job["id"], "RUNNING")
+
+        async def job_pid():
+            return pid_file.exists() and pid_file.read_text().strip()
+        orphan = int(await wait_for(job_pid, "the job to start in the server"))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert psutil.pid_exists(orphan)  # the job outlived its server
+    first_exe = running["latest_exe_id"]
+    assert (await store.jobs.get_exe(first_exe))["status"] == "RUNNING"
+
+    engine = await start_engine()
+    done = await wait_job(store, job["id"], final)
+    lost = await store.jobs.get_exe(first_exe)
+    node_lost = await store.errors.by_name("node-lost")
+    assert (lost["status"], lost["error_id"], lost["node_id"]) == \
+        ("FAILED", node_lost["id"], engine.node["id"])
+    assert not psutil.pid_exists(orphan) or \
+        psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+    assert done["num_exes"] == max_tries
+    if final == "FAILED":
+        assert done["error_id"] == node_lost["id"]
+    else:
+        assert (await store.jobs.get_exe(done["latest_exe_id"]))["status"] == "COMPLETED"
+    assert await store.db.count("job_exes", {"status": "RUNNING"}) == 0
