@@ -63,17 +63,29 @@ async def _subscribe(url: str, clients: int, marker_id: int, ready) -> dict:
     live = [asyncio.Event() for _ in connections]
     done = [asyncio.Event() for _ in connections]
 
+    # Subscribers with the same filter get the same text: parse it once per worker, so the
+    # workers' CPU (shared with the server on a small machine) goes to reading sockets.
+    parsed: dict[str, list] = {}
+
+    def rows_of(text: str) -> list[tuple[int, str, str, float]]:
+        rows = parsed.get(text)
+        if rows is None:
+            rows = parsed[text] = [
+                (r["id"], r["status"], r["last_status_change"],
+                 parse_instant(r["last_status_change"])) for r in json.loads(text)["results"]]
+        return rows
+
     async def read(index, connection):
         nonlocal messages
         while (text := await connection.read_message()) is not None:
             now = time.time() * 1000
             messages += 1
-            for row in json.loads(text)["results"]:
-                if row["id"] == marker_id:
-                    (done if row["status"] == "CANCELED" else live)[index].set()
+            for job_id, status, changed, changed_ms in rows_of(text):
+                if job_id == marker_id:
+                    (done if status == "CANCELED" else live)[index].set()
                     continue
-                received[index].add((row["id"], row["last_status_change"]))
-                latencies.append(now - parse_instant(row["last_status_change"]))
+                received[index].add((job_id, changed))
+                latencies.append(now - changed_ms)
         done[index].set()
 
     readers = [asyncio.create_task(read(i, c)) for i, c in enumerate(connections)]
@@ -97,6 +109,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _spawn_server(url: str, db_name: str, port: int, log_path: Path) -> subprocess.Popen:
+    """One server process without the job engine: the benchmark makes every change itself."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "server.py", "--mongo-url", url, "--db-name", db_name, "--port",
+             str(port), "--ws-max-queue", "1024", "--engine", "false"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
 async def _wait_ready(process, url: str) -> None:
     from tornado.httpclient import AsyncHTTPClient, HTTPClientError
     while True:
@@ -117,10 +138,17 @@ class Changes:
         self.job_type = job_type
         self.event = event
         self.made = 0
+        self.write_ms: list[float] = []
         self.queued: list[dict] = []
         self.running: list[dict] = []
 
     async def one(self) -> None:
+        began = time.perf_counter()
+        await self._change()
+        self.write_ms.append((time.perf_counter() - began) * 1000)
+        self.made += 1
+
+    async def _change(self) -> None:
         jobs = self.store.jobs
         if self.running and (len(self.running) > 20 or not self.queued):
             exe = self.running.pop(0)
@@ -131,7 +159,6 @@ class Changes:
         else:
             _, exe = await jobs.submit_job(self.job_type, {}, self.event, "")
             self.queued.append(exe)
-        self.made += 1
 
     async def run(self, rate: int, seconds: float) -> float:
         began = time.perf_counter()
@@ -176,6 +203,8 @@ async def _level(store, job_type, event, ws_url: str, server: psutil.Process, su
         "median_ms": round(statistics.median(latencies), 1),
         "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 1),
         "max_ms": round(latencies[-1], 1),
+        "write_p99_ms": round(sorted(changes.write_ms)[int(0.99 * (changes.made - 1))], 1),
+        "changes_per_s": round(changes.made / elapsed),
         "messages_per_s": round(messages / elapsed),
         "rows_per_s": round(len(latencies) / elapsed),
         "server_rss_mb": round(rss_after / 2**20, 1),
@@ -209,10 +238,7 @@ async def _run(args) -> list[dict]:
         url = await asyncio.to_thread(embedded.start)
     db_name = f"bench_live_{uuid.uuid4().hex[:8]}"
     port = _free_port()
-    log = open(Path(tmp.name) / "server.log", "wb")  # noqa: SIM115 (closed in finally)
-    process = subprocess.Popen(
-        [sys.executable, "server.py", "--mongo-url", url, "--db-name", db_name, "--port",
-         str(port), "--ws-max-queue", "1024"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = _spawn_server(url, db_name, port, Path(tmp.name) / "server.log")
     store = await Store(url, db_name).open()
     rows = []
     try:
@@ -229,7 +255,6 @@ async def _run(args) -> list[dict]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-        log.close()
         await store.db.client.drop_database(db_name)
         await store.close()
         if embedded is not None:

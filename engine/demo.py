@@ -134,7 +134,8 @@ class Demo:
 
     async def upload_source_file(self) -> dict:
         """One of the project's own Python files, uploaded into the demo workspace."""
-        sources = sorted(p for p in ROOT.glob("*/*.py") if ".venv" not in p.parts)
+        sources = sorted(p for p in ROOT.glob("*/*.py")
+                         if ".venv" not in p.parts and p.stat().st_size > 0)
         source = random.choice(sources)
         relative = Path("uploads") / uuid.uuid4().hex / source.name
         target = Path(self.workspace["base_path"]) / relative

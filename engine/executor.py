@@ -7,7 +7,7 @@ the same three calls.
 """
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # Why a job phase ended.
@@ -52,10 +52,9 @@ class ProcessRef:
     backend: str
     pid: int | None = None
     started: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def as_doc(self) -> dict:
-        return {"backend": self.backend, "pid": self.pid, "started": self.started, **self.extra}
+        return {"backend": self.backend, "pid": self.pid, "started": self.started}
 
 
 class Running(abc.ABC):

@@ -110,6 +110,9 @@ class Engine:
         for runner in runners:
             await self.store.jobs.fail_execution(runner.exe_id, error,
                                                  command_arguments=runner.arguments)
+        if runners:
+            log.info("engine stopped %d running executions (scheduler-lost, retried while "
+                     "tries remain)", len(runners))
 
     async def interface_of(self, rev_id: int) -> dict:
         """A job type revision's interface (revisions never change, so they are cached)."""

@@ -62,9 +62,10 @@ class Subscriber:
     """One connection's place in the hub.
 
     While `buffering` (its catch-up query runs) matching rows are kept aside; `go_live` then
-    sends those the catch-up did not, and from there every batch is queued as one message.
-    `send(text)` writes a message and returns an awaitable that completes once it is written;
-    `on_overflow(reason)` is called once when the queue is full.
+    sends those the catch-up did not, and from there every batch is one message. `send(text)`
+    hands a message to the socket and returns a future that completes once it is written (None
+    if the socket is closed); one message is in flight at a time and the others wait in `queue`,
+    so a subscriber that stops reading fills its queue and `on_overflow(reason)` is called.
     """
 
     live_filter: LiveFilter
@@ -77,8 +78,7 @@ class Subscriber:
     buffered: list = field(default_factory=list)
     sent: dict | None = None
     queue: deque = field(default_factory=deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    writer: asyncio.Task | None = None
+    inflight: object = None
     closed: bool = False
 
     def offer(self, rows: list[dict], text: str | None = None) -> None:
@@ -99,8 +99,9 @@ class Subscriber:
                 return
         if len(self.queue) >= self.max_queue:
             raise Overflow(f"more than {self.max_queue} messages waiting")
-        self.queue.append((text if text is not None else page(rows), rows[-1]))
-        self.wakeup.set()
+        self.queue.append((text if text is not None else page(rows),
+                           rows[-1]["last_status_change"]))
+        self._pump()
 
     def go_live(self, sent: dict[int, str]) -> None:
         """Send what arrived during catch-up and is newer than what it sent for that job.
@@ -116,26 +117,33 @@ class Subscriber:
             self.offer(rows)
         if sent:
             asyncio.get_running_loop().call_later(SENT_MEMORY, self.forget_sent)
-        self.writer = asyncio.create_task(self._write())
 
     def forget_sent(self) -> None:
         self.sent = None
 
-    async def _write(self) -> None:
-        while not self.closed:
-            if not self.queue:
-                self.wakeup.clear()
-                await self.wakeup.wait()
-                continue
-            text, last_row = self.queue.popleft()
-            await self.send(text)
-            self.last_change = last_row["last_status_change"]
+    def _pump(self) -> None:
+        if self.inflight is not None or not self.queue or self.closed:
+            return
+        text, last_change = self.queue.popleft()
+        future = self.send(text)
+        if future is None:
+            self.close()
+            return
+        self.inflight = future
+        future.add_done_callback(lambda done: self._written(done, last_change))
+
+    def _written(self, future, last_change: str) -> None:
+        self.inflight = None
+        if future.cancelled() or future.exception() is not None:
+            self.close()
+            return
+        self.last_change = last_change
+        self._pump()
 
     def close(self) -> None:
-        """Stop queueing; a writer blocked on a stalled socket ends when the socket closes."""
+        """Stop sending; a write blocked on a stalled socket ends when the socket closes."""
         self.closed = True
         self.queue.clear()
-        self.wakeup.set()
 
 
 class LiveHub:

@@ -61,11 +61,12 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
             self.on_overflow, int(self.setting("ws_max_queue")))
         self.task = asyncio.create_task(self.run())
 
-    async def send(self, text: str) -> None:
+    def send(self, text: str):
+        """Hand a message to the socket: a future done once it is written, None if closed."""
         try:
-            await self.write_message(text)
-        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
-            pass
+            return self.write_message(text)
+        except tornado.websocket.WebSocketClosedError:
+            return None
 
     def on_message(self, message):
         """Subscribers have nothing to say; messages are ignored."""
@@ -77,7 +78,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
             if self.subscriber.closed:
                 return
             self.subscriber.go_live(sent)
-        except tornado.websocket.WebSocketClosedError:
+        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
             pass
         except PyMongoError as exc:
             log.warning("live catch-up failed: %s", exc)

@@ -155,3 +155,23 @@ async def test_canceled_queued_job_never_starts(api, store, start_engine):
     [exe] = await exes_of(store, job["id"])
     assert (exe["status"], exe["started"], exe["pre_started"], exe["node_id"]) == \
         ("CANCELED", None, None, None)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_stopping_the_engine_requeues_what_it_ran(api, store, start_engine, tmp_path):
+    pid_file = tmp_path / "pid"
+    job_type = await make_job_type(store, "interrupted", "sh",
+                                   f"-c 'echo $$ > {pid_file}; exec sleep 300'", max_tries=3)
+    job = await submit(api, job_type)
+    engine = await start_engine(cancel_grace=1.0)
+
+    async def pid():
+        return pid_file.exists() and pid_file.read_text().strip()
+    leader = int(await wait_for(pid, "the job to start"))
+    await engine.stop()
+    assert gone(leader)
+    [first, second] = await exes_of(store, job["id"])
+    assert (first["status"], await error_name(store, first["error_id"])) == \
+        ("FAILED", "scheduler-lost")
+    assert second["status"] == "QUEUED"
+    assert (await store.jobs.get_job(job["id"]))["status"] == "QUEUED"

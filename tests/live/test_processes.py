@@ -31,7 +31,8 @@ def spawn_server(mongo_url: str, db_name: str, log_path: Path) -> tuple[subproce
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
-             "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+             "--port", str(port), "--engine", "false"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 
 
