@@ -80,6 +80,7 @@ class Subscriber:
     queue: deque = field(default_factory=deque)
     inflight: object = None
     closed: bool = False
+    on_stop: Callable[[], None] | None = None
 
     def offer(self, rows: list[dict], text: str | None = None) -> None:
         if self.closed:
@@ -176,6 +177,8 @@ class LiveHub:
             self._flush_handle.cancel()
         for subscriber in list(self.subscribers):
             self.unsubscribe(subscriber)
+            if subscriber.on_stop is not None:
+                subscriber.on_stop()
         await self.feed.stop()
         self._started = False
 

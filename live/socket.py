@@ -25,6 +25,7 @@ log = logging.getLogger("jobdeck.live")
 CATCH_UP_BATCH = 1000
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_GOING_AWAY = 1001
 
 
 class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
@@ -58,7 +59,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         self.hub = hub_for(self.store)
         self.subscriber = Subscriber(
             LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
-            self.on_overflow, int(self.setting("ws_max_queue")))
+            self.on_overflow, int(self.setting("ws_max_queue")), on_stop=self.on_server_stop)
         self.task = asyncio.create_task(self.run())
 
     def send(self, text: str):
@@ -110,6 +111,9 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
 
     def on_overflow(self, why: str) -> None:
         self.close(CLOSE_TRY_AGAIN_LATER, self.resume_hint(f"Too far behind: {why}"))
+
+    def on_server_stop(self) -> None:
+        self.close(CLOSE_GOING_AWAY, self.resume_hint("The server is stopping"))
 
     def on_close(self):
         if self.subscriber is not None:

@@ -55,9 +55,10 @@ def change_key(job: dict) -> tuple[int, int]:
 class JobChangeFeed:
     """Calls `on_jobs(jobs)` with each batch of new status changes until stopped."""
 
-    def __init__(self, store, on_jobs: OnJobs):
+    def __init__(self, store, on_jobs: OnJobs, use_change_stream: bool = True):
         self.jobs = store.db["jobs"]
         self.on_jobs = on_jobs
+        self.use_change_stream = use_change_stream
         self.mode: str | None = None
         self._stream = None
         self._task: asyncio.Task | None = None
@@ -65,15 +66,18 @@ class JobChangeFeed:
 
     async def start(self) -> None:
         """Open the source before returning, so changes committed from now on are all seen."""
-        try:
-            self._stream = await self._open_stream()
-            self.mode = "change-stream"
-            self._task = asyncio.create_task(self._follow_stream())
-        except OperationFailure as exc:
-            log.info("no change streams on this store (%s); tailing last_status_change", exc)
-            self.mode = "tail"
-            watermark = await self._newest_change()
-            self._task = asyncio.create_task(self._tail(watermark))
+        if self.use_change_stream:
+            try:
+                self._stream = await self._open_stream()
+                self.mode = "change-stream"
+                self._task = asyncio.create_task(self._follow_stream())
+                return
+            except OperationFailure as exc:
+                log.info("no change streams on this store (%s); tailing last_status_change",
+                         exc)
+        self.mode = "tail"
+        watermark = await self._newest_change()
+        self._task = asyncio.create_task(self._tail(watermark))
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,7 +1,8 @@
 """The MongoDB connection, id counters, indexes and built-in records.
 
 Written for the common subset of MongoDB that nx-27017, SecantusDB and a real MongoDB all get
-right: integer `id` fields beside `_id` (sorted on, never `_id`), integer millisecond times,
+right: integer `id` fields beside `_id` (sorted on, never `_id`; jobs and executions also get
+`_id` = `id`, the one id nx-27017 can index, see ID_KEYED), integer millisecond times,
 counts with `$match` + `$count`, no `$lookup`/`$facet`/`$setOnInsert`, no `$push` of subdocuments.
 """
 

@@ -48,7 +48,8 @@ async def until_ready(process: subprocess.Popen, url: str, log_path: Path) -> No
 
 
 def stop_server(process: subprocess.Popen) -> int:
-    process.terminate()
+    if process.poll() is None:
+        process.terminate()
     return process.wait(timeout=20)
 
 
@@ -94,8 +95,13 @@ async def test_change_through_one_process_reaches_a_subscriber_of_the_other(mong
         assert [(r["id"], r["status"]) for r in on_a.rows if r["id"] == job["id"]] == [
             (job["id"], "QUEUED"), (job["id"], "RUNNING"), (job["id"], "CANCELED")]
         assert canceled["last_status_change"] > since
-        on_a.close()
         on_b.close()
+        # A stopping server tells its subscribers where to resume.
+        assert stop_server(a) == 0
+        await on_a.closed.wait()
+        assert on_a.connection.close_code == 1001
+        assert on_a.connection.close_reason.startswith(
+            "The server is stopping; reconnect with started=")
     finally:
         codes = [stop_server(process) for process, _ in processes]
         await store.db.client.drop_database(db_name)

@@ -1,4 +1,7 @@
-"""A subscriber that stops reading is closed with 1013 and never holds the others back."""
+"""Limits: a subscriber that stops reading is closed with 1013 and never holds the others back;
+one that sends an oversized message is closed with 1009; both leave the hub."""
+
+import asyncio
 
 import pytest
 
@@ -7,11 +10,12 @@ from tests.live.conftest import Subscriber, until_live
 
 MAX_QUEUE = 2
 MAX_CHANGES = 2000
+MAX_MESSAGE = 1024
 
 
 @pytest.fixture
 def live_settings():
-    return {"ws_max_queue": MAX_QUEUE}
+    return {"ws_max_queue": MAX_QUEUE, "ws_max_message_size": MAX_MESSAGE}
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -42,3 +46,14 @@ async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_u
         f"Too far behind: more than {MAX_QUEUE} messages waiting; reconnect with started=")
     assert 0 < len(received) < len(made)
     healthy.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_oversized_message_closes_the_subscriber_and_removes_it(base_url, store):
+    subscriber = await Subscriber.connect(base_url)
+    await until_live(store, 1)
+    await subscriber.connection.write_message("x" * (MAX_MESSAGE + 1))
+    await subscriber.closed.wait()
+    assert subscriber.connection.close_code == 1009
+    while hub_for(store).subscribers:
+        await asyncio.sleep(0.01)
