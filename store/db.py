@@ -60,8 +60,11 @@ class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 
     def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
+        # connectTimeoutMS is also the heartbeat timeout: a long bulk insert on nx-27017 must not
+        # make the monitor cancel every operation in flight; selection still fails fast.
         self.client = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms,
-                                       connectTimeoutMS=timeout_ms, w=1, journal=True)
+                                       connectTimeoutMS=max(timeout_ms, 30000), w=1,
+                                       journal=True)
         self.db = self.client[name]
 
     def __getitem__(self, collection: str):

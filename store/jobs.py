@@ -41,6 +41,15 @@ EXE_ORDER_FIELDS = {name: name for name in (
     "pre_started", "job_started", "post_started", "job_id", "node_id")}
 
 
+MAX_COUNT_SPLITS = 64
+
+
+def match_any(values):
+    """Plain equality for one value (nx-27017 uses its indexes only for equality), else `$in`."""
+    values = sorted(set(values))
+    return values[0] if len(values) == 1 else {"$in": values}
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -97,9 +106,9 @@ class JobStore:
         """The MongoDB filter for `flt`, or None when it can match nothing."""
         query: dict = {}
         if flt.statuses:
-            query["status"] = {"$in": sorted(set(flt.statuses))}
+            query["status"] = match_any(flt.statuses)
         if flt.job_ids:
-            query["id"] = {"$in": sorted(set(flt.job_ids))}
+            query["id"] = match_any(flt.job_ids)
         type_ids = set(flt.job_type_ids) if flt.job_type_ids else None
         if flt.job_type_names or flt.job_type_categories:
             named = await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
@@ -107,7 +116,7 @@ class JobStore:
         if type_ids is not None:
             if not type_ids:
                 return None
-            query["job_type_id"] = {"$in": sorted(type_ids)}
+            query["job_type_id"] = match_any(type_ids)
         span = {}
         if flt.started is not None:
             span["$gte"] = flt.started
@@ -123,7 +132,7 @@ class JobStore:
         query = await self.build_query(flt)
         if query is None:
             return 0, []
-        count = await self.db.count("jobs", query)
+        count = await self.count_jobs(query)
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
         sort = list(order)
@@ -132,6 +141,21 @@ class JobStore:
         cursor = (self.jobs.find(query, projection).sort(sort)
                   .skip((page - 1) * page_size).limit(page_size))
         return count, await cursor.to_list()
+
+    async def count_jobs(self, query: dict) -> int:
+        """Count as a sum of equality counts over the `$in` values of status and job type.
+
+        The values are distinct, so the sum is exact; nx-27017 uses an index for equality but
+        scans for `$in` (27 ms against 0.7 ms at 20,000 jobs).
+        """
+        splits = [{}]
+        for key in ("status", "job_type_id"):
+            values = query.get(key, {}).get("$in") if isinstance(query.get(key), dict) else None
+            if values and len(splits) * len(values) <= MAX_COUNT_SPLITS:
+                splits = [{**split, key: value} for split in splits for value in values]
+        if len(splits) == 1:
+            return await self.db.count("jobs", query)
+        return sum([await self.db.count("jobs", {**query, **split}) for split in splits])
 
     async def get_job(self, job_id: int) -> dict | None:
         return await self._find_one(self.jobs, job_id)
@@ -444,12 +468,9 @@ class JobStore:
         rows = await cursor.to_list()
         if not rows:
             return {"cpus": 0.0, "mem": 0.0, "count": 0}
-        return {"cpus": float(rows[0]["cpus"]), "mem": float(rows[0]["mem"]),
+        return {"cpus": float(rows[0]["cpus"] or 0), "mem": float(rows[0]["mem"] or 0),
                 "count": rows[0]["count"]}
 
     async def exe_statuses(self, exe_ids) -> dict[int, str]:
-        ids = sorted(set(exe_ids))
-        if not ids:
-            return {}
-        cursor = self.exes.find({"id": {"$in": ids}}, {"id": 1, "status": 1})
-        return {doc["id"]: doc["status"] async for doc in cursor}
+        docs = await self.db.by_ids("job_exes", exe_ids, {"id": 1, "status": 1})
+        return {exe_id: doc["status"] for exe_id, doc in docs.items()}

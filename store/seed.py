@@ -196,6 +196,7 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
         exe_ids = await store.db.next_ids("job_exes", len(builder.exes)) if builder.exes else []
         for exe, exe_id in zip(builder.exes, exe_ids, strict=True):
             exe["id"] = exe_id
+            exe["_id"] = exe_id
         for job in jobs:
             if job["latest_exe_id"] is not None:
                 job["latest_exe_id"] = job["latest_exe_id"]["id"]
