@@ -51,6 +51,7 @@ async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_u
 @pytest.mark.gen_test(timeout=30)
 async def test_oversized_message_closes_the_subscriber_and_removes_it(http_client, base_url,
                                                                      store):
+    # (http_client is requested only so that pytest-tornado's server answers on this loop.)
     subscriber = await Subscriber.connect(base_url)
     await until_live(store, 1)
     await subscriber.connection.write_message("x" * (MAX_MESSAGE + 1))
