@@ -218,11 +218,13 @@ def free_port() -> int:
 
 
 def start_server(url: str, work_dir: Path) -> tuple[subprocess.Popen, int]:
+    """The API alone: the engine stays off, or it would start running the seeded QUEUED jobs
+    and its scheduling passes would share the store with the requests being measured."""
     port = free_port()
     log = (work_dir / "server.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--mongo-url", url, "--port", str(port),
-         "--data-dir", str(work_dir / "server-data")],
+         "--data-dir", str(work_dir / "server-data"), "--engine", "false"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

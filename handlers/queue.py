@@ -72,7 +72,7 @@ class QueueStatusHandler(BaseHandler):
                    "highest_priority": r["highest_priority"],
                    "job_type_name": job_types[r["_id"]]["name"],
                    "job_type_version": job_types[r["_id"]]["version"],
-                   "is_job_type_paused": job_types[r["_id"]]["is_paused"]}
+                   "is_job_type_paused": bool(job_types[r["_id"]]["is_paused"])}
                   for r in rows if r["_id"] in job_types]
         status.sort(key=lambda s: (s["is_job_type_paused"], s["highest_priority"],
                                    s["longest_queued"]))

@@ -20,13 +20,22 @@ def ref(value):
     return None if value is None else {"id": value}
 
 
+# nx-27017 stores a boolean written with `$set` as 0/1; the API always answers true/false.
+BOOLEANS = {"is_system", "is_long_running", "is_active", "is_operational", "is_paused",
+            "uses_docker", "docker_privileged", "is_paused_errors"}
+
+
+def pick(doc: dict, keys) -> dict:
+    return {k: bool(doc.get(k)) if k in BOOLEANS else doc.get(k) for k in keys}
+
+
 def job_type_base(jt: dict) -> dict:
-    return {k: jt.get(k) for k in JOB_TYPE_BASE}
+    return pick(jt, JOB_TYPE_BASE)
 
 
 def job_type_full(jt: dict) -> dict:
     body = job_type_base(jt)
-    body.update({k: jt.get(k) for k in JOB_TYPE_MORE})
+    body.update(pick(jt, JOB_TYPE_MORE))
     body["cpus_required"] = float(body["cpus_required"])
     body["mem_required"] = float(body["mem_required"])
     body.update({k: t(jt.get(k)) for k in JOB_TYPE_TIMES})
@@ -118,8 +127,7 @@ def node_full(node: dict | None) -> dict | None:
     if node is None:
         return None
     body = node_base(node)
-    body.update({k: node.get(k) for k in ("pause_reason", "is_paused", "is_paused_errors",
-                                          "is_active")})
+    body.update(pick(node, ("pause_reason", "is_paused", "is_paused_errors", "is_active")))
     body.update({k: t(node.get(k)) for k in ("archived", "created", "last_offer",
                                               "last_modified")})
     return body

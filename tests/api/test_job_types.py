@@ -102,6 +102,9 @@ async def test_patch_makes_a_revision_only_when_the_interface_changes(api):
     assert TIME_FORMAT.match(body["paused"])
     _, fetched, _ = await api.get(url)
     assert fetched["revision_num"] == 2 and fetched["title"] == "Renamed"
+    assert fetched["is_paused"] is True and fetched["is_operational"] is True
+    _, types, _ = await api.get("/job-types/")
+    assert types["results"][0]["is_paused"] is True
 
 
 @pytest.mark.gen_test

@@ -163,7 +163,7 @@ async def test_failed_execution_shows_its_error_in_the_timeline(api, seed, store
     _, html, _ = await page(api, f"/dashboard/jobs/{job['id']}")
     assert ('<p class="exe-error"><strong>Timeout</strong> (ALGORITHM): The job ran longer than '
             'its timeout and was killed.</p>') in html
-    assert 'data-job-id="%d" data-status="FAILED"' % job["id"] in html
+    assert f'data-job-id="{job["id"]}" data-status="FAILED"' in html
     for action in ("cancel", "requeue"):  # a FAILED job can be canceled or requeued
-        button = re.search(r'<button[^>]*data-action="%s"[^>]*>' % action, html).group(0)
+        button = re.search(rf'<button[^>]*data-action="{action}"[^>]*>', html).group(0)
         assert "hidden" not in button, button
