@@ -8,6 +8,7 @@ import uuid
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from live.hub import stop_hub
 from server import make_app
 from store import Store
 from store.embedded import EmbeddedMongo
@@ -29,6 +30,7 @@ def store(mongo_url, io_loop):
     store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}")
     io_loop.run_sync(store.open)
     yield store
+    io_loop.run_sync(lambda: stop_hub(store))
     io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
     io_loop.run_sync(store.close)
 

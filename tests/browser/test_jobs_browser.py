@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import chromium
+from browser_helpers import chromium
 
 from core.times import format_ms, now_ms
 

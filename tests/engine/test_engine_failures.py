@@ -4,7 +4,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import (
+from engine_helpers import (
     PY,
     make_job_type,
     make_workspace,

@@ -4,7 +4,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import make_workspace, upload
+from engine_helpers import make_workspace, upload
 
 FILE_KEYS = ["id", "workspace", "file_name", "media_type", "file_size", "data_type", "is_deleted",
              "uuid", "url", "created", "deleted", "data_started", "data_ended", "geometry",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import make_job_type, submit, wait_for, wait_job
+from engine_helpers import make_job_type, submit, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import PY, make_job_type, make_workspace, submit, upload, wait_job
+from engine_helpers import PY, make_job_type, make_workspace, submit, upload, wait_job
 
 WRITE_OUT = "import sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); print('wrote')"
 

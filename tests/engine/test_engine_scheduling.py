@@ -3,7 +3,7 @@
 import itertools
 
 import pytest
-from conftest import make_job_type, submit, wait_for, wait_job, wait_passes
+from engine_helpers import make_job_type, submit, wait_for, wait_job, wait_passes
 
 
 async def exe_of(store, job_id):
