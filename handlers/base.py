@@ -135,6 +135,17 @@ class BaseHandler(tornado.web.RequestHandler):
                                     f"{', '.join(choices)}")
         return values
 
+    async def job_type_ids_filter(self) -> set[int] | None:
+        """`job_type_id`, `job_type_name`, `job_type_category` resolved to one id set (None: any)."""
+        type_ids = self.query_ints("job_type_id")
+        names = self.query_strings("job_type_name")
+        categories = self.query_strings("job_type_category")
+        job_type_ids = set(type_ids) if type_ids else None
+        if names or categories:
+            named = await self.store.job_types.ids_matching(names, categories)
+            job_type_ids = named if job_type_ids is None else job_type_ids & named
+        return job_type_ids
+
     def parse_time_range(self, default_started: str | None = None) -> tuple[int | None, int | None]:
         """`started`/`ended`: ISO-8601 datetimes with a zone, or durations back from now."""
         now = now_ms()

@@ -207,13 +207,7 @@ class ProductsHandler(EngineHandler):
         started, ended = self.parse_time_range()
         page, page_size = self.parse_page()
         order = self.query_choices("order", ("last_modified", "-last_modified"))
-        type_ids = self.query_ints("job_type_id")
-        names = self.query_strings("job_type_name")
-        categories = self.query_strings("job_type_category")
-        job_type_ids = set(type_ids) if type_ids else None
-        if names or categories:
-            named = await self.store.job_types.ids_matching(names, categories)
-            job_type_ids = named if job_type_ids is None else job_type_ids & named
+        job_type_ids = await self.job_type_ids_filter()
         file_names = self.query_strings("file_name")
         count, products = await ProductStore(self.store.db).list_products(
             job_type_ids, file_names[-1] if file_names else None, started, ended,

@@ -11,13 +11,7 @@ class ExecutionsHandler(BaseHandler):
         started, ended = self.parse_time_range()
         order = self.parse_order(EXE_ORDER_FIELDS, (("last_modified", 1),))
         page, page_size = self.parse_page()
-        type_ids = self.query_ints("job_type_id")
-        names = self.query_strings("job_type_name")
-        categories = self.query_strings("job_type_category")
-        job_type_ids = set(type_ids) if type_ids else None
-        if names or categories:
-            named = await self.store.job_types.ids_matching(names, categories)
-            job_type_ids = named if job_type_ids is None else job_type_ids & named
+        job_type_ids = await self.job_type_ids_filter()
         count, exes = await self.store.jobs.list_exes(
             statuses=self.query_choices("status", EXE_STATUSES), job_type_ids=job_type_ids,
             node_ids=self.query_ints("node_id"), started=started, ended=ended, order=order,

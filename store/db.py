@@ -56,6 +56,16 @@ UNIQUE = {("jobs", "id"), ("job_exes", "id"), ("job_types", "id"), ("job_type_re
           ("workspaces", "name"), ("files", "id"), ("nodes", "id"), ("nodes", "hostname")}
 
 
+def time_span(started: int | None, ended: int | None) -> dict | None:
+    """A `[started, ended)` range condition on a millisecond time field, or None for no bounds."""
+    span = {}
+    if started is not None:
+        span["$gte"] = started
+    if ended is not None:
+        span["$lt"] = ended
+    return span or None
+
+
 class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 

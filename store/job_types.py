@@ -2,7 +2,7 @@
 
 from core.model import JOB_TYPE_DEFAULTS
 from core.times import now_ms
-from store.db import Database
+from store.db import Database, time_span
 
 
 class JobTypeExists(ValueError):
@@ -75,11 +75,7 @@ class JobTypeStore:
             query["name"] = {"$in": list(names)}
         if categories:
             query["category"] = {"$in": list(categories)}
-        span = {}
-        if started is not None:
-            span["$gte"] = started
-        if ended is not None:
-            span["$lt"] = ended
+        span = time_span(started, ended)
         if span:
             query["last_modified"] = span
         count = await self.db.count("job_types", query)

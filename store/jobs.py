@@ -18,7 +18,7 @@ from core.model import (
     UNFINISHED_EXE_STATUSES,
 )
 from core.times import now_ms
-from store.db import Database
+from store.db import Database, time_span
 
 AFTER = ReturnDocument.AFTER
 
@@ -117,11 +117,7 @@ class JobStore:
             if not type_ids:
                 return None
             query["job_type_id"] = match_any(type_ids)
-        span = {}
-        if flt.started is not None:
-            span["$gte"] = flt.started
-        if flt.ended is not None:
-            span["$lt"] = flt.ended
+        span = time_span(flt.started, flt.ended)
         if span:
             query[flt.time_field] = span
         return query
@@ -179,11 +175,7 @@ class JobStore:
             query["job_type_id"] = {"$in": sorted(job_type_ids)}
         if node_ids:
             query["node_id"] = {"$in": list(node_ids)}
-        span = {}
-        if started is not None:
-            span["$gte"] = started
-        if ended is not None:
-            span["$lt"] = ended
+        span = time_span(started, ended)
         if span:
             query["last_modified"] = span
         count = await self.db.count("job_exes", query)

@@ -1,6 +1,6 @@
 """Product files: the files jobs wrote, listed for GET /products/."""
 
-from store.db import Database
+from store.db import Database, time_span
 
 
 class ProductStore:
@@ -16,11 +16,7 @@ class ProductStore:
             query["job_type_id"] = {"$in": sorted(job_type_ids)}
         if file_name:
             query["file_name"] = file_name
-        span = {}
-        if started is not None:
-            span["$gte"] = started
-        if ended is not None:
-            span["$lt"] = ended
+        span = time_span(started, ended)
         if span:
             query["last_modified"] = span
         count = await self.db.count("files", query)
