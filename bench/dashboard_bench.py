@@ -19,14 +19,12 @@ the call to a forced style and layout), plus the long tasks (> 50 ms) seen meanw
 import asyncio
 import http.client
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.api_bench import start_server
 from store import Store
 from store.embedded import EmbeddedMongo
 from store.seed import seed_jobs
@@ -87,37 +85,6 @@ def run(args) -> list[dict]:
     size = getattr(args, "dashboard_jobs", None) or (10_000 if args.quick else 100_000)
     requests = max(10, getattr(args, "dashboard_requests", 30))
     return asyncio.run(measure(size, requests))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(url: str, work_dir: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    log = open(work_dir / "server.log", "wb")  # noqa: SIM115 (kept open for the child)
-    settings = work_dir / "settings.yaml"
-    settings.write_text("engine: false\n")  # measure the pages, not the engine running jobs
-    proc = subprocess.Popen(
-        [sys.executable, "server.py", "--mongo-url", url, "--port", str(port),
-         "--settings", str(settings)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server.py exited with {proc.returncode}; see {log.name}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("server.py did not answer /health within 60 s")
 
 
 def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[float, float, int]:
