@@ -232,6 +232,9 @@ class EmbeddedMongo:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own session: Ctrl-C in a terminal signals the whole foreground group, and
+                # the store must outlive the server's clean shutdown (the engine still writes).
+                start_new_session=True,
             )
         (self.data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
 
