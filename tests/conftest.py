@@ -12,6 +12,7 @@ from live.hub import stop_hub
 from server import make_app
 from store import Store
 from store.embedded import EmbeddedMongo
+from tests.tokens import OPERATOR_HEADERS
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,7 @@ class API:
         data = raw if raw is not None else (None if body is None else json.dumps(body))
         if data is None and method in ("POST", "PATCH", "PUT"):
             data = b""
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        hdrs = {"Content-Type": "application/json", **OPERATOR_HEADERS, **(headers or {})}
         try:
             response = await self.http_client.fetch(self.base_url + path, method=method,
                                                     body=data, headers=hdrs)

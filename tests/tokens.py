@@ -1,0 +1,7 @@
+"""API tokens the test app is configured with (tests/conftest.py `app`); the `api` client sends
+the operator one."""
+
+OPERATOR_TOKEN = "test-operator-token-0123456789abcdef"
+VIEWER_TOKEN = "test-viewer-token-0123456789abcdef"
+OPERATOR_HEADERS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+VIEWER_HEADERS = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
