@@ -42,7 +42,9 @@ def _create_time(pid: int) -> float | None:
 
 def _open_logs(spec: LaunchSpec):
     """The job's stdout and stderr files (appended to: a retried execution keeps the first
-    attempt's lines); the child holds its own copies of the descriptors."""
+    attempt's lines); the child holds its own copies of the descriptors. Called in a worker
+    thread, like the runner's folder creation."""
+    spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
     return open(spec.stdout_path, "ab"), open(spec.stderr_path, "ab")
 
 
@@ -87,8 +89,7 @@ class LocalBackend(Backend):
         self.timeout_grace = timeout_grace
 
     async def start(self, spec: LaunchSpec) -> Running:
-        spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
-        out, err = _open_logs(spec)
+        out, err = await asyncio.to_thread(_open_logs, spec)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv, cwd=spec.work_dir, env=spec.env, stdin=asyncio.subprocess.DEVNULL,

@@ -16,6 +16,7 @@ one, each output of the interface takes the files whose names start with the out
 failing that, whose media type is the output's media type.
 """
 
+import asyncio
 import json
 import logging
 import mimetypes
@@ -28,13 +29,15 @@ from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
-from engine.executor import CANCELED, EXITED, TIMED_OUT, Backend, LaunchError, LaunchSpec
+from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec
 
 log = logging.getLogger("jobdeck.engine")
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 MANIFEST = "results_manifest.json"
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Seconds a job runs before its start is written on its own (see ExecutionRunner._record_start).
+START_RECORD_DELAY = 1.0
 
 
 class PhaseError(Exception):
@@ -176,6 +179,7 @@ class ExecutionRunner:
         self.running = None
         self.canceled = False
         self.arguments = ""
+        self._start_recorded = False
 
     async def run(self) -> None:
         try:
@@ -225,34 +229,34 @@ class ExecutionRunner:
                                         job_completed=now_ms())
             await self._fail("task-launch")
             return
-        # One write for the end of pre and the start of job: fewer round trips per job.
-        await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
-                                    environment=env, job_started=job_started,
-                                    process=self.running.ref.as_doc())
+        started = {"pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
+                   "job_started": job_started, "process": self.running.ref.as_doc()}
+        recording = asyncio.create_task(self._record_start(started))
         if self.canceled:
             await self.running.cancel(self.engine.cancel_grace)
         report = await self.running.wait()
-        job_completed = now_ms()
-        succeeded = report.reason == EXITED and report.exit_code == 0 and not self.canceled
-        if not succeeded:  # on success the post phase writes these with its start
-            await jobs.update_execution(self.exe_id, job_completed=job_completed,
-                                        job_exit_code=report.exit_code)
+        job_phase = {"job_completed": now_ms(), "job_exit_code": report.exit_code}
+        if self._start_recorded:
+            await recording
+        else:
+            recording.cancel()
+            job_phase = {**started, **job_phase}
         if report.reason == CANCELED or self.canceled:
+            await jobs.update_execution(self.exe_id, **job_phase)
             return
         if report.reason == TIMED_OUT:
-            await self._fail("timeout")
+            await self._fail("timeout", job_phase)
             return
         if report.exit_code != 0:
             mapping = (job_type.get("error_mapping") or {}).get("exit_codes", {})
-            await self._fail(mapping.get(str(report.exit_code), "algorithm-unknown"))
+            await self._fail(mapping.get(str(report.exit_code), "algorithm-unknown"), job_phase)
             return
-        await self._post(interface, job_completed)
+        await self._post(interface, job_phase)
 
     async def _pre(self, job_type: dict, interface: dict) -> tuple[dict, dict]:
         """Make the working folders and stage every input file (symlinks into inputs/)."""
         inputs_dir = self.work_dir / "inputs"
-        for folder in (self.output_dir, inputs_dir, self.work_dir / "tmp"):
-            folder.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._make_folders)
         data = self.job.get("data") or {}
         entries = {e["name"]: e for e in data.get("input_data", []) if "name" in e}
         values: dict = {"job_output_dir": str(self.output_dir)}
@@ -285,6 +289,20 @@ class ExecutionRunner:
         }
         return values, env
 
+    async def _record_start(self, fields: dict) -> None:
+        """Write the end of pre and the start of job once the process has run for
+        START_RECORD_DELAY; a shorter job writes them with its final status instead (one round
+        trip fewer). Until then a restarted engine finds the process by its environment."""
+        await asyncio.sleep(START_RECORD_DELAY)
+        self._start_recorded = True
+        await self.store.jobs.update_execution(self.exe_id, **fields)
+
+    def _make_folders(self) -> None:
+        """In a worker thread: folder creation is slow on some file systems and would hold up
+        every other execution on the event loop."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "tmp").mkdir(exist_ok=True)
+
     @staticmethod
     def _stage(name, index, file_id, files, workspaces, inputs_dir) -> Path:
         """Link one input file into inputs/<name>/<n>/<file name>; a missing file is SYSTEM."""
@@ -305,19 +323,20 @@ class ExecutionRunner:
             shutil.copyfile(source, target)
         return target
 
-    async def _post(self, interface: dict, job_completed: int) -> None:
-        """Outputs → product files in the job data's output workspaces, then COMPLETED."""
-        jobs = self.store.jobs
-        await jobs.update_execution(self.exe_id, job_completed=job_completed, job_exit_code=0,
-                                    post_started=now_ms())
+    async def _post(self, interface: dict, job_phase: dict) -> None:
+        """Outputs → product files in the job data's output workspaces, then COMPLETED.
+
+        The job and post phase fields are written with the final status (one write, not three);
+        collecting outputs takes milliseconds, so no one watches the post phase run."""
+        phases = {**job_phase, "post_started": now_ms()}
         specs = interface.get("output_data", [])
         try:
             found, manifest = collect_outputs(specs, self.output_dir)
         except PhaseError as exc:
             log.warning("execution %s: post phase failed: %s", self.exe_id, exc)
             note(self.work_dir / "stderr.log", exc)
-            await jobs.update_execution(self.exe_id, post_completed=now_ms(), post_exit_code=1)
-            await self._fail(exc.error_name)
+            await self._fail(exc.error_name, {**phases, "post_completed": now_ms(),
+                                              "post_exit_code": 1})
             return
         targets = {e["name"]: e["workspace_id"]
                    for e in (self.job.get("data") or {}).get("output_data", [])}
@@ -329,9 +348,8 @@ class ExecutionRunner:
             if not paths:
                 continue
             if workspace is None:
-                await jobs.update_execution(self.exe_id, post_completed=now_ms(),
-                                            post_exit_code=1)
-                await self._fail("filesystem-io")
+                await self._fail("filesystem-io", {**phases, "post_completed": now_ms(),
+                                                   "post_exit_code": 1})
                 return
             ids = [await self._product(spec, path, workspace) for path in paths]
             entry = {"name": spec["name"]}
@@ -340,9 +358,9 @@ class ExecutionRunner:
             else:
                 entry["file_ids"] = ids
             results["output_data"].append(entry)
-        await jobs.update_execution(self.exe_id, post_completed=now_ms(), post_exit_code=0,
-                                    results_manifest=manifest)
-        await jobs.complete_execution(self.exe_id, results)
+        await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
+            **phases, "post_completed": now_ms(), "post_exit_code": 0,
+            "results_manifest": manifest})
 
     async def _product(self, spec: dict, path: Path, workspace: dict) -> int:
         base = Path(workspace["base_path"])
@@ -357,11 +375,12 @@ class ExecutionRunner:
                         "job_exe_id": self.exe_id})
         return doc["id"]
 
-    async def _fail(self, error_name: str) -> None:
+    async def _fail(self, error_name: str, exe_fields: dict | None = None) -> None:
         error = await self.store.errors.by_name(error_name) or \
             await self.store.errors.by_name("unknown")
         job = await self.store.jobs.fail_execution(self.exe_id, error,
-                                                   command_arguments=self.arguments)
+                                                   command_arguments=self.arguments,
+                                                   exe_fields=exe_fields)
         if job is not None and job["status"] not in FINAL_JOB_STATUSES:
             log.info("execution %s failed with %s; job %s requeued", self.exe_id, error_name,
                      self.job["id"])

@@ -29,6 +29,8 @@ log = logging.getLogger("jobdeck.engine")
 # How many QUEUED jobs one scheduling pass looks at.
 SCAN_LIMIT = 200
 MIB = 1024 * 1024
+# Seconds a wake-up waits for others before the pass it triggers.
+WAKE_SETTLE = 0.005
 # Seconds between reads of the node's pause state (and touches of its last_offer).
 NODE_REFRESH = 1.0
 
@@ -171,6 +173,8 @@ class Engine:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                # Wake-ups come in bursts (executions ending together): one pass serves them all.
+                await asyncio.sleep(WAKE_SETTLE)
 
     async def _watch_cancels(self) -> None:
         """Executions canceled in the store (PATCH /jobs/{id}/) are stopped here."""

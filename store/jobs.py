@@ -333,13 +333,17 @@ class JobStore:
                       "error_id": error_id, **(extra or {})}})
 
     async def complete_execution(self, exe_id: int, results: dict | None = None,
-                                 when: int | None = None) -> dict | None:
-        """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`."""
+                                 when: int | None = None,
+                                 exe_fields: dict | None = None) -> dict | None:
+        """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`.
+
+        `exe_fields` (phase times, exit codes) are written in the same update, one round trip
+        fewer per job than recording them first."""
         when = now_ms() if when is None else when
         exe = await self._update_one(
             self.exes, exe_id, {"status": "RUNNING"},
-            {"$set": {"status": "COMPLETED", "ended": when, "last_modified": when,
-                      "results": results}})
+            {"$set": {**(exe_fields or {}), "status": "COMPLETED", "ended": when,
+                      "last_modified": when, "results": results}})
         if exe is None:
             return None
         return await self._update_one(
@@ -348,20 +352,22 @@ class JobStore:
                       "last_status_change": when, "last_modified": when}})
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
-                             command_arguments: str = "") -> dict | None:
+                             command_arguments: str = "",
+                             exe_fields: dict | None = None) -> dict | None:
         """RUNNING execution → FAILED; its job → FAILED, or straight back to QUEUED.
 
         Scale's automatic retry: a SYSTEM error while `num_exes < max_tries` (or any error of a
         long-running job type) requeues in the same single status change. No error means
-        Scale's `unknown`.
+        Scale's `unknown`. `exe_fields` are written with the execution's status, as in
+        complete_execution.
         """
         when = now_ms() if when is None else when
         if error is None:
             error = await self.db["errors"].find_one({"name": "unknown"})
         exe = await self._update_one(
             self.exes, exe_id, {"status": "RUNNING"},
-            {"$set": {"status": "FAILED", "ended": when, "last_modified": when,
-                      "error_id": error["id"]}})
+            {"$set": {**(exe_fields or {}), "status": "FAILED", "ended": when,
+                      "last_modified": when, "error_id": error["id"]}})
         if exe is None:
             return None
         running = {"status": "RUNNING", "latest_exe_id": exe_id}

@@ -2,8 +2,17 @@
 
 import json
 
+import psutil
 import pytest
-from engine_helpers import PY, make_job_type, make_workspace, submit, upload, wait_job
+from engine_helpers import (
+    PY,
+    make_job_type,
+    make_workspace,
+    submit,
+    upload,
+    wait_for,
+    wait_job,
+)
 
 WRITE_OUT = "import sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); print('wrote')"
 
@@ -135,3 +144,24 @@ async def test_a_missing_required_output_fails_the_post_phase(api, store, start_
     assert (exe["job_exit_code"], exe["post_exit_code"]) == (0, 1)
     _, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
     assert logs["stderr"] == 'jobdeck: required output "report" was not written\n'
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_long_job_shows_its_start_while_it_runs(api, store, start_engine, tmp_path):
+    """Short jobs write their start with their end (one round trip fewer); a job that runs
+    longer than START_RECORD_DELAY shows its job phase and process while still RUNNING."""
+    job_type = await make_job_type(store, "napper", "sleep", "30")
+    job = await submit(api, job_type)
+    await start_engine()
+    running = await wait_job(store, job["id"], "RUNNING")
+
+    async def start_recorded():
+        exe = await store.jobs.get_exe(running["latest_exe_id"])
+        return exe if exe["job_started"] is not None else None
+    exe = await wait_for(start_recorded, "the job phase start to be recorded")
+    assert exe["status"] == "RUNNING"
+    assert exe["pre_exit_code"] == 0 and exe["pre_completed"] <= exe["job_started"]
+    assert exe["job_completed"] is None and exe["environment"]["JOBDECK_EXE_ID"] == str(exe["id"])
+    assert psutil.pid_exists(exe["process"]["pid"])
+    status, body, _ = await api.patch(f"/jobs/{job['id']}/", {"status": "CANCELED"})
+    assert status == 200, body
