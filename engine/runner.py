@@ -190,6 +190,14 @@ class ExecutionRunner:
         except Exception:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")
+        finally:
+            await asyncio.to_thread(self._clean_up)
+
+    def _clean_up(self) -> None:
+        """An ended execution keeps only its logs (served by /job-executions/{id}/logs/): staged
+        inputs, leftover outputs and its temporary files go."""
+        for folder in (self.work_dir / "inputs", self.output_dir, self.work_dir / "tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     async def cancel(self, grace: float) -> None:
         self.canceled = True

@@ -1,6 +1,7 @@
 """Jobs submitted through the API really run: phases, inputs, outputs, products and failures."""
 
 import json
+from pathlib import Path
 
 import psutil
 import pytest
@@ -85,6 +86,15 @@ async def test_property_file_and_files_inputs_are_substituted(api, store, start_
     assert exe["environment"]["JOBDECK_JOB_ID"] == str(job["id"])
     assert exe["environment"]["JOBDECK_EXE_ID"] == str(exe["id"])
     assert "HOME" in exe["environment"] and "VIRTUAL_ENV" not in exe["environment"]
+
+    work_dir = Path(exe["work_dir"])
+
+    async def only_logs_left():
+        return sorted(p.name for p in work_dir.iterdir()) == ["stderr.log", "stdout.log"]
+    await wait_for(only_logs_left, "the execution folder to keep only its logs")
+    for upload_body, data in ((one, "first"), (two, "second"), (three, "third")):
+        status, body, _ = await api.get(f"/files/{upload_body['id']}/download/")
+        assert (status, body) == (200, data)  # staged links went, the files stay
 
 
 @pytest.mark.gen_test(timeout=120)
