@@ -32,36 +32,34 @@ MAX_WAITING = 6
 INTERVAL = 2.0
 
 
-def script_command(script: str, arguments: str) -> dict:
-    return {"command": shlex.quote(sys.executable),
-            "command_arguments": f"{shlex.quote(str(SCRIPTS / script))} {arguments}"}
+def demo_type(name: str, title: str, description: str, script: str, arguments: str,
+              **fields) -> dict:
+    """A demo job type: version 1.0, category `demo`, 128 MiB, three tries."""
+    interface = {"command": shlex.quote(sys.executable),
+                 "command_arguments": f"{shlex.quote(str(SCRIPTS / script))} {arguments}",
+                 "input_data": fields.pop("inputs"), "output_data": fields.pop("outputs", [])}
+    return {"name": name, "version": "1.0", "title": title, "description": description,
+            "category": "demo", "mem_required": 128.0, "max_tries": 3, **fields,
+            "interface": interface}
 
 
 JOB_TYPES = [
-    {"name": "demo-word-count", "version": "1.0", "title": "Word count",
-     "description": "Counts the lines, words and characters of a text file.",
-     "category": "demo", "priority": 100, "cpus_required": 0.5, "mem_required": 128.0,
-     "timeout": 60, "max_tries": 3,
-     "interface": {**script_command("word_count.py", "${text} ${job_output_dir}"),
-                   "input_data": [{"name": "text", "type": "file",
-                                   "media_types": ["text/plain", "text/x-python"]}],
-                   "output_data": [{"name": "counts", "type": "file",
-                                    "media_type": "application/json"}]}},
-    {"name": "demo-sha256", "version": "1.0", "title": "SHA-256 checksum",
-     "description": "Computes the SHA-256 checksum of a file.",
-     "category": "demo", "priority": 50, "cpus_required": 0.25, "mem_required": 128.0,
-     "timeout": 60, "max_tries": 3,
-     "interface": {**script_command("checksum.py", "${file} ${job_output_dir}"),
-                   "input_data": [{"name": "file", "type": "file"}],
-                   "output_data": [{"name": "checksum", "type": "file",
-                                    "media_type": "text/plain"}]}},
-    {"name": "demo-flaky-sleep", "version": "1.0", "title": "Flaky sleeper",
-     "description": "Works for a few seconds and fails one time in four.",
-     "category": "demo", "priority": 200, "cpus_required": 1.0, "mem_required": 128.0,
-     "timeout": 30, "max_tries": 3,
-     "error_mapping": {"version": "1.0", "exit_codes": {"3": "demo-flaky"}},
-     "interface": {**script_command("flaky_sleep.py", "${seconds}"),
-                   "input_data": [{"name": "seconds", "type": "property"}]}},
+    demo_type("demo-word-count", "Word count",
+              "Counts the lines, words and characters of a text file.",
+              "word_count.py", "${text} ${job_output_dir}", priority=100, cpus_required=0.5,
+              timeout=60,
+              inputs=[{"name": "text", "type": "file",
+                       "media_types": ["text/plain", "text/x-python"]}],
+              outputs=[{"name": "counts", "type": "file", "media_type": "application/json"}]),
+    demo_type("demo-sha256", "SHA-256 checksum", "Computes the SHA-256 checksum of a file.",
+              "checksum.py", "${file} ${job_output_dir}", priority=50, cpus_required=0.25,
+              timeout=60, inputs=[{"name": "file", "type": "file"}],
+              outputs=[{"name": "checksum", "type": "file", "media_type": "text/plain"}]),
+    demo_type("demo-flaky-sleep", "Flaky sleeper",
+              "Works for a few seconds and fails one time in four.",
+              "flaky_sleep.py", "${seconds}", priority=200, cpus_required=1.0, timeout=30,
+              error_mapping={"version": "1.0", "exit_codes": {"3": "demo-flaky"}},
+              inputs=[{"name": "seconds", "type": "property"}]),
 ]
 
 

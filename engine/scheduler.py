@@ -58,8 +58,9 @@ def alive(identity: dict | None) -> bool:
 class Engine:
     def __init__(self, store: Store, data_dir, cpus: float | None = None,
                  mem: float | None = None, cancel_grace: float = 10.0,
-                 poll_interval: float = 0.5, hostname: str | None = None,
-                 port: int | None = None, backend: Backend | None = None):
+                 poll_interval: float = 0.5, reserve_after: float = 60.0,
+                 hostname: str | None = None, port: int | None = None,
+                 backend: Backend | None = None):
         default_cpus, default_mem = machine_capacity()
         self.store = store
         self.nodes = NodeStore(store.db)
@@ -68,6 +69,7 @@ class Engine:
         self.mem = float(mem) if mem else default_mem
         self.cancel_grace = cancel_grace
         self.poll_interval = poll_interval
+        self.reserve_after_ms = reserve_after * 1000
         self.hostname = hostname or socket.gethostname()
         self.port = port
         self.backend = backend or LocalBackend(timeout_grace=cancel_grace)
@@ -192,7 +194,11 @@ class Engine:
         await self.nodes.touch(self.node["id"])
 
     async def schedule(self) -> int:
-        """One pass: start every QUEUED execution that fits, best priority first."""
+        """One pass: start every QUEUED execution that fits, best priority first.
+
+        Smaller jobs ranked lower may use room a larger job is waiting for, but not forever: a
+        job queued for `reserve_after` seconds that would fit an idle node reserves the node,
+        and nothing ranked after it starts until it has."""
         if self.node_paused:
             return 0
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
@@ -213,6 +219,9 @@ class Engine:
                 continue
             cpus, mem = job["cpus_required"], job["mem_required"]
             if cpus > free_cpus + 1e-9 or mem > free_mem + 1e-9:
+                if (cpus <= self.cpus + 1e-9 and mem <= self.mem + 1e-9
+                        and now_ms() - job["queued"] >= self.reserve_after_ms):
+                    break
                 continue
             claimed = await self.store.jobs.start_execution(
                 job["latest_exe_id"], self.node["id"], scheduled={

@@ -13,6 +13,7 @@ class EngineService:
                 store, settings["data_dir"], cpus=settings.get("engine_cpus"),
                 mem=settings.get("engine_mem"), cancel_grace=settings.get("cancel_grace", 10.0),
                 poll_interval=settings.get("engine_poll_interval", 0.5),
+                reserve_after=settings.get("engine_reserve_after", 60.0),
                 port=settings.get("port"))
         if settings.get("demo"):
             self.demo = Demo(store, self.engine, settings["data_dir"])
