@@ -1,6 +1,7 @@
 """Every status transition, with the exact fields it writes and the preconditions it checks."""
 
 import asyncio
+import random
 
 import pytest
 
@@ -370,3 +371,24 @@ async def test_documents_written_without_id_key_still_work(store, make, job_type
     assert sorted(found) == [job["id"], keyed["id"]]
     with pytest.raises(InvalidTransition):
         await store.jobs.cancel_job(job["id"])
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_each_cancel_changes_exactly_its_own_job(store, make, job_type):
+    """nx-27017 let `{"_id": X, "status": {"$in": [...]}}` update a neighbour of X when jobs
+    were being added between cancels (the load benchmark's pattern)."""
+    event = await store.jobs.create_event("USER", {"user": "t"})
+    pick = random.Random(7)
+    queued, chosen, ids = [], [], []
+    for _ in range(20):
+        added = await asyncio.gather(*(store.jobs.submit_job(job_type, {}, event, "")
+                                       for _ in range(10)))
+        queued += [job["id"] for job, _ in added]
+        ids += [job["id"] for job, _ in added]
+        for _ in range(5):
+            job_id = queued.pop(pick.randrange(len(queued)))
+            canceled = await store.jobs.cancel_job(job_id)
+            assert (canceled["id"], canceled["status"]) == (job_id, "CANCELED")
+            chosen.append(job_id)
+    statuses = {job_id: (await store.jobs.get_job(job_id))["status"] for job_id in ids}
+    assert statuses == {job_id: "CANCELED" if job_id in chosen else "QUEUED" for job_id in ids}
