@@ -29,8 +29,10 @@ run: install
 demo: install
 	$(PY) server.py --demo
 
+# Every benchmark and one report (about 10 min on 2 CPUs; BENCH_ARGS=--quick: 2-3 min).
+BENCH_ARGS ?=
 bench: $(TEST_STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 test: browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from handlers.auth import token_entry, user_entry
+from handlers.base import LIMIT_DEFAULTS
+
 DEFAULTS = {
     "host": "127.0.0.1",
     "port": 8000,
@@ -37,12 +40,43 @@ def boolean(value) -> bool:
 
 # The job engine (engine/): capacity defaults to this machine's CPUs and memory (MiB).
 DEFAULTS.update({"engine": True, "engine_cpus": None, "engine_mem": None, "cancel_grace": 10.0,
-                 "engine_poll_interval": 0.5, "demo": False})
+                 "engine_poll_interval": 0.5, "engine_reserve_after": 60.0, "demo": False})
 TYPES.update({"engine": boolean, "engine_cpus": float, "engine_mem": float,
-              "cancel_grace": float, "engine_poll_interval": float, "demo": boolean})
+              "cancel_grace": float, "engine_poll_interval": float,
+              "engine_reserve_after": float, "demo": boolean})
 # Flags that may be given bare (`--demo` means `--demo true`).
 BOOLEAN_FLAGS = ("engine", "demo")
+
+
+def entries(value) -> list[str]:
+    """A list from YAML, or one comma-separated string from a flag or the environment."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def token_entries(value) -> list[str]:
+    """`role:token` entries hashed at once: only `role:sha256:<hex>` stays in memory."""
+    return [token_entry(item) for item in entries(value)]
+
+
+def user_entries(value) -> list[str]:
+    return [user_entry(item) for item in entries(value)]
+
+
+# Authentication (handlers/auth.py): on by default; with no tokens or users configured the server
+# makes an operator token at first start. cookie_secret null: one made and kept in data_dir.
+DEFAULTS.update({"auth": True, "tokens": [], "users": [], "cookie_secret": None})
+TYPES.update({"auth": boolean, "tokens": token_entries, "users": user_entries})
+BOOLEAN_FLAGS += ("auth",)
 POSITIVE = ("engine_cpus", "engine_mem", "engine_poll_interval")
+
+# Request limits (handlers/base.py LimitedRequest): API JSON bodies (KiB), uploads to /files/
+# (MiB), query parameter values per request, request line plus headers (KiB).
+DEFAULTS.update(LIMIT_DEFAULTS)
+TYPES.update(dict.fromkeys(LIMIT_DEFAULTS, int))
+POSITIVE += tuple(LIMIT_DEFAULTS)
 
 
 class SettingsError(ValueError):
@@ -54,14 +88,16 @@ def _coerce(key: str, value):
         return value
     try:
         value = TYPES[key](value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
+        if key in ("tokens", "users"):  # the message names the problem, never the secret
+            raise SettingsError(f"{key}: {exc}") from None
         raise SettingsError(f"{key} must be {TYPES[key].__name__}, not {value!r}") from None
     if key == "port" and not 0 <= value <= 65535:
         raise SettingsError(f"port must be from 0 to 65535, not {value}")
     if key in POSITIVE and value <= 0:
         raise SettingsError(f"{key} must be greater than zero, not {value}")
-    if key == "cancel_grace" and value < 0:
-        raise SettingsError(f"cancel_grace must not be negative, not {value}")
+    if key in ("cancel_grace", "engine_reserve_after") and value < 0:
+        raise SettingsError(f"{key} must not be negative, not {value}")
     return value
 
 
@@ -71,6 +107,8 @@ def parse_flags(argv=None) -> argparse.Namespace:
     for key in DEFAULTS:
         bare = {"nargs": "?", "const": "true"} if key in BOOLEAN_FLAGS else {}
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, **bare)
+    parser.add_argument("--no-auth", dest="auth", action="store_const", const="false",
+                        help="serve without authentication (local use only)")
     return parser.parse_args(argv)
 
 

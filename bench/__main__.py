@@ -1,8 +1,9 @@
-"""Run every benchmark module in bench/ and print one table.
+"""Run every benchmark module in bench/ and print one report.
 
 A benchmark is a module `bench/<name>_bench.py` exposing `run(args) -> list[dict]` (one dict per
-table row) and optionally `add_arguments(parser)` for its own flags. Each run is also written as
-JSON to bench/results/<UTC time>.json.
+table row) and optionally `add_arguments(parser)` for its own flags. The report (bench/report.py)
+is one summary table, each figure against its issue's target, then each benchmark's rows. Each run
+is also written as JSON (summary and rows) to bench/results/<UTC time>.json.
 """
 
 import argparse
@@ -14,6 +15,8 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.report import render, summary_rows
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -43,26 +46,6 @@ def parser_for(modules: dict) -> argparse.ArgumentParser:
     return parser
 
 
-def format_cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return "" if value is None else str(value)
-
-
-def table(rows: list[dict]) -> str:
-    """One text table over the union of the rows' keys, in order of first appearance."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) if v[:1].isdigit() or v[:1] == "-" else v.ljust(w)
-                        for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     modules = discover()
     args = parser_for(modules).parse_args(argv)
@@ -76,7 +59,8 @@ def main(argv=None) -> int:
         except Exception as exc:  # noqa: BLE001 (a broken benchmark must not lose the others')
             traceback.print_exc()
             rows.append({"bench": name, "case": "FAILED", "error": f"{type(exc).__name__}: {exc}"})
-    print(table(rows))
+    summary = summary_rows(rows, chosen)
+    print(render(rows, summary))
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS_DIR / f"{stamp}.json"
@@ -84,7 +68,7 @@ def main(argv=None) -> int:
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "seconds": round(time.time() - started, 1), "argv": sys.argv[1:],
         "python": platform.python_version(), "machine": platform.machine(),
-        "benchmarks": sorted(chosen), "rows": rows}, indent=2))
+        "benchmarks": sorted(chosen), "summary": summary, "rows": rows}, indent=2))
     print(f"results written to {out.relative_to(BENCH_DIR.parent)}", file=sys.stderr)
     return 0
 

@@ -15,6 +15,7 @@ import functools
 import http.client
 import inspect
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -217,15 +218,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(url: str, work_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_server(url: str, work_dir: Path, token: str | None = None,
+                 ) -> tuple[subprocess.Popen, int]:
     """The API alone: the engine stays off, or it would start running the seeded QUEUED jobs
-    and its scheduling passes would share the store with the requests being measured."""
+    and its scheduling passes would share the store with the requests being measured.
+
+    With `token` the server runs with auth on and that one operator token (clients send it as
+    `Authorization: Bearer`); without, it runs with `--no-auth` so a benchmark measures what it
+    measured before auth existed."""
     port = free_port()
     log = (work_dir / "server.log").open("ab")
+    env = {**os.environ, "JOBDECK_TOKENS": f"operator:{token}"} if token else None
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--mongo-url", url, "--port", str(port),
-         "--data-dir", str(work_dir / "server-data"), "--engine", "false"],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+         "--data-dir", str(work_dir / "server-data"), "--engine", "false",
+         *(() if token else ("--no-auth",))],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -241,6 +249,17 @@ def start_server(url: str, work_dir: Path) -> tuple[subprocess.Popen, int]:
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("server.py did not answer /health within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 30 s: a server slow to stop must not lose the figures."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print("server.py did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[float, int, bytes]:
@@ -282,8 +301,7 @@ async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
         raise
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
         await asyncio.to_thread(embedded.stop)
         shutil.rmtree(work_dir, ignore_errors=True)
 

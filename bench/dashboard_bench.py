@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.api_bench import start_server
+from bench.api_bench import start_server, stop_server
 from store import Store
 from store.embedded import EmbeddedMongo
 from store.seed import seed_jobs
@@ -174,8 +174,7 @@ async def measure(size: int, requests: int) -> list[dict]:
         rows += await measure_browser(port, rows[0]["api_ms"])
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
         await asyncio.to_thread(embedded.stop)
         shutil.rmtree(work_dir, ignore_errors=True)
     return [{"jobs": size, **row} for row in rows]

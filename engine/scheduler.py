@@ -131,11 +131,13 @@ class Engine:
 
     async def recover(self) -> int:
         """Fail with `node-lost` the RUNNING executions of this node whose server died, after
-        killing whatever they left running."""
+        killing whatever they left running; also this engine's own that no runner holds any more
+        (their outcome could not be written while the store was down; run after it is back)."""
         error = await self.store.errors.by_name("node-lost")
         recovered = 0
         for exe in await self.store.jobs.running_exes_of_node(self.node["id"]):
-            if alive(exe.get("engine")):
+            ours = exe.get("engine") == self.identity
+            if (exe["id"] in self.runners) if ours else alive(exe.get("engine")):
                 continue
             if await self.backend.reap(exe):
                 log.info("execution %s: killed the process a dead server left", exe["id"])

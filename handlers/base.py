@@ -2,10 +2,13 @@
 
 import json
 import logging
-from urllib.parse import urlencode
+import math
+from collections import Counter
+from urllib.parse import parse_qsl, urlencode
 
 import tornado.web
 from pymongo.errors import PyMongoError
+from tornado import httputil
 
 from core.times import now_ms, parse_instant
 
@@ -30,15 +33,76 @@ def check_int64(name: str, value: int) -> int:
     return value
 
 
+class LongInt(str):
+    """A JSON integer literal over 20 characters: out of range, and not worth parsing (int()
+    refuses over 4300 digits)."""
+
+
+def parse_body_int(text: str) -> int | LongInt:
+    return int(text) if len(text) <= 20 else LongInt(text)
+
+
+def unstorable_number(body) -> str | None:
+    """Why a parsed body holds a number MongoDB cannot store (over 64 bits) or JSON cannot carry
+    back out (NaN, Infinity, 1e400), naming its place; None when all fit. Checked before any
+    handler runs, so nothing is half-written."""
+    stack = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), item)
+                         for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, LongInt) or (isinstance(value, int) and not isinstance(value, bool)
+                                            and not INT64_MIN <= value <= INT64_MAX):
+            return (f"{path[:100] or 'The body'} {str(value)[:40]} is out of range; integers "
+                    "must fit in 64 bits")
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{path[:100] or 'The body'} {value} is not allowed; numbers must be finite"
+    return None
+
+
 class APIError(tornado.web.HTTPError):
     """A client-facing error whose message is the whole response body."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(status, reason=None)
         self.message = message
+        self.headers = headers or {}
+
+
+# On every response: no MIME sniffing, no framing, no inline scripts (static/js only).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    # Authentication (handlers/auth.py): `public` handlers need no credentials; dashboard pages
+    # send a browser without a session to the login page instead of answering 401.
+    public = False
+    login_redirect = False
+
+    def set_default_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def get_current_user(self):
+        """The caller's handlers.auth.Identity (role, name), or None without credentials."""
+        return self.settings["authenticator"].identify(self)
+
+    def prepare(self):
+        self.settings["authenticator"].authorize(self)
+
+    def check_xsrf_cookie(self) -> None:
+        self.settings["authenticator"].check_xsrf(self, super().check_xsrf_cookie)
+
     @property
     def store(self):
         return self.application.settings["store"]
@@ -52,12 +116,16 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, APIError):
             message = exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif isinstance(exc, OverflowError):
             self.set_status(400)
             message = "A number in the request is too large"
         elif isinstance(exc, PyMongoError):
             self.set_status(503)
-            message = "The job store is unavailable; try again shortly."
+            self.set_header("Retry-After", "2")
+            message = ("The job store is unavailable: it did not answer in time (it may be "
+                       "restarting); try again in a few seconds.")
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -79,7 +147,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """The body as a JSON object, or a 400 (415 for a non-JSON content type) naming why."""
         content_type = self.request.headers.get("Content-Type", "application/json")
         try:
-            body = json.loads(self.request.body or b"null")
+            body = json.loads(self.request.body or b"null", parse_int=parse_body_int)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if "json" not in content_type.lower():
                 raise APIError(415, f"Send a JSON body with Content-Type: application/json, "
@@ -89,6 +157,9 @@ class BaseHandler(tornado.web.RequestHandler):
             raise APIError(400, "Request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise APIError(400, "Request body must be a JSON object")
+        problem = unstorable_number(body)
+        if problem:
+            raise APIError(400, problem)
         return body
 
     # -- query arguments ---------------------------------------------------------------------
@@ -203,6 +274,122 @@ class BaseHandler(tornado.web.RequestHandler):
             "previous": self.page_url(page - 1) if page > 1 else None,
             "results": results,
         })
+
+
+# -- request limits (settings in config.py) ---------------------------------------------------
+
+LIMIT_DEFAULTS = {"max_body_kb": 1024, "max_upload_mb": 1024, "max_query_values": 1000,
+                  "max_header_kb": 256}
+UPLOAD_PATHS = frozenset({"/files/"})
+# A body declared at most this much over its limit is read and dropped before the 413: clients
+# that read the answer only after sending their body (most do) would otherwise see a reset
+# connection. A larger one is answered at once and its connection closed.
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
+def limit_setting(settings, name: str) -> int:
+    return settings.get(name) or LIMIT_DEFAULTS[name]
+
+
+def http_server_options(settings) -> dict:
+    """Tornado's own caps (it closes the connection past them): the request line and headers,
+    and the largest body any route takes plus the drain."""
+    largest = max(limit_setting(settings, "max_body_kb") * 1024,
+                  limit_setting(settings, "max_upload_mb") * 1024 * 1024)
+    return {"max_header_size": limit_setting(settings, "max_header_kb") * 1024,
+            "max_body_size": largest + DRAIN_BYTES}
+
+
+def query_values_problem(query: str, cap: int) -> str | None:
+    """Why the query string has too many values (naming its most repeated parameter), or None."""
+    counts = Counter(name for name, _ in parse_qsl(query, keep_blank_values=True))
+    total = sum(counts.values())
+    if total <= cap:
+        return None
+    name, repeats = counts.most_common(1)[0]
+    return (f"Too many query parameter values: {total}, '{name[:50]}' {repeats} times; "
+            f"at most {cap} per request (max_query_values)")
+
+
+class LimitedRequest(httputil.HTTPMessageDelegate):
+    """Checks the query and body limits as soon as the request line and headers are in, before
+    a handler runs; an oversized body is never handed on, so it is never buffered."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate,
+                 connection: httputil.HTTPConnection, settings: dict):
+        self.inner, self.connection, self.settings = inner, connection, settings
+        self.rejection: tuple[int, str] | None = None
+        self.forwarded = self.replied = False
+        self.limit = self.received = 0
+        self.too_large = ""
+
+    def headers_received(self, start_line, headers):
+        path, _, query = start_line.path.partition("?")
+        if path in UPLOAD_PATHS:
+            megabytes = limit_setting(self.settings, "max_upload_mb")
+            self.limit, self.too_large = megabytes * 1024 * 1024, (
+                f"Upload too large: the limit is {megabytes} MiB (max_upload_mb)")
+        else:
+            kilobytes = limit_setting(self.settings, "max_body_kb")
+            self.limit, self.too_large = kilobytes * 1024, (
+                f"Request body too large: the limit is {kilobytes} KiB (max_body_kb)")
+        self.connection.set_max_body_size(self.limit + DRAIN_BYTES)
+        declared = headers.get("Content-Length", "")
+        problem = query_values_problem(query, limit_setting(self.settings, "max_query_values"))
+        length = int(declared) if declared.isdigit() else 0
+        if problem:
+            self.rejection = (400, problem)
+        elif length > self.limit:
+            self.rejection = (413, self.too_large)
+        if self.rejection and (length > self.limit + DRAIN_BYTES
+                               or headers.get("Expect", "").lower() == "100-continue"):
+            # The client is waiting for the go-ahead, or the body is too large to drain.
+            self.connection.set_max_body_size(max(length, self.limit))
+            self.reply(close=True)
+        if self.rejection:
+            log.info("rejected %s %s: %s", start_line.method, path, self.rejection[1])
+            return None
+        self.forwarded = True
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        self.received += len(chunk)
+        if self.forwarded and self.received > self.limit:
+            self.rejection, self.forwarded = (413, self.too_large), False
+            self.inner.on_connection_close()  # the handler drops what it buffered
+        return self.inner.data_received(chunk) if self.forwarded else None
+
+    def finish(self):
+        if self.forwarded:
+            return self.inner.finish()
+        return self.reply(close=False)
+
+    def on_connection_close(self):
+        if self.forwarded:
+            self.inner.on_connection_close()
+
+    def reply(self, close: bool) -> None:
+        if self.replied:
+            return
+        self.replied = True
+        status, message = self.rejection
+        body = f"{message}\n".encode()
+        headers = httputil.HTTPHeaders({"Content-Type": "text/plain; charset=UTF-8",
+                                        "Content-Length": str(len(body)), **SECURITY_HEADERS})
+        if close:
+            headers["Connection"] = "close"
+        self.connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", status, httputil.responses[status]),
+            headers, body)
+        self.connection.finish()
+
+
+class LimitedApplication(tornado.web.Application):
+    """An Application whose every request passes LimitedRequest first."""
+
+    def start_request(self, server_conn, request_conn):
+        return LimitedRequest(super().start_request(server_conn, request_conn), request_conn,
+                              self.settings)
 
 
 class NotFoundHandler(BaseHandler):

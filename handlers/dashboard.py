@@ -64,8 +64,10 @@ class DashboardPage(BaseHandler):
     """Renders templates; errors become an HTML page carrying the API's message."""
 
     nav = ""
+    login_redirect = True
 
     def prepare(self):
+        super().prepare()
         # Live updates start from before the page's queries, so no change falls in between.
         self.started_at = now_ms()
 
@@ -74,7 +76,8 @@ class DashboardPage(BaseHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(ENV.get_template(template).render(
             static_url=self.static_url, nav=self.nav, live_client=LIVE_CLIENT.exists(),
-            rendered_at=format_ms(self.started_at), **context))
+            rendered_at=format_ms(self.started_at), xsrf_token=self.xsrf_token.decode(),
+            identity=self.current_user, **context))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

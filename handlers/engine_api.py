@@ -6,10 +6,11 @@ import mimetypes
 import os
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import format_ms as t
-from handlers.base import APIError, BaseHandler
+from handlers.base import APIError, BaseHandler, check_int64
 from handlers.serializers import Serializer, file_base, node_full, product_base
 from store.nodes import NodeStore
 from store.products import ProductStore
@@ -43,6 +44,14 @@ def check_file_name(name: str | None) -> str:
     return name
 
 
+def content_disposition(file_name: str) -> str:
+    """An attachment header for any file name: `filename` in plain ASCII, plus the exact name as
+    RFC 5987 `filename*` when that differs (a header value cannot carry non-Latin-1 text)."""
+    plain = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in file_name)
+    header = f'attachment; filename="{plain}"'
+    return header if plain == file_name else f"{header}; filename*=UTF-8''{quote(file_name)}"
+
+
 class EngineHandler(BaseHandler):
     @property
     def data_dir(self) -> Path:
@@ -51,6 +60,11 @@ class EngineHandler(BaseHandler):
     @property
     def base_url(self) -> str:
         return f"{self.request.protocol}://{self.request.host}"
+
+    async def file_json(self, doc: dict) -> dict:
+        workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])
+        return product_base(doc, workspaces, self.base_url) if doc.get("is_product") else \
+            file_base(doc, workspaces, self.base_url)
 
     async def workspace(self, workspace_id: int) -> dict:
         ws = await self.store.files.get_workspace(workspace_id)
@@ -70,9 +84,9 @@ class WorkspacesHandler(EngineHandler):
     async def post(self):
         body = self.json_body()
         name = body.get("name")
-        if not isinstance(name, str) or not name:
+        if name is None or name == "":
             raise APIError(400, 'Missing required parameter: "name"')
-        if len(name) > 50 or not set(name) <= NAME_CHARS:
+        if not isinstance(name, str) or len(name) > 50 or not set(name) <= NAME_CHARS:
             raise APIError(400, "name must be 1 to 50 letters, digits, '_' or '-'")
         for key in ("title", "description", "base_path"):
             if body.get(key) is not None and not isinstance(body[key], str):
@@ -137,12 +151,12 @@ class FilesHandler(EngineHandler):
             media_type = self.field("media_type")
         file_name = check_file_name(file_name)
         raw_id = self.field("workspace_id")
-        if raw_id is None:
+        if not raw_id:
             raise APIError(400, 'Missing required parameter: "workspace_id"')
         try:
-            workspace_id = int(raw_id)
+            workspace_id = check_int64("workspace_id", int(raw_id))
         except ValueError:
-            raise APIError(400, f"workspace_id must be an integer, not {raw_id!r}") from None
+            raise APIError(400, f"workspace_id must be an integer, not {raw_id[:40]!r}") from None
         ws = await self.store.files.get_workspace(workspace_id)
         if ws is None:
             raise APIError(400, f"Workspace {workspace_id} does not exist")
@@ -164,13 +178,8 @@ class FilesHandler(EngineHandler):
         self.set_header("Location", f"/files/{doc['id']}/")
         self.write_json(await self.file_json(doc), status=201)
 
-    async def file_json(self, doc: dict) -> dict:
-        workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])
-        return product_base(doc, workspaces, self.base_url) if doc.get("is_product") else \
-            file_base(doc, workspaces, self.base_url)
 
-
-class FileDetailsHandler(FilesHandler):
+class FileDetailsHandler(EngineHandler):
     async def get(self, file_id):
         doc = await self.store.files.get_file(int(file_id))
         if doc is None:
@@ -190,8 +199,7 @@ class FileDownloadHandler(EngineHandler):
             raise APIError(404, f"The bytes of file {file_id} are missing from its workspace")
         self.set_header("Content-Type", doc["media_type"])
         self.set_header("Content-Length", str(path.stat().st_size))
-        quoted = doc["file_name"].replace("\\", "_").replace('"', "_")
-        self.set_header("Content-Disposition", f'attachment; filename="{quoted}"')
+        self.set_header("Content-Disposition", content_disposition(doc["file_name"]))
         handle = await asyncio.to_thread(open, path, "rb")
         try:
             while chunk := await asyncio.to_thread(handle.read, CHUNK):
@@ -237,6 +245,24 @@ class NodesHandler(EngineHandler):
 class NodeDetailsHandler(EngineHandler):
     async def get(self, node_id):
         node = await NodeStore(self.store.db).get(int(node_id))
+        if node is None:
+            raise APIError(404, f"Node {node_id} does not exist")
+        self.write_json(await node_json(self.store, node))
+
+    async def patch(self, node_id):
+        """Pause a node (`{"is_paused": true, "pause_reason": "..."}`) or resume it; the engine
+        on it sees the change within a second."""
+        body = self.json_body()
+        unknown = sorted(set(body) - {"is_paused", "pause_reason"})
+        if unknown:
+            raise APIError(400, f"Unknown field(s): {', '.join(unknown)}; a node takes "
+                                "is_paused and pause_reason")
+        if not isinstance(body.get("is_paused"), bool):
+            raise APIError(400, "is_paused is required and must be true or false")
+        reason = body.get("pause_reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 250):
+            raise APIError(400, "pause_reason must be a string of at most 250 characters")
+        node = await NodeStore(self.store.db).set_paused(int(node_id), body["is_paused"], reason)
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
         self.write_json(await node_json(self.store, node))

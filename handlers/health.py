@@ -1,5 +1,6 @@
 """/health (store ping) and /metrics (Prometheus): open to monitoring without credentials."""
 
+import logging
 import time
 
 from prometheus_client import (
@@ -10,6 +11,8 @@ from prometheus_client import (
 )
 
 from handlers.base import BaseHandler
+
+log = logging.getLogger("jobdeck")
 
 REGISTRY = CollectorRegistry()
 REQUEST_SECONDS = Histogram("jobdeck_request_seconds", "HTTP request latency",
@@ -23,9 +26,20 @@ def record_request(handler) -> None:
 
 
 class HealthHandler(BaseHandler):
+    """503 while the store does not answer within store_timeout_ms, and at once while the
+    embedded store's process is down (its supervisor is restarting it)."""
+
     async def get(self):
         started = time.monotonic()
-        ok = await self.store.ping()
+        embedded = self.settings.get("embedded_store")
+        if embedded is not None and not embedded.is_alive():
+            ok = False
+            log.warning("health: the embedded %s store on port %s is down; it is being restarted",
+                        embedded.name, embedded.port)
+        else:
+            ok = await self.store.ping()
+            if not ok:
+                log.warning("health: the job store does not answer ping")
         self.write_json({"status": "ok" if ok else "unavailable",
                          "store": {"reachable": ok,
                                    "ping_ms": round((time.monotonic() - started) * 1000, 2)}},

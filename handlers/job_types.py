@@ -28,6 +28,9 @@ def check_fields(body: dict) -> dict:
                      - {"name", "version", "interface", "trigger_rule"})
     if unknown:
         raise APIError(400, f"Unknown job type fields: {', '.join(unknown)}")
+    if body.get("trigger_rule") is not None:
+        raise APIError(400, "trigger_rule is not supported: jobs are submitted through "
+                            "POST /queue/new-job/")
     fields = {}
     for name in JOB_TYPE_EDITABLE:
         if name not in body or name == "error_mapping":
@@ -111,9 +114,6 @@ class JobTypesHandler(JobTypeView):
         for name in ("name", "version"):
             if not isinstance(body[name], str) or not body[name].strip():
                 raise APIError(400, f"{name} must be a non-empty string")
-        if body.get("trigger_rule") is not None:
-            raise APIError(400, "trigger_rule is not supported: jobs are submitted through "
-                                "POST /queue/new-job/")
         fields = check_fields(body)
         interface = self.checked_interface(body)
         mapping = await self.checked_mapping(body)

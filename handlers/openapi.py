@@ -326,6 +326,11 @@ def request_schemas() -> dict:
                        **EDITABLE_JOB_TYPE_FIELDS, **ignored}
     return {
         "JobCancel": closed({"status": {"const": "CANCELED"}}),
+        "NodePause": {"type": "object", "additionalProperties": False,
+                      "required": ["is_paused"],
+                      "properties": {"is_paused": {"type": "boolean"},
+                                     "pause_reason": nullable({"type": "string",
+                                                               "maxLength": 250})}},
         "JobTypeCreate": {"type": "object", "additionalProperties": False,
                           "required": ["name", "version", "interface"],
                           "properties": job_type_fields},
@@ -354,7 +359,9 @@ def request_schemas() -> dict:
 # -- parameters ------------------------------------------------------------------------------
 
 def query(name: str, schema: dict, description: str, repeat: bool = False) -> dict:
-    param = {"name": name, "in": "query", "required": False, "description": description}
+    """An optional query parameter; an empty value (`?page=`) counts as leaving it out."""
+    param = {"name": name, "in": "query", "required": False, "allowEmptyValue": True,
+             "description": description}
     if repeat:
         param.update(schema=array(schema), style="form", explode=True)
     else:
@@ -424,7 +431,11 @@ ERROR_RESPONSES = {
     "NotFound": "No such record, or a page past the last one",
     "UnsupportedMediaType": "The body is not JSON; send Content-Type: application/json",
     "StoreUnavailable": "The job store cannot be reached; try again shortly",
+    "Unauthorized": "No valid credentials: send 'Authorization: Bearer <token>'",
+    "Forbidden": "Changes need the operator role",
+    "PayloadTooLarge": "The body is over max_body_kb (max_upload_mb for uploads)",
 }
+PUBLIC_PATHS = ("/health", "/metrics", "/openapi.json")
 
 
 def json_response(description: str, schema: str, headers: dict | None = None) -> dict:
@@ -437,7 +448,8 @@ def json_response(description: str, schema: str, headers: dict | None = None) ->
 
 def errors(*names: str) -> dict:
     codes = {"BadRequest": "400", "NotFound": "404", "UnsupportedMediaType": "415",
-             "StoreUnavailable": "503"}
+             "StoreUnavailable": "503", "Unauthorized": "401", "Forbidden": "403",
+             "PayloadTooLarge": "413"}
     return {codes[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
 
 
@@ -562,7 +574,10 @@ def paths() -> dict:
                                        "(matching updates since `started` first, then live "
                                        "ones). Clients de-duplicate on id + last_status_change.",
                         "x-message-schema": ref("JobUpdatePage")},
-                **errors("BadRequest", "StoreUnavailable")})},
+                "400": {"description": "A bad filter (text/plain), or not a WebSocket upgrade "
+                                       "request (Tornado's text/html line)",
+                        "content": {**PLAIN, "text/html": {"schema": STRING}}},
+                **errors("StoreUnavailable")})},
         "/health": {"get": operation(
             "Store reachability, for monitoring", tags=ops,
             responses={"200": json_response("The store answers", "Health"),
@@ -658,6 +673,12 @@ def engine_paths() -> dict:
             "get": operation("A node", tags=engine,
                              responses={"200": json_response("The node", "NodeStatus"),
                                         **errors("NotFound", "StoreUnavailable")}),
+            "patch": operation(
+                "Pause a node (it starts no new executions) or resume it", tags=engine,
+                body="NodePause",
+                responses={"200": json_response("The node", "NodeStatus"),
+                           **errors("BadRequest", "NotFound", "UnsupportedMediaType",
+                                    "StoreUnavailable")}),
         },
         "/job-executions/{id}/logs/": {
             "parameters": params("id"),
@@ -669,6 +690,24 @@ def engine_paths() -> dict:
     }
 
 
+def with_common_answers(all_paths: dict) -> dict:
+    """Answers any operation can give: 400 past max_query_values, 413 for a body past its limit,
+    401 without credentials and 403 for a viewer's change (PUBLIC_PATHS need none)."""
+    for path, item in all_paths.items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            names = ["BadRequest"]
+            if method in ("post", "patch"):
+                names.append("PayloadTooLarge")
+            if path in PUBLIC_PATHS:
+                op["security"] = []
+            else:
+                names += ["Unauthorized", "Forbidden"] if method != "get" else ["Unauthorized"]
+            op["responses"] = {**errors(*names), **op["responses"]}
+    return all_paths
+
+
 @functools.cache
 def document_text() -> str:
     """The document without `servers`, serialized once per process."""
@@ -677,12 +716,18 @@ def document_text() -> str:
         "info": {"title": TITLE, "version": VERSION,
                  "description": "NGA Scale's Job Services API on MongoDB. Errors are one "
                                 "text/plain line; datetimes are UTC with milliseconds."},
-        "paths": paths(),
+        "paths": with_common_answers(paths()),
+        "security": [{"bearer": []}],
         "components": {
             "schemas": schemas(),
             "parameters": parameters(),
             "responses": {name: {"description": text, "content": PLAIN}
-                          for name, text in ERROR_RESPONSES.items()},
+                          for name, text in ERROR_RESPONSES.items()}
+            | {"Unauthorized": {"description": ERROR_RESPONSES["Unauthorized"],
+                                "content": PLAIN, "headers": {"WWW-Authenticate": {
+                                    "description": 'Bearer realm="jobdeck"',
+                                    "schema": STRING}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     })
 

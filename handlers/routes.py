@@ -1,6 +1,7 @@
 """The routes table: reads like the API document."""
 
 from handlers import dashboard, engine_api
+from handlers.auth import LoginHandler, LogoutHandler
 from handlers.errors import ErrorDetailsHandler, ErrorsHandler
 from handlers.executions import ExecutionDetailsHandler, ExecutionsHandler
 from handlers.health import HealthHandler, MetricsHandler
@@ -33,10 +34,22 @@ API_ROUTES = [
     (rf"/errors/{ID}/", ErrorDetailsHandler),
 ]
 
+def public(handler: type) -> type:
+    """The handler open without credentials (see handlers/auth.py)."""
+    return type(handler.__name__, (handler,), {"public": True})
+
+
+# Open to monitoring and API clients without credentials; they show no job data.
 OPS_ROUTES = [
-    (r"/health", HealthHandler),
-    (r"/metrics", MetricsHandler),
-    (r"/openapi.json", OpenAPIHandler),
+    (r"/health", public(HealthHandler)),
+    (r"/metrics", public(MetricsHandler)),
+    (r"/openapi.json", public(OpenAPIHandler)),
+]
+
+# The dashboard's login page (token or user/password) and logout.
+AUTH_ROUTES: list = [
+    (r"/login", LoginHandler),
+    (r"/logout", LogoutHandler),
 ]
 
 
@@ -72,4 +85,4 @@ DASHBOARD_ROUTES: list = [
 
 
 def routes() -> list:
-    return API_ROUTES + ENGINE_ROUTES + LIVE_ROUTES + OPS_ROUTES + DASHBOARD_ROUTES
+    return API_ROUTES + ENGINE_ROUTES + LIVE_ROUTES + OPS_ROUTES + AUTH_ROUTES + DASHBOARD_ROUTES

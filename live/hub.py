@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pymongo.errors import PyMongoError
+
 from handlers.serializers import Serializer
 from store.changes import JobChangeFeed
 
@@ -16,6 +18,7 @@ log = logging.getLogger("jobdeck.live")
 
 BATCH_WINDOW = 0.05  # seconds from the first change of a batch to its delivery (at most 100 ms)
 SENT_MEMORY = 30.0   # seconds a subscriber screens live changes against what catch-up sent
+STORE_RETRY = 1.0    # seconds before a batch the store could not serialize is tried again
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,17 @@ class LiveHub:
         self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
+        jobs: list[dict] = []
         try:
             while self._pending:
                 jobs, self._pending = self._pending, []
                 await self._deliver(jobs)
+        except PyMongoError as exc:
+            # The store is down (or restarting): keep the batch rather than lose its updates.
+            log.warning("live update batch waits for the job store (%s)", exc)
+            self._pending = jobs + self._pending
+            self._flush_handle = asyncio.get_running_loop().call_later(STORE_RETRY,
+                                                                       self._start_flush)
         except Exception:
             log.exception("live update batch failed")
         finally:

@@ -8,6 +8,7 @@ batches of at most 1,000, then live batches follow with no gap. Clients de-dupli
 
 import asyncio
 import logging
+from urllib.parse import urlparse
 
 import tornado.websocket
 from pymongo.errors import PyMongoError
@@ -36,9 +37,17 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
     task: asyncio.Task | None = None
 
     async def prepare(self):
+        super().prepare()  # credentials (viewer is enough) before anything else
         self.filter = self.job_filter()
         if self.filter.ended is not None:
             raise APIError(400, "ended cannot be used on the live stream; leave it out")
+
+    def check_origin(self, origin: str) -> bool:
+        """Browsers send Origin: only pages of this server may subscribe with its cookie.
+        Clients without Origin (not browsers) are let through on their credentials alone."""
+        parsed = urlparse(origin)
+        return parsed.scheme in ("http", "https") and parsed.netloc.lower() == \
+            self.request.host.lower()
 
     def setting(self, name: str):
         return self.settings.get(name, DEFAULTS[name])

@@ -10,8 +10,8 @@ from store.jobs import JobStore
 class Store:
     """All store modules over one connection."""
 
-    def __init__(self, url: str, name: str = "jobdeck"):
-        self.db = Database(url, name)
+    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
+        self.db = Database(url, name, timeout_ms)
         self.errors = ErrorStore(self.db)
         self.files = FileStore(self.db)
         self.job_types = JobTypeStore(self.db)

@@ -14,11 +14,17 @@ Two sources, chosen when the feed starts:
   de-duplicated on (`id`, `last_status_change`). Changes that follow each other within one poll
   collapse to the last one there.
 
+When the stream fails (the store died or restarted) it is reopened, resuming from its last token
+where the store still knows it, and the jobs changed since the last change handed out (minus the
+look-back) are re-read, so changes made while it was down still reach subscribers; `resync()` does
+the same re-read on demand (after the embedded store was restarted under it).
+
 Either way the feed hands out job documents (without `data` and `results`), each a status change
 not handed out before, in `last_status_change` order per batch.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -26,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from core.times import now_ms
 from store.jobs import JobFilter, JobStore
 
 log = logging.getLogger("jobdeck.changes")
@@ -61,13 +68,17 @@ class JobChangeFeed:
         self.use_change_stream = use_change_stream
         self.mode: str | None = None
         self._stream = None
+        self._token = None
         self._task: asyncio.Task | None = None
         self._last_change: OrderedDict[int, int] = OrderedDict()
+        # The newest last_status_change handed out (or the start): re-reads begin there.
+        self._watermark = 0
 
     async def start(self) -> None:
         """Open the source before returning, so changes committed from now on are all seen."""
         if self.use_change_stream:
             try:
+                self._watermark = now_ms()
                 self._stream = await self._open_stream()
                 self.mode = "change-stream"
                 self._task = asyncio.create_task(self._follow_stream())
@@ -85,7 +96,8 @@ class JobChangeFeed:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._stream is not None:
-            await self._stream.close()
+            with contextlib.suppress(PyMongoError):
+                await self._stream.close()
             self._stream = None
 
     # -- handing out -------------------------------------------------------------------------
@@ -107,6 +119,7 @@ class JobChangeFeed:
     async def _hand_out(self, jobs: list[dict]) -> None:
         fresh = self._fresh(jobs)
         if fresh:
+            self._watermark = max(self._watermark, fresh[-1]["last_status_change"])
             try:
                 await self.on_jobs(fresh)
             except Exception:
@@ -119,28 +132,57 @@ class JobChangeFeed:
                                      max_await_time_ms=MAX_AWAIT_MS, batch_size=STREAM_BATCH)
 
     async def _follow_stream(self) -> None:
+        """Follow the stream; on a store error drop it and retry until the store answers."""
         while True:
             try:
+                if self._stream is None:
+                    await self._reopen()
                 events = await self._next_events()
                 if events:
                     await self._hand_out(await self._images(events))
             except PyMongoError as exc:
-                log.warning("job change stream failed (%s); reopening", exc)
+                if self._stream is not None:
+                    log.warning("job change stream failed (%s); reopening", exc)
+                    self._token = self._stream.resume_token or self._token
+                    with contextlib.suppress(PyMongoError):
+                        await self._stream.close()
+                    self._stream = None
                 await asyncio.sleep(RETRY_DELAY)
-                await self._reopen()
 
     async def _reopen(self) -> None:
-        token = self._stream.resume_token if self._stream is not None else None
+        """Open the stream again (resumed when the store still knows the token), then re-read
+        what changed since the watermark: whatever the stream missed meanwhile."""
         try:
-            await self._stream.close()
-        except PyMongoError:
-            pass
-        try:
-            self._stream = await self._open_stream(resume_after=token)
-        except PyMongoError as exc:
-            log.warning("could not resume the job change stream (%s); changes made meanwhile "
-                        "reach subscribers only when they reconnect with started", exc)
-            self._stream = await self._open_stream()
+            stream = await self._open_stream(resume_after=self._token)
+        except OperationFailure as exc:
+            log.info("the job change stream cannot resume (%s); opening a new one", exc)
+            stream = await self._open_stream()
+        self._stream = stream
+        await self._catch_up()
+        log.info("job change stream reopened")
+
+    async def resync(self) -> None:
+        """Re-read the jobs changed since the last change handed out (a no-op unless following
+        a change stream: the tail re-reads by itself)."""
+        if self._task is not None and self.mode == "change-stream":
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        since, after = self._watermark - TAIL_LOOKBACK_MS, None
+        while True:
+            query = {"last_status_change": {"$gte": since}}
+            if after is not None:
+                query = {"$or": [{"last_status_change": {"$gt": after[0]}},
+                                 {"last_status_change": after[0], "id": {"$gt": after[1]}}]}
+            jobs = await (self.jobs.find(query, ROW_PROJECTION)
+                          .sort([("last_status_change", 1), ("id", 1)])
+                          .limit(TAIL_LIMIT).to_list())
+            for job in jobs:
+                job.pop("_id", None)
+            await self._hand_out(jobs)
+            if len(jobs) < TAIL_LIMIT:
+                return
+            after = (jobs[-1]["last_status_change"], jobs[-1]["id"])
 
     async def _next_events(self) -> list[dict]:
         """Every event available now (waiting briefly for the first one)."""

@@ -70,8 +70,12 @@ class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 
     def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
-        # connectTimeoutMS is also the heartbeat timeout: a long bulk insert on nx-27017 must not
-        # make the monitor cancel every operation in flight; selection still fails fast.
+        # With the store down (its connections reset, its port closed) every call fails after
+        # `timeout_ms` of server selection: a 503, never a hang. connectTimeoutMS is also the
+        # heartbeat timeout: a long bulk insert on nx-27017 must not make the monitor cancel every
+        # operation in flight. No socketTimeoutMS: with one set, nx-27017's change stream stops
+        # delivering events. Writes are acknowledged only once journaled (j: true; nx-27017
+        # commits each write to its SQLite WAL with synchronous=FULL), so a 201 survives a crash.
         self.client = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms,
                                        connectTimeoutMS=max(timeout_ms, 30000), w=1,
                                        journal=True)

@@ -5,21 +5,28 @@ install we launch a pure-Python wire-compatible server (nx-27017 on
 SQLite, or SecantusDB on WiredTiger) next to it instead of requiring a
 real mongod. The store runs as our child, not as a daemon, so its
 lifetime is tied to ours: it is stopped with ``stop()``, and it also
-stops itself within a second if we die without stopping it.
+stops itself within a second if we die without stopping it. While we
+run, ``supervise()`` restarts it on the same data dir and port if it
+dies, so our client reconnects to it without being rebuilt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pymongo
 from pymongo.errors import PyMongoError
+
+log = logging.getLogger("jobdeck.store")
 
 KINDS = ("nx", "secantus")
 READY_TIMEOUT = {"nx": 30.0, "secantus": 60.0}
@@ -30,6 +37,11 @@ PID_FILE = "embedded-store.pid"
 # process it names still looks like a store (pids get reused).
 _STORE_MARKERS = ("nx_27017", "secantus")
 _LOG_TAIL_BYTES = 4000
+# How often the supervisor checks the child, and how long it waits between failed restarts
+# (doubling up to the maximum: a port another process took may be freed again).
+WATCH_INTERVAL = 0.2
+RESTART_DELAY = 0.5
+RESTART_DELAY_MAX = 10.0
 
 
 class EmbeddedStoreError(RuntimeError):
@@ -155,6 +167,11 @@ class EmbeddedMongo:
         self.kind = kind
         self._proc: subprocess.Popen | None = None
         self._url: str | None = None
+        self._port: int | None = None
+        self._stopped = True
+        # A restart runs in a worker thread; stop() waits for it rather than racing its spawn.
+        self._lifecycle = threading.Lock()
+        self.restarts = 0
 
     @property
     def url(self) -> str | None:
@@ -171,6 +188,15 @@ class EmbeddedMongo:
         """Where the store's own log (and any crash traceback) goes."""
         name = "nx-27017.log" if self.kind == "nx" else "secantus.log"
         return self.data_dir / name
+
+    @property
+    def port(self) -> int | None:
+        """The loopback port the store serves (kept across restarts), or None before start."""
+        return self._port
+
+    @property
+    def name(self) -> str:
+        return "nx-27017" if self.kind == "nx" else "SecantusDB"
 
     def is_alive(self) -> bool:
         """Whether the store process is still running."""
@@ -207,11 +233,8 @@ class EmbeddedMongo:
         """
         if self.is_alive():
             return self._url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        _kill_stale(self.data_dir / PID_FILE)
-        # nx refuses to start if its own pid file names a live process,
-        # which after a crash may be an unrelated one reusing the pid.
-        _kill_stale(self.data_dir / "nx-27017.pid")
+        self._stopped = False
+        self._clear_leftovers()
         timeout = READY_TIMEOUT[self.kind] if ready_timeout is None else ready_timeout
         for _ in range(PORT_ATTEMPTS):
             port = _free_port()
@@ -223,6 +246,63 @@ class EmbeddedMongo:
             f"(last exit code {self._proc.returncode}); "
             f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
         )
+
+    def restart(self, ready_timeout: float | None = None) -> str:
+        """Start the store again on the port it had, so clients holding its URL reconnect.
+
+        Raises EmbeddedStoreError if it does not come up there (e.g. the port was taken).
+        """
+        with self._lifecycle:
+            if self._port is None or self._stopped:
+                raise EmbeddedStoreError("the store is stopped; start() it instead")
+            if self.is_alive():
+                return self._url
+            self._clear_leftovers()
+            self._spawn(self._port)
+            if not self._wait_ready(self._port, READY_TIMEOUT[self.kind]
+                                    if ready_timeout is None else ready_timeout):
+                raise EmbeddedStoreError(
+                    f"{self.kind} store exited at restart on port {self._port} (exit code "
+                    f"{self._proc.returncode}); log tail of {self.log_path}:\n"
+                    f"{_tail(self.log_path)}"
+                )
+            self.restarts += 1
+            return self._url
+
+    async def supervise(self, on_restart=None) -> None:
+        """Until cancelled or stopped: restart the store whenever it dies, then await
+        ``on_restart()``; failed restarts are retried with a growing delay."""
+        delay = RESTART_DELAY
+        while not self._stopped:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self._stopped or self.is_alive():
+                continue
+            code = self._proc.returncode if self._proc is not None else None
+            log.error("the embedded %s store (data in %s) exited with code %s; restarting it "
+                      "on port %s", self.name, self.data_dir, code, self._port)
+            try:
+                await asyncio.to_thread(self.restart)
+            except EmbeddedStoreError as exc:
+                log.error("could not restart the embedded store; retrying in %.1f s: %s",
+                          delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_DELAY_MAX)
+                continue
+            delay = RESTART_DELAY
+            log.warning("the embedded %s store is back (pid %s, port %s, restart %d)",
+                        self.name, self.pid, self._port, self.restarts)
+            if on_restart is not None:
+                try:
+                    await on_restart()
+                except Exception:
+                    log.exception("recovering after the store restart failed")
+
+    def _clear_leftovers(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _kill_stale(self.data_dir / PID_FILE)
+        # nx refuses to start if its own pid file names a live process,
+        # which after a crash may be an unrelated one reusing the pid.
+        _kill_stale(self.data_dir / "nx-27017.pid")
 
     def _spawn(self, port: int) -> None:
         with self.log_path.open("ab") as log:
@@ -249,9 +329,10 @@ class EmbeddedMongo:
         while self._proc.poll() is None:
             if _answers_ping(port, url):
                 self._url = url
+                self._port = port
                 return True
             if time.monotonic() >= deadline:
-                self.stop()
+                self._halt()
                 raise EmbeddedStoreError(
                     f"{self.kind} store not ready after {timeout:.0f}s; "
                     f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
@@ -261,7 +342,12 @@ class EmbeddedMongo:
         return False
 
     def stop(self) -> None:
-        """Stop the store (SIGTERM, then SIGKILL after 10 s). Idempotent."""
+        """Stop the store (SIGTERM, then SIGKILL after 10 s) and its supervision. Idempotent."""
+        self._stopped = True
+        with self._lifecycle:
+            self._halt()
+
+    def _halt(self) -> None:
         if self._proc is not None:
             if self._proc.poll() is None:
                 _terminate(self._proc)

@@ -43,3 +43,14 @@ class NodeStore:
         now = now_ms()
         await self.nodes.update_one({"id": node_id},
                                     {"$set": {"last_offer": now, "last_modified": now}})
+
+    async def set_paused(self, node_id: int, is_paused: bool,
+                         pause_reason: str | None) -> dict | None:
+        """Pause or resume a node (Scale's PATCH /nodes/{id}/): a paused node starts no new
+        executions; running ones go on. Resuming clears the reason."""
+        now = now_ms()
+        return await self.nodes.find_one_and_update(
+            {"id": node_id},
+            {"$set": {"is_paused": is_paused, "pause_reason": pause_reason if is_paused else None,
+                      "last_modified": now}},
+            return_document=ReturnDocument.AFTER)

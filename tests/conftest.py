@@ -12,7 +12,7 @@ from live.hub import stop_hub
 from server import make_app
 from store import Store
 from store.embedded import EmbeddedMongo
-from tests.tokens import OPERATOR_HEADERS
+from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,8 @@ def store(mongo_url, io_loop):
 
 @pytest.fixture
 def app(store):
-    return make_app(store)
+    """Auth on, with the operator and viewer tokens of tests/tokens.py."""
+    return make_app(store, **AUTH_SETTINGS)
 
 
 class API:

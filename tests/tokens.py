@@ -5,3 +5,5 @@ OPERATOR_TOKEN = "test-operator-token-0123456789abcdef"
 VIEWER_TOKEN = "test-viewer-token-0123456789abcdef"
 OPERATOR_HEADERS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 VIEWER_HEADERS = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+# make_app settings for a test app: auth on, one token of each role.
+AUTH_SETTINGS = {"auth": True, "tokens": [f"operator:{OPERATOR_TOKEN}", f"viewer:{VIEWER_TOKEN}"]}

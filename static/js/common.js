@@ -10,13 +10,21 @@
     unavailable: 'Live updates unavailable',
   };
 
+  /* The page's XSRF token (a meta tag): changes made with the session cookie must carry it. */
+  function xsrfToken() {
+    const meta = document.querySelector('meta[name="xsrf-token"]');
+    return meta ? meta.content : '';
+  }
+
   /* Calls the REST API; failures carry the API's text/plain message. */
   async function api(method, path, body) {
     let response;
     try {
       response = await fetch(path, {
         method,
-        headers: {'Content-Type': 'application/json', Accept: 'application/json'},
+        credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json', Accept: 'application/json',
+          'X-XSRFToken': xsrfToken()},
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {

@@ -8,6 +8,12 @@
   const jobId = root.dataset.jobId;
   const LOG_POLL_MS = 2000;
 
+  // Phase bars are placed here, not by style attributes, which the Content-Security-Policy forbids.
+  for (const bar of root.querySelectorAll('.phase[data-left]')) {
+    bar.style.left = bar.dataset.left + '%';
+    bar.style.width = bar.dataset.width + '%';
+  }
+
   function applyJob(row) {
     if (String(row.id) !== jobId) return;
     const badge = root.querySelector('h1 [data-status-badge]');

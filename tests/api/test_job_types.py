@@ -56,7 +56,7 @@ async def test_create_returns_201_location_and_details(api, store):
     (new_type(timeout=0), "timeout must be greater than zero"),
     (new_type(max_tries=-1), "max_tries must be greater than zero"),
     (new_type(priority="high"), "priority must be an integer"),
-    (new_type(priority=99999999999999999999), "priority must be an integer"),
+    (new_type(priority=99999999999999999999), "priority 99999999999999999999 is out of range"),
     (new_type(is_paused="yes"), "is_paused must be true or false"),
     (new_type(title=5), "title must be a string"),
     (new_type(bogus=1), "Unknown job type fields: bogus"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.times import now_ms
+from tests.tokens import OPERATOR_TOKEN
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -23,9 +24,19 @@ if not shutil.which(CHROMIUM):
                 allow_module_level=True)
 
 
+async def log_in(page, base_url: str, token: str) -> None:
+    """Through the real login page, as a person would; lands on the overview."""
+    await page.goto(base_url + "/login")
+    await page.get_by_label("Token").fill(token)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(base_url + "/")
+
+
 @asynccontextmanager
-async def chromium(**context_options):
-    """A fresh browser and page; console errors fail the test that opened it."""
+async def chromium(base_url: str | None = None, token: str | None = OPERATOR_TOKEN,
+                   **context_options):
+    """A fresh browser and page, logged in with `token` when `base_url` is given; page errors
+    and Content-Security-Policy violations fail the test that opened it."""
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -34,6 +45,10 @@ async def chromium(**context_options):
             page = await context.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and
+                    "Content Security Policy" in msg.text else None)
+            if base_url is not None and token is not None:
+                await log_in(page, base_url, token)
             yield page
             assert errors == [], errors
         finally:

@@ -34,7 +34,7 @@ async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, seed, store
     running = running_job["id"]
     exported = (await seed.job(export))["id"]
     old = await seed.old_job(export, 3 * DAY_MS)
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/jobs")
         assert await shown_ids(page) == [old, queued, running, exported]
 
@@ -95,7 +95,7 @@ async def test_cancel_turns_a_running_job_canceled_and_failures_show_the_message
     finished = await seed.job(jt)
     exe_id = finished["job_exes"][0]["id"]
     await store.jobs.start_execution(exe_id, None)
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await without_live(page)
         page.on("dialog", lambda dialog: dialog.accept())
         await page.goto(base_url + "/dashboard/jobs")
@@ -128,7 +128,7 @@ async def test_cancel_turns_a_running_job_canceled_and_failures_show_the_message
 async def test_submitted_job_appears_and_moves_to_completed_without_reload(base_url, seed, store):
     jt = await seed.job_type("live-type")
     await seed.job(jt)
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/jobs")
         await expect(page.locator("[data-live]")).to_have_attribute("data-state", "live",
                                                                    timeout=15000)
@@ -156,7 +156,7 @@ async def test_submitted_job_appears_and_moves_to_completed_without_reload(base_
 async def test_controls_are_labelled_and_keyboard_reachable(base_url, seed):
     jt = await seed.job_type("labelled")
     job = await seed.job(jt)
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         for path in ("/", "/dashboard/jobs", f"/dashboard/jobs/{job['id']}",
                      "/dashboard/job-types", f"/dashboard/job-types/{jt['id']}",
                      "/dashboard/queue"):
@@ -181,7 +181,7 @@ async def test_controls_are_labelled_and_keyboard_reachable(base_url, seed):
 @pytest.mark.gen_test(timeout=60)
 async def test_job_type_pause_toggle_calls_the_api(base_url, seed, api):
     jt = await seed.job_type("pausable")
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/job-types")
         row = page.locator(f'tr[data-job-type-id="{jt["id"]}"]')
         await row.get_by_role("button", name="Pause job type pausable 1.0").click()
@@ -203,13 +203,14 @@ async def test_dark_mode_and_narrow_screenshots(base_url, seed, store, artifacts
             await store.jobs.start_execution(job["job_exes"][0]["id"], None)
     pages = {"overview": "/", "jobs": "/dashboard/jobs", "job": f"/dashboard/jobs/{job['id']}",
              "job-types": "/dashboard/job-types", "queue": "/dashboard/queue"}
-    async with chromium(color_scheme="dark", viewport={"width": 1280, "height": 900}) as page:
+    async with chromium(base_url, color_scheme="dark",
+                        viewport={"width": 1280, "height": 900}) as page:
         for name, path in pages.items():
             await page.goto(base_url + path)
             background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
             assert background == "rgb(15, 19, 24)", (name, background)
             await page.screenshot(path=str(artifacts / f"dark-{name}.png"), full_page=True)
-    async with chromium(viewport={"width": 360, "height": 740}, is_mobile=True) as page:
+    async with chromium(base_url, viewport={"width": 360, "height": 740}, is_mobile=True) as page:
         for name, path in pages.items():
             await page.goto(base_url + path)
             width = await page.evaluate("document.documentElement.scrollWidth")
@@ -238,7 +239,7 @@ async def test_details_page_follows_a_growing_log(base_url, seed, store, tmp_pat
     stdout_file.write_text("starting\n")
     await store.jobs.update_execution(exe_id, stdout_file=str(stdout_file),
                                       stderr_file=str(stderr_file))
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await page.goto(f"{base_url}/dashboard/jobs/{job['id']}")
         stdout = page.locator("#log-stdout")
         await expect(stdout).to_have_text("starting\n")
@@ -264,7 +265,7 @@ async def test_details_page_follows_a_growing_log(base_url, seed, store, tmp_pat
 async def test_overview_and_details_follow_live_updates(base_url, seed, store):
     jt = await seed.job_type("watched")
     job = await seed.job(jt)
-    async with chromium() as page:
+    async with chromium(base_url) as page:
         await page.goto(base_url + "/")
         await expect(page.locator("[data-live]")).to_have_attribute("data-state", "live",
                                                                    timeout=15000)

@@ -6,6 +6,8 @@ from urllib.parse import urlencode
 import pytest
 from engine_helpers import make_workspace, upload
 
+from tests.tokens import OPERATOR_HEADERS
+
 FILE_KEYS = ["id", "workspace", "file_name", "media_type", "file_size", "data_type", "is_deleted",
              "uuid", "url", "created", "deleted", "data_started", "data_ended", "geometry",
              "center_point", "meta_data", "countries", "last_modified"]
@@ -37,6 +39,8 @@ async def test_workspaces_create_list_and_read(api, data_dir):
     assert_plain(*await api.post("/workspaces/", {"name": "raw"}), 400, "already exists")
     assert_plain(*await api.post("/workspaces/", {"name": "../up"}), 400, "letters, digits")
     assert_plain(*await api.post("/workspaces/", {}), 400, '"name"')
+    assert_plain(*await api.post("/workspaces/", {"name": 5}), 400,
+                 "name must be 1 to 50 letters, digits, '_' or '-'")
     assert_plain(*await api.post("/workspaces/", {"name": "rel", "base_path": "a/b"}), 400,
                  "absolute")
     assert_plain(*await api.get("/workspaces/999/"), 404, "Workspace 999 does not exist")
@@ -55,7 +59,7 @@ async def test_upload_and_download_round_trip(api):
     assert len(body["uuid"]) == 32
     status, same, _ = await api.get(f"/files/{body['id']}/")
     assert (status, same) == (200, body)
-    response = await api.http_client.fetch(body["url"])
+    response = await api.http_client.fetch(body["url"], headers=OPERATOR_HEADERS)
     assert response.code == 200 and response.body == payload
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert response.headers["Content-Disposition"] == 'attachment; filename="data.bin"'

@@ -10,6 +10,16 @@ async def exe_of(store, job_id):
     return await store.jobs.get_exe((await store.jobs.get_job(job_id))["latest_exe_id"])
 
 
+async def holder_big_small(store, gate):
+    """Job types needing 1 CPU (runs until `gate` exists), 1.5 CPUs and 0.5 CPU: on 2 CPUs, a
+    running holder leaves room for small but not for big."""
+    return (await make_job_type(store, "holder", "sh",
+                                f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
+                                cpus_required=1.0, priority=100),
+            await make_job_type(store, "big", "true", cpus_required=1.5, priority=100),
+            await make_job_type(store, "small", "true", cpus_required=0.5, priority=100))
+
+
 @pytest.mark.gen_test(timeout=120)
 async def test_lower_priority_number_first_then_oldest(api, store, start_engine):
     types = {priority: await make_job_type(store, f"p{priority}", "true", priority=priority)
@@ -121,3 +131,73 @@ async def test_two_engines_never_start_an_execution_twice(api, store, start_engi
         assert done["num_exes"] == 1
     count = await store.db.count("job_exes", {"status": "COMPLETED"})
     assert count == 20
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_paused_node_starts_nothing_until_resumed(api, store, start_engine):
+    job_type = await make_job_type(store, "quick", "true")
+    engine = await start_engine()
+    node_id = engine.node["id"]
+    for body, message in (
+            ({}, "is_paused is required and must be true or false"),
+            ({"is_paused": "yes"}, "is_paused is required and must be true or false"),
+            ({"is_paused": True, "pause_reason": 7},
+             "pause_reason must be a string of at most 250 characters"),
+            ({"is_paused": True, "cpus": 4},
+             "Unknown field(s): cpus; a node takes is_paused and pause_reason")):
+        status, text, _ = await api.patch(f"/nodes/{node_id}/", body)
+        assert (status, text) == (400, message + "\n")
+    status, text, _ = await api.patch("/nodes/99/", {"is_paused": True})
+    assert (status, text) == (404, "Node 99 does not exist\n")
+
+    status, node, _ = await api.patch(f"/nodes/{node_id}/",
+                                      {"is_paused": True, "pause_reason": "disk swap"})
+    assert status == 200
+    assert (node["is_paused"], node["pause_reason"]) == (True, "disk swap")
+
+    async def engine_sees_pause():
+        return engine.node_paused
+    await wait_for(engine_sees_pause, "the engine to see the pause")
+    job = await submit(api, job_type)
+    await wait_passes(engine, 5)
+    assert (await store.jobs.get_job(job["id"]))["status"] == "QUEUED"
+
+    status, node, _ = await api.patch(f"/nodes/{node_id}/", {"is_paused": False})
+    assert status == 200
+    assert (node["is_paused"], node["pause_reason"]) == (False, None)
+    await wait_job(store, job["id"], "COMPLETED")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_long_waiting_big_job_reserves_the_node(api, store, start_engine, tmp_path):
+    gate = tmp_path / "gate"
+    holder_type, big_type, small_type = await holder_big_small(store, gate)
+    holder = await submit(api, holder_type)
+    engine = await start_engine(cpus=2.0, reserve_after=0.0)
+    await wait_job(store, holder["id"], "RUNNING")
+    big = await submit(api, big_type)
+    small = await submit(api, small_type)  # fits beside the holder, but is ranked after big
+    engine.wake()
+    await wait_passes(engine, 5)
+    assert [(await store.jobs.get_job(j["id"]))["status"] for j in (big, small)] == \
+        ["QUEUED", "QUEUED"]
+    gate.touch()
+    await wait_job(store, small["id"], "COMPLETED")
+    assert (await exe_of(store, small["id"]))["started"] >= \
+        (await exe_of(store, big["id"]))["started"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_smaller_jobs_pass_a_big_one_before_it_reserves(api, store, start_engine,
+                                                               tmp_path):
+    gate = tmp_path / "gate"
+    holder_type, big_type, small_type = await holder_big_small(store, gate)
+    holder = await submit(api, holder_type)
+    await start_engine(cpus=2.0, reserve_after=3600.0)
+    await wait_job(store, holder["id"], "RUNNING")
+    big = await submit(api, big_type)
+    small = await submit(api, small_type)
+    await wait_job(store, small["id"], "COMPLETED")
+    assert (await store.jobs.get_job(big["id"]))["status"] == "QUEUED"
+    gate.touch()
+    await wait_job(store, big["id"], "COMPLETED")

@@ -11,6 +11,7 @@ from tornado.httpclient import HTTPRequest
 from core.interface import validate_interface
 from live.hub import hub_for, stop_hub
 from server import make_app
+from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
 
 SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
 
@@ -23,7 +24,7 @@ def live_settings():
 
 @pytest.fixture
 def app(store, live_settings, io_loop):
-    yield make_app(store, **live_settings)
+    yield make_app(store, **AUTH_SETTINGS, **live_settings)
     io_loop.run_sync(lambda: stop_hub(store))
 
 
@@ -43,8 +44,10 @@ class Subscriber:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, base_url: str, query: str = "") -> "Subscriber":
-        return cls(await tornado.websocket.websocket_connect(HTTPRequest(ws_url(base_url, query))))
+    async def connect(cls, base_url: str, query: str = "", headers=None) -> "Subscriber":
+        request = HTTPRequest(ws_url(base_url, query),
+                              headers=OPERATOR_HEADERS if headers is None else headers)
+        return cls(await tornado.websocket.websocket_connect(request))
 
     async def _read(self):
         while True:

@@ -4,11 +4,12 @@ import asyncio
 
 import pytest
 import tornado.websocket
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from core.times import format_ms, now_ms
 from live.hub import hub_for
 from tests.live.conftest import Subscriber, until_live, ws_url
+from tests.tokens import OPERATOR_HEADERS
 
 
 def change_key(job: dict) -> tuple[int, str]:
@@ -195,7 +196,8 @@ async def test_bad_parameters_refuse_the_handshake_with_the_rest_message(query, 
     rest_status, rest_body, _ = await api.get(f"/jobs/updates/?{query}")
     assert rest_status == 400
     with pytest.raises(HTTPClientError) as refused:
-        await tornado.websocket.websocket_connect(ws_url(base_url, query))
+        await tornado.websocket.websocket_connect(
+            HTTPRequest(ws_url(base_url, query), headers=OPERATOR_HEADERS))
     assert refused.value.code == 400
     status, body, headers = await api.get(f"/ws/jobs/updates/?{query}", headers={
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
@@ -207,7 +209,8 @@ async def test_bad_parameters_refuse_the_handshake_with_the_rest_message(query, 
 @pytest.mark.gen_test(timeout=30)
 async def test_ended_is_refused_on_the_live_stream(base_url, api):
     with pytest.raises(HTTPClientError) as refused:
-        await tornado.websocket.websocket_connect(ws_url(base_url, "ended=PT1H"))
+        await tornado.websocket.websocket_connect(
+            HTTPRequest(ws_url(base_url, "ended=PT1H"), headers=OPERATOR_HEADERS))
     assert refused.value.code == 400
     status, body, _ = await api.get("/ws/jobs/updates/?ended=PT1H")
     assert (status, body) == (400, "ended cannot be used on the live stream; leave it out\n")

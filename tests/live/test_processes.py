@@ -16,6 +16,7 @@ from core.interface import validate_interface
 from core.times import format_ms, now_ms
 from store import Store
 from tests.live.conftest import Subscriber
+from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,8 @@ def spawn_server(mongo_url: str, db_name: str, log_path: Path) -> tuple[subproce
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
-             "--port", str(port), "--engine", "false"],
+             "--port", str(port), "--engine", "false", "--data-dir", str(log_path.parent / "data"),
+             "--tokens", ",".join(AUTH_SETTINGS["tokens"])],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 
@@ -41,7 +43,7 @@ async def until_ready(process: subprocess.Popen, url: str, log_path: Path) -> No
         if process.poll() is not None:
             raise AssertionError(f"server exited: {log_path.read_text()}")
         try:
-            await AsyncHTTPClient().fetch(url + "/jobs/")
+            await AsyncHTTPClient().fetch(url + "/jobs/", headers=OPERATOR_HEADERS)
             return
         except (ConnectionError, HTTPClientError, OSError):
             await asyncio.sleep(0.1)
@@ -56,7 +58,7 @@ def stop_server(process: subprocess.Popen) -> int:
 async def call(url: str, method: str = "GET", body: dict | None = None) -> dict:
     response = await AsyncHTTPClient().fetch(
         url, method=method, body=None if body is None else json.dumps(body),
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json", **OPERATOR_HEADERS})
     return json.loads(response.body)
 
 
