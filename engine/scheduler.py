@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
@@ -170,6 +171,8 @@ class Engine:
                 again = await self.schedule() == SCAN_LIMIT
             except asyncio.CancelledError:
                 raise
+            except PyMongoError as exc:
+                log.warning("scheduling pass: the store is unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("scheduling pass failed; retrying")
             self.passes += 1

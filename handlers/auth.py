@@ -16,10 +16,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -214,8 +216,8 @@ def app_settings(settings: dict) -> dict:
     authenticator = Authenticator(bool(settings.pop("auth", True)), settings.pop("tokens", ()),
                                   settings.pop("users", ()))
     secret = settings.pop("cookie_secret", None) or secrets.token_urlsafe(32)
-    return {**settings, "authenticator": authenticator, "cookie_secret": secret,
-            "xsrf_cookies": True, "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
+    return {**settings, "authenticator": authenticator, "login_throttle": LoginThrottle(),
+            "cookie_secret": secret, "xsrf_cookies": True, "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
             "static_handler_class": StaticFiles}
 
 
@@ -295,6 +297,38 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+LOGIN_FAILURES_ALLOWED = 5
+LOGIN_WINDOW_S = 300.0
+
+
+class LoginThrottle:
+    """Failed logins per client address: after LOGIN_FAILURES_ALLOWED within LOGIN_WINDOW_S,
+    that address gets 429 until the oldest of them is out of the window (slows password
+    guessing; tokens are too long to guess)."""
+
+    def __init__(self):
+        self.failures: dict[str, list[float]] = {}
+
+    def _recent(self, client: str) -> list[float]:
+        cutoff = time.monotonic() - LOGIN_WINDOW_S
+        recent = [t for t in self.failures.get(client, []) if t > cutoff]
+        if recent:
+            self.failures[client] = recent
+        else:
+            self.failures.pop(client, None)
+        return recent
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try again; 0 when it may now."""
+        recent = self._recent(client)
+        if len(recent) < LOGIN_FAILURES_ALLOWED:
+            return 0
+        return max(1, math.ceil(recent[0] + LOGIN_WINDOW_S - time.monotonic()))
+
+    def failed(self, client: str) -> None:
+        self.failures.setdefault(client, []).append(time.monotonic())
+
+
 class LoginHandler(BaseHandler):
     """GET shows the form (or logs in with `?token=`, the first-start URL); POST checks a token or
     a user name and password and sets the signed session cookie."""
@@ -302,6 +336,8 @@ class LoginHandler(BaseHandler):
     public = True
 
     def render_login(self, status: int = 200, message: str = "") -> None:
+        if status == 401:
+            self.settings["login_throttle"].failed(self.request.remote_ip)
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
@@ -319,6 +355,15 @@ class LoginHandler(BaseHandler):
                                samesite="Strict", secure=self.request.protocol == "https")
         self.redirect(safe_next(self.get_argument("next", "/")), status=303)
 
+    def throttled(self) -> bool:
+        """Too many failed logins from this address lately: 429 with Retry-After."""
+        wait = self.settings["login_throttle"].retry_after(self.request.remote_ip)
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            self.render_login(429, f"Too many failed logins from this address; try again in "
+                                   f"{wait} s.")
+        return bool(wait)
+
     def get(self):
         if not self.authenticator.enabled:
             self.redirect(safe_next(self.get_argument("next", "/")))
@@ -326,6 +371,8 @@ class LoginHandler(BaseHandler):
         token = self.get_query_argument("token", "")
         if not token:
             self.render_login()
+            return
+        if self.throttled():
             return
         role = self.authenticator.role_of_token(token)
         if role is None:
@@ -336,6 +383,8 @@ class LoginHandler(BaseHandler):
     async def post(self):
         if not self.authenticator.enabled:
             self.redirect(safe_next(self.get_argument("next", "/")), status=303)
+            return
+        if self.throttled():
             return
         token = self.get_body_argument("token", "").strip()
         name = self.get_body_argument("username", "").strip()

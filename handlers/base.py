@@ -63,6 +63,10 @@ def unstorable_number(body) -> str | None:
     return None
 
 
+# What every API call and page says while the store does not answer (503, Retry-After: 2).
+STORE_UNAVAILABLE = ("The job store is unavailable: it did not answer in time (it may be "
+                     "restarting); try again in a few seconds.")
+
 class APIError(tornado.web.HTTPError):
     """A client-facing error whose message is the whole response body."""
 
@@ -124,8 +128,7 @@ class BaseHandler(tornado.web.RequestHandler):
         elif isinstance(exc, PyMongoError):
             self.set_status(503)
             self.set_header("Retry-After", "2")
-            message = ("The job store is unavailable: it did not answer in time (it may be "
-                       "restarting); try again in a few seconds.")
+            message = STORE_UNAVAILABLE
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:

@@ -26,6 +26,8 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from config import SettingsError, load_settings
 from handlers.auth import (
+    LOGIN_FAILURES_ALLOWED,
+    LOGIN_WINDOW_S,
     SESSION_COOKIE,
     Authenticator,
     hash_password,
@@ -196,6 +198,19 @@ async def test_bad_login_is_401_on_the_login_page_and_sets_no_session(session):
     response = await session.login("")
     assert response.code == 400
     assert "Enter a token, or a user name and password." in text(response)
+
+
+@pytest.mark.gen_test
+async def test_repeated_failed_logins_are_throttled_per_address(session):
+    for _ in range(LOGIN_FAILURES_ALLOWED):
+        assert (await session.login("wrong-token-wrong-token")).code == 401
+    response = await session.login(OPERATOR_TOKEN)  # even the right token waits now
+    assert response.code == 429
+    wait = int(response.headers["Retry-After"])
+    assert 0 < wait <= LOGIN_WINDOW_S
+    assert f"Too many failed logins from this address; try again in {wait} s." in text(response)
+    assert SESSION_COOKIE not in session.cookies
+    assert (await session.fetch("/jobs/", headers=OPERATOR_HEADERS)).code == 200  # API unaffected
 
 
 @pytest.mark.gen_test
