@@ -33,6 +33,10 @@ def make_app(store: Store, **settings) -> tornado.web.Application:
         static_path=str(ROOT / "static"), **app_settings(settings))
 
 
+# Seconds a stopping server waits for requests in flight before it closes what remains.
+CLOSE_TIMEOUT = 5.0
+
+
 async def serve(settings: dict) -> int:
     embedded = None
     url = settings["mongo_url"]
@@ -75,7 +79,11 @@ async def serve(settings: dict) -> int:
         await stop.wait()
         log.info("stopping")
         server.stop()
-        await server.close_all_connections()
+        try:
+            await asyncio.wait_for(server.close_all_connections(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("connections still busy %g s after stopping; closing anyway",
+                        CLOSE_TIMEOUT)
     finally:
         if supervisor is not None:
             supervisor.cancel()

@@ -281,7 +281,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
 # -- request limits (settings in config.py) ---------------------------------------------------
 
-LIMIT_DEFAULTS = {"max_body_kb": 1024, "max_upload_mb": 1024, "max_query_values": 1000,
+LIMIT_DEFAULTS = {"max_body_kb": 1024, "max_upload_mb": 256, "max_query_values": 1000,
                   "max_header_kb": 256}
 UPLOAD_PATHS = frozenset({"/files/"})
 # A body declared at most this much over its limit is read and dropped before the 413: clients
