@@ -11,6 +11,7 @@ as a child process on a loopback port. Each case is measured twice:
 """
 
 import asyncio
+import contextlib
 import functools
 import http.client
 import inspect
@@ -270,10 +271,26 @@ def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[float, int, 
     return time.perf_counter() - started, response.status, body
 
 
-async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
-    work_dir = Path(tempfile.mkdtemp(prefix=f"jobdeck-bench-{size}-"))
+@contextlib.asynccontextmanager
+async def fresh_store(prefix: str):
+    """A fresh embedded nx-27017 in a new temporary folder, yielding (url, work_dir, embedded);
+    stopped and removed afterwards."""
+    work_dir = Path(tempfile.mkdtemp(prefix=prefix))
     embedded = EmbeddedMongo(work_dir / "store")
     url = await asyncio.to_thread(embedded.start)
+    try:
+        yield url, work_dir, embedded
+    finally:
+        await asyncio.to_thread(embedded.stop)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
+    async with fresh_store(f"jobdeck-bench-{size}-") as (url, work_dir, embedded):
+        return await measure_seeded(size, requests, profile, url, work_dir, embedded)
+
+
+async def measure_seeded(size, requests, profile, url, work_dir, embedded) -> list[dict]:
     server = None
     try:
         store = await Store(url, "jobdeck").open()
@@ -302,8 +319,6 @@ async def measure_size(size: int, requests: int, profile: bool) -> list[dict]:
     finally:
         if server is not None:
             stop_server(server)
-        await asyncio.to_thread(embedded.stop)
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 async def measure_case(conn, name, path, work, store, base_url, requests) -> dict:

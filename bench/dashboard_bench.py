@@ -20,13 +20,11 @@ import asyncio
 import http.client
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from bench.api_bench import start_server, stop_server
+from bench.api_bench import fresh_store, start_server, stop_server
 from store import Store
-from store.embedded import EmbeddedMongo
 from store.seed import seed_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,12 +154,7 @@ async def measure_browser(port: int, api_ms: float) -> list[dict]:
 
 
 async def measure(size: int, requests: int) -> list[dict]:
-    work_dir = Path(tempfile.mkdtemp(prefix="jobdeck-dashboard-bench-"))
-    (work_dir / "store").mkdir()
-    embedded = EmbeddedMongo(work_dir / "store")
-    url = await asyncio.to_thread(embedded.start)
-    server = None
-    try:
+    async with fresh_store("jobdeck-dashboard-bench-") as (url, work_dir, _):
         store = await Store(url, "jobdeck").open()
         try:
             # Small batches: a long insert blocks nx-27017, and a heartbeat that waits past the
@@ -170,11 +163,9 @@ async def measure(size: int, requests: int) -> list[dict]:
         finally:
             await store.close()
         server, port = start_server(url, work_dir)
-        rows = await asyncio.to_thread(measure_views, port, requests, size)
-        rows += await measure_browser(port, rows[0]["api_ms"])
-    finally:
-        if server is not None:
+        try:
+            rows = await asyncio.to_thread(measure_views, port, requests, size)
+            rows += await measure_browser(port, rows[0]["api_ms"])
+        finally:
             stop_server(server)
-        await asyncio.to_thread(embedded.stop)
-        shutil.rmtree(work_dir, ignore_errors=True)
     return [{"jobs": size, **row} for row in rows]

@@ -23,10 +23,8 @@ import multiprocessing
 import os
 import random
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime
@@ -35,11 +33,10 @@ from urllib.parse import quote
 
 import psutil
 
-from bench.api_bench import start_server, stop_server
+from bench.api_bench import fresh_store, start_server, stop_server
 from bench.report import lost_updates
 from core.times import format_ms, now_ms
 from store import Store
-from store.embedded import EmbeddedMongo
 from store.seed import seed_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -430,10 +427,11 @@ class Sampler:
 # -- one size --------------------------------------------------------------------------------
 
 async def measure(size: int, conf: dict) -> list[dict]:
-    work_dir = Path(tempfile.mkdtemp(prefix=f"jobdeck-load-bench-{size}-"))
-    (work_dir / "store").mkdir()
-    embedded = EmbeddedMongo(work_dir / "store")
-    url = await asyncio.to_thread(embedded.start)
+    async with fresh_store(f"jobdeck-load-bench-{size}-") as (url, work_dir, embedded):
+        return await measure_seeded(size, conf, url, work_dir, embedded)
+
+
+async def measure_seeded(size: int, conf: dict, url: str, work_dir, embedded) -> list[dict]:
     server = None
     try:
         store = await Store(url, "jobdeck").open()
@@ -453,8 +451,6 @@ async def measure(size: int, conf: dict) -> list[dict]:
     finally:
         if server is not None:
             await asyncio.to_thread(stop_server, server)
-        await asyncio.to_thread(embedded.stop)
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 async def mixed_run(size: int, conf: dict, port: int, token: str, detail_ids: tuple[int, int],

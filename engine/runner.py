@@ -176,6 +176,8 @@ class ExecutionRunner:
         self.exe_id = exe["id"]
         self.work_dir = engine.data_dir / "executions" / str(self.exe_id)
         self.output_dir = self.work_dir / "outputs"
+        self.inputs_dir = self.work_dir / "inputs"
+        self.tmp_dir = self.work_dir / "tmp"
         self.running = None
         self.canceled = False
         self.arguments = ""
@@ -196,7 +198,7 @@ class ExecutionRunner:
     def _clean_up(self) -> None:
         """An ended execution keeps only its logs (served by /job-executions/{id}/logs/): staged
         inputs, leftover outputs and its temporary files go."""
-        for folder in (self.work_dir / "inputs", self.output_dir, self.work_dir / "tmp"):
+        for folder in (self.inputs_dir, self.output_dir, self.tmp_dir):
             shutil.rmtree(folder, ignore_errors=True)
 
     async def cancel(self, grace: float) -> None:
@@ -263,7 +265,6 @@ class ExecutionRunner:
 
     async def _pre(self, job_type: dict, interface: dict) -> tuple[dict, dict]:
         """Make the working folders and stage every input file (symlinks into inputs/)."""
-        inputs_dir = self.work_dir / "inputs"
         await asyncio.to_thread(self._make_folders)
         data = self.job.get("data") or {}
         entries = {e["name"]: e for e in data.get("input_data", []) if "name" in e}
@@ -284,11 +285,11 @@ class ExecutionRunner:
             staged = []
             for index, file_id in enumerate(ids):
                 staged.append(str(self._stage(spec["name"], index, file_id, files, workspaces,
-                                              inputs_dir)))
+                                              self.inputs_dir)))
             values[spec["name"]] = staged[0] if spec["type"] == "file" else staged
         env = {
             "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(self.work_dir),
-            "TMPDIR": str(self.work_dir / "tmp"),
+            "TMPDIR": str(self.tmp_dir),
             "JOBDECK_JOB_ID": str(self.job["id"]), "JOBDECK_EXE_ID": str(self.exe_id),
             "JOBDECK_JOB_TYPE": job_type["name"], "JOBDECK_JOB_TYPE_VERSION": job_type["version"],
             "JOBDECK_WORK_DIR": str(self.work_dir), "JOBDECK_OUTPUT_DIR": str(self.output_dir),
@@ -309,7 +310,7 @@ class ExecutionRunner:
         """In a worker thread: folder creation is slow on some file systems and would hold up
         every other execution on the event loop."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "tmp").mkdir(exist_ok=True)
+        self.tmp_dir.mkdir(exist_ok=True)
 
     @staticmethod
     def _stage(name, index, file_id, files, workspaces, inputs_dir) -> Path:

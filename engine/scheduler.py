@@ -214,6 +214,7 @@ class Engine:
         job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
+        reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
         started = 0
         for job in candidates:
             job_type = job_types.get(job["job_type_id"])
@@ -225,7 +226,7 @@ class Engine:
             cpus, mem = job["cpus_required"], job["mem_required"]
             if cpus > free_cpus + 1e-9 or mem > free_mem + 1e-9:
                 if (cpus <= self.cpus + 1e-9 and mem <= self.mem + 1e-9
-                        and now_ms() - job["queued"] >= self.reserve_after_ms):
+                        and job["queued"] <= reserving_since):
                     break
                 continue
             claimed = await self.store.jobs.start_execution(

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 import tornado.web
 
-from handlers.base import SECURITY_HEADERS, APIError, BaseHandler
+from handlers.base import APIError, BaseHandler, SecurityHeaders
 from handlers.dashboard import ENV
 
 log = logging.getLogger("jobdeck")
@@ -217,16 +217,13 @@ def app_settings(settings: dict) -> dict:
                                   settings.pop("users", ()))
     secret = settings.pop("cookie_secret", None) or secrets.token_urlsafe(32)
     return {**settings, "authenticator": authenticator, "login_throttle": LoginThrottle(),
-            "cookie_secret": secret, "xsrf_cookies": True, "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
+            "cookie_secret": secret, "xsrf_cookies": True,
+            "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
             "static_handler_class": StaticFiles}
 
 
-class StaticFiles(tornado.web.StaticFileHandler):
+class StaticFiles(SecurityHeaders, tornado.web.StaticFileHandler):
     """static/ with the same security headers as every other response."""
-
-    def set_default_headers(self) -> None:
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
 
 
 # -- first start ---------------------------------------------------------------------------------
@@ -372,10 +369,11 @@ class LoginHandler(BaseHandler):
         if not token:
             self.render_login()
             return
-        if self.throttled():
-            return
-        role = self.authenticator.role_of_token(token)
-        if role is None:
+        if not self.throttled():
+            self.token_login(token)
+
+    def token_login(self, token: str) -> None:
+        if self.authenticator.role_of_token(token) is None:
             self.render_login(401, "That token is not valid on this server.")
             return
         self.start_session(f"token:{hash_token(token)}")
@@ -389,10 +387,7 @@ class LoginHandler(BaseHandler):
         token = self.get_body_argument("token", "").strip()
         name = self.get_body_argument("username", "").strip()
         if token:
-            if self.authenticator.role_of_token(token) is None:
-                self.render_login(401, "That token is not valid on this server.")
-                return
-            self.start_session(f"token:{hash_token(token)}")
+            self.token_login(token)
             return
         if name:
             password = self.get_body_argument("password", "")

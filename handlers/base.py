@@ -67,6 +67,7 @@ def unstorable_number(body) -> str | None:
 STORE_UNAVAILABLE = ("The job store is unavailable: it did not answer in time (it may be "
                      "restarting); try again in a few seconds.")
 
+
 class APIError(tornado.web.HTTPError):
     """A client-facing error whose message is the whole response body."""
 
@@ -87,15 +88,19 @@ SECURITY_HEADERS = {
 }
 
 
-class BaseHandler(tornado.web.RequestHandler):
-    # Authentication (handlers/auth.py): `public` handlers need no credentials; dashboard pages
-    # send a browser without a session to the login page instead of answering 401.
-    public = False
-    login_redirect = False
+class SecurityHeaders:
+    """Mixed into every handler class, static files included."""
 
     def set_default_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
+
+
+class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
+    # Authentication (handlers/auth.py): `public` handlers need no credentials; dashboard pages
+    # send a browser without a session to the login page instead of answering 401.
+    public = False
+    login_redirect = False
 
     def get_current_user(self):
         """The caller's handlers.auth.Identity (role, name), or None without credentials."""
@@ -103,6 +108,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self):
         self.settings["authenticator"].authorize(self)
+
+    def store_unavailable(self) -> str:
+        """503 with Retry-After, for API calls and pages alike; the message to show."""
+        self.set_status(503)
+        self.set_header("Retry-After", "2")
+        return STORE_UNAVAILABLE
 
     def check_xsrf_cookie(self) -> None:
         self.settings["authenticator"].check_xsrf(self, super().check_xsrf_cookie)
@@ -126,9 +137,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_status(400)
             message = "A number in the request is too large"
         elif isinstance(exc, PyMongoError):
-            self.set_status(503)
-            self.set_header("Retry-After", "2")
-            message = STORE_UNAVAILABLE
+            message = self.store_unavailable()
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:

@@ -11,7 +11,7 @@ from pymongo.errors import PyMongoError
 
 from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
 from core.times import format_ms, now_ms, parse_instant
-from handlers.base import STORE_UNAVAILABLE, APIError, BaseHandler
+from handlers.base import APIError, BaseHandler
 from handlers.jobs import LIST_PROJECTION, JobListBase
 from handlers.serializers import Serializer, job_type_details, job_type_full
 from store.jobs import JOB_ORDER_FIELDS
@@ -84,9 +84,7 @@ class DashboardPage(BaseHandler):
         if isinstance(exc, APIError):
             message = exc.message
         elif isinstance(exc, PyMongoError):
-            self.set_status(503)
-            self.set_header("Retry-After", "2")
-            message = STORE_UNAVAILABLE
+            message = self.store_unavailable()
         else:
             message = self._reason
         self.set_header("Content-Type", "text/html; charset=UTF-8")

@@ -34,6 +34,7 @@ API_ROUTES = [
     (rf"/errors/{ID}/", ErrorDetailsHandler),
 ]
 
+
 def public(handler: type) -> type:
     """The handler open without credentials (see handlers/auth.py)."""
     return type(handler.__name__, (handler,), {"public": True})

@@ -64,6 +64,7 @@ class JobChangeFeed:
 
     def __init__(self, store, on_jobs: OnJobs, use_change_stream: bool = True):
         self.jobs = store.db["jobs"]
+        self.job_store = store.jobs
         self.on_jobs = on_jobs
         self.use_change_stream = use_change_stream
         self.mode: str | None = None
@@ -168,15 +169,11 @@ class JobChangeFeed:
             await self._catch_up()
 
     async def _catch_up(self) -> None:
-        since, after = self._watermark - TAIL_LOOKBACK_MS, None
+        changed_since = JobFilter(started=self._watermark - TAIL_LOOKBACK_MS,
+                                  time_field="last_status_change")
+        after = None
         while True:
-            query = {"last_status_change": {"$gte": since}}
-            if after is not None:
-                query = {"$or": [{"last_status_change": {"$gt": after[0]}},
-                                 {"last_status_change": after[0], "id": {"$gt": after[1]}}]}
-            jobs = await (self.jobs.find(query, ROW_PROJECTION)
-                          .sort([("last_status_change", 1), ("id", 1)])
-                          .limit(TAIL_LIMIT).to_list())
+            jobs = await job_updates_after(self.job_store, changed_since, after, TAIL_LIMIT)
             for job in jobs:
                 job.pop("_id", None)
             await self._hand_out(jobs)

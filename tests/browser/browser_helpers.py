@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.times import now_ms
+from tests.seeding import Seeder
 from tests.tokens import OPERATOR_TOKEN
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-INTERFACE = {"version": "1.0", "command": "run.sh", "command_arguments": "${value}",
-             "input_data": [{"name": "value", "type": "property", "required": False}],
-             "output_data": []}
 
 playwright_api = pytest.importorskip("playwright.async_api")
 if not shutil.which(CHROMIUM):
@@ -53,33 +50,6 @@ async def chromium(base_url: str | None = None, token: str | None = OPERATOR_TOK
             assert errors == [], errors
         finally:
             await browser.close()
-
-
-class Seeder:
-    def __init__(self, api, store):
-        self.api = api
-        self.store = store
-
-    async def job_type(self, name: str, version: str = "1.0", **fields) -> dict:
-        status, body, _ = await self.api.post("/job-types/", {
-            "name": name, "version": version, "interface": INTERFACE, **fields})
-        assert status == 201, body
-        return body
-
-    async def job(self, job_type: dict) -> dict:
-        status, body, _ = await self.api.post("/queue/new-job/", {
-            "job_type_id": job_type["id"], "job_data": {"input_data": []}})
-        assert status == 201, body
-        return body
-
-    async def old_job(self, job_type: dict, age_ms: int) -> int:
-        """A PENDING job last modified `age_ms` ago, bulk-inserted as the seeders do."""
-        jt = await self.store.job_types.get(job_type["id"])
-        event = await self.store.jobs.create_event("USER", {"user": "seed"})
-        job_id = await self.store.db.next_id("jobs")
-        doc = self.store.jobs.new_job_doc(job_id, jt, {}, event, now_ms() - age_ms)
-        await self.store.db["jobs"].insert_many([doc])
-        return job_id
 
 
 @pytest.fixture
