@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test demo bench browser clean
+.PHONY: install run test demo bench browser clean backup restore
 
 install: $(STAMP)
 
@@ -28,6 +28,19 @@ run: install
 
 demo: install
 	$(PY) server.py --demo
+
+# Back up the embedded store's data folder while the server runs (`make backup DEST=folder`), and
+# restore a backup into a data folder no server uses (`make restore BACKUP=folder`, or DEST=).
+# BACKUP_ARGS: more flags, e.g. --force, --data-dir DIR (see README "Backups").
+BACKUP_ARGS ?=
+backup: install
+	@test -n "$(DEST)" || { echo "usage: make backup DEST=folder [BACKUP_ARGS=...]" >&2; exit 2; }
+	$(PY) server.py backup "$(DEST)" $(BACKUP_ARGS)
+
+restore: install
+	@test -n "$(or $(BACKUP),$(DEST))" || \
+		{ echo "usage: make restore BACKUP=folder [BACKUP_ARGS=...]" >&2; exit 2; }
+	$(PY) server.py restore "$(or $(BACKUP),$(DEST))" $(BACKUP_ARGS)
 
 # Every benchmark and one report (about 10 min on 2 CPUs; BENCH_ARGS=--quick: 2-3 min).
 BENCH_ARGS ?=

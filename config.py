@@ -20,10 +20,11 @@ DEFAULTS = {
     "ws_ping_timeout": 20.0,
     "ws_max_queue": 256,
     "ws_max_message_size": 65536,
+    "live_stale_after": 2.0,
 }
 TYPES = {"port": int, "store_timeout_ms": int}
 TYPES.update({"ws_ping_interval": float, "ws_ping_timeout": float, "ws_max_queue": int,
-              "ws_max_message_size": int})
+              "ws_max_message_size": int, "live_stale_after": float})
 
 
 def boolean(value) -> bool:
@@ -70,7 +71,15 @@ def user_entries(value) -> list[str]:
 DEFAULTS.update({"auth": True, "tokens": [], "users": [], "cookie_secret": None})
 TYPES.update({"auth": boolean, "tokens": token_entries, "users": user_entries})
 BOOLEAN_FLAGS += ("auth",)
-POSITIVE = ("engine_cpus", "engine_mem", "engine_poll_interval")
+POSITIVE = ("engine_cpus", "engine_mem", "engine_poll_interval", "live_stale_after")
+# Seconds an engine may go without a heartbeat before others recover its RUNNING executions.
+DEFAULTS.update({"engine_dead_after": 30.0})
+TYPES.update({"engine_dead_after": float})
+POSITIVE += ("engine_dead_after",)
+# Seconds a server told to stop (SIGTERM) waits for running executions to end before it fails
+# them (scheduler-lost); 0 fails them at once.
+DEFAULTS.update({"drain_timeout": 0.0})
+TYPES.update({"drain_timeout": float})
 
 # Request limits (handlers/base.py LimitedRequest): API JSON bodies (KiB), uploads to /files/
 # (MiB), query parameter values per request, request line plus headers (KiB).
@@ -96,7 +105,7 @@ def _coerce(key: str, value):
         raise SettingsError(f"port must be from 0 to 65535, not {value}")
     if key in POSITIVE and value <= 0:
         raise SettingsError(f"{key} must be greater than zero, not {value}")
-    if key in ("cancel_grace", "engine_reserve_after") and value < 0:
+    if key in ("cancel_grace", "engine_reserve_after", "drain_timeout") and value < 0:
         raise SettingsError(f"{key} must not be negative, not {value}")
     return value
 

@@ -10,6 +10,7 @@ import tornado.web
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from config import SettingsError, load_settings
+from datalock import DataDirInUse, DataDirLock
 from engine.service import EngineService
 from handlers.auth import app_settings, login_url, server_auth
 from handlers.base import LimitedApplication, NotFoundHandler, http_server_options
@@ -17,6 +18,7 @@ from handlers.health import record_request
 from handlers.routes import routes
 from live.hub import hub_for, stop_hub
 from store import Store
+from store.backup import command as backup_command
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
 
 log = logging.getLogger("jobdeck")
@@ -38,15 +40,23 @@ CLOSE_TIMEOUT = 5.0
 
 
 async def serve(settings: dict) -> int:
-    embedded = None
+    embedded = lock = None
     url = settings["mongo_url"]
     if not url:
         data_dir = Path(settings["data_dir"])
+        # One server per data folder (before anything in it is touched): a second one would
+        # restart the first one's store as "stale", and their supervisors would fight over it.
+        lock = DataDirLock(data_dir).acquire()
         data_dir.mkdir(parents=True, exist_ok=True)
-        embedded = EmbeddedMongo(data_dir)
+        try:
+            embedded = EmbeddedMongo(data_dir, db_name=settings["db_name"])
+        except ValueError as exc:
+            log.error("db_name: %s", exc)
+            return 2
         url = await asyncio.to_thread(embedded.start)
         log.info("embedded store (nx-27017) ready at %s, data in %s", url, data_dir.resolve())
-    store = Store(url, settings["db_name"], settings["store_timeout_ms"])
+    store = Store(url, settings["db_name"], settings["store_timeout_ms"],
+                  data_dir=settings["data_dir"] if embedded is not None else None)
     engine_service = None
     supervisor = None
     try:
@@ -56,6 +66,7 @@ async def serve(settings: dict) -> int:
                       settings["store_timeout_ms"])
             return 2
         await store.open()
+        hub_for(store, settings["live_stale_after"])
         engine_service = await EngineService(store, settings).start()
         if embedded is not None:
             supervisor = asyncio.create_task(embedded.supervise(
@@ -64,19 +75,23 @@ async def serve(settings: dict) -> int:
         auth, new_token = server_auth(settings)
         app = make_app(store, data_dir=settings["data_dir"], engine=engine_service.engine, **auth,
                        embedded_store=embedded,
-                       **{k: v for k, v in settings.items() if k.startswith(("ws_", "max_"))})
+                       **{k: v for k, v in settings.items() if k.startswith(("ws_", "max_", "live_"))})
         server = app.listen(settings["port"], settings["host"], xheaders=True,
                             **http_server_options(settings))
+        if lock is not None:
+            lock.record(settings["port"] or listening_port(server))
         log.info("Jobdeck ready at http://%s:%s/", settings["host"], settings["port"])
         if new_token:
             log.warning("first start: made an operator token (only its hash is kept). Log in "
                         "with this URL, shown once:\n\n    %s\n",
                         login_url(settings["host"], settings["port"], new_token))
-        stop = asyncio.Event()
+        stop, again = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())
         await stop.wait()
+        if settings["drain_timeout"] > 0 and engine_service.engine is not None:
+            await drain(engine_service, settings["drain_timeout"], again)
         log.info("stopping")
         server.stop()
         try:
@@ -93,7 +108,37 @@ async def serve(settings: dict) -> int:
         await store.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+        if lock is not None:
+            lock.release()
     return 0
+
+
+def listening_port(server) -> int:
+    """The port Tornado's HTTPServer bound (for `--port 0`)."""
+    return next(iter(server._sockets.values())).getsockname()[1]
+
+
+async def drain(engine_service: EngineService, timeout: float, again: asyncio.Event) -> None:
+    """`drain_timeout`: start no more jobs, keep serving (API, dashboards, live feed, /health
+    says `draining`) and wait up to `timeout` seconds for the running executions to end; a
+    second signal (`again`) ends the wait at once. Those still running are then failed by the
+    engine's stop, as without draining."""
+    log.info("draining: no new jobs start; waiting up to %g s (drain_timeout) for %d running "
+             "executions while still serving; signal again to stop at once", timeout,
+             len(engine_service.engine.runners))
+    draining = asyncio.create_task(engine_service.drain(timeout))
+    interrupted = asyncio.create_task(again.wait())
+    await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
+    interrupted.cancel()
+    if not draining.done():
+        draining.cancel()
+        log.warning("second signal: stopping now, without waiting for %d running executions",
+                    len(engine_service.engine.runners))
+    elif left := draining.result():
+        log.warning("drain_timeout (%g s) is over with %d executions still running", timeout,
+                    left)
+    else:
+        log.info("drained: every running execution has ended")
 
 
 async def recover_after_store_restart(store: Store, engine_service: EngineService,
@@ -108,7 +153,14 @@ async def recover_after_store_restart(store: Store, engine_service: EngineServic
         await engine_service.engine.recover()
 
 
+# Subcommands (store/backup.py): `python server.py backup DEST`, `python server.py restore BACKUP`.
+COMMANDS = ("backup", "restore")
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in COMMANDS:
+        return backup_command(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     try:
@@ -118,6 +170,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return asyncio.run(serve(settings))
+    except DataDirInUse as exc:
+        log.error("%s", exc)
+        return 2
     except EmbeddedStoreError as exc:
         log.error("the embedded store did not start: %s", exc)
         return 2

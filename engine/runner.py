@@ -187,8 +187,13 @@ class ExecutionRunner:
         try:
             await self._run()
         except PyMongoError as exc:
-            log.warning("execution %s: the store is unreachable (%s); the next engine start "
-                        "recovers it", self.exe_id, exc)
+            if self.store.writes.failed(exc) is not None:  # logged once per outage there
+                log.info("execution %s: the store cannot write its progress (%s); it is failed "
+                         "as node-lost (and retried) once the store writes again", self.exe_id,
+                         exc)
+            else:
+                log.warning("execution %s: the store is unreachable (%s); the next engine "
+                            "start recovers it", self.exe_id, exc)
         except Exception:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")

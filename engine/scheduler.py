@@ -4,6 +4,12 @@ runs them through a backend, watches for cancels, and recovers after a crash.
 Claims go through `store.jobs.start_execution`, a conditional update, so two server processes on
 one store never start the same execution. CPUs and memory in use are read from the store's
 RUNNING executions of this node, so two processes on one machine share its capacity.
+
+Each engine heartbeats (store/engines.py) every `dead_after / BEATS_PER_DEADLINE` seconds and
+watches the others' heartbeats: the RUNNING executions of an engine whose heartbeat this engine
+has seen unchanged for `dead_after` seconds are failed as `node-lost` (and retried), whatever its
+pid looks like here. At start, executions of this node whose engine's process is gone (or a
+zombie) are recovered at once.
 """
 
 import asyncio
@@ -12,6 +18,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -23,6 +30,7 @@ from engine.executor import Backend
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
 from store import Store
+from store.engines import EngineStore
 from store.nodes import NodeStore
 
 log = logging.getLogger("jobdeck.engine")
@@ -34,6 +42,8 @@ MIB = 1024 * 1024
 WAKE_SETTLE = 0.005
 # Seconds between reads of the node's pause state (and touches of its last_offer).
 NODE_REFRESH = 1.0
+# Heartbeats per `dead_after`: an engine is declared dead only after missing about this many.
+BEATS_PER_DEADLINE = 6
 
 
 def machine_capacity() -> tuple[float, float]:
@@ -42,16 +52,21 @@ def machine_capacity() -> tuple[float, float]:
 
 
 def process_identity() -> dict:
-    """Who runs the engine: a restarted server tells its own executions from a dead one's."""
+    """Who runs the engine: a restarted server tells its own executions from a dead one's; `id`
+    names this engine's heartbeat (two engines in one process have their own)."""
     pid = os.getpid()
-    return {"pid": pid, "started": psutil.Process(pid).create_time()}
+    return {"pid": pid, "started": psutil.Process(pid).create_time(), "id": uuid.uuid4().hex}
 
 
 def alive(identity: dict | None) -> bool:
+    """Whether the process that ran an engine on this machine still runs: its pid, with the same
+    creation time, and not a zombie (a killed server its parent has not reaped yet)."""
     if not identity or not identity.get("pid"):
         return False
     try:
-        return psutil.Process(identity["pid"]).create_time() == identity.get("started")
+        process = psutil.Process(identity["pid"])
+        return (process.create_time() == identity.get("started")
+                and process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD))
     except psutil.Error:
         return False
 
@@ -61,16 +76,18 @@ class Engine:
                  mem: float | None = None, cancel_grace: float = 10.0,
                  poll_interval: float = 0.5, reserve_after: float = 60.0,
                  hostname: str | None = None, port: int | None = None,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, dead_after: float = 30.0):
         default_cpus, default_mem = machine_capacity()
         self.store = store
         self.nodes = NodeStore(store.db)
+        self.engines = EngineStore(store.db)
         self.data_dir = Path(data_dir).resolve()
         self.cpus = float(cpus) if cpus else default_cpus
         self.mem = float(mem) if mem else default_mem
         self.cancel_grace = cancel_grace
         self.poll_interval = poll_interval
         self.reserve_after_ms = reserve_after * 1000
+        self.dead_after = dead_after
         self.hostname = hostname or socket.gethostname()
         self.port = port
         self.backend = backend or LocalBackend(timeout_grace=cancel_grace)
@@ -85,6 +102,11 @@ class Engine:
         self._cancels_checked = 0.0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
+        self._beat_task: asyncio.Task | None = None
+        # Other engines' heartbeats: id -> (the beat last read, when it was first read).
+        self._heard: dict[str, tuple] = {}
+        # Set by drain(): no execution starts any more; the rest of the loop goes on.
+        self.draining = False
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -92,19 +114,25 @@ class Engine:
         """Register the node, recover executions a dead server left RUNNING, start scheduling."""
         (self.data_dir / "executions").mkdir(parents=True, exist_ok=True)
         self.node = await self.nodes.register(self.hostname, self.port, self.cpus, self.mem)
+        await self._beat()
         await self.recover()
         self._loop_task = asyncio.create_task(self._loop(), name="jobdeck-engine")
+        self._beat_task = asyncio.create_task(self._heartbeat(), name="jobdeck-engine-heartbeat")
+        # Outcomes that could not be written while the store could not write are recovered.
+        self.store.writes.on_recovered(self.recover)
         log.info("engine on node %s (%s): %g CPUs, %.0f MiB", self.node["id"], self.hostname,
                  self.cpus, self.mem)
 
     async def stop(self) -> None:
         """Stop scheduling; running executions are stopped and failed with `scheduler-lost`
         (SYSTEM, so they are retried while tries remain)."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        for task in (self._loop_task, self._beat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop_task = self._beat_task = None
+        self.store.writes.forget(self.recover)
         runners = list(self.runners.values())
         await asyncio.gather(*(r.cancel(self.cancel_grace) for r in runners),
                              return_exceptions=True)
@@ -118,6 +146,8 @@ class Engine:
         if runners:
             log.info("engine stopped %d running executions (scheduler-lost, retried while "
                      "tries remain)", len(runners))
+        with contextlib.suppress(PyMongoError):
+            await self.engines.forget(self.identity["id"])
 
     async def interface_of(self, rev_id: int) -> dict:
         """A job type revision's interface (revisions never change, so they are cached)."""
@@ -125,6 +155,21 @@ class Engine:
             rev = await self.store.job_types.get_revision(rev_id)
             self.interfaces[rev_id] = rev["interface"]
         return self.interfaces[rev_id]
+
+    async def drain(self, timeout: float) -> int:
+        """Stop starting executions (cancels are still watched and heartbeats still sent) and
+        wait up to `timeout` seconds for the running ones to end; how many still run."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        # A pass under way may still launch the claim it is making: let it end first.
+        passes = self.passes
+        self.wake()
+        while (self.passes == passes and self._loop_task is not None
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.01)
+        while self.tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(self.tasks.values()), timeout=left)
+        return len(self.runners)
 
     def wake(self) -> None:
         """Schedule now rather than at the next poll (e.g. after a submission)."""
@@ -134,22 +179,93 @@ class Engine:
         """Fail with `node-lost` the RUNNING executions of this node whose server died, after
         killing whatever they left running; also this engine's own that no runner holds any more
         (their outcome could not be written while the store was down; run after it is back)."""
-        error = await self.store.errors.by_name("node-lost")
-        recovered = 0
+        lost = []
         for exe in await self.store.jobs.running_exes_of_node(self.node["id"]):
             ours = exe.get("engine") == self.identity
-            if (exe["id"] in self.runners) if ours else alive(exe.get("engine")):
-                continue
-            if await self.backend.reap(exe):
+            if not ((exe["id"] in self.runners) if ours else alive(exe.get("engine"))):
+                lost.append(exe)
+        recovered = await self._fail_lost(lost)
+        if recovered:
+            log.warning("failed %d executions left running by a dead server, or whose outcome "
+                        "the store could not write (node-lost)", recovered)
+        return recovered
+
+    async def _fail_lost(self, exes: list[dict]) -> int:
+        """Fail `exes` with `node-lost` (retried per max_tries), first killing what they left
+        running if they ran on this node; how many were still RUNNING."""
+        if not exes:
+            return 0
+        error = await self.store.errors.by_name("node-lost")
+        recovered = 0
+        for exe in exes:
+            if exe.get("node_id") == self.node["id"] and await self.backend.reap(exe):
                 log.info("execution %s: killed the process a dead server left", exe["id"])
             job = await self.store.jobs.get_job(exe["job_id"])
             rev = await self.store.job_types.get_revision(job["job_type_rev_id"]) if job else None
             arguments = rev["interface"]["command_arguments"] if rev else ""
-            await self.store.jobs.fail_execution(exe["id"], error, command_arguments=arguments)
-            recovered += 1
+            if await self.store.jobs.fail_execution(exe["id"], error,
+                                                    command_arguments=arguments):
+                recovered += 1
         if recovered:
-            log.warning("failed %d executions left running by a dead server (node-lost)",
-                        recovered)
+            self.wake()  # their CPUs and memory are free again
+        return recovered
+
+    # -- heartbeats ----------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        await self.engines.beat(self.identity["id"], {
+            "node_id": self.node["id"], "hostname": self.hostname, "pid": self.identity["pid"],
+            "started": self.identity["started"], "dead_after": self.dead_after})
+
+    async def _heartbeat(self) -> None:
+        """Beat, then look for engines that stopped beating, every `dead_after / 6` seconds (two
+        store round trips), in a task of its own so that a long scheduling pass never delays a
+        beat."""
+        while True:
+            await asyncio.sleep(self.dead_after / BEATS_PER_DEADLINE)
+            try:
+                await self._beat()
+                await self.recover_silent()
+            except asyncio.CancelledError:
+                raise
+            except PyMongoError as exc:
+                # Nobody could beat meanwhile: watch every engine afresh once the store is back.
+                self._heard.clear()
+                self.store.writes.failed(exc)  # a full disk: noted (and logged) once
+                log.debug("heartbeat: the store is unavailable (%s)", exc)
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+
+    async def recover_silent(self) -> int:
+        """Fail with `node-lost` the RUNNING executions of every other engine whose heartbeat
+        this engine has seen unchanged for `dead_after` seconds (or that engine's own longer
+        `dead_after`), even if its pid looks alive: a hung server, a zombie, an engine on
+        another machine, a pid reused in another namespace. Time is measured here, on this
+        engine's clock, so clocks that disagree across machines do not matter."""
+        now = time.monotonic()
+        heard, silent = {}, []
+        for doc in await self.engines.all():
+            if doc["_id"] == self.identity["id"]:
+                continue
+            beat, since = self._heard.get(doc["_id"], (None, now))
+            if beat != doc.get("beat"):
+                since = now
+            heard[doc["_id"]] = (doc.get("beat"), since)
+            if now - since >= max(self.dead_after, doc.get("dead_after") or 0):
+                silent.append((doc, now - since))
+        self._heard = heard
+        recovered = 0
+        for doc, silence in silent:
+            exes = [exe for exe in await self.store.jobs.running_exes_of_node(doc["node_id"])
+                    if (exe.get("engine") or {}).get("id") == doc["_id"]]
+            count = await self._fail_lost(exes)
+            await self.engines.forget(doc["_id"])
+            self._heard.pop(doc["_id"], None)
+            recovered += count
+            if count:
+                log.warning("engine %s (pid %s on %s) has not heartbeaten for %.1f s: failed its "
+                            "%d running executions (node-lost)", doc["_id"], doc.get("pid"),
+                            doc.get("hostname"), silence, count)
         return recovered
 
     # -- the loop ------------------------------------------------------------------------------
@@ -172,7 +288,11 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except PyMongoError as exc:
-                log.warning("scheduling pass: the store is unavailable (%s); retrying", exc)
+                if self.store.writes.failed(exc) is not None:
+                    # A full disk: one warning per outage, from store/writes.py.
+                    log.debug("scheduling pass: the store cannot write (%s)", exc)
+                else:
+                    log.warning("scheduling pass: the store is unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("scheduling pass failed; retrying")
             self.passes += 1
@@ -204,7 +324,7 @@ class Engine:
         Smaller jobs ranked lower may use room a larger job is waiting for, but not forever: a
         job queued for `reserve_after` seconds that would fit an idle node reserves the node,
         and nothing ranked after it starts until it has."""
-        if self.node_paused:
+        if self.node_paused or self.draining:
             return 0
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:
@@ -217,6 +337,8 @@ class Engine:
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
         started = 0
         for job in candidates:
+            if self.draining:
+                break
             job_type = job_types.get(job["job_type_id"])
             if job_type is None or job_type.get("is_paused") or job.get("latest_exe_id") is None:
                 continue

@@ -66,6 +66,9 @@ def unstorable_number(body) -> str | None:
 # What every API call and page says while the store does not answer (503, Retry-After: 2).
 STORE_UNAVAILABLE = ("The job store is unavailable: it did not answer in time (it may be "
                      "restarting); try again in a few seconds.")
+# ...and when it answers but cannot write (a full disk: store/writes.py), with the cause.
+STORE_CANNOT_WRITE = "The job store cannot write: {cause}; try again later."
+CANNOT_WRITE_RETRY_AFTER = "10"
 
 
 class APIError(tornado.web.HTTPError):
@@ -109,9 +112,15 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     def prepare(self):
         self.settings["authenticator"].authorize(self)
 
-    def store_unavailable(self) -> str:
-        """503 with Retry-After, for API calls and pages alike; the message to show."""
+    def store_unavailable(self, exc: Exception | None = None) -> str:
+        """503 with Retry-After, for API calls and pages alike; the message to show: why the
+        store cannot write when `exc` says it cannot (a full disk), else that it is
+        unavailable."""
         self.set_status(503)
+        problem = self.store.writes.failed(exc) if exc is not None else None
+        if problem is not None:
+            self.set_header("Retry-After", CANNOT_WRITE_RETRY_AFTER)
+            return STORE_CANNOT_WRITE.format(cause=problem.cause)
         self.set_header("Retry-After", "2")
         return STORE_UNAVAILABLE
 
@@ -137,7 +146,7 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
             self.set_status(400)
             message = "A number in the request is too large"
         elif isinstance(exc, PyMongoError):
-            message = self.store_unavailable()
+            message = self.store_unavailable(exc)
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -149,7 +158,10 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         if isinstance(value, APIError):
             return
         if isinstance(value, PyMongoError):
-            log.warning("store error on %s %s: %s", self.request.method, self.request.uri, value)
+            # A write the store cannot make: its outage's one warning comes from store/writes.py.
+            level = logging.DEBUG if self.store.writes.failed(value) else logging.WARNING
+            log.log(level, "store error on %s %s: %s", self.request.method, self.request.uri,
+                    value)
             return
         super().log_exception(typ, value, tb)
 

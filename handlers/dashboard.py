@@ -84,7 +84,7 @@ class DashboardPage(BaseHandler):
         if isinstance(exc, APIError):
             message = exc.message
         elif isinstance(exc, PyMongoError):
-            message = self.store_unavailable()
+            message = self.store_unavailable(exc)
         else:
             message = self._reason
         self.set_header("Content-Type", "text/html; charset=UTF-8")

@@ -9,8 +9,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from handlers.base import BaseHandler
+from live.hub import hub_for
 
 log = logging.getLogger("jobdeck")
 
@@ -27,7 +29,8 @@ def record_request(handler) -> None:
 
 class HealthHandler(BaseHandler):
     """503 while the store does not answer within store_timeout_ms, and at once while the
-    embedded store's process is down (its supervisor is restarting it)."""
+    embedded store's process is down (its supervisor is restarting it); 200 `degraded`, with
+    the reason, while it answers but cannot write (a full disk)."""
 
     async def get(self):
         started = time.monotonic()
@@ -40,13 +43,68 @@ class HealthHandler(BaseHandler):
             ok = await self.store.ping()
             if not ok:
                 log.warning("health: the job store does not answer ping")
-        self.write_json({"status": "ok" if ok else "unavailable",
-                         "store": {"reachable": ok,
-                                   "ping_ms": round((time.monotonic() - started) * 1000, 2)}},
+        ping_ms = round((time.monotonic() - started) * 1000, 2)
+        # Reads (and ping) go on when the store cannot write, on a full disk: store/writes.py.
+        problem = await self.store.writes.check() if ok else self.store.writes.problem
+        feed = hub_for(self.store).feed
+        live = live_state(feed)
+        status = "ok" if ok else "unavailable"
+        if ok and (live["lag_seconds"] > feed.stale_after or problem is not None):
+            status = "degraded"
+        engine = self.settings.get("engine")
+        if ok and engine is not None and engine.draining:  # stopping: see drain_timeout
+            status = "draining"
+        self.write_json({"status": status,
+                         "store": {"reachable": ok, "ping_ms": ping_ms,
+                                   "writable": ok and problem is None,
+                                   "problem": None if problem is None else str(problem)},
+                         "live": live},
                         status=200 if ok else 503)
+
+
+def live_state(feed) -> dict:
+    """The live feed as /health shows it: `running` false until the first subscriber."""
+    return {"running": feed.mode is not None, "mode": feed.mode,
+            "lag_seconds": round(feed.lag, 3), "max_lag_seconds": round(feed.max_lag, 3),
+            "restarts": feed.restarts}
+
+
+class FeedCollector:
+    """This app's live feed figures, read at scrape time."""
+
+    def __init__(self, feed):
+        self.feed = feed
+
+    def collect(self):
+        yield GaugeMetricFamily("jobdeck_live_feed_lag_seconds",
+                                "Seconds the live feed has been behind a change in the store",
+                                value=self.feed.lag)
+        yield GaugeMetricFamily("jobdeck_live_feed_max_lag_seconds",
+                                "Longest the live feed has been behind the store",
+                                value=self.feed.max_lag)
+        yield CounterMetricFamily("jobdeck_live_feed_restarts",
+                                  "Times the live feed restarted its change stream",
+                                  value=self.feed.restarts)
+
+
+class StoreWritesCollector:
+    """Whether the store writes, as last seen (a scrape writes nothing: store/writes.py probes
+    in the background while writes fail)."""
+
+    def __init__(self, writes):
+        self.writes = writes
+
+    def collect(self):
+        yield GaugeMetricFamily("jobdeck_store_writable",
+                                "1 unless the store is failing writes (a full disk, read-only "
+                                "data); /health names the problem",
+                                value=0 if self.writes.problem is not None else 1)
 
 
 class MetricsHandler(BaseHandler):
     def get(self):
+        feed_registry = CollectorRegistry()
+        feed_registry.register(FeedCollector(hub_for(self.store).feed))
+        feed_registry.register(StoreWritesCollector(self.store.writes))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(REGISTRY))
+        self.finish(generate_latest(REGISTRY) + generate_latest(feed_registry))

@@ -70,8 +70,7 @@ class JobTypeView(BaseHandler):
         names = set(job_type["error_mapping"].get("exit_codes", {}).values())
         if not names:
             return []
-        cursor = self.store.db["errors"].find({"name": {"$in": sorted(names)}}).sort("id", 1)
-        return await cursor.to_list()
+        return await self.store.errors.by_names(names)
 
     async def checked_mapping(self, body: dict) -> dict | None:
         if "error_mapping" not in body:

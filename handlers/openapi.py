@@ -288,9 +288,26 @@ def schemas() -> dict:
             "highest_priority": INT, "job_type_name": STRING, "job_type_version": STRING,
             "is_job_type_paused": BOOL}))},
             "QUEUED jobs per job type: unpaused first, then by priority, then longest queued"),
-        "Health": closed({"status": {"enum": ["ok", "unavailable"]},
+        "Health": closed({"status": {
+                              "enum": ["ok", "degraded", "draining", "unavailable"],
+                              "description": "`draining`: the server was told to stop and "
+                                             "waits for running jobs (drain_timeout)"},
                           "store": closed({"reachable": BOOL,
-                                           "ping_ms": {**NUMBER, "minimum": 0}})}),
+                                           "ping_ms": {**NUMBER, "minimum": 0},
+                                           "writable": BOOL,
+                                           "problem": nullable(STRING)},
+                                          "`writable` false (and `degraded`) while the store "
+                                          "fails writes; `problem` says why, e.g. \"no space "
+                                          "left on the store's disk (0 bytes free in "
+                                          "data_dir)\""),
+                          "live": closed({
+                              "running": BOOL,
+                              "mode": nullable({"enum": ["change-stream", "tail"]}),
+                              "lag_seconds": {**NUMBER, "minimum": 0},
+                              "max_lag_seconds": {**NUMBER, "minimum": 0},
+                              "restarts": {**INT, "minimum": 0}},
+                              "The live feed: `degraded` while it is behind the store by more "
+                              "than live_stale_after (it then restarts itself)")}),
         **{f"{item}Page": page_of(item) for item in (
             "Job", "JobUpdate", "JobWithExecution", "JobType", "JobExecution", "Error",
             "Workspace", "ProductFile", "NodeStatus")},
@@ -430,7 +447,8 @@ ERROR_RESPONSES = {
     "BadRequest": "A client mistake: the one-line message names the parameter or field",
     "NotFound": "No such record, or a page past the last one",
     "UnsupportedMediaType": "The body is not JSON; send Content-Type: application/json",
-    "StoreUnavailable": "The job store cannot be reached; try again shortly",
+    "StoreUnavailable": "The job store cannot be reached, or cannot write (a full disk; the "
+                        "message says why); try again after Retry-After",
     "Unauthorized": "No valid credentials: send 'Authorization: Bearer <token>'",
     "Forbidden": "Changes need the operator role",
     "PayloadTooLarge": "The body is over max_body_kb (max_upload_mb for uploads)",
@@ -583,7 +601,8 @@ def paths() -> dict:
             responses={"200": json_response("The store answers", "Health"),
                        "503": json_response("The store does not answer", "Health")})},
         "/metrics": {"get": operation(
-            "Prometheus metrics: request latency by handler, method and status", tags=ops,
+            "Prometheus metrics: request latency by handler, method and status; the live "
+            "feed's lag and restarts", tags=ops,
             responses={"200": {"description": "Prometheus text exposition format",
                                "content": {"text/plain": {"schema": STRING}}}})},
         "/openapi.json": {"get": operation(

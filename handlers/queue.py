@@ -54,9 +54,8 @@ class NewJobHandler(BaseHandler):
             if await self.store.files.get_workspace(workspace_id) is None:
                 raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
         disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
-        event = await self.store.jobs.create_event("USER", {"user": "Anonymous"})
-        job, exe = await self.store.jobs.submit_job(
-            job_type, data, event, job_type["interface"]["command_arguments"],
+        job, exe = await self.store.jobs.submit_user_job(
+            job_type, data, job_type["interface"]["command_arguments"],
             input_file_ids=files.keys(), disk_in_mb=disk_in)
         wake_engine(self)
         self.set_header("Location", f"/job-executions/{exe['id']}/")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pymongo.errors import PyMongoError
 
 from handlers.serializers import Serializer
-from store.changes import JobChangeFeed
+from store.changes import STALE_AFTER, JobChangeFeed
 
 log = logging.getLogger("jobdeck.live")
 
@@ -153,10 +153,10 @@ class Subscriber:
 class LiveHub:
     """Starts the store's change feed on the first subscriber and fans each batch out."""
 
-    def __init__(self, store):
+    def __init__(self, store, stale_after: float = STALE_AFTER):
         self.store = store
         self.subscribers: set[Subscriber] = set()
-        self.feed = JobChangeFeed(store, self._on_jobs)
+        self.feed = JobChangeFeed(store, self._on_jobs, stale_after=stale_after)
         self._started = False
         self._starting: asyncio.Lock | None = None
         self._pending: list[dict] = []
@@ -252,11 +252,11 @@ class LiveHub:
 _hubs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def hub_for(store) -> LiveHub:
+def hub_for(store, stale_after: float = STALE_AFTER) -> LiveHub:
     """This process's hub for `store` (created on first use; started by its first subscriber)."""
     hub = _hubs.get(store)
     if hub is None:
-        hub = _hubs[store] = LiveHub(store)
+        hub = _hubs[store] = LiveHub(store, stale_after)
     return hub
 
 

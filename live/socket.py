@@ -65,7 +65,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         return int(self.setting("ws_max_message_size"))
 
     def open(self):
-        self.hub = hub_for(self.store)
+        self.hub = hub_for(self.store, self.setting("live_stale_after"))
         self.subscriber = Subscriber(
             LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
             self.on_overflow, int(self.setting("ws_max_queue")), on_stop=self.on_server_stop)
@@ -125,7 +125,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         self.close(CLOSE_GOING_AWAY, self.resume_hint("The server is stopping"))
 
     def on_close(self):
+        """Unsubscribe, and let a catch-up still reading stop at its next page: cancelling it
+        would close the store connection its read runs on, which other reads share."""
         if self.subscriber is not None:
             self.hub.unsubscribe(self.subscriber)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()

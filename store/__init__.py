@@ -5,13 +5,18 @@ from store.errors import ErrorStore
 from store.files import FileStore
 from store.job_types import JobTypeStore
 from store.jobs import JobStore
+from store.writes import WriteHealth
 
 
 class Store:
     """All store modules over one connection."""
 
-    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
+    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000,
+                 data_dir=None):
+        """`data_dir`: the embedded store's data folder, whose free space explains a failed
+        write (store/writes.py)."""
         self.db = Database(url, name, timeout_ms)
+        self.writes = WriteHealth(self.db, data_dir)
         self.errors = ErrorStore(self.db)
         self.files = FileStore(self.db)
         self.job_types = JobTypeStore(self.db)
@@ -22,6 +27,7 @@ class Store:
         return self
 
     async def close(self) -> None:
+        await self.writes.close()
         await self.db.close()
 
     async def ping(self) -> bool:

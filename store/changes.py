@@ -14,10 +14,20 @@ Two sources, chosen when the feed starts:
   de-duplicated on (`id`, `last_status_change`). Changes that follow each other within one poll
   collapse to the last one there.
 
-When the stream fails (the store died or restarted) it is reopened, resuming from its last token
-where the store still knows it, and the jobs changed since the last change handed out (minus the
-look-back) are re-read, so changes made while it was down still reach subscribers; `resync()` does
-the same re-read on demand (after the embedded store was restarted under it).
+The stream is never trusted to say it died. nx-27017 ties a cursor to the connection that opened
+it and drops it silently when that connection closes (a cancelled operation, a store restart): the
+next getMore answers "no more" instead of an error, and the driver's `try_next()` then returns None
+forever. It also accepts a resume token older than the change log it keeps and silently skips the
+gap. So the stream runs on a connection of its own that no other operation can close; a stream
+that is no longer `alive`, a resume made by the driver behind our back and a store error all
+restart it; and a liveness check that does not ask the stream compares the newest
+`last_status_change` in the store with the newest one handed out, and restarts the stream when
+the store has stayed ahead for longer than `stale_after` seconds.
+
+A restart opens a new stream (never resuming from a token, which nx-27017 may honour with a gap)
+and then re-reads the jobs changed since the last change handed out (minus the look-back), so
+changes made while it was blind still reach subscribers; `resync()` does the same re-read on demand. Changes
+superseded while the feed was blind arrive as the job's current state.
 
 Either way the feed hands out job documents (without `data` and `results`), each a status change
 not handed out before, in `last_status_change` order per batch.
@@ -30,10 +40,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from pymongo import monitoring
 from pymongo.errors import OperationFailure, PyMongoError
 
 from core.times import now_ms
 from store.jobs import JobFilter, JobStore
+from store.reads import find_page
 
 log = logging.getLogger("jobdeck.changes")
 
@@ -50,36 +62,81 @@ TAIL_INTERVAL = 0.05
 TAIL_LOOKBACK_MS = 2000
 TAIL_LIMIT = 5000
 RETRY_DELAY = 1.0
+STALE_AFTER = 2.0         # seconds the store may stay ahead of the feed before it restarts
 REMEMBERED_JOBS = 200_000  # jobs whose last handed-out change is kept to drop non-status updates
 
 OnJobs = Callable[[list[dict]], Awaitable[None]]
+
+
+class StreamLost(Exception):
+    """The change stream stopped without an error the driver raised (see the module text)."""
 
 
 def change_key(job: dict) -> tuple[int, int]:
     return job["id"], job["last_status_change"]
 
 
+class StreamOpenings(monitoring.CommandListener):
+    """Counts the change streams opened on the feed's own client: one the feed did not open
+    itself is the driver resuming on its own, which on nx-27017 may have skipped history."""
+
+    def __init__(self):
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "aggregate" and any(
+                "$changeStream" in stage for stage in event.command.get("pipeline", ())):
+            self.count += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
 class JobChangeFeed:
     """Calls `on_jobs(jobs)` with each batch of new status changes until stopped."""
 
-    def __init__(self, store, on_jobs: OnJobs, use_change_stream: bool = True):
+    def __init__(self, store, on_jobs: OnJobs, use_change_stream: bool = True,
+                 stale_after: float = STALE_AFTER):
+        self.store = store
         self.jobs = store.db["jobs"]
         self.job_store = store.jobs
         self.on_jobs = on_jobs
         self.use_change_stream = use_change_stream
+        self.stale_after = stale_after
         self.mode: str | None = None
+        self.restarts = 0
+        self.max_lag = 0.0
+        self._openings = StreamOpenings()
+        self._stream_client = None
         self._stream = None
-        self._token = None
+        self._opened = 0
         self._task: asyncio.Task | None = None
         self._last_change: OrderedDict[int, int] = OrderedDict()
-        # The newest last_status_change handed out (or the start): re-reads begin there.
+        # The newest last_status_change seen in a handed-out batch (or the start): re-reads begin
+        # there, and the liveness check compares the store's newest against it.
         self._watermark = 0
+        self._checked_at = 0.0
+        # (newest last_status_change in the store, monotonic time first seen) while behind.
+        self._behind: tuple[int, float] | None = None
+
+    @property
+    def lag(self) -> float:
+        """Seconds since the liveness check first saw, in the store, a change newer than any
+        handed out that is still not handed out (0 when caught up)."""
+        if self._behind is None:
+            return 0.0
+        return time.monotonic() - self._behind[1]
 
     async def start(self) -> None:
         """Open the source before returning, so changes committed from now on are all seen."""
         if self.use_change_stream:
             try:
                 self._watermark = now_ms()
+                self._stream_client = self.store.db.dedicated_client(
+                    event_listeners=[self._openings])
                 self._stream = await self._open_stream()
                 self.mode = "change-stream"
                 self._task = asyncio.create_task(self._follow_stream())
@@ -87,6 +144,7 @@ class JobChangeFeed:
             except OperationFailure as exc:
                 log.info("no change streams on this store (%s); tailing last_status_change",
                          exc)
+                await self._close_stream_client()
         self.mode = "tail"
         watermark = await self._newest_change()
         self._task = asyncio.create_task(self._tail(watermark))
@@ -100,6 +158,12 @@ class JobChangeFeed:
             with contextlib.suppress(PyMongoError):
                 await self._stream.close()
             self._stream = None
+        await self._close_stream_client()
+
+    async def _close_stream_client(self) -> None:
+        if self._stream_client is not None:
+            await self._stream_client.close()
+            self._stream_client = None
 
     # -- handing out -------------------------------------------------------------------------
 
@@ -118,9 +182,14 @@ class JobChangeFeed:
         return fresh
 
     async def _hand_out(self, jobs: list[dict]) -> None:
+        if jobs:
+            self._watermark = max(self._watermark,
+                                  max(job["last_status_change"] for job in jobs))
+            if self._behind is not None and self._watermark >= self._behind[0]:
+                self.max_lag = max(self.max_lag, self.lag)
+                self._behind = None
         fresh = self._fresh(jobs)
         if fresh:
-            self._watermark = max(self._watermark, fresh[-1]["last_status_change"])
             try:
                 await self.on_jobs(fresh)
             except Exception:
@@ -128,39 +197,71 @@ class JobChangeFeed:
 
     # -- change stream -----------------------------------------------------------------------
 
-    async def _open_stream(self, resume_after=None):
-        return await self.jobs.watch(full_document="updateLookup", resume_after=resume_after,
-                                     max_await_time_ms=MAX_AWAIT_MS, batch_size=STREAM_BATCH)
+    async def _open_stream(self):
+        collection = self._stream_client[self.jobs.database.name]["jobs"]
+        stream = await collection.watch(full_document="updateLookup",
+                                        max_await_time_ms=MAX_AWAIT_MS, batch_size=STREAM_BATCH)
+        self._opened = self._openings.count
+        return stream
 
     async def _follow_stream(self) -> None:
-        """Follow the stream; on a store error drop it and retry until the store answers."""
+        """Follow the stream; restart it whenever it fails, ends or falls behind the store."""
+        failing_since = None
         while True:
             try:
                 if self._stream is None:
                     await self._reopen()
+                    if failing_since is not None:
+                        log.info("job change stream restarted after %.1f s",
+                                    time.monotonic() - failing_since)
+                        failing_since = None
                 events = await self._next_events()
                 if events:
                     await self._hand_out(await self._images(events))
-            except PyMongoError as exc:
-                if self._stream is not None:
-                    log.warning("job change stream failed (%s); reopening", exc)
-                    self._token = self._stream.resume_token or self._token
-                    with contextlib.suppress(PyMongoError):
-                        await self._stream.close()
-                    self._stream = None
-                await asyncio.sleep(RETRY_DELAY)
+                if self._openings.count != self._opened:
+                    # The driver resumed the stream by itself: re-read what a resume may skip.
+                    self._opened = self._openings.count
+                    self.restarts += 1
+                    log.warning("the driver resumed the job change stream; re-reading changes")
+                    await self._catch_up()
+                await self._check_liveness()
+            except (PyMongoError, StreamLost) as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    self.restarts += 1
+                    log.warning("job change stream lost (%s); restarting it", exc)
+                await self._drop_stream()
+                await asyncio.sleep(RETRY_DELAY if isinstance(exc, PyMongoError) else 0)
+
+    async def _drop_stream(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(PyMongoError):
+                await self._stream.close()
+            self._stream = None
 
     async def _reopen(self) -> None:
-        """Open the stream again (resumed when the store still knows the token), then re-read
-        what changed since the watermark: whatever the stream missed meanwhile."""
-        try:
-            stream = await self._open_stream(resume_after=self._token)
-        except OperationFailure as exc:
-            log.info("the job change stream cannot resume (%s); opening a new one", exc)
-            stream = await self._open_stream()
-        self._stream = stream
+        """Open a new stream, then re-read what changed since the watermark: whatever the old
+        stream missed. Changes committed after the opening are in the new stream."""
+        self._stream = await self._open_stream()
         await self._catch_up()
-        log.info("job change stream reopened")
+
+    async def _check_liveness(self) -> None:
+        """Raise StreamLost when the store has held a change newer than any handed out for
+        longer than `stale_after`, whatever the stream says. One read per quarter bound."""
+        now = time.monotonic()
+        if now - self._checked_at < self.stale_after / 4:
+            return
+        self._checked_at = now
+        newest = await self._newest_change()
+        if self._behind is None:
+            if newest > self._watermark:
+                self._behind = (newest, now)
+            return
+        self.max_lag = max(self.max_lag, self.lag)
+        if self.lag > self.stale_after:
+            self._behind = None
+            raise StreamLost(f"the store holds changes {self.lag:.1f} s older than any the "
+                             "stream delivered")
 
     async def resync(self) -> None:
         """Re-read the jobs changed since the last change handed out (a no-op unless following
@@ -181,10 +282,17 @@ class JobChangeFeed:
                 return
             after = (jobs[-1]["last_status_change"], jobs[-1]["id"])
 
+    async def _next_event(self):
+        """The next event, None if there is none yet; StreamLost if the stream has ended."""
+        event = await self._stream.try_next()
+        if event is None and not self._stream.alive:
+            raise StreamLost("the store ended the job change stream")
+        return event
+
     async def _next_events(self) -> list[dict]:
         """Every event available now (waiting briefly for the first one)."""
         began = time.monotonic()
-        event = await self._stream.try_next()
+        event = await self._next_event()
         if event is None:
             idle = IDLE_POLL - (time.monotonic() - began)
             if idle > 0:
@@ -192,7 +300,7 @@ class JobChangeFeed:
             return []
         events = [event]
         while len(events) < STREAM_BATCH:
-            event = await self._stream.try_next()
+            event = await self._next_event()
             if event is None:
                 break
             events.append(event)
@@ -213,8 +321,9 @@ class JobChangeFeed:
         ids = {event["documentKey"]["_id"] for event in wanted}
         ids |= {int(key) for key in ids if isinstance(key, str) and key.isdigit()}
         # Keyed by str(_id): nx-27017 reports an integer `_id` in documentKey as text.
-        current = {str(doc.pop("_id")): doc for doc in
-                   await self.jobs.find({"_id": {"$in": list(ids)}}, ROW_PROJECTION).to_list()}
+        found = await find_page(self.jobs, {"_id": {"$in": list(ids)}}, projection=ROW_PROJECTION,
+                                limit=len(ids))
+        current = {str(doc.pop("_id")): doc for doc in found}
         images = []
         for event in wanted:
             doc = current.get(str(event["documentKey"]["_id"]))
@@ -239,10 +348,10 @@ class JobChangeFeed:
         while True:
             try:
                 since = watermark - TAIL_LOOKBACK_MS
-                jobs = await (self.jobs.find({"last_status_change": {"$gte": since}},
-                                             ROW_PROJECTION)
-                              .sort([("last_status_change", 1), ("id", 1)])
-                              .limit(TAIL_LIMIT).to_list())
+                jobs = await find_page(self.jobs, {"last_status_change": {"$gte": since}},
+                                       projection=ROW_PROJECTION,
+                                       sort=[("last_status_change", 1), ("id", 1)],
+                                       limit=TAIL_LIMIT)
             except PyMongoError as exc:
                 log.warning("tailing job changes failed (%s); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY)
@@ -280,6 +389,5 @@ async def job_updates_after(jobs: JobStore, flt: JobFilter, after: tuple[int, in
         query = {"$and": [query, {"$or": [
             {"last_status_change": {"$gt": changed}},
             {"last_status_change": changed, "id": {"$gt": job_id}}]}]}
-    cursor = (jobs.jobs.find(query, ROW_PROJECTION)
-              .sort([("last_status_change", 1), ("id", 1)]).limit(limit))
-    return await cursor.to_list()
+    return await find_page(jobs.jobs, query, projection=ROW_PROJECTION,
+                           sort=[("last_status_change", 1), ("id", 1)], limit=limit)

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.model import BUILTIN_ERRORS
 from core.times import now_ms
+from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 
 COUNTED = ("jobs", "job_exes", "job_types", "job_type_revs", "trigger_events", "errors",
            "workspaces", "files", "nodes")
@@ -76,13 +77,38 @@ class Database:
         # operation in flight. No socketTimeoutMS: with one set, nx-27017's change stream stops
         # delivering events. Writes are acknowledged only once journaled (j: true; nx-27017
         # commits each write to its SQLite WAL with synchronous=FULL), so a 201 survives a crash.
-        self.client = AsyncMongoClient(url, serverSelectionTimeoutMS=timeout_ms,
-                                       connectTimeoutMS=max(timeout_ms, 30000), w=1,
-                                       journal=True)
+        self._url = url
+        self._options = {"serverSelectionTimeoutMS": timeout_ms,
+                         "connectTimeoutMS": max(timeout_ms, 30000), "w": 1, "journal": True}
+        self.client = AsyncMongoClient(url, **self._options)
         self.db = self.client[name]
+        self.leftovers: list[tuple[str, dict]] = []  # see remove_leftover
+
+    def dedicated_client(self, **options) -> AsyncMongoClient:
+        """A client with one connection of its own, for a cursor that must outlive what other
+        operations do: nx-27017 drops a cursor silently when its connection closes, and a
+        cancelled operation closes the pooled connection it ran on."""
+        return AsyncMongoClient(self._url, **self._options, maxPoolSize=1, **options)
 
     def __getitem__(self, collection: str):
         return self.db[collection]
+
+    async def remove_leftover(self, collection: str, key: dict) -> None:
+        """Delete the one document matching `key` that a refused write left pointing nowhere (a
+        submission's execution or event when its job could not be written). If the store refuses
+        that too (a full disk), it is deleted once the store writes again: store/writes.py calls
+        remove_leftovers. Kept in memory only: a restart in between leaves it."""
+        try:
+            await self.db[collection].delete_one(key)
+        except PyMongoError:
+            self.leftovers.append((collection, key))
+
+    async def remove_leftovers(self) -> int:
+        """Retry the deletes remove_leftover could not make; how many are still left."""
+        left, self.leftovers = self.leftovers, []
+        for collection, key in left:
+            await self.remove_leftover(collection, key)
+        return len(self.leftovers)
 
     async def close(self) -> None:
         await self.client.close()
@@ -120,19 +146,28 @@ class Database:
     async def next_ids(self, name: str, count: int) -> range:
         """Reserve `count` consecutive ids. A counter that is missing (a collection outside
         COUNTED, or a counters document lost while running) is first rebuilt from the highest
-        id present, never restarted at 1: nx-27017 cannot enforce a unique index on `id`."""
+        id present, never restarted at 1: nx-27017 cannot enforce a unique index on `id`.
+
+        nx-27017 answers a failed findAndModify as "no such counter", so the increment is tried
+        once more with the counter known to exist (seen, or made here): None again is a write
+        the store failed, StoreWriteFailed."""
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
-        for _ in range(2):
-            doc = await self.db.counters.find_one_and_update(
-                {"_id": name}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER)
-            if doc is not None:
-                return range(doc["seq"] - count + 1, doc["seq"] + 1)
-            await self._init_counter(name)
-        raise RuntimeError(f"the {name} id counter could not be created")
+        doc = await self._increment(name, count)
+        if doc is None:
+            if await self.db.counters.find_one({"_id": name}, {"_id": 1}) is None:
+                await self._init_counter(name)
+            doc = await self._increment(name, count)
+            if doc is None:
+                raise StoreWriteFailed("counters", name)
+        return range(doc["seq"] - count + 1, doc["seq"] + 1)
+
+    async def _increment(self, name: str, count: int) -> dict | None:
+        return await self.db.counters.find_one_and_update(
+            {"_id": name}, {"$inc": {"seq": count}}, return_document=ReturnDocument.AFTER)
 
     async def _seed_errors(self) -> None:
-        known = {doc["name"] async for doc in self.db.errors.find({}, {"name": 1})}
+        known = {doc["name"] for doc in await find_all(self.db.errors, {}, projection={"name": 1})}
         for name, title, description, category in BUILTIN_ERRORS:
             if name in known:
                 continue
@@ -147,19 +182,18 @@ class Database:
 
     async def count(self, collection: str, query: dict) -> int:
         """`$match` + `$count`: fast everywhere (nx-27017's count_documents scans the table)."""
-        cursor = await self.db[collection].aggregate([{"$match": query}, {"$count": "n"}])
-        rows = await cursor.to_list()
+        rows = await aggregate_all(self.db[collection], [{"$match": query}, {"$count": "n"}])
         return rows[0]["n"] if rows else 0
 
     async def by_ids(self, collection: str, ids, projection=None) -> dict[int, dict]:
-        """{id: document}; in ID_KEYED collections by `_id` first, then by `id` for the rest."""
+        """{id: document}; in ID_KEYED collections by `_id` first, then by `id` for the rest.
+        Ids are unique, so each lookup is one page of at most len(ids) documents."""
         ids = sorted({i for i in ids if i is not None})
         found: dict[int, dict] = {}
-        if ids and collection in ID_KEYED:
-            cursor = self.db[collection].find({"_id": {"$in": ids}}, projection)
-            found = {doc["id"]: doc async for doc in cursor}
-            ids = [i for i in ids if i not in found]
-        if ids:
-            cursor = self.db[collection].find({"id": {"$in": ids}}, projection)
-            found.update({doc["id"]: doc async for doc in cursor})
+        for key in ("_id", "id") if collection in ID_KEYED else ("id",):
+            if ids:
+                docs = await find_page(self.db[collection], {key: {"$in": ids}},
+                                       projection=projection, sort=[(key, 1)], limit=len(ids))
+                found.update((doc["id"], doc) for doc in docs)
+                ids = [i for i in ids if i not in found]
         return found

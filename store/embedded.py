@@ -8,6 +8,14 @@ lifetime is tied to ours: it is stopped with ``stop()``, and it also
 stops itself within a second if we die without stopping it. While we
 run, ``supervise()`` restarts it on the same data dir and port if it
 dies, so our client reconnects to it without being rebuilt.
+
+nx runs in its ``--data-dir`` mode: each logical database is its own SQLite
+file, ``<name>.db`` in the data dir, so no other database name can read,
+write or drop Jobdeck's. (Its ``--db FILE`` mode, used before, kept every
+database name on one set of tables: an insert into ``other.jobs`` showed up
+in ``jobdeck.jobs``, and dropping ``other`` emptied ``jobdeck``.) The file
+that mode wrote, ``jobdeck.db``, is where data-dir mode keeps the database
+``jobdeck``, so an existing install finds its data unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,6 +52,11 @@ _LOG_TAIL_BYTES = 4000
 WATCH_INTERVAL = 0.2
 RESTART_DELAY = 0.5
 RESTART_DELAY_MAX = 10.0
+# The database the server uses unless configured otherwise, and the one file nx's old single-file
+# mode kept every database in (DATA_DIR/jobdeck.db).
+DEFAULT_DB = "jobdeck"
+# nx-27017 maps a database name to a file name, and answers ok: 0 for any name not like this.
+_NX_DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class EmbeddedStoreError(RuntimeError):
@@ -157,14 +172,75 @@ def _tail(path: Path) -> str:
         return "(no log)"
 
 
-class EmbeddedMongo:
-    """One embedded store process serving ``data_dir`` on a loopback port."""
+def _fold_wal(path: Path) -> None:
+    """Checkpoint a stopped SQLite database's write-ahead log into the file and remove the log,
+    so the file alone holds every committed write. Raises EmbeddedStoreError if it cannot."""
+    conn = sqlite3.connect(path)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    wal = Path(f"{path}-wal")
+    if busy or (wal.exists() and wal.stat().st_size):
+        raise EmbeddedStoreError(f"could not fold the write-ahead log {wal} into {path}; "
+                                 "is another process using it?")
+    wal.unlink(missing_ok=True)
+    Path(f"{path}-shm").unlink(missing_ok=True)
 
-    def __init__(self, data_dir: str | os.PathLike[str], kind: str = "nx") -> None:
+
+# SQLite result codes that say the file could not be read, not that it is damaged.
+_ACCESS_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_PERM",
+                  "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_AUTH", "SQLITE_NOMEM",
+                  "SQLITE_FULL")
+
+
+class StoreFileError(EmbeddedStoreError):
+    """A store file in the data dir is not a database SQLite can read."""
+
+
+def check_store_file(path: Path) -> None:
+    """Raise StoreFileError, one line naming the file and the way out, when ``path`` exists but
+    SQLite cannot read it as a database (not SQLite at all, or a damaged header or schema): nx
+    would otherwise die on it with a traceback at the first command. Reads the header and the
+    schema only, so it takes milliseconds at any size."""
+    if not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if (getattr(exc, "sqlite_errorname", "") or "").startswith(_ACCESS_ERRORS):
+            # Locked, unreadable, out of space: the file may be fine, so no advice to replace it.
+            raise StoreFileError(f"cannot read the store file {path}: {exc}") from None
+        raise StoreFileError(
+            f"the store file {path} is not a usable SQLite database ({exc}): restore a backup "
+            f"(python server.py restore BACKUP --data-dir {path.parent} --force), or move the "
+            "file and its -wal and -shm files aside to start with an empty store") from None
+
+
+class EmbeddedMongo:
+    """One embedded store process serving ``data_dir`` on a loopback port.
+
+    ``db_name``, when given, is the database the server will use: nx checks that it can be a file
+    name, and a data dir last served by nx's old single-file mode has that file, ``jobdeck.db``,
+    renamed to ``<db_name>.db`` once, so the data stays that database's.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], kind: str = "nx",
+                 db_name: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown store kind {kind!r}; expected one of {KINDS}")
+        if kind == "nx" and db_name is not None and not _NX_DB_NAME.fullmatch(db_name):
+            raise ValueError(
+                f"database name {db_name!r} cannot be used with the embedded nx-27017 store, "
+                "which keeps each database in a file named after it: use 1-64 letters, digits, "
+                "'_' or '-', starting with a letter or digit")
         self.data_dir = Path(data_dir).resolve()
         self.kind = kind
+        self.db_name = db_name
         self._proc: subprocess.Popen | None = None
         self._url: str | None = None
         self._port: int | None = None
@@ -198,6 +274,10 @@ class EmbeddedMongo:
     def name(self) -> str:
         return "nx-27017" if self.kind == "nx" else "SecantusDB"
 
+    def db_file(self, name: str) -> Path:
+        """The SQLite file nx keeps the logical database ``name`` in."""
+        return self.data_dir / f"{name}.db"
+
     def is_alive(self) -> bool:
         """Whether the store process is still running."""
         return self._proc is not None and self._proc.poll() is None
@@ -206,12 +286,14 @@ class EmbeddedMongo:
         """The child's argv: bootstrap, then the store's console-script entry."""
         launcher = [sys.executable, "-c", _BOOTSTRAP, str(os.getpid())]
         if self.kind == "nx":
-            # --log-file is discarded because nx also logs everything to
+            # --data-dir: one <name>.db per logical database (see the module docstring); nx
+            # lists databases from the *.db files there, so our logs and pid files are no
+            # trouble. --log-file is discarded because nx also logs everything to
             # stderr, which we capture in nx-27017.log together with the
             # tracebacks (e.g. a failed bind) that its file log never gets.
             return launcher + [
                 "nx_27017.nx_27017:main",
-                "--db", str(self.data_dir / "jobdeck.db"),
+                "--data-dir", str(self.data_dir),
                 "--host", "127.0.0.1",
                 "-p", str(port),
                 "--log-file", os.devnull,
@@ -235,6 +317,8 @@ class EmbeddedMongo:
             return self._url
         self._stopped = False
         self._clear_leftovers()
+        self._check_files()
+        self._adopt_single_file()
         timeout = READY_TIMEOUT[self.kind] if ready_timeout is None else ready_timeout
         for _ in range(PORT_ATTEMPTS):
             port = _free_port()
@@ -303,6 +387,37 @@ class EmbeddedMongo:
         # nx refuses to start if its own pid file names a live process,
         # which after a crash may be an unrelated one reusing the pid.
         _kill_stale(self.data_dir / "nx-27017.pid")
+
+    def _check_files(self) -> None:
+        """Fail with one line (StoreFileError) before nx starts on a file it cannot read: its own
+        ``admin.db``, the server's database, and the old single-file ``jobdeck.db`` that
+        ``_adopt_single_file`` would take over."""
+        if self.kind != "nx":
+            return
+        names = ["admin", self.db_name or DEFAULT_DB]
+        if not self.db_file("admin").exists():
+            names.append(DEFAULT_DB)
+        for name in dict.fromkeys(names):
+            check_store_file(self.db_file(name))
+
+    def _adopt_single_file(self) -> None:
+        """Give ``db_name`` the data nx's old single-file mode kept in ``jobdeck.db``.
+
+        That mode served every database name from that one file, so an install configured
+        with another name had its data there. Data-dir mode reads ``<db_name>.db``, so the file
+        is renamed, once, before nx starts: only when the data dir has no ``admin.db`` (nx
+        makes one at every start in data-dir mode, never in the old mode) and no
+        ``<db_name>.db`` yet. For the default name nothing moves.
+        """
+        if self.kind != "nx" or self.db_name in (None, DEFAULT_DB):
+            return
+        legacy, target = self.db_file(DEFAULT_DB), self.db_file(self.db_name)
+        if not legacy.is_file() or target.exists() or self.db_file("admin").exists():
+            return
+        _fold_wal(legacy)
+        legacy.rename(target)
+        log.warning("moved %s, written by the old single-file store, to %s: it holds the "
+                    "data of the database %r", legacy, target, self.db_name)
 
     def _spawn(self, port: int) -> None:
         with self.log_path.open("ab") as log:

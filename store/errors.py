@@ -5,6 +5,7 @@ from pymongo.errors import DuplicateKeyError
 from core.model import ERROR_CATEGORIES
 from core.times import now_ms
 from store.db import Database
+from store.reads import find_all, find_page
 
 
 class ErrorStore:
@@ -13,8 +14,8 @@ class ErrorStore:
 
     async def list_errors(self, page: int, page_size: int) -> tuple[int, list[dict]]:
         count = await self.db.count("errors", {})
-        cursor = self.db["errors"].find({}).sort("id", 1).skip((page - 1) * page_size).limit(page_size)
-        return count, await cursor.to_list()
+        return count, await find_page(self.db["errors"], {}, sort=[("id", 1)],
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def get(self, error_id: int) -> dict | None:
         return await self.db["errors"].find_one({"id": error_id})
@@ -22,8 +23,16 @@ class ErrorStore:
     async def by_name(self, name: str) -> dict | None:
         return await self.db["errors"].find_one({"name": name})
 
+    async def by_names(self, names) -> list[dict]:
+        """The errors with these names, by id."""
+        names = sorted(set(names))
+        if not names:
+            return []
+        return await find_all(self.db["errors"], {"name": {"$in": names}})
+
     async def names(self) -> set[str]:
-        return {doc["name"] async for doc in self.db["errors"].find({}, {"name": 1})}
+        return {doc["name"] for doc in await find_all(self.db["errors"], {},
+                                                      projection={"name": 1})}
 
     async def create(self, name: str, title: str | None, description: str | None,
                      category: str) -> dict:

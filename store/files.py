@@ -6,6 +6,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core.times import now_ms
 from store.db import Database
+from store.reads import find_all
 
 
 class FileStore:
@@ -33,7 +34,7 @@ class FileStore:
         return await self.db.by_ids("workspaces", ids)
 
     async def list_workspaces(self) -> list[dict]:
-        return await self.db["workspaces"].find({}).sort("id", 1).to_list()
+        return await find_all(self.db["workspaces"], {})
 
     async def create_file(self, workspace_id: int, file_name: str, media_type: str,
                           file_size: int, file_path: str, product_of: dict | None = None,
@@ -61,4 +62,4 @@ class FileStore:
         return await self.db.by_ids("files", ids)
 
     async def products_of_job(self, job_id: int) -> list[dict]:
-        return await self.db["files"].find({"job_id": job_id}).sort("id", 1).to_list()
+        return await find_all(self.db["files"], {"job_id": job_id})

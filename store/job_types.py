@@ -3,6 +3,7 @@
 from core.model import JOB_TYPE_DEFAULTS
 from core.times import now_ms
 from store.db import Database, time_span
+from store.reads import aggregate_all, find_all, find_page
 
 
 class JobTypeExists(ValueError):
@@ -66,7 +67,8 @@ class JobTypeStore:
             query["name"] = {"$in": list(names)}
         if categories:
             query["category"] = {"$in": list(categories)}
-        return {doc["id"] async for doc in self.db["job_types"].find(query, {"id": 1})}
+        return {doc["id"] for doc in await find_all(self.db["job_types"], query,
+                                                    projection={"id": 1})}
 
     async def list_job_types(self, names=(), categories=(), started=None, ended=None,
                              order=(("last_modified", 1), ("id", 1)), page=1, page_size=100):
@@ -79,12 +81,11 @@ class JobTypeStore:
         if span:
             query["last_modified"] = span
         count = await self.db.count("job_types", query)
-        cursor = (self.db["job_types"].find(query).sort(list(order))
-                  .skip((page - 1) * page_size).limit(page_size))
-        return count, await cursor.to_list()
+        return count, await find_page(self.db["job_types"], query, sort=list(order),
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def all_job_types(self) -> list[dict]:
-        return await self.db["job_types"].find({}).sort("id", 1).to_list()
+        return await find_all(self.db["job_types"], {})
 
     async def job_counts(self, type_id: int, since: int) -> list[dict]:
         """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since.
@@ -111,10 +112,10 @@ class JobTypeStore:
 
     async def _grouped(self, match: dict, key: str) -> dict:
         """{value of `key`: {count, most_recent}} over the jobs matching `match`."""
-        cursor = await self.db["jobs"].aggregate([
+        rows = await aggregate_all(self.db["jobs"], [
             {"$match": match},
             {"$group": {"_id": key, "count": {"$sum": 1},
                         "most_recent": {"$max": "$last_status_change"}}},
         ])
         return {row["_id"]: {"count": row["count"], "most_recent": row["most_recent"]}
-                async for row in cursor}
+                for row in rows}

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from pymongo import ReturnDocument
+from pymongo.errors import OperationFailure
 
 from core.model import (
     CANCELABLE_JOB_STATUSES,
@@ -19,6 +20,7 @@ from core.model import (
 )
 from core.times import now_ms
 from store.db import Database, time_span
+from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 
 AFTER = ReturnDocument.AFTER
 
@@ -91,6 +93,11 @@ class JobStore:
     # `$in` is checked on the document read by id, and the update is conditioned on the values
     # read, by equality only; a concurrent change makes that update miss, and it is retried.
 
+    # nx-27017 also answers a findAndModify that failed (a full disk, any error) exactly like one
+    # that matched nothing. So a conditional update that returns None is confirmed by reading
+    # the document: one that is there and still meets the condition means the write failed, and
+    # StoreWriteFailed (a 503) is raised instead of reporting a lost race. Only that path reads.
+
     @staticmethod
     async def _by_id(collection, doc_id: int, projection=None) -> tuple[str, dict | None]:
         """The document and the key (`_id` or `id`) it was found by."""
@@ -114,16 +121,21 @@ class JobStore:
 
     @classmethod
     async def _update_one(cls, collection, doc_id: int, cond: dict, update: dict):
-        """Atomic conditional update by id; the document after it, or None if none matched."""
+        """Atomic conditional update by id; the document after it, or None if none matched.
+        Raises StoreWriteFailed when the store failed the write without saying so."""
+        fields = {"_id": 1, **dict.fromkeys(cond, 1)}
         if not any(isinstance(v, dict) for v in cond.values()):
-            doc = await collection.find_one_and_update({"_id": doc_id, **cond}, update,
-                                                       return_document=AFTER)
-            if doc is None:
-                doc = await collection.find_one_and_update({"id": doc_id, **cond}, update,
+            for key in ("_id", "id"):
+                doc = await collection.find_one_and_update({key: doc_id, **cond}, update,
                                                            return_document=AFTER)
-            return doc
+                if doc is not None:
+                    return doc
+                current = await collection.find_one({key: doc_id}, fields)
+                if current is not None:
+                    return cls._missed(collection, doc_id, current, cond)
+            return None
+        key, current = await cls._by_id(collection, doc_id, fields)
         for _ in range(CONDITION_RETRIES):
-            key, current = await cls._by_id(collection, doc_id, dict.fromkeys(cond, 1))
             if current is None or not cls._meets(current, cond):
                 return None
             seen = {k: current.get(k) for k in cond}
@@ -131,7 +143,17 @@ class JobStore:
                                                        return_document=AFTER)
             if doc is not None:
                 return doc
+            current = await collection.find_one({key: doc_id}, fields)
+            if current is not None:
+                cls._missed(collection, doc_id, current, seen)
         return None
+
+    @classmethod
+    def _missed(cls, collection, doc_id: int, current: dict, cond: dict) -> None:
+        """None for an update that missed `current` because it changed; StoreWriteFailed if
+        `current` meets the update's condition, so the store failed the write."""
+        if cls._meets(current, cond):
+            raise StoreWriteFailed(collection.name, doc_id)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -167,9 +189,8 @@ class JobStore:
         sort = list(order)
         if not any(name == "id" for name, _ in sort):
             sort.append(("id", 1))
-        cursor = (self.jobs.find(query, projection).sort(sort)
-                  .skip((page - 1) * page_size).limit(page_size))
-        return count, await cursor.to_list()
+        return count, await find_page(self.jobs, query, projection=projection, sort=sort,
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def count_jobs(self, query: dict) -> int:
         """Count as a sum of equality counts over the `$in` values of status and job type.
@@ -191,7 +212,7 @@ class JobStore:
 
     async def exes_for_job(self, job_id: int) -> list[dict]:
         """Executions, newest first."""
-        return await self.exes.find({"job_id": job_id}).sort("id", -1).to_list()
+        return await find_all(self.exes, {"job_id": job_id}, descending=True)
 
     async def exes_by_ids(self, ids) -> dict[int, dict]:
         return await self.db.by_ids("job_exes", ids)
@@ -215,18 +236,17 @@ class JobStore:
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
         sort = list(order) + ([("id", 1)] if not any(n == "id" for n, _ in order) else [])
-        cursor = self.exes.find(query).sort(sort).skip((page - 1) * page_size).limit(page_size)
-        return count, await cursor.to_list()
+        return count, await find_page(self.exes, query, sort=sort,
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def queue_status(self) -> list[dict]:
         """Queued jobs per job type: count, oldest `queued` and best (lowest) priority."""
-        cursor = await self.jobs.aggregate([
+        return await aggregate_all(self.jobs, [
             {"$match": {"status": "QUEUED"}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1},
                         "longest_queued": {"$min": "$queued"},
                         "highest_priority": {"$min": "$priority"}}},
         ])
-        return await cursor.to_list()
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -258,6 +278,18 @@ class JobStore:
         await self.db["trigger_events"].insert_one(event)
         return event
 
+    async def submit_user_job(self, job_type: dict, data: dict, command_arguments: str,
+                              input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[dict, dict]:
+        """A USER event and the job it submits (submit_job). When the store refuses a write (a
+        full disk) the event goes again, if the store lets it: nothing half-written stays."""
+        event = await self.create_event("USER", {"user": "Anonymous"})
+        try:
+            return await self.submit_job(job_type, data, event, command_arguments,
+                                         input_file_ids=input_file_ids, disk_in_mb=disk_in_mb)
+        except (StoreWriteFailed, OperationFailure):
+            await self.db.remove_leftover("trigger_events", {"id": event["id"]})
+            raise
+
     async def get_event(self, event_id: int) -> dict | None:
         return await self.db["trigger_events"].find_one({"id": event_id})
 
@@ -278,7 +310,13 @@ class JobStore:
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
         await self.exes.insert_one({"_id": exe["id"], **exe})
         job.update(status="QUEUED", queued=when, num_exes=1, latest_exe_id=exe["id"])
-        await self.jobs.insert_one(job)
+        try:
+            await self.jobs.insert_one(job)
+        except OperationFailure:
+            # Refused (a full disk): no job points at the execution, so it goes (now, or once
+            # the store writes again). After a connection error the job may be there: it stays.
+            await self.db.remove_leftover("job_exes", {"_id": exe["id"]})
+            raise
         return job, exe
 
     # -- transitions -------------------------------------------------------------------------
@@ -317,8 +355,15 @@ class JobStore:
                    "latest_exe_id": exe["id"], **(extra or {})}
         if priority is not None:
             changes["priority"] = priority
-        updated = await self._update_one(self.jobs, job["id"], cond,
-                                         {"$set": changes, "$inc": {"num_exes": 1}})
+        try:
+            updated = await self._update_one(self.jobs, job["id"], cond,
+                                             {"$set": changes, "$inc": {"num_exes": 1}})
+        except (StoreWriteFailed, OperationFailure):
+            # The job was not written, so nothing points at the execution: remove it (now, or
+            # once the store writes again). After a connection error the job may point at it:
+            # it stays.
+            await self.db.remove_leftover("job_exes", {"_id": exe["id"]})
+            raise
         if updated is None:
             await self.exes.delete_one({"_id": exe["id"]})
         return updated
@@ -471,34 +516,31 @@ class JobStore:
 
     async def queued_jobs(self, limit: int) -> list[dict]:
         """QUEUED jobs in scheduling order: lower priority number first, then oldest queued."""
-        cursor = self.jobs.find(
-            {"status": "QUEUED"},
-            {"id": 1, "job_type_id": 1, "latest_exe_id": 1, "priority": 1, "queued": 1,
-             "cpus_required": 1, "mem_required": 1, "disk_in_required": 1,
-             "disk_out_required": 1})
-        return await cursor.sort([("priority", 1), ("queued", 1), ("id", 1)]).limit(
-            limit).to_list()
+        return await find_page(
+            self.jobs, {"status": "QUEUED"},
+            projection={"id": 1, "job_type_id": 1, "latest_exe_id": 1, "priority": 1,
+                        "queued": 1, "cpus_required": 1, "mem_required": 1,
+                        "disk_in_required": 1, "disk_out_required": 1},
+            sort=[("priority", 1), ("queued", 1), ("id", 1)], limit=limit)
 
     async def running_counts_by_type(self) -> dict[int, int]:
         """How many jobs of each job type are RUNNING (for max_scheduled)."""
-        cursor = await self.jobs.aggregate([
+        rows = await aggregate_all(self.jobs, [
             {"$match": {"status": "RUNNING"}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1}}},
         ])
-        return {row["_id"]: row["count"] for row in await cursor.to_list()}
+        return {row["_id"]: row["count"] for row in rows}
 
     async def running_exes_of_node(self, node_id: int) -> list[dict]:
-        return await self.exes.find({"status": "RUNNING", "node_id": node_id}).sort(
-            "id", 1).to_list()
+        return await find_all(self.exes, {"status": "RUNNING", "node_id": node_id})
 
     async def node_usage(self, node_id: int) -> dict:
         """CPUs and memory (MiB) scheduled to the node's RUNNING executions."""
-        cursor = await self.exes.aggregate([
+        rows = await aggregate_all(self.exes, [
             {"$match": {"status": "RUNNING", "node_id": node_id}},
             {"$group": {"_id": None, "cpus": {"$sum": "$cpus_scheduled"},
                         "mem": {"$sum": "$mem_scheduled"}, "count": {"$sum": 1}}},
         ])
-        rows = await cursor.to_list()
         if not rows:
             return {"cpus": 0.0, "mem": 0.0, "count": 0}
         return {"cpus": float(rows[0]["cpus"] or 0), "mem": float(rows[0]["mem"] or 0),

@@ -5,6 +5,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core.times import now_ms
 from store.db import Database
+from store.reads import StoreWriteFailed, find_page
 
 
 class NodeStore:
@@ -13,7 +14,10 @@ class NodeStore:
         self.nodes = db["nodes"]
 
     async def register(self, hostname: str, port: int | None, cpus: float, mem: float) -> dict:
-        """Create or refresh the node for `hostname`, keeping its id and pause state."""
+        """Create or refresh the node for `hostname`, keeping its id and pause state.
+
+        A refresh that returns None while the node exists (its insert is refused as a
+        duplicate) is a write nx-27017 failed silently: StoreWriteFailed."""
         now = now_ms()
         fields = {"port": port, "is_active": True, "archived": None, "last_offer": now,
                   "last_modified": now, "cpus": float(cpus), "mem": float(mem)}
@@ -27,7 +31,12 @@ class NodeStore:
         try:
             await self.nodes.insert_one(doc)
         except DuplicateKeyError:
-            return await self.register(hostname, port, cpus, mem)
+            # Another process registered it first, or the refresh above failed.
+            node = await self.nodes.find_one_and_update(
+                {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+            if node is None:
+                raise StoreWriteFailed("nodes", hostname) from None
+            return node
         return doc
 
     async def get(self, node_id: int) -> dict | None:
@@ -35,8 +44,8 @@ class NodeStore:
 
     async def list_nodes(self, page: int, page_size: int) -> tuple[int, list[dict]]:
         count = await self.db.count("nodes", {})
-        cursor = self.nodes.find({}).sort("id", 1).skip((page - 1) * page_size).limit(page_size)
-        return count, await cursor.to_list()
+        return count, await find_page(self.nodes, {}, sort=[("id", 1)],
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def touch(self, node_id: int) -> None:
         """Record that the node's engine is alive (Scale's last_offer)."""
@@ -47,10 +56,14 @@ class NodeStore:
     async def set_paused(self, node_id: int, is_paused: bool,
                          pause_reason: str | None) -> dict | None:
         """Pause or resume a node (Scale's PATCH /nodes/{id}/): a paused node starts no new
-        executions; running ones go on. Resuming clears the reason."""
+        executions; running ones go on. Resuming clears the reason. None for an unknown node;
+        StoreWriteFailed for a known one the store did not write (nx-27017 says None)."""
         now = now_ms()
-        return await self.nodes.find_one_and_update(
+        node = await self.nodes.find_one_and_update(
             {"id": node_id},
             {"$set": {"is_paused": is_paused, "pause_reason": pause_reason if is_paused else None,
                       "last_modified": now}},
             return_document=ReturnDocument.AFTER)
+        if node is None and await self.nodes.find_one({"id": node_id}, {"_id": 1}) is not None:
+            raise StoreWriteFailed("nodes", node_id)
+        return node

@@ -1,6 +1,7 @@
 """Product files: the files jobs wrote, listed for GET /products/."""
 
 from store.db import Database, time_span
+from store.reads import find_page
 
 
 class ProductStore:
@@ -23,7 +24,6 @@ class ProductStore:
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
         direction = -1 if descending else 1
-        cursor = (self.db["files"].find(query)
-                  .sort([("last_modified", direction), ("id", direction)])
-                  .skip((page - 1) * page_size).limit(page_size))
-        return count, await cursor.to_list()
+        return count, await find_page(self.db["files"], query,
+                                      sort=[("last_modified", direction), ("id", direction)],
+                                      skip=(page - 1) * page_size, limit=page_size)

@@ -16,6 +16,7 @@ import time
 from core.interface import validate_interface
 from core.times import now_ms
 from store.job_types import JobTypeExists
+from store.reads import find_all
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -170,8 +171,8 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
     """
     rng = random.Random(rng_seed)
     job_types = await seed_job_types(store)
-    errors = {doc["name"]: doc["id"] async for doc in store.db["errors"].find({}, {"name": 1,
-                                                                                  "id": 1})}
+    errors = {doc["name"]: doc["id"]
+              for doc in await find_all(store.db["errors"], {}, projection={"name": 1, "id": 1})}
     statuses, status_weights = zip(*STATUS_WEIGHTS.items(), strict=True)
     started = time.perf_counter()
     now = now_ms()

@@ -3,6 +3,8 @@ queue and node use. Each is one `$group` pass (or a few), never a scan per row s
 
 from core.model import JOB_STATUSES
 from store.db import Database
+from store.errors import ErrorStore
+from store.reads import aggregate_all, find_all
 
 MINUTE_MS = 60_000
 FINISHED = ("COMPLETED", "FAILED")
@@ -13,8 +15,7 @@ class StatsStore:
         self.db = db
 
     async def _group(self, collection: str, pipeline: list[dict]) -> list[dict]:
-        cursor = await self.db[collection].aggregate(pipeline)
-        return await cursor.to_list()
+        return await aggregate_all(self.db[collection], pipeline)
 
     async def counts_by_status(self) -> dict[str, int]:
         """Jobs per status right now."""
@@ -60,10 +61,7 @@ class StatsStore:
         return {row["_id"]: row for row in rows}
 
     async def nodes(self) -> list[dict]:
-        return await self.db["nodes"].find({}).sort("id", 1).to_list()
+        return await find_all(self.db["nodes"], {})
 
     async def errors_named(self, names) -> list[dict]:
-        names = sorted(set(names))
-        if not names:
-            return []
-        return await self.db["errors"].find({"name": {"$in": names}}).sort("id", 1).to_list()
+        return await ErrorStore(self.db).by_names(names)

@@ -12,18 +12,25 @@ from live.hub import stop_hub
 from server import make_app
 from store import Store
 from store.embedded import EmbeddedMongo
+from tests.isolation import assert_databases_isolated
 from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
 
 
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory):
-    """MONGO_URL points the tests at a real MongoDB; otherwise an embedded nx-27017."""
+    """MONGO_URL points the tests at a real MongoDB; otherwise an embedded nx-27017. Each test
+    drops its own database there, so the store must keep databases apart (checked once)."""
     if os.environ.get("MONGO_URL"):
+        assert_databases_isolated(os.environ["MONGO_URL"])
         yield os.environ["MONGO_URL"]
         return
     embedded = EmbeddedMongo(tmp_path_factory.mktemp("store"))
-    yield embedded.start()
-    embedded.stop()
+    try:
+        url = embedded.start()
+        assert_databases_isolated(url)
+        yield url
+    finally:
+        embedded.stop()
 
 
 @pytest.fixture

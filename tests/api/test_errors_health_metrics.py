@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from pymongo.errors import WriteError
 
 from core.model import BUILTIN_ERRORS
 from tests.api.conftest import ERROR_KEYS, TIME_FORMAT, assert_plain_error
@@ -41,9 +42,44 @@ async def test_error_details(api):
 async def test_health_pings_the_store(api):
     status, body, headers = await api.get("/health")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
-    assert list(body) == ["status", "store"]
+    assert list(body) == ["status", "store", "live"]
     assert body["status"] == "ok" and body["store"]["reachable"] is True
+    assert list(body["store"]) == ["reachable", "ping_ms", "writable", "problem"]
     assert isinstance(body["store"]["ping_ms"], float)
+    assert (body["store"]["writable"], body["store"]["problem"]) == (True, None)
+    assert body["live"] == {"running": False, "mode": None, "lag_seconds": 0.0,
+                            "max_lag_seconds": 0.0, "restarts": 0}
+
+
+@pytest.mark.gen_test
+async def test_a_write_the_store_refuses_is_a_503_naming_why_until_writes_work(
+        api, store, make, monkeypatch, http_client, base_url):
+    """What nx-27017 answers on a full disk (tests/test_disk_full.py has the real one): a 503
+    with the cause, not the unreachable-store message; /metrics says so until a probe write
+    (made by /health, since a failure was seen) succeeds."""
+    job_type = await make.job_type()
+
+    async def refused(*args, **kwargs):
+        raise WriteError("database or disk is full", 8, {"code": 8,
+                                                         "errmsg": "database or disk is full"})
+
+    monkeypatch.setattr(store.jobs, "create_event", refused)
+    status, body, headers = await api.post("/queue/new-job/", {"job_type_id": job_type["id"]})
+    assert_plain_error(status, body, headers, 503)
+    assert body == ("The job store cannot write: no space left on the store's disk; try again "
+                    "later.\n")
+    assert int(headers["Retry-After"]) > 0
+
+    async def writable() -> str:
+        text = (await http_client.fetch(base_url + "/metrics")).body.decode()
+        return re.search(r"^jobdeck_store_writable (\S+)$", text, re.MULTILINE).group(1)
+
+    assert await writable() == "0.0"
+    monkeypatch.undo()
+    status, health, _ = await api.get("/health")
+    assert (status, health["status"], health["store"]["writable"]) == (200, "ok", True)
+    assert await writable() == "1.0"
+    assert (await api.post("/queue/new-job/", {"job_type_id": job_type["id"]}))[0] == 201
 
 
 @pytest.mark.gen_test

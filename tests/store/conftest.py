@@ -5,28 +5,37 @@ import os
 import uuid
 
 import pytest
+from pymongo import monitoring
 
 from store import Store
 from store.embedded import EmbeddedMongo
+from tests.isolation import assert_databases_isolated
+from tests.store.write_guard import WriteFilterGuard
 
 BACKENDS = ["mongo"] if os.environ.get("MONGO_URL") else ["nx", "secantus"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request, tmp_path_factory):
-    """(kind, url) of one running backend, shared by every store test of the session."""
+    """(kind, url) of one running backend, shared by every store test of the session; checked
+    to keep its databases apart, since each test drops its own there."""
     if request.param == "mongo":
+        assert_databases_isolated(os.environ["MONGO_URL"])
         yield "mongo", os.environ["MONGO_URL"]
         return
     embedded = EmbeddedMongo(tmp_path_factory.mktemp(request.param), kind=request.param)
     url = embedded.start()
-    yield request.param, url
-    embedded.stop()
+    try:
+        assert_databases_isolated(url)
+        yield request.param, url
+    finally:
+        embedded.stop()
 
 
 @pytest.fixture
 def store(backend, io_loop):
-    """A prepared Store on a database no other test uses, dropped afterwards."""
+    """A prepared Store on a database no other test uses, dropped afterwards (on the embedded nx
+    its file goes with it)."""
     store = Store(backend[1], f"test_{uuid.uuid4().hex[:12]}")
     io_loop.run_sync(store.open)
     yield store
@@ -73,3 +82,20 @@ class Maker:
 @pytest.fixture
 def make(store):
     return Maker(store)
+
+
+# Every store client is created after this, so the guard sees every command of the store tests.
+WRITE_GUARD = WriteFilterGuard()
+monitoring.register(WRITE_GUARD)
+
+
+@pytest.fixture(autouse=True)
+def write_guard():
+    """Fails the test if any write filter used `$in`, `$nin` or `$all` (tests/store/write_guard.py
+    says why)."""
+    WRITE_GUARD.take()
+    WRITE_GUARD.armed = True
+    yield WRITE_GUARD
+    WRITE_GUARD.armed = False
+    if flagged := WRITE_GUARD.take():
+        pytest.fail(f"write filters nx-27017 may apply to the wrong document: {flagged}")

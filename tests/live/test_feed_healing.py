@@ -1,0 +1,152 @@
+"""The change feed cannot die silently: a cancelled store read elsewhere leaves its stream alone,
+a stream the store ended without an error is restarted, and a stream that is alive but silent is
+caught by the liveness check. Each restart shows in /health and /metrics."""
+
+import asyncio
+import re
+
+import pytest
+
+from core.times import now_ms
+from live.hub import hub_for
+from store.changes import JobChangeFeed
+from store.jobs import JobFilter
+from tests.live.conftest import Subscriber, until_live
+
+MANY_JOBS = 1500
+
+
+class Collected:
+    """The feed's batches, with a wait for one job's status."""
+
+    def __init__(self):
+        self.jobs: list[dict] = []
+        self.arrived = asyncio.Event()
+
+    async def on_jobs(self, batch: list[dict]) -> None:
+        self.jobs.extend(batch)
+        self.arrived.set()
+
+    async def until(self, job_id: int, status: str, within: float = 5.0) -> None:
+        async def wait():
+            while not any(j["id"] == job_id and j["status"] == status for j in self.jobs):
+                self.arrived.clear()
+                await self.arrived.wait()
+        try:
+            await asyncio.wait_for(wait(), within)
+        except TimeoutError:
+            raise AssertionError(f"job {job_id} {status} not handed out within {within} s") \
+                from None
+
+
+async def many_jobs(store, job_type: dict, count: int = MANY_JOBS) -> None:
+    """PENDING jobs bulk-inserted, so reads of them take several milliseconds."""
+    event = await store.jobs.create_event("USER", {"user": "seed"})
+    ids = await store.db.next_ids("jobs", count)
+    await store.db["jobs"].insert_many([store.jobs.new_job_doc(
+        job_id, job_type, {"input_data": [{"name": "pad", "value": "x" * 200}]}, event,
+        now_ms() - 1000) for job_id in ids])
+
+
+async def cancel_mid_read(read, delay: float = 0.003) -> None:
+    """Start a store read and cancel it after `delay`, while it may be on the wire: the driver
+    then closes the connection it ran on, and nx-27017 drops every cursor that connection
+    opened."""
+    task = asyncio.create_task(read())
+    await asyncio.sleep(delay)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def submit(store, job_type: dict) -> dict:
+    job, _ = await store.jobs.submit_job(job_type, {}, await store.jobs.create_event("USER", {}),
+                                         "")
+    return job
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_cancelled_reads_on_the_shared_connections_leave_the_feed_alive(store, jobs):
+    job_type = await jobs.job_type()
+    await many_jobs(store, job_type)
+    collected = Collected()
+    feed = JobChangeFeed(store, collected.on_jobs)
+    await feed.start()
+    try:
+        for delay_ms in list(range(20)) * 2:  # some cancels land on the wire, whatever the pace
+            await cancel_mid_read(lambda: store.jobs.list_jobs(
+                JobFilter(job_type_ids=[job_type["id"]]), [("id", 1)], 1, 1000), delay_ms / 1000)
+        for _ in range(10):
+            job = await submit(store, job_type)
+            await collected.until(job["id"], "QUEUED")
+    finally:
+        await feed.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_stream_the_store_ended_without_an_error_is_restarted(store, jobs):
+    """The stream's own connection closed under it: nx-27017 answers the next getMore with
+    "no more" and the driver marks the stream dead without raising."""
+    job_type = await jobs.job_type()
+    await many_jobs(store, job_type)
+    collected = Collected()
+    feed = JobChangeFeed(store, collected.on_jobs)
+    await feed.start()
+    try:
+        stream_jobs = feed._stream_client[store.db.db.name]["jobs"]
+        for _ in range(5):
+            await cancel_mid_read(lambda: stream_jobs.find({}).to_list())
+            if feed.restarts:
+                break
+        job = await submit(store, job_type)
+        await collected.until(job["id"], "QUEUED")
+        assert feed.restarts >= 1
+    finally:
+        await feed.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, jobs):
+    """A stream that delivers nothing while the store changes (a resume past a gap, a lost
+    cursor the store still answers for) is restarted once the store stays ahead for
+    `stale_after`, and what it missed is handed out."""
+    job_type = await jobs.job_type()
+    collected = Collected()
+    feed = JobChangeFeed(store, collected.on_jobs, stale_after=0.4)
+    await feed.start()
+    try:
+        silent = await store.db["not_jobs"].watch()
+        old, feed._stream = feed._stream, silent
+        await old.close()
+        job = await submit(store, job_type)
+        await collected.until(job["id"], "QUEUED")
+        assert feed.restarts == 1
+        assert 0.4 < feed.max_lag < 2.0, feed.max_lag
+        assert feed.lag == 0.0
+        later = await submit(store, job_type)
+        await collected.until(later["id"], "QUEUED", within=1.0)
+        assert feed.restarts == 1
+    finally:
+        await feed.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_health_and_metrics_show_the_feeds_restarts_and_lag(store, jobs, api,
+                                                                   http_client, base_url):
+    job_type = await jobs.job_type()
+    subscriber = await Subscriber.connect(base_url)
+    try:
+        await until_live(store, 1)
+        feed = hub_for(store).feed
+        feed.restarts, feed.max_lag = 2, 1.25
+        status, body, _ = await api.get("/health")
+        assert status == 200
+        assert body["live"] == {"running": True, "mode": "change-stream", "lag_seconds": 0.0,
+                                "max_lag_seconds": 1.25, "restarts": 2}
+        text = (await http_client.fetch(base_url + "/metrics")).body.decode()
+        assert re.search(r"^jobdeck_live_feed_restarts_total 2\.0$", text, re.MULTILINE)
+        assert re.search(r"^jobdeck_live_feed_max_lag_seconds 1\.25$", text, re.MULTILINE)
+        assert re.search(r"^jobdeck_live_feed_lag_seconds 0\.0$", text, re.MULTILINE)
+        job = await jobs.submit(job_type)
+        await subscriber.until_row(job["id"], "QUEUED")
+    finally:
+        subscriber.close()
