@@ -299,7 +299,10 @@ class Engine:
             if again:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                # Not wait_for: on Python 3.11 it swallows a cancel that arrives as the wake-up
+                # does (an execution ending as the server stops), and stop() then waits forever.
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
                 # Wake-ups come in bursts (executions ending together): one pass serves them all.
                 await asyncio.sleep(WAKE_SETTLE)
 

@@ -100,7 +100,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         sent: dict[int, str] = {}
         after = None
         serializer = None
-        while True:
+        while not self.subscriber.closed:
             jobs = await job_updates_after(self.store.jobs, self.filter, after, CATCH_UP_BATCH)
             if not jobs or self.subscriber.closed:
                 return sent
@@ -113,6 +113,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
             if len(jobs) < CATCH_UP_BATCH:
                 return sent
             after = (jobs[-1]["last_status_change"], jobs[-1]["id"])
+        return sent
 
     def resume_hint(self, why: str) -> str:
         last = self.subscriber.last_change if self.subscriber else None

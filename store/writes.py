@@ -171,7 +171,7 @@ class WriteHealth:
             return  # the log's slack took the probe; real writes still fail
         self.problem = None
         log.info("the store writes again, after %.0f s (%s)", time.monotonic() - self.since,
-                 problem)
+                 problem.cause)
         # In a task of their own: /health does not wait for them.
         task = asyncio.get_running_loop().create_task(self._recovered())
         self._tasks.add(task)

@@ -1,6 +1,7 @@
 """store/writes.py: what a failed write means, and when the store counts as writing again.
 (A real full disk: tests/store/test_silent_failures.py and tests/test_disk_full.py.)"""
 
+import asyncio
 import logging
 
 import pytest
@@ -69,11 +70,20 @@ class Collection:
             raise self.error
 
 
+class Database(dict):
+    swept = 0
+
+    async def remove_leftovers(self) -> int:
+        self.swept += 1
+        return 0
+
+
 @pytest.mark.gen_test
 async def test_probes_only_while_writes_fail_and_clear_once_one_succeeds(tmp_path, monkeypatch,
                                                                        caplog):
     probe = Collection()
-    writes_health = WriteHealth({writes.PROBE_COLLECTION: probe}, tmp_path)
+    db = Database({writes.PROBE_COLLECTION: probe})
+    writes_health = WriteHealth(db, tmp_path)
     recovered = []
 
     async def on_recovered():
@@ -93,5 +103,7 @@ async def test_probes_only_while_writes_fail_and_clear_once_one_succeeds(tmp_pat
         assert await writes_health.check() is None
     assert "the store writes again" in caplog.text
     assert probe.writes == 3
+    await asyncio.sleep(0)  # leftovers go, then the callbacks run, in a task of their own
+    assert (db.swept, recovered) == (1, [True])
     await writes_health.close()
     assert await writes_health.check() is None and probe.writes == 3
