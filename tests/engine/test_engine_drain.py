@@ -161,3 +161,4 @@ async def test_without_draining_or_at_a_second_sigterm_it_stops_at_once(
     after = await Server(tmp_path, port=server.port).start()
     servers.append(after)
     assert await error_names(after, job_id) == [("FAILED", "scheduler-lost")]
+
