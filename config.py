@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from handlers.auth import token_entry, user_entry
+from core.credentials import token_entry, user_entry
 from handlers.base import LIMIT_DEFAULTS
 
 DEFAULTS = {

@@ -10,7 +10,7 @@ import tornado.web
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from config import SettingsError, load_settings
-from datalock import DataDirInUse, DataDirLock
+from core.datalock import DataDirInUse, DataDirLock
 from engine.service import EngineService
 from handlers.auth import app_settings, login_url, server_auth
 from handlers.base import LimitedApplication, NotFoundHandler, http_server_options

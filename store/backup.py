@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from datalock import LOCK_FILE, DataDirInUse, DataDirLock
+from core.datalock import LOCK_FILE, DataDirInUse, DataDirLock
 
 FORMAT = "jobdeck-backup"
 VERSION = 1

@@ -11,7 +11,7 @@ import urllib.request
 import psutil
 import pytest
 
-from datalock import LOCK_FILE, DataDirInUse, DataDirLock
+from core.datalock import LOCK_FILE, DataDirInUse, DataDirLock
 from tests.test_faults import Server, job_type, submit, until_jobs
 from tests.test_server import ROOT, STARTUP_LIMIT, free_port, start_server, wait_for_line
 from tests.tokens import OPERATOR_TOKEN
