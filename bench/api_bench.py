@@ -31,7 +31,7 @@ from pymongo.errors import PyMongoError
 
 from core.times import now_ms
 from handlers.jobs import LIST_PROJECTION
-from handlers.serializers import Serializer
+from presentation.serializers import Serializer
 from store import Store
 from store.embedded import EmbeddedMongo
 from store.jobs import JobFilter

@@ -13,7 +13,7 @@ from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_ST
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import APIError, BaseHandler
 from handlers.jobs import LIST_PROJECTION, JobListBase
-from handlers.serializers import Serializer, job_type_details, job_type_full
+from presentation.serializers import Serializer, job_type_details, job_type_full
 from store.jobs import JOB_ORDER_FIELDS
 from store.stats import MINUTE_MS, StatsStore
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from core.model import FINAL_JOB_STATUSES
 from core.times import format_ms as t
 from handlers.base import APIError, BaseHandler, check_int64
-from handlers.serializers import Serializer, file_base, node_full, product_base
+from presentation.serializers import Serializer, file_base, node_full, product_base
 from store.nodes import NodeStore
 from store.products import ProductStore
 

@@ -1,7 +1,7 @@
 """/errors/ and /errors/{id}/: the failure reasons jobs can end with."""
 
 from handlers.base import APIError, BaseHandler
-from handlers.serializers import error_full
+from presentation.serializers import error_full
 
 
 class ErrorsHandler(BaseHandler):

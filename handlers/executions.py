@@ -2,7 +2,7 @@
 
 from core.model import EXE_STATUSES
 from handlers.base import APIError, BaseHandler
-from handlers.serializers import Serializer
+from presentation.serializers import Serializer
 from store.jobs import EXE_ORDER_FIELDS
 
 

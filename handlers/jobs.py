@@ -4,7 +4,7 @@ from typing import ClassVar
 
 from core.model import JOB_STATUSES
 from handlers.base import APIError, BaseHandler, sentence
-from handlers.serializers import Serializer
+from presentation.serializers import Serializer
 from store.jobs import JOB_ORDER_FIELDS, InvalidTransition, JobFilter, JobNotFound
 
 LIST_PROJECTION = {"data": 0, "results": 0}

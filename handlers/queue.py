@@ -11,7 +11,7 @@ from core.interface import (
 from core.model import JOB_STATUSES
 from core.times import format_ms, parse_instant
 from handlers.base import APIError, BaseHandler, check_int64
-from handlers.serializers import Serializer
+from presentation.serializers import Serializer
 from store.jobs import JobFilter
 
 MAX_REQUEUE = 10_000

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pymongo.errors import PyMongoError
 
-from handlers.serializers import Serializer
+from presentation.serializers import Serializer
 from store.changes import STALE_AFTER, JobChangeFeed
 
 log = logging.getLogger("jobdeck.live")

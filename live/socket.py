@@ -17,8 +17,8 @@ from tornado.iostream import StreamClosedError
 from config import DEFAULTS
 from handlers.base import APIError
 from handlers.jobs import JobUpdatesHandler
-from handlers.serializers import Serializer
 from live.hub import LiveFilter, Subscriber, hub_for, page
+from presentation.serializers import Serializer
 from store.changes import job_updates_after
 
 log = logging.getLogger("jobdeck.live")
