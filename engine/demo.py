@@ -119,9 +119,8 @@ class Demo:
         kinds = itertools.cycle(["demo-word-count", "demo-sha256", "demo-flaky-sleep"])
         while True:
             try:
-                waiting = await self.store.db.count("jobs", {
-                    "status": "QUEUED",
-                    "job_type_id": {"$in": [t["id"] for t in self.job_types.values()]}})
+                waiting = await self.store.jobs.count_queued(
+                    t["id"] for t in self.job_types.values())
                 if waiting < MAX_WAITING:
                     await self.submit(next(kinds))
             except asyncio.CancelledError:

@@ -30,8 +30,6 @@ from engine.executor import Backend
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
 from store import Store
-from store.engines import EngineStore
-from store.nodes import NodeStore
 
 log = logging.getLogger("jobdeck.engine")
 
@@ -79,8 +77,8 @@ class Engine:
                  backend: Backend | None = None, dead_after: float = 30.0):
         default_cpus, default_mem = machine_capacity()
         self.store = store
-        self.nodes = NodeStore(store.db)
-        self.engines = EngineStore(store.db)
+        self.nodes = store.nodes
+        self.engines = store.engines
         self.data_dir = Path(data_dir).resolve()
         self.cpus = float(cpus) if cpus else default_cpus
         self.mem = float(mem) if mem else default_mem

@@ -13,7 +13,7 @@ from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_ST
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import APIError, BaseHandler
 from handlers.jobs import LIST_PROJECTION, JobListBase
-from presentation.serializers import Serializer, job_type_details, job_type_full
+from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
 from store.jobs import JOB_ORDER_FIELDS
 from store.stats import MINUTE_MS, StatsStore
 
@@ -107,7 +107,7 @@ class DashboardPage(BaseHandler):
 
     @property
     def stats(self) -> StatsStore:
-        return StatsStore(self.store.db)
+        return self.store.stats
 
     @property
     def base_url(self) -> str:
@@ -157,7 +157,7 @@ class OverviewPage(DashboardPage):
         queue = await self.queue_rows()
         running = await stats.running_by_node()
         nodes = [{"node": node, "use": running.get(node["id"], {})}
-                 for node in await stats.nodes()]
+                 for node in await self.store.nodes.all()]
         self.render_page("overview_live.html" if self.partial else "overview.html",
                          counts=counts, total=sum(counts.values()), chart=chart, busiest=busiest,
                          queue=queue, queue_depth=sum(r["count"] for r in queue), nodes=nodes,
@@ -165,15 +165,7 @@ class OverviewPage(DashboardPage):
 
     async def queue_rows(self) -> list[dict]:
         """GET /queue/status/ rows with the job type attached, paused types last."""
-        rows = await self.store.jobs.queue_status()
-        job_types = await self.store.job_types.by_ids(r["_id"] for r in rows)
-        queue = [{"job_type": job_types[r["_id"]], "count": r["count"],
-                  "longest_queued": format_ms(r["longest_queued"]),
-                  "highest_priority": r["highest_priority"]}
-                 for r in rows if r["_id"] in job_types]
-        queue.sort(key=lambda q: (q["job_type"]["is_paused"], q["highest_priority"],
-                                  q["longest_queued"] or ""))
-        return queue
+        return queue_table(await self.store.jobs.queue_status())
 
 
 class QueuePage(OverviewPage):
@@ -248,8 +240,8 @@ class JobPage(DashboardPage):
         if job is None:
             raise APIError(404, f"Job {job_id} does not exist")
         details = await Serializer(self.store, self.base_url).job_details(job)
-        errors = await self.store.db.by_ids(
-            "errors", (e["error"]["id"] for e in details["job_exes"] if e["error"]))
+        errors = await self.store.errors.by_ids(
+            e["error"]["id"] for e in details["job_exes"] if e["error"])
         self.render_page("job.html", job=details, exes=[timeline(e) for e in details["job_exes"]],
                          latest_exe=details["job_exes"][0] if details["job_exes"] else None,
                          exe_errors=errors)
@@ -314,7 +306,7 @@ class JobTypePage(DashboardPage):
         counts = {f"job_counts_{h}h": await self.store.job_types.job_counts(
             job_type["id"], now - h * HOUR_MS) for h in COUNT_WINDOWS}
         names = job_type["error_mapping"].get("exit_codes", {}).values()
-        errors = await self.stats.errors_named(names)
+        errors = await self.store.errors.by_names(names)
         details = job_type_details(job_type, errors, counts)
         by_name = {e["name"]: e for e in details["errors"]}
         mapping = sorted(((code, by_name.get(name), name) for code, name in

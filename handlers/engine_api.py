@@ -11,9 +11,7 @@ from urllib.parse import quote
 from core.model import FINAL_JOB_STATUSES
 from core.times import format_ms as t
 from handlers.base import APIError, BaseHandler, check_int64
-from presentation.serializers import Serializer, file_base, node_full, product_base
-from store.nodes import NodeStore
-from store.products import ProductStore
+from presentation.serializers import Serializer, file_base, node_status, product_base
 
 DEFAULT_DATA_DIR = "./data"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -217,7 +215,7 @@ class ProductsHandler(EngineHandler):
         order = self.query_choices("order", ("last_modified", "-last_modified"))
         job_type_ids = await self.job_type_ids_filter()
         file_names = self.query_strings("file_name")
-        count, products = await ProductStore(self.store.db).list_products(
+        count, products = await self.store.products.list_products(
             job_type_ids, file_names[-1] if file_names else None, started, ended,
             descending=bool(order) and order[-1].startswith("-"), page=page,
             page_size=page_size)
@@ -227,24 +225,19 @@ class ProductsHandler(EngineHandler):
 
 
 async def node_json(store, node: dict) -> dict:
-    usage = await store.jobs.node_usage(node["id"])
-    body = node_full(node)
-    body["capacity"] = {"cpus": node.get("cpus"), "mem": node.get("mem")}
-    body["used"] = {"cpus": usage["cpus"], "mem": usage["mem"],
-                    "job_exes": usage["count"]}
-    return body
+    return node_status(node, await store.jobs.node_usage(node["id"]))
 
 
 class NodesHandler(EngineHandler):
     async def get(self):
         page, page_size = self.parse_page()
-        count, nodes = await NodeStore(self.store.db).list_nodes(page, page_size)
+        count, nodes = await self.store.nodes.list_nodes(page, page_size)
         self.write_page(count, [await node_json(self.store, n) for n in nodes], page, page_size)
 
 
 class NodeDetailsHandler(EngineHandler):
     async def get(self, node_id):
-        node = await NodeStore(self.store.db).get(int(node_id))
+        node = await self.store.nodes.get(int(node_id))
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
         self.write_json(await node_json(self.store, node))
@@ -262,7 +255,7 @@ class NodeDetailsHandler(EngineHandler):
         reason = body.get("pause_reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 250):
             raise APIError(400, "pause_reason must be a string of at most 250 characters")
-        node = await NodeStore(self.store.db).set_paused(int(node_id), body["is_paused"], reason)
+        node = await self.store.nodes.set_paused(int(node_id), body["is_paused"], reason)
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
         self.write_json(await node_json(self.store, node))

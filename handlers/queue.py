@@ -9,9 +9,9 @@ from core.interface import (
     validate_job_data,
 )
 from core.model import JOB_STATUSES
-from core.times import format_ms, parse_instant
+from core.times import parse_instant
 from handlers.base import APIError, BaseHandler, check_int64
-from presentation.serializers import Serializer
+from presentation.serializers import Serializer, queue_status
 from store.jobs import JobFilter
 
 MAX_REQUEUE = 10_000
@@ -65,17 +65,7 @@ class NewJobHandler(BaseHandler):
 
 class QueueStatusHandler(BaseHandler):
     async def get(self):
-        rows = await self.store.jobs.queue_status()
-        job_types = await self.store.job_types.by_ids(r["_id"] for r in rows)
-        status = [{"count": r["count"], "longest_queued": format_ms(r["longest_queued"]),
-                   "highest_priority": r["highest_priority"],
-                   "job_type_name": job_types[r["_id"]]["name"],
-                   "job_type_version": job_types[r["_id"]]["version"],
-                   "is_job_type_paused": bool(job_types[r["_id"]]["is_paused"])}
-                  for r in rows if r["_id"] in job_types]
-        status.sort(key=lambda s: (s["is_job_type_paused"], s["highest_priority"],
-                                   s["longest_queued"]))
-        self.write_json({"queue_status": status})
+        self.write_json(queue_status(await self.store.jobs.queue_status()))
 
 
 class RequeueJobsHandler(BaseHandler):

@@ -19,7 +19,6 @@ from handlers.base import APIError
 from handlers.jobs import JobUpdatesHandler
 from live.hub import LiveFilter, Subscriber, hub_for, page
 from presentation.serializers import Serializer
-from store.changes import job_updates_after
 
 log = logging.getLogger("jobdeck.live")
 
@@ -101,7 +100,7 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         after = None
         serializer = None
         while not self.subscriber.closed:
-            jobs = await job_updates_after(self.store.jobs, self.filter, after, CATCH_UP_BATCH)
+            jobs = await self.store.jobs.updates_after(self.filter, after, CATCH_UP_BATCH)
             if not jobs or self.subscriber.closed:
                 return sent
             serializer = serializer or Serializer(self.store, self.base_url)

@@ -20,13 +20,9 @@ def ref(value):
     return None if value is None else {"id": value}
 
 
-# nx-27017 stores a boolean written with `$set` as 0/1; the API always answers true/false.
-BOOLEANS = {"is_system", "is_long_running", "is_active", "is_operational", "is_paused",
-            "uses_docker", "docker_privileged", "is_paused_errors"}
-
-
 def pick(doc: dict, keys) -> dict:
-    return {k: bool(doc.get(k)) if k in BOOLEANS else doc.get(k) for k in keys}
+    """The store hands out flags as true/false (store/documents.py)."""
+    return {k: doc.get(k) for k in keys}
 
 
 def job_type_base(jt: dict) -> dict:
@@ -133,6 +129,31 @@ def node_full(node: dict | None) -> dict | None:
     return body
 
 
+def node_status(node: dict, usage: dict) -> dict:
+    """A node with what its engine offers and what its RUNNING executions use
+    (`usage`: JobStore.node_usage)."""
+    body = node_full(node)
+    body["capacity"] = {"cpus": node.get("cpus"), "mem": node.get("mem")}
+    body["used"] = {"cpus": usage["cpus"], "mem": usage["mem"],
+                    "job_exes": usage["count"]}
+    return body
+
+
+def queue_table(queue: list[dict]) -> list[dict]:
+    """JobStore.queue_status rows (their job type documents kept) with `longest_queued`
+    formatted: what the dashboard's queue tables show."""
+    return [{**row, "longest_queued": t(row["longest_queued"])} for row in queue]
+
+
+def queue_status(queue: list[dict]) -> dict:
+    """GET /queue/status/ from JobStore.queue_status rows."""
+    return {"queue_status": [
+        {"count": row["count"], "longest_queued": t(row["longest_queued"]),
+         "highest_priority": row["highest_priority"], "job_type_name": row["job_type"]["name"],
+         "job_type_version": row["job_type"]["version"],
+         "is_job_type_paused": row["job_type"]["is_paused"]} for row in queue]}
+
+
 class Serializer:
     """Loads what a batch of documents refers to in few queries, then shapes them."""
 
@@ -151,9 +172,8 @@ class Serializer:
     async def job_rows(self, jobs: list[dict], input_files=False, latest_exe=False) -> list[dict]:
         """List rows: /jobs/, plus `input_files` for /jobs/updates/, `latest_job_exe` for
         /jobs/executions/."""
-        db = self.store.db
         job_types = await self.store.job_types.by_ids(j["job_type_id"] for j in jobs)
-        errors = await db.by_ids("errors", (j["error_id"] for j in jobs))
+        errors = await self.store.errors.by_ids(j["error_id"] for j in jobs)
         rows = [self.job_row(j, job_types, errors) for j in jobs]
         if input_files:
             files = await self.store.files.files_by_ids(
@@ -205,11 +225,11 @@ class Serializer:
 
     async def exe_rows(self, exes: list[dict]) -> list[dict]:
         """/job-executions/ rows: job → JobBase, node → NodeBase, error → ErrorBase."""
-        jobs = await self.store.db.by_ids("jobs", (e["job_id"] for e in exes),
-                                          {"data": 0, "results": 0})
+        jobs = await self.store.jobs.jobs_by_ids((e["job_id"] for e in exes),
+                                                 {"data": 0, "results": 0})
         job_types = await self.store.job_types.by_ids(j["job_type_id"] for j in jobs.values())
-        errors = await self.store.db.by_ids("errors", [e["error_id"] for e in exes])
-        nodes = await self.store.db.by_ids("nodes", (e["node_id"] for e in exes))
+        errors = await self.store.errors.by_ids([e["error_id"] for e in exes])
+        nodes = await self.store.nodes.by_ids(e["node_id"] for e in exes)
         rows = []
         for exe in exes:
             job = jobs.get(exe["job_id"])
@@ -228,8 +248,7 @@ class Serializer:
         job = await self.store.jobs.get_job(exe["job_id"])
         body = exe_base(exe)
         body["job"] = (await self.job_rows([job]))[0] if job else None
-        node = await self.store.db["nodes"].find_one({"id": exe["node_id"]}) \
-            if exe["node_id"] else None
+        node = await self.store.nodes.get(exe["node_id"]) if exe["node_id"] else None
         body["node"] = node_full(node)
         error = await self.store.errors.get(exe["error_id"]) if exe["error_id"] else None
         body["error"] = error_full(error)

@@ -1,15 +1,20 @@
 """The only code that talks to MongoDB."""
 
 from store.db import Database
+from store.engines import EngineStore
 from store.errors import ErrorStore
 from store.files import FileStore
 from store.job_types import JobTypeStore
 from store.jobs import JobStore
+from store.nodes import NodeStore
+from store.products import ProductStore
+from store.stats import StatsStore
 from store.writes import WriteHealth
 
 
 class Store:
-    """All store modules over one connection."""
+    """All store modules over one connection. Code above the store calls their methods and never
+    reaches `db` (tests and the store's own modules do)."""
 
     def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000,
                  data_dir=None):
@@ -21,6 +26,10 @@ class Store:
         self.files = FileStore(self.db)
         self.job_types = JobTypeStore(self.db)
         self.jobs = JobStore(self.db, self.job_types)
+        self.nodes = NodeStore(self.db)
+        self.engines = EngineStore(self.db)
+        self.products = ProductStore(self.db)
+        self.stats = StatsStore(self.db)
 
     async def open(self) -> "Store":
         await self.db.prepare()

@@ -44,12 +44,11 @@ from pymongo import monitoring
 from pymongo.errors import OperationFailure, PyMongoError
 
 from core.times import now_ms
-from store.jobs import JobFilter, JobStore
+from store.jobs import ROW_PROJECTION, JobFilter
 from store.reads import find_page
 
 log = logging.getLogger("jobdeck.changes")
 
-ROW_PROJECTION = {"data": 0, "results": 0}
 # The fields a /jobs/updates/ row is built from; an event image missing one is re-read instead.
 ROW_FIELDS = ("id", "job_type_id", "job_type_rev_id", "job_type_rev_num", "event", "error_id",
               "status", "priority", "num_exes", "timeout", "max_tries", "cpus_required",
@@ -274,7 +273,7 @@ class JobChangeFeed:
                                   time_field="last_status_change")
         after = None
         while True:
-            jobs = await job_updates_after(self.job_store, changed_since, after, TAIL_LIMIT)
+            jobs = await self.job_store.updates_after(changed_since, after, TAIL_LIMIT)
             for job in jobs:
                 job.pop("_id", None)
             await self._hand_out(jobs)
@@ -376,18 +375,3 @@ def _usable_image(image, job_id: int) -> bool:
             and all(name in image for name in ROW_FIELDS)
             and isinstance(image["event"], dict))
 
-
-async def job_updates_after(jobs: JobStore, flt: JobFilter, after: tuple[int, int] | None,
-                            limit: int) -> list[dict]:
-    """The next `limit` jobs matching `flt` in (`last_status_change`, `id`) order after the key
-    `after`: keyset paging, so jobs changing meanwhile never shift a page and hide another."""
-    query = await jobs.build_query(flt)
-    if query is None:
-        return []
-    if after is not None:
-        changed, job_id = after
-        query = {"$and": [query, {"$or": [
-            {"last_status_change": {"$gt": changed}},
-            {"last_status_change": changed, "id": {"$gt": job_id}}]}]}
-    return await find_page(jobs.jobs, query, projection=ROW_PROJECTION,
-                           sort=[("last_status_change", 1), ("id", 1)], limit=limit)

@@ -20,6 +20,10 @@ class ErrorStore:
     async def get(self, error_id: int) -> dict | None:
         return await self.db["errors"].find_one({"id": error_id})
 
+    async def by_ids(self, ids) -> dict[int, dict]:
+        """{id: error} for the known ones among `ids` (None ignored)."""
+        return await self.db.by_ids("errors", ids)
+
     async def by_name(self, name: str) -> dict | None:
         return await self.db["errors"].find_one({"name": name})
 

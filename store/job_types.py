@@ -3,6 +3,7 @@
 from core.model import JOB_TYPE_DEFAULTS
 from core.times import now_ms
 from store.db import Database, time_span
+from store.documents import JOB_TYPE_FLAGS, with_flags
 from store.reads import aggregate_all, find_all, find_page
 
 
@@ -11,6 +12,8 @@ class JobTypeExists(ValueError):
 
 
 class JobTypeStore:
+    """Every job type it hands out has its flags as true/false (store/documents.py)."""
+
     ORDER_FIELDS = ("id", "name", "version", "title", "category", "priority", "created",
                     "last_modified", "is_paused")
 
@@ -52,10 +55,13 @@ class JobTypeStore:
         return {**job_type, **changes}
 
     async def get(self, type_id: int) -> dict | None:
-        return await self.db["job_types"].find_one({"id": type_id})
+        return with_flags(await self.db["job_types"].find_one({"id": type_id}), JOB_TYPE_FLAGS)
 
     async def by_ids(self, ids) -> dict[int, dict]:
-        return await self.db.by_ids("job_types", ids)
+        found = await self.db.by_ids("job_types", ids)
+        for doc in found.values():
+            with_flags(doc, JOB_TYPE_FLAGS)
+        return found
 
     async def get_revision(self, rev_id: int) -> dict | None:
         return await self.db["job_type_revs"].find_one({"id": rev_id})
@@ -81,11 +87,13 @@ class JobTypeStore:
         if span:
             query["last_modified"] = span
         count = await self.db.count("job_types", query)
-        return count, await find_page(self.db["job_types"], query, sort=list(order),
-                                      skip=(page - 1) * page_size, limit=page_size)
+        docs = await find_page(self.db["job_types"], query, sort=list(order),
+                               skip=(page - 1) * page_size, limit=page_size)
+        return count, [with_flags(doc, JOB_TYPE_FLAGS) for doc in docs]
 
     async def all_job_types(self) -> list[dict]:
-        return await find_all(self.db["job_types"], {})
+        return [with_flags(doc, JOB_TYPE_FLAGS)
+                for doc in await find_all(self.db["job_types"], {})]
 
     async def job_counts(self, type_id: int, since: int) -> list[dict]:
         """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since.

@@ -41,7 +41,8 @@ JOB_ORDER_FIELDS = {
 EXE_ORDER_FIELDS = {name: name for name in (
     "id", "status", "timeout", "created", "queued", "started", "ended", "last_modified",
     "pre_started", "job_started", "post_started", "job_id", "node_id")}
-
+# A job without its job data and results: what list rows and the change feed are built from.
+ROW_PROJECTION = {"data": 0, "results": 0}
 
 MAX_COUNT_SPLITS = 64
 # Reads and conditional writes a `$in` condition gets before it gives up on a document that
@@ -210,6 +211,26 @@ class JobStore:
     async def get_job(self, job_id: int) -> dict | None:
         return await self._find_one(self.jobs, job_id)
 
+    async def jobs_by_ids(self, ids, projection=None) -> dict[int, dict]:
+        """{id: job} for the known ones among `ids` (None ignored)."""
+        return await self.db.by_ids("jobs", ids, projection)
+
+    async def updates_after(self, flt: JobFilter, after: tuple[int, int] | None,
+                            limit: int) -> list[dict]:
+        """The next `limit` jobs matching `flt` in (`last_status_change`, `id`) order after the
+        key `after`, without data and results: keyset paging, so jobs changing meanwhile never
+        shift a page and hide another."""
+        query = await self.build_query(flt)
+        if query is None:
+            return []
+        if after is not None:
+            changed, job_id = after
+            query = {"$and": [query, {"$or": [
+                {"last_status_change": {"$gt": changed}},
+                {"last_status_change": changed, "id": {"$gt": job_id}}]}]}
+        return await find_page(self.jobs, query, projection=ROW_PROJECTION,
+                               sort=[("last_status_change", 1), ("id", 1)], limit=limit)
+
     async def exes_for_job(self, job_id: int) -> list[dict]:
         """Executions, newest first."""
         return await find_all(self.exes, {"job_id": job_id}, descending=True)
@@ -240,13 +261,28 @@ class JobStore:
                                       skip=(page - 1) * page_size, limit=page_size)
 
     async def queue_status(self) -> list[dict]:
-        """Queued jobs per job type: count, oldest `queued` and best (lowest) priority."""
-        return await aggregate_all(self.jobs, [
+        """QUEUED jobs per job type: {job_type, count, longest_queued (the oldest `queued`),
+        highest_priority (the lowest number)}, unpaused types first, then by priority, then
+        longest queued. Types no longer in the store are left out."""
+        rows = await aggregate_all(self.jobs, [
             {"$match": {"status": "QUEUED"}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1},
                         "longest_queued": {"$min": "$queued"},
                         "highest_priority": {"$min": "$priority"}}},
         ])
+        job_types = await self.job_types.by_ids(row["_id"] for row in rows)
+        queue = [{"job_type": job_types[row["_id"]], "count": row["count"],
+                  "longest_queued": row["longest_queued"],
+                  "highest_priority": row["highest_priority"]}
+                 for row in rows if row["_id"] in job_types]
+        queue.sort(key=lambda q: (q["job_type"]["is_paused"], q["highest_priority"],
+                                  -1 if q["longest_queued"] is None else q["longest_queued"]))
+        return queue
+
+    async def count_queued(self, job_type_ids) -> int:
+        """QUEUED jobs of any of these job types."""
+        return await self.count_jobs({"status": "QUEUED",
+                                      "job_type_id": {"$in": sorted(set(job_type_ids))}})
 
     # -- creation ----------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""Nodes: the machines that run jobs (one document per hostname, Scale's Node fields)."""
+"""Nodes: the machines that run jobs (one document per hostname, Scale's Node fields). Every
+node handed out has its flags as true/false (store/documents.py)."""
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from core.times import now_ms
 from store.db import Database
-from store.reads import StoreWriteFailed, find_page
+from store.documents import NODE_FLAGS, with_flags
+from store.reads import StoreWriteFailed, find_all, find_page
 
 
 class NodeStore:
@@ -24,7 +26,7 @@ class NodeStore:
         node = await self.nodes.find_one_and_update(
             {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
         if node is not None:
-            return node
+            return with_flags(node, NODE_FLAGS)
         doc = {"id": await self.db.next_id("nodes"), "hostname": hostname, "slave_id": hostname,
                "pause_reason": None, "is_paused": False, "is_paused_errors": False,
                "created": now, **fields}
@@ -36,16 +38,28 @@ class NodeStore:
                 {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
             if node is None:
                 raise StoreWriteFailed("nodes", hostname) from None
-            return node
+            return with_flags(node, NODE_FLAGS)
         return doc
 
     async def get(self, node_id: int) -> dict | None:
-        return await self.nodes.find_one({"id": node_id})
+        return with_flags(await self.nodes.find_one({"id": node_id}), NODE_FLAGS)
+
+    async def by_ids(self, ids) -> dict[int, dict]:
+        """{id: node} for the known ones among `ids` (None ignored)."""
+        found = await self.db.by_ids("nodes", ids)
+        for node in found.values():
+            with_flags(node, NODE_FLAGS)
+        return found
+
+    async def all(self) -> list[dict]:
+        """Every node, by id."""
+        return [with_flags(node, NODE_FLAGS) for node in await find_all(self.nodes, {})]
 
     async def list_nodes(self, page: int, page_size: int) -> tuple[int, list[dict]]:
         count = await self.db.count("nodes", {})
-        return count, await find_page(self.nodes, {}, sort=[("id", 1)],
-                                      skip=(page - 1) * page_size, limit=page_size)
+        nodes = await find_page(self.nodes, {}, sort=[("id", 1)], skip=(page - 1) * page_size,
+                                limit=page_size)
+        return count, [with_flags(node, NODE_FLAGS) for node in nodes]
 
     async def touch(self, node_id: int) -> None:
         """Record that the node's engine is alive (Scale's last_offer)."""
@@ -66,4 +80,4 @@ class NodeStore:
             return_document=ReturnDocument.AFTER)
         if node is None and await self.nodes.find_one({"id": node_id}, {"_id": 1}) is not None:
             raise StoreWriteFailed("nodes", node_id)
-        return node
+        return with_flags(node, NODE_FLAGS)

@@ -3,8 +3,7 @@ queue and node use. Each is one `$group` pass (or a few), never a scan per row s
 
 from core.model import JOB_STATUSES
 from store.db import Database
-from store.errors import ErrorStore
-from store.reads import aggregate_all, find_all
+from store.reads import aggregate_all
 
 MINUTE_MS = 60_000
 FINISHED = ("COMPLETED", "FAILED")
@@ -51,17 +50,12 @@ class StatsStore:
                 counts.setdefault(row["_id"], {})[status] = row["n"]
         return counts
 
-    async def running_by_node(self) -> dict[int, dict]:
-        """Per node id: running executions and the CPU and memory they were scheduled with."""
+    async def running_by_node(self) -> dict[int | None, dict]:
+        """Per node id (None: not on a node): {running, cpus, mem}, the RUNNING executions and
+        the CPU and memory they were scheduled with."""
         rows = await self._group("job_exes", [
             {"$match": {"status": "RUNNING"}},
             {"$group": {"_id": "$node_id", "running": {"$sum": 1},
                         "cpus": {"$sum": "$cpus_scheduled"}, "mem": {"$sum": "$mem_scheduled"}}},
         ])
-        return {row["_id"]: row for row in rows}
-
-    async def nodes(self) -> list[dict]:
-        return await find_all(self.db["nodes"], {})
-
-    async def errors_named(self, names) -> list[dict]:
-        return await ErrorStore(self.db).by_names(names)
+        return {row.pop("_id"): row for row in rows}

@@ -14,7 +14,6 @@ from core.model import EXE_STATUSES, JOB_STATUSES
 from core.times import now_ms
 from handlers import routes
 from handlers.openapi import document
-from store.nodes import NodeStore
 from tests.api.conftest import assert_plain_error
 
 ID_GROUP = "([0-9]{1,18})"
@@ -222,7 +221,7 @@ async def seeded(api, store, folder) -> dict:
     raw, out = made["raw"], made["products"]
     image = await upload(api, raw["id"], "a.png", "image/png", b"\x89PNG")
     pages = [await upload(api, raw["id"], f"p{n}.txt", "text/plain", b"page") for n in (1, 2)]
-    node = await NodeStore(store.db).register("node-7.example.org", 5051, 4.0, 8192.0)
+    node = await store.nodes.register("node-7.example.org", 5051, 4.0, 8192.0)
     status, job_type, _ = await api.post("/job-types/", {
         "name": "render", "version": "2.0", "title": "Render", "category": "reports",
         "interface": INTERFACE,

@@ -166,8 +166,30 @@ async def test_queue_status_per_job_type(store, make):
     for job, (queued, priority) in zip(jobs, ((500, 9), (200, 3), (700, 50)), strict=True):
         await store.db["jobs"].update_one({"id": job["id"]},
                                           {"$set": {"queued": queued, "priority": priority}})
-    rows = sorted(await store.jobs.queue_status(), key=lambda r: r["_id"])
+    rows = await store.jobs.queue_status()
     assert rows == [
-        {"_id": fast["id"], "count": 2, "longest_queued": 200, "highest_priority": 3},
-        {"_id": slow["id"], "count": 1, "longest_queued": 700, "highest_priority": 50},
+        {"job_type": await store.job_types.get(fast["id"]), "count": 2, "longest_queued": 200,
+         "highest_priority": 3},
+        {"job_type": await store.job_types.get(slow["id"]), "count": 1, "longest_queued": 700,
+         "highest_priority": 50},
     ]
+
+
+@pytest.mark.gen_test
+async def test_queue_status_puts_paused_types_last_and_leaves_out_unknown_ones(store, make):
+    """Unpaused first, then by best priority, then longest queued; a paused type (its flag
+    written as 0/1 by nx-27017's `$set`) comes back as true."""
+    paused = await make.job_type("paused", priority=1)
+    later = await make.job_type("later", priority=9)
+    sooner = await make.job_type("sooner", priority=9)
+    gone = await make.job_type("gone", priority=1)
+    for job_type in (paused, later, sooner, gone):
+        await make.queued(job_type)
+    await store.jobs.jobs.update_one({"job_type_id": sooner["id"]}, {"$set": {"queued": 1}})
+    await store.job_types.update(paused, {"is_paused": True}, None)
+    await store.db["job_types"].delete_one({"id": gone["id"]})
+    rows = await store.jobs.queue_status()
+    assert [(r["job_type"]["name"], r["job_type"]["is_paused"]) for r in rows] == [
+        ("sooner", False), ("later", False), ("paused", True)]
+    assert await store.jobs.count_queued([paused["id"], later["id"]]) == 2
+    assert await store.jobs.count_queued([]) == 0

@@ -65,6 +65,35 @@ async def test_pausing_sets_and_clears_paused(store, make):
 
 
 @pytest.mark.gen_test
+async def test_flags_are_read_as_booleans_however_they_were_written(store, make):
+    """nx-27017 stores a boolean written with `$set` as 0/1: every read hands out true/false,
+    and a flag the document lacks as false."""
+    job_type = await store.job_types.create("scan", "1.0", make.interface(), {})
+    await store.job_types.update(job_type, {"is_paused": True, "docker_privileged": False}, None)
+    await store.db["job_types"].update_one({"id": job_type["id"]},
+                                           {"$unset": {"uses_docker": ""}})
+    reads = [await store.job_types.get(job_type["id"]),
+             (await store.job_types.by_ids([job_type["id"]]))[job_type["id"]],
+             (await store.job_types.list_job_types())[1][0],
+             (await store.job_types.all_job_types())[0]]
+    for doc in reads:
+        assert (doc["is_paused"], doc["docker_privileged"], doc["uses_docker"],
+                doc["is_active"]) == (True, False, False, True)
+        assert all(type(doc[k]) is bool for k in ("is_paused", "docker_privileged",
+                                                  "uses_docker", "is_active"))
+    node = await store.nodes.register("alpha", 1, 4, 1024)
+    paused = await store.nodes.set_paused(node["id"], True, "busy")
+    again = await store.nodes.register("alpha", 1, 4, 1024)
+    nodes = [paused, again, await store.nodes.get(node["id"]),
+             (await store.nodes.by_ids([node["id"]]))[node["id"]],
+             (await store.nodes.list_nodes(1, 10))[1][0], (await store.nodes.all())[0]]
+    for doc in nodes:
+        assert [doc[k] for k in ("is_paused", "is_paused_errors", "is_active")] == [
+            True, False, True]
+        assert all(type(doc[k]) is bool for k in ("is_paused", "is_paused_errors", "is_active"))
+
+
+@pytest.mark.gen_test
 async def test_ids_matching_and_listing(store, make):
     a = await make.job_type("alpha", "1.0", category="red")
     b = await make.job_type("alpha", "2.0", category="blue")

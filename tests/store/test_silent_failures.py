@@ -22,10 +22,8 @@ from core.model import BUILTIN_ERRORS
 from store import Store
 from store.embedded import EmbeddedMongo
 from store.jobs import JobFilter
-from store.nodes import NodeStore
-from store.products import ProductStore
 from store.reads import IncompleteRead, StoreWriteFailed, aggregate_all, find_all, find_page
-from store.stats import MINUTE_MS, StatsStore
+from store.stats import MINUTE_MS
 
 W = 1_700_000_000_000  # the time a faulted transition writes
 
@@ -171,7 +169,7 @@ async def test_every_store_read_is_whole_when_cursors_die(store, make, dying_cur
     """Each listing the store serves, over more than one default batch, with every cursor
     killed as soon as it is left open: each comes back whole (pages of up to 1000 rows)."""
     await large_store(store, make)
-    stats, nodes, products = StatsStore(store.db), NodeStore(store.db), ProductStore(store.db)
+    stats, nodes, products = store.stats, store.nodes, store.products
     jobs, job_types, errors, files = store.jobs, store.job_types, store.errors, store.files
     every_job, err_names = JobFilter(), [f"err-{i}" for i in range(150)]
     n_errors = 150 + len(BUILTIN_ERRORS)
@@ -181,6 +179,10 @@ async def test_every_store_read_is_whole_when_cursors_die(store, make, dying_cur
         "list_exes": (partial(jobs.list_exes, page_size=1000), (1200, 1000)),
         "exes_for_job": (partial(jobs.exes_for_job, 1), 150),
         "exes_by_ids": (partial(jobs.exes_by_ids, range(1, 1201)), 1200),
+        "jobs_by_ids": (partial(jobs.jobs_by_ids, range(1, 1201), {"data": 0}), 1200),
+        "updates_after": (partial(jobs.updates_after, every_job, None, 1200), 1200),
+        "updates_after a key": (partial(jobs.updates_after, every_job, (100 * MINUTE_MS, 100),
+                                        1200), 1100),
         "exe_statuses": (partial(jobs.exe_statuses, range(1, 1201)), 1200),
         "queued_jobs": (partial(jobs.queued_jobs, 1000), 400),
         "queue_status": (jobs.queue_status, 150),
@@ -193,15 +195,18 @@ async def test_every_store_read_is_whole_when_cursors_die(store, make, dying_cur
         "errors.names": (errors.names, n_errors),
         "list_errors": (partial(errors.list_errors, 1, 1000), (n_errors, n_errors)),
         "errors.by_names": (partial(errors.by_names, err_names), 150),
-        "errors_named": (partial(stats.errors_named, err_names), 150),
+        "errors.by_ids": (partial(errors.by_ids, range(1000, 1150)), 150),
         "list_workspaces": (files.list_workspaces, 150),
         "workspaces_by_ids": (partial(files.workspaces_by_ids, range(1, 151)), 150),
         "files_by_ids": (partial(files.files_by_ids, range(1, 151)), 150),
         "products_of_job": (partial(files.products_of_job, 1), 150),
         "list_products": (partial(products.list_products, page_size=1000), (150, 150)),
         "list_nodes": (partial(nodes.list_nodes, 1, 1000), (150, 150)),
-        "stats.nodes": (stats.nodes, 150),
+        "nodes.all": (nodes.all, 150),
+        "nodes.by_ids": (partial(nodes.by_ids, range(1, 151)), 150),
         "counts_by_type_and_status": (stats.counts_by_type_and_status, 150),
+        "running_by_node": (stats.running_by_node, 1),
+        "counts_by_status": (stats.counts_by_status, 3),
         "finished_per_minute": (partial(stats.finished_per_minute, 0),
                                 {"COMPLETED": 400, "FAILED": 0}),
     }
@@ -351,7 +356,7 @@ async def test_next_ids_raises_when_the_store_fails_the_increment(store, backend
 
 @pytest.mark.gen_test
 async def test_node_writes_raise_when_the_store_fails_them(store, backend):
-    nodes = NodeStore(store.db)
+    nodes = store.nodes
     node = await nodes.register("alpha", 1, 4, 1024)
     await refuse(store, "nodes", "pause_reason", "busy")
     with pytest.raises(PyMongoError) as excinfo:
