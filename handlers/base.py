@@ -11,10 +11,11 @@ from pymongo.errors import PyMongoError
 from tornado import httputil
 
 from core.times import now_ms, parse_instant
+from presentation.models import MAX_PAGE_SIZE
+from presentation.serializers import page_body
 
 log = logging.getLogger("jobdeck")
 
-MAX_PAGE_SIZE = 1000
 # MongoDB stores 64-bit signed integers; a larger number can match nothing and must not reach it.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # No result set has this many pages, and a larger page would overflow the store's skip.
@@ -292,12 +293,9 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         """Scale's paginated body; a page past the last is a 404, page 1 may be empty."""
         if page > 1 and (page - 1) * page_size >= count:
             raise APIError(404, f"page {page} is past the last page of {count} results")
-        self.write_json({
-            "count": count,
-            "next": self.page_url(page + 1) if page * page_size < count else None,
-            "previous": self.page_url(page - 1) if page > 1 else None,
-            "results": results,
-        })
+        self.write_json(page_body(
+            count, self.page_url(page + 1) if page * page_size < count else None,
+            self.page_url(page - 1) if page > 1 else None, results))
 
 
 # -- request limits (settings in config.py) ---------------------------------------------------

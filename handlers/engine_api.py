@@ -8,28 +8,14 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-from core.model import FINAL_JOB_STATUSES
-from core.times import format_ms as t
 from handlers.base import APIError, BaseHandler, check_int64
-from presentation.serializers import Serializer, file_base, node_status, product_base
+from presentation.serializers import Serializer, workspace
 
 DEFAULT_DATA_DIR = "./data"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
 LOG_LIMIT = 4 * 1024 * 1024
 CHUNK = 256 * 1024
-
-
-def workspace_json(ws: dict, details: bool = False) -> dict:
-    """Scale's WorkspaceSerializer (its details add json_config)."""
-    body = {"id": ws["id"], "name": ws["name"], "title": ws["title"],
-            "description": ws["description"], "base_url": None, "is_active": ws["is_active"],
-            "used_size": None, "total_size": None, "created": t(ws["created"]),
-            "archived": t(ws["archived"]), "last_modified": t(ws["last_modified"])}
-    if details:
-        body["json_config"] = {"version": "1.0",
-                               "broker": {"type": "host", "host_path": ws["base_path"]}}
-    return body
 
 
 def check_file_name(name: str | None) -> str:
@@ -60,9 +46,7 @@ class EngineHandler(BaseHandler):
         return f"{self.request.protocol}://{self.request.host}"
 
     async def file_json(self, doc: dict) -> dict:
-        workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])
-        return product_base(doc, workspaces, self.base_url) if doc.get("is_product") else \
-            file_base(doc, workspaces, self.base_url)
+        return await Serializer(self.store, self.base_url).file(doc)
 
     async def workspace(self, workspace_id: int) -> dict:
         ws = await self.store.files.get_workspace(workspace_id)
@@ -75,7 +59,7 @@ class WorkspacesHandler(EngineHandler):
     async def get(self):
         page, page_size = self.parse_page()
         workspaces = await self.store.files.list_workspaces()
-        rows = [workspace_json(w) for w in workspaces]
+        rows = [workspace(w) for w in workspaces]
         self.write_page(len(rows), rows[(page - 1) * page_size:page * page_size], page,
                         page_size)
 
@@ -109,12 +93,12 @@ class WorkspacesHandler(EngineHandler):
         except ValueError as exc:
             raise APIError(400, str(exc)[:1].upper() + str(exc)[1:]) from None
         self.set_header("Location", f"/workspaces/{ws['id']}/")
-        self.write_json(workspace_json(ws, details=True), status=201)
+        self.write_json(workspace(ws, details=True), status=201)
 
 
 class WorkspaceDetailsHandler(EngineHandler):
     async def get(self, workspace_id):
-        self.write_json(workspace_json(await self.workspace(int(workspace_id)), details=True))
+        self.write_json(workspace(await self.workspace(int(workspace_id)), details=True))
 
 
 class FilesHandler(EngineHandler):
@@ -219,20 +203,16 @@ class ProductsHandler(EngineHandler):
             job_type_ids, file_names[-1] if file_names else None, started, ended,
             descending=bool(order) and order[-1].startswith("-"), page=page,
             page_size=page_size)
-        workspaces = await self.store.files.workspaces_by_ids(p["workspace_id"] for p in products)
-        self.write_page(count, [product_base(p, workspaces, self.base_url) for p in products],
+        self.write_page(count, await Serializer(self.store, self.base_url).products(products),
                         page, page_size)
-
-
-async def node_json(store, node: dict) -> dict:
-    return node_status(node, await store.jobs.node_usage(node["id"]))
 
 
 class NodesHandler(EngineHandler):
     async def get(self):
         page, page_size = self.parse_page()
         count, nodes = await self.store.nodes.list_nodes(page, page_size)
-        self.write_page(count, [await node_json(self.store, n) for n in nodes], page, page_size)
+        serializer = Serializer(self.store, self.base_url)
+        self.write_page(count, [await serializer.node(n) for n in nodes], page, page_size)
 
 
 class NodeDetailsHandler(EngineHandler):
@@ -240,7 +220,7 @@ class NodeDetailsHandler(EngineHandler):
         node = await self.store.nodes.get(int(node_id))
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
-        self.write_json(await node_json(self.store, node))
+        self.write_json(await Serializer(self.store, self.base_url).node(node))
 
     async def patch(self, node_id):
         """Pause a node (`{"is_paused": true, "pause_reason": "..."}`) or resume it; the engine
@@ -258,7 +238,7 @@ class NodeDetailsHandler(EngineHandler):
         node = await self.store.nodes.set_paused(int(node_id), body["is_paused"], reason)
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
-        self.write_json(await node_json(self.store, node))
+        self.write_json(await Serializer(self.store, self.base_url).node(node))
 
 
 def read_log(path: str | None) -> str:
@@ -282,8 +262,5 @@ class ExecutionLogsHandler(EngineHandler):
         exe = await self.store.jobs.get_exe(int(exe_id))
         if exe is None:
             raise APIError(404, f"Job execution {exe_id} does not exist")
-        body = (await Serializer(self.store, self.base_url).exe_rows([exe]))[0]
-        body["is_finished"] = exe["status"] in FINAL_JOB_STATUSES
-        body["stdout"] = read_log(exe.get("stdout_file"))
-        body["stderr"] = read_log(exe.get("stderr_file"))
-        self.write_json(body)
+        self.write_json(await Serializer(self.store, self.base_url).exe_log(
+            exe, read_log(exe.get("stdout_file")), read_log(exe.get("stderr_file"))))

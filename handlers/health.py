@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from handlers.base import BaseHandler
 from live.hub import hub_for
+from presentation.serializers import health, live_state
 
 log = logging.getLogger("jobdeck")
 
@@ -54,19 +55,8 @@ class HealthHandler(BaseHandler):
         engine = self.settings.get("engine")
         if ok and engine is not None and engine.draining:  # stopping: see drain_timeout
             status = "draining"
-        self.write_json({"status": status,
-                         "store": {"reachable": ok, "ping_ms": ping_ms,
-                                   "writable": ok and problem is None,
-                                   "problem": None if problem is None else str(problem)},
-                         "live": live},
+        self.write_json(health(status, ok, ping_ms, ok and problem is None, problem, live),
                         status=200 if ok else 503)
-
-
-def live_state(feed) -> dict:
-    """The live feed as /health shows it: `running` false until the first subscriber."""
-    return {"running": feed.mode is not None, "mode": feed.mode,
-            "lag_seconds": round(feed.lag, 3), "max_lag_seconds": round(feed.max_lag, 3),
-            "restarts": feed.restarts}
 
 
 class FeedCollector:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pymongo.errors import PyMongoError
 
-from presentation.serializers import Serializer
+from presentation.serializers import Serializer, page_body
 from store.changes import STALE_AFTER, JobChangeFeed
 
 log = logging.getLogger("jobdeck.live")
@@ -49,7 +49,7 @@ class LiveFilter:
 
 def page(rows: list[dict]) -> str:
     """A /jobs/updates/ body holding exactly `rows`."""
-    return json.dumps({"count": len(rows), "next": None, "previous": None, "results": rows})
+    return json.dumps(page_body(len(rows), None, None, rows))
 
 
 def row_key(row: dict) -> tuple[int, str]:

@@ -6,42 +6,25 @@ import re
 import pytest
 
 from core.interface import validate_interface
+from presentation import models
 
 TIME_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
 
-JOB_TYPE_BASE_KEYS = ["id", "name", "version", "title", "description", "category",
-                      "author_name", "author_url", "is_system", "is_long_running", "is_active",
-                      "is_operational", "is_paused", "icon_code"]
-JOB_TYPE_KEYS = JOB_TYPE_BASE_KEYS + [
-    "uses_docker", "docker_privileged", "docker_image", "revision_num", "priority",
-    "max_scheduled", "timeout", "max_tries", "cpus_required", "mem_required",
-    "disk_out_const_required", "disk_out_mult_required", "created", "archived", "paused",
-    "last_modified"]
-JOB_TYPE_DETAILS_KEYS = JOB_TYPE_KEYS + ["interface", "error_mapping", "errors", "trigger_rule",
-                                         "job_counts_6h", "job_counts_12h", "job_counts_24h"]
-JOB_KEYS = ["id", "job_type", "job_type_rev", "event", "error", "status", "priority", "num_exes",
-            "timeout", "max_tries", "cpus_required", "mem_required", "disk_in_required",
-            "disk_out_required", "created", "queued", "started", "ended", "last_status_change",
-            "last_modified"]
-JOB_DETAILS_KEYS = JOB_KEYS + ["data", "results", "recipes", "job_exes", "inputs", "outputs",
-                               "input_files", "products"]
-EXE_BASE_KEYS = ["id", "status", "command_arguments", "timeout", "pre_started", "pre_completed",
-                 "pre_exit_code", "job_started", "job_completed", "job_exit_code", "post_started",
-                 "post_completed", "post_exit_code", "created", "queued", "started", "ended",
-                 "last_modified", "job", "node", "error"]
-EXE_DETAILS_KEYS = EXE_BASE_KEYS + [
-    "environment", "cpus_scheduled", "mem_scheduled", "disk_in_scheduled", "disk_out_scheduled",
-    "disk_total_scheduled", "results", "current_stdout_url", "current_stderr_url",
-    "results_manifest"]
-FILE_KEYS = ["id", "workspace", "file_name", "media_type", "file_size", "data_type", "is_deleted",
-             "uuid", "url", "created", "deleted", "data_started", "data_ended", "geometry",
-             "center_point", "meta_data", "countries", "last_modified"]
-PRODUCT_KEYS = FILE_KEYS + ["is_operational", "is_published", "published", "unpublished",
-                            "job_type", "job", "job_exe"]
-ERROR_BASE_KEYS = ["id", "name", "title", "description", "category"]
-ERROR_KEYS = ERROR_BASE_KEYS + ["created", "last_modified"]
+# Field lists in order, from the response models (presentation/models.py) the serializers and the
+# OpenAPI document are built from.
+JOB_TYPE_BASE_KEYS = list(models.JobTypeBase.keys)
+JOB_TYPE_KEYS = list(models.JobType.keys)
+JOB_TYPE_DETAILS_KEYS = list(models.JobTypeDetails.keys)
+JOB_KEYS = list(models.Job.keys)
+JOB_DETAILS_KEYS = list(models.JobDetails.keys)
+EXE_BASE_KEYS = list(models.JobExecutionBase.keys)
+EXE_DETAILS_KEYS = list(models.JobExecutionDetails.keys)
+FILE_KEYS = list(models.ScaleFile.keys)
+PRODUCT_KEYS = list(models.ProductFile.keys)
+ERROR_BASE_KEYS = list(models.ErrorBase.keys)
+ERROR_KEYS = list(models.Error.keys)
 
 
 def assert_plain_error(status, body, headers, code: int, *fragments: str) -> None:

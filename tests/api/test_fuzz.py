@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from handlers.openapi import document
+from presentation.openapi import document
 from tests.test_server import free_port
 from tests.tokens import OPERATOR_HEADERS, OPERATOR_TOKEN
 

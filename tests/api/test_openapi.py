@@ -13,7 +13,7 @@ from referencing.jsonschema import DRAFT202012
 from core.model import EXE_STATUSES, JOB_STATUSES
 from core.times import now_ms
 from handlers import routes
-from handlers.openapi import document
+from presentation.openapi import document
 from tests.api.conftest import assert_plain_error
 
 ID_GROUP = "([0-9]{1,18})"

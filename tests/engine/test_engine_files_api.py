@@ -6,13 +6,11 @@ from urllib.parse import urlencode
 import pytest
 from engine_helpers import make_workspace, upload
 
+from presentation import models
 from tests.tokens import OPERATOR_HEADERS
 
-FILE_KEYS = ["id", "workspace", "file_name", "media_type", "file_size", "data_type", "is_deleted",
-             "uuid", "url", "created", "deleted", "data_started", "data_ended", "geometry",
-             "center_point", "meta_data", "countries", "last_modified"]
-WORKSPACE_KEYS = ["id", "name", "title", "description", "base_url", "is_active", "used_size",
-                  "total_size", "created", "archived", "last_modified"]
+FILE_KEYS = list(models.ScaleFile.keys)
+WORKSPACE_KEYS = list(models.Workspace.keys)
 
 
 def assert_plain(status, body, headers, code, fragment):
