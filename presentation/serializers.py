@@ -15,8 +15,8 @@ def shape(model: m.Model, doc: dict | None = None, /, *, missing_ok: bool = Fals
     if values and not values.keys() <= model.names:
         raise KeyError(f"{model!r} has no field {', '.join(sorted(values.keys() - model.names))}")
     if doc is None:
-        missing = [name for name in model.keys if name not in values]
-        if missing:
+        if len(values) < len(model.keys):
+            missing = [name for name in model.keys if name not in values]
             raise KeyError(f"{', '.join(missing)}: no value given for {model!r}")
         return {name: values[name] for name in model.keys}
     read = doc.get if missing_ok else doc.__getitem__
