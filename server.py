@@ -9,14 +9,14 @@ from pathlib import Path
 import tornado.web
 from pymongo.errors import ConfigurationError, PyMongoError
 
+from auth.sessions import app_settings, login_url, server_auth
 from config import SettingsError, load_settings
 from core.datalock import DataDirInUse, DataDirLock
 from engine.service import EngineService
-from handlers.auth import app_settings, login_url, server_auth
 from handlers.base import LimitedApplication, NotFoundHandler, http_server_options
 from handlers.health import record_request
-from handlers.routes import routes
 from live.hub import hub_for, stop_hub
+from routes import routes
 from store import Store
 from store.backup import command as backup_command
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def make_app(store: Store, **settings) -> tornado.web.Application:
-    """`auth` (default on), `tokens`, `users` and `cookie_secret` configure handlers/auth.py."""
+    """`auth` (default on), `tokens`, `users` and `cookie_secret` configure auth/."""
     return LimitedApplication(
         routes(), store=store, default_handler_class=NotFoundHandler,
         log_function=record_request, template_path=str(ROOT / "templates"),

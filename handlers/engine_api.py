@@ -10,8 +10,10 @@ from urllib.parse import quote
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import format_ms as t
-from handlers.base import APIError, BaseHandler, check_int64
+from handlers.base import BaseHandler
 from handlers.serializers import Serializer, file_base, node_full, product_base
+from presentation.errors import APIError
+from presentation.filters import check_int64
 from store.nodes import NodeStore
 from store.products import ProductStore
 
@@ -56,10 +58,6 @@ class EngineHandler(BaseHandler):
     @property
     def data_dir(self) -> Path:
         return Path(self.settings.get("data_dir") or DEFAULT_DATA_DIR).resolve()
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
 
     async def file_json(self, doc: dict) -> dict:
         workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])

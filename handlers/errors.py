@@ -1,7 +1,8 @@
 """/errors/ and /errors/{id}/: the failure reasons jobs can end with."""
 
-from handlers.base import APIError, BaseHandler
+from handlers.base import BaseHandler
 from handlers.serializers import error_full
+from presentation.errors import APIError
 
 
 class ErrorsHandler(BaseHandler):

@@ -12,7 +12,8 @@ import json
 
 from core.interface import ERROR_MAPPING_SCHEMA, INTERFACE_SCHEMA, JOB_DATA_SCHEMA
 from core.model import ERROR_CATEGORIES, EXE_STATUSES, JOB_STATUSES
-from handlers.base import MAX_PAGE_SIZE, BaseHandler
+from handlers.base import BaseHandler
+from presentation.filters import MAX_PAGE_SIZE
 from store.job_types import JobTypeStore
 from store.jobs import EXE_ORDER_FIELDS, JOB_ORDER_FIELDS
 
@@ -758,4 +759,4 @@ def document(server_url: str) -> dict:
 
 class OpenAPIHandler(BaseHandler):
     def get(self):
-        self.write_json(document(f"{self.request.protocol}://{self.request.host}"))
+        self.write_json(document(self.base_url))

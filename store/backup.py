@@ -47,7 +47,7 @@ from core.datalock import LOCK_FILE, DataDirInUse, DataDirLock
 FORMAT = "jobdeck-backup"
 VERSION = 1
 MANIFEST = "manifest.json"
-AUTH_FILE = "auth.json"  # handlers/auth.py AUTH_FILE
+AUTH_FILE = "auth.json"  # auth/sessions.py AUTH_FILE
 WORKSPACES = "workspaces"
 EXECUTIONS = "executions"
 EXECUTION_LOGS = ("stdout.log", "stderr.log")

@@ -24,17 +24,11 @@ import pytest
 import tornado.websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
+from auth.identity import SESSION_COOKIE, Authenticator
+from auth.login import LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_S
+from auth.sessions import server_auth
 from config import SettingsError, load_settings
-from handlers.auth import (
-    LOGIN_FAILURES_ALLOWED,
-    LOGIN_WINDOW_S,
-    SESSION_COOKIE,
-    Authenticator,
-    hash_password,
-    hash_token,
-    server_auth,
-    verify_password,
-)
+from core.credentials import hash_password, hash_token, verify_password
 from server import make_app
 from tests.tokens import (
     AUTH_SETTINGS,
@@ -312,7 +306,7 @@ def test_password_hashes_are_salted_scrypt_and_verify():
 
 
 def test_hash_password_command_makes_a_usable_users_entry():
-    proc = subprocess.run([sys.executable, "-m", "handlers.auth", "hash-password"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "auth", "hash-password"], cwd=ROOT,
                           input=PASSWORD + "\n", capture_output=True, text=True, check=True,
                           timeout=STARTUP_LIMIT)
     encoded = proc.stdout.strip()
