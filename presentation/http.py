@@ -23,6 +23,6 @@ class SecurityHeaders:
 
 
 def base_url(request: httputil.HTTPServerRequest) -> str:
-    """`scheme://host` as the client reached this server (behind a proxy: its X-Forwarded-*
-    headers, since the server runs with xheaders)."""
+    """`scheme://host` as the client reached this server (the server runs with xheaders, so
+    behind a proxy the scheme is the one it reports in X-Forwarded-Proto)."""
     return f"{request.protocol}://{request.host}"

@@ -154,6 +154,7 @@ def test_the_check_sees_a_violation():
     assert violation("handlers", "presentation") is None
     assert violation("core", "tests") == "project code imports tests/"
     assert layer_of_module("routes") == "server" and layer_of_module("json") is None
-    probe = "import store.jobs\nfrom handlers import dashboard\ndef later():\n    from live.hub import page\n"
+    probe = ("import store.jobs\nfrom handlers import dashboard\n"
+             "def later():\n    from live.hub import page\n")
     assert [m for _, m in imports(probe)] == ["store.jobs", "handlers.dashboard", "live.hub"]
     assert imports("from .identity import Identity\n", ("auth",)) == [(1, "auth.identity")]
