@@ -15,7 +15,6 @@ from handlers.serializers import Serializer, file_base, node_full, product_base
 from store.nodes import NodeStore
 from store.products import ProductStore
 
-DEFAULT_DATA_DIR = "./data"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
 LOG_LIMIT = 4 * 1024 * 1024
@@ -55,7 +54,7 @@ def content_disposition(file_name: str) -> str:
 class EngineHandler(BaseHandler):
     @property
     def data_dir(self) -> Path:
-        return Path(self.settings.get("data_dir") or DEFAULT_DATA_DIR).resolve()
+        return Path(self.settings["config"].data_dir).resolve()
 
     @property
     def base_url(self) -> str:
