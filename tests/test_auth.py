@@ -283,7 +283,7 @@ async def test_a_forged_session_cookie_is_no_session(session):
 # -- user/password login --------------------------------------------------------------------------
 
 PASSWORD = "correct horse battery"
-USERS_SETTINGS = TEST_SETTINGS.replace(users=[f"ada:operator:{hash_password(PASSWORD)}"])
+USERS_SETTINGS = TEST_SETTINGS.replace(users=(f"ada:operator:{hash_password(PASSWORD)}",))
 
 
 @pytest.mark.gen_test

@@ -147,7 +147,8 @@ def test_validation_messages(flag, value, message):
 
 def test_settings_made_in_code_are_coerced_checked_and_hashed():
     """What tests and make_app callers get from Settings(...) and .replace(...)."""
-    settings = Settings(port="9000", engine="off", tokens="viewer:a-long-enough-token")
+    raw = {"port": "9000", "engine": "off", "tokens": "viewer:a-long-enough-token"}
+    settings = Settings(**raw)  # as a flag or JOBDECK_* variable gives them
     assert (settings.port, settings.engine) == (9000, False)
     assert settings.tokens == (f"viewer:sha256:{hash_token('a-long-enough-token')}",)
     assert settings.replace(port=0).tokens == settings.tokens  # hashing twice changes nothing
