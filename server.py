@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent
 
 def make_app(store: Store, settings: Settings, hub: LiveHub, *, engine=None,
              embedded_store: EmbeddedMongo | None = None) -> tornado.web.Application:
-    """The web application. Handlers reach `settings` as `self.settings.config` and the live
-    `hub` as `self.settings.hub`; the caller owns the hub (starts nothing, stops it). `auth`,
+    """The web application. Handlers reach `settings` as `self.settings["config"]` and the live
+    `hub` as `self.settings["hub"]`; the caller owns the hub and stops it. `auth`,
     `tokens`, `users` and `cookie_secret` configure handlers/auth.py; `engine` is the job engine,
     None when it does not run here; `embedded_store`: the embedded store's process, for /health."""
     return LimitedApplication(
