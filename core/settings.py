@@ -210,7 +210,8 @@ def parse_flags(argv=None) -> argparse.Namespace:
     for key, spec in FIELDS.items():
         bare = {"nargs": "?", "const": "true"} if is_boolean(spec) else {}
         parser.add_argument(flag_name(key), dest=key, default=None,
-                            help=f"{spec.metadata['help']} [{env_name(key)}]", **bare)
+                            help=f"{spec.metadata['help']} [{env_name(key)}]".replace("%", "%%"),
+                            **bare)
     parser.add_argument("--no-auth", dest="auth", action="store_const", const="false",
                         help="serve without authentication (local use only)")
     return parser.parse_args(argv)
