@@ -22,14 +22,12 @@ log = logging.getLogger("jobdeck")
 AUTH_FILE = "auth.json"
 
 
-def app_settings(settings: dict) -> dict:
-    """make_app's settings with `auth`, `tokens`, `users`, `cookie_secret` turned into the
-    Authenticator and Tornado's cookie and XSRF settings."""
-    settings = dict(settings)
-    authenticator = Authenticator(bool(settings.pop("auth", True)), settings.pop("tokens", ()),
-                                  settings.pop("users", ()))
-    secret = settings.pop("cookie_secret", None) or secrets.token_urlsafe(32)
-    return {**settings, "authenticator": authenticator, "login_throttle": LoginThrottle(),
+def app_settings(settings) -> dict:
+    """Tornado's application settings for `auth`, `tokens`, `users` and `cookie_secret` (of a
+    core.settings.Settings): the Authenticator and the cookie and XSRF settings."""
+    authenticator = Authenticator(bool(settings.auth), settings.tokens, settings.users)
+    secret = settings.cookie_secret or secrets.token_urlsafe(32)
+    return {"authenticator": authenticator, "login_throttle": LoginThrottle(),
             "cookie_secret": secret, "xsrf_cookies": True,
             "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
             "static_handler_class": StaticFiles}
@@ -60,21 +58,22 @@ def write_private(path: Path, data: dict) -> None:
     os.replace(temp, path)
 
 
-def server_auth(settings: dict) -> tuple[dict, str | None]:
-    """The auth settings for make_app and, on a first start with no credentials configured, the
-    new operator token (the caller prints it once; only its hash is kept in data_dir)."""
-    if not settings["auth"]:
-        if not is_loopback(settings["host"]):
+def server_auth(settings) -> tuple[dict, str | None]:
+    """The auth settings to replace in the server's core.settings.Settings and, on a first start
+    with no credentials configured, the new operator token (the caller prints it once; only its
+    hash is kept in data_dir)."""
+    if not settings.auth:
+        if not is_loopback(settings.host):
             log.warning("AUTHENTICATION IS OFF and the server listens on %s: anyone who can "
-                        "reach it can submit, cancel and change jobs", settings["host"])
+                        "reach it can submit, cancel and change jobs", settings.host)
         return {"auth": False}, None
-    data_dir = Path(settings["data_dir"])
+    data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / AUTH_FILE
     stored = json.loads(path.read_text()) if path.exists() else {}
     changed = "cookie_secret" not in stored
     stored.setdefault("cookie_secret", secrets.token_urlsafe(32))
-    tokens, users, new_token = list(settings["tokens"]), list(settings["users"]), None
+    tokens, users, new_token = list(settings.tokens), list(settings.users), None
     if not tokens and not users:
         if stored.get("tokens"):
             log.info("auth: using the operator token made at first start (its hash is in %s); "
@@ -87,7 +86,7 @@ def server_auth(settings: dict) -> tuple[dict, str | None]:
     if changed:
         write_private(path, stored)
     return {"auth": True, "tokens": tokens, "users": users,
-            "cookie_secret": settings["cookie_secret"] or stored["cookie_secret"]}, new_token
+            "cookie_secret": settings.cookie_secret or stored["cookie_secret"]}, new_token
 
 
 def login_url(host: str, port: int, token: str) -> str:

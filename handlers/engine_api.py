@@ -17,7 +17,6 @@ from presentation.filters import check_int64
 from store.nodes import NodeStore
 from store.products import ProductStore
 
-DEFAULT_DATA_DIR = "./data"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
 LOG_LIMIT = 4 * 1024 * 1024
@@ -57,7 +56,7 @@ def content_disposition(file_name: str) -> str:
 class EngineHandler(BaseHandler):
     @property
     def data_dir(self) -> Path:
-        return Path(self.settings.get("data_dir") or DEFAULT_DATA_DIR).resolve()
+        return Path(self.settings["config"].data_dir).resolve()
 
     async def file_json(self, doc: dict) -> dict:
         workspaces = await self.store.files.workspaces_by_ids([doc["workspace_id"]])

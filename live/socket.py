@@ -15,9 +15,8 @@ import tornado.websocket
 from pymongo.errors import PyMongoError
 from tornado.iostream import StreamClosedError
 
-from config import DEFAULTS
 from handlers.serializers import Serializer
-from live.hub import LiveFilter, Subscriber, hub_for, page
+from live.hub import LiveFilter, Subscriber, page
 from presentation import http
 from presentation.errors import APIError, error_message, write_text_error
 from presentation.filters import job_filter
@@ -71,26 +70,28 @@ class JobUpdatesSocket(SecurityHeaders, tornado.websocket.WebSocketHandler):
         return parsed.scheme in ("http", "https") and parsed.netloc.lower() == \
             self.request.host.lower()
 
-    def setting(self, name: str):
-        return self.settings.get(name, DEFAULTS[name])
+    @property
+    def config(self):
+        """The server's core.settings.Settings (server.make_app)."""
+        return self.settings["config"]
 
     @property
     def ping_interval(self) -> float:
-        return float(self.setting("ws_ping_interval"))
+        return self.config.ws_ping_interval
 
     @property
     def ping_timeout(self) -> float:
-        return float(self.setting("ws_ping_timeout"))
+        return self.config.ws_ping_timeout
 
     @property
     def max_message_size(self) -> int:
-        return int(self.setting("ws_max_message_size"))
+        return self.config.ws_max_message_size
 
     def open(self):
-        self.hub = hub_for(self.store, self.setting("live_stale_after"))
+        self.hub = self.settings["hub"]
         self.subscriber = Subscriber(
             LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
-            self.on_overflow, int(self.setting("ws_max_queue")), on_stop=self.on_server_stop)
+            self.on_overflow, self.config.ws_max_queue, on_stop=self.on_server_stop)
         self.task = asyncio.create_task(self.run())
 
     def send(self, text: str):
