@@ -280,7 +280,7 @@ PASSWORD = "correct horse battery"
 USERS_SETTINGS = TEST_SETTINGS.replace(users=(f"ada:operator:{hash_password(PASSWORD)}",))
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)  # three scrypt checks, about 1 s each on a busy 2-CPU machine
 @pytest.mark.parametrize("app", [USERS_SETTINGS], indirect=True)
 async def test_user_and_password_login(app, session):
     response = await session.login(username="ada", password="wrong password")
