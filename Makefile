@@ -47,9 +47,13 @@ BENCH_ARGS ?=
 bench: $(TEST_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
-test: browser $(TEST_STAMP)
+# Chromium's apt-get install and pip's run side by side (each takes minutes on a fresh machine);
+# then the suite on two workers (pytest-xdist): most tests wait on servers, stores and jobs.
+PYTEST_WORKERS ?= 2
+test:
+	$(MAKE) -j2 browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 # The UI tests drive Debian's chromium. Installing it needs root and apt;
 # without them we only warn, and the tests that need a browser decide.
