@@ -47,9 +47,14 @@ BENCH_ARGS ?=
 bench: $(TEST_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
-test: browser $(TEST_STAMP)
+# Chromium's apt-get install and pip's run side by side (each takes minutes on a fresh machine).
+# PYTEST_ARGS: e.g. `-n 2` (pytest-xdist); CI stays serial until the load-sensitive tests
+# (tests/test_faults.py's store kill) hold up with two workers.
+PYTEST_ARGS ?=
+test:
+	$(MAKE) -j2 browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The UI tests drive Debian's chromium. Installing it needs root and apt;
 # without them we only warn, and the tests that need a browser decide.

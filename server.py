@@ -9,14 +9,15 @@ from pathlib import Path
 import tornado.web
 from pymongo.errors import ConfigurationError, PyMongoError
 
-from config import SettingsError, load_settings
+from auth.sessions import app_settings, login_url, server_auth
 from core.datalock import DataDirInUse, DataDirLock
+from core.settings import Settings, SettingsError, load_settings
 from engine.service import EngineService
-from handlers.auth import app_settings, login_url, server_auth
-from handlers.base import LimitedApplication, NotFoundHandler, http_server_options
+from handlers.base import NotFoundHandler
 from handlers.health import record_request
-from handlers.routes import routes
-from live.hub import hub_for, stop_hub
+from http_server import LimitedApplication, http_server_options
+from live.hub import LiveHub
+from routes import routes
 from store import Store
 from store.backup import command as backup_command
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
@@ -27,10 +28,15 @@ log = logging.getLogger("jobdeck")
 ROOT = Path(__file__).resolve().parent
 
 
-def make_app(store: Store, **settings) -> tornado.web.Application:
-    """`auth` (default on), `tokens`, `users` and `cookie_secret` configure handlers/auth.py."""
+def make_app(store: Store, settings: Settings, hub: LiveHub, *, engine=None,
+             embedded_store: EmbeddedMongo | None = None) -> tornado.web.Application:
+    """The web application. Handlers reach `settings` as `self.settings["config"]` and the live
+    `hub` as `self.settings["hub"]`; the caller owns the hub and stops it. `auth`,
+    `tokens`, `users` and `cookie_secret` configure auth/; `engine` is the job engine,
+    None when it does not run here; `embedded_store`: the embedded store's process, for /health."""
     return LimitedApplication(
-        routes(), store=store, default_handler_class=NotFoundHandler,
+        routes(), store=store, config=settings, hub=hub, engine=engine,
+        embedded_store=embedded_store, default_handler_class=NotFoundHandler,
         log_function=record_request, template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"), **app_settings(settings))
 
@@ -39,59 +45,59 @@ def make_app(store: Store, **settings) -> tornado.web.Application:
 CLOSE_TIMEOUT = 5.0
 
 
-async def serve(settings: dict) -> int:
+async def serve(settings: Settings) -> int:
     embedded = lock = None
-    url = settings["mongo_url"]
+    url = settings.mongo_url
     if not url:
-        data_dir = Path(settings["data_dir"])
+        data_dir = Path(settings.data_dir)
         # One server per data folder (before anything in it is touched): a second one would
         # restart the first one's store as "stale", and their supervisors would fight over it.
         lock = DataDirLock(data_dir).acquire()
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            embedded = EmbeddedMongo(data_dir, db_name=settings["db_name"])
+            embedded = EmbeddedMongo(data_dir, db_name=settings.db_name)
         except ValueError as exc:
             log.error("db_name: %s", exc)
             return 2
         url = await asyncio.to_thread(embedded.start)
         log.info("embedded store (nx-27017) ready at %s, data in %s", url, data_dir.resolve())
-    store = Store(url, settings["db_name"], settings["store_timeout_ms"],
-                  data_dir=settings["data_dir"] if embedded is not None else None)
-    engine_service = None
+    store = Store(url, settings.db_name, settings.store_timeout_ms,
+                  data_dir=settings.data_dir if embedded is not None else None)
+    engine_service = hub = None
     supervisor = None
     try:
         if not await store.ping():
             log.error("cannot reach the store at %s within %d ms (store_timeout_ms); check that "
                       "it runs, or leave out --mongo-url to use the embedded store", url,
-                      settings["store_timeout_ms"])
+                      settings.store_timeout_ms)
             return 2
         await store.open()
-        hub_for(store, settings["live_stale_after"])
+        hub = LiveHub(store, settings.live_stale_after)
         engine_service = await EngineService(store, settings).start()
         if embedded is not None:
             supervisor = asyncio.create_task(embedded.supervise(
-                lambda: recover_after_store_restart(store, engine_service,
-                                                    settings["store_timeout_ms"])))
+                lambda: recover_after_store_restart(hub, engine_service,
+                                                    settings.store_timeout_ms)))
         auth, new_token = server_auth(settings)
-        app = make_app(store, data_dir=settings["data_dir"], engine=engine_service.engine, **auth,
-                       embedded_store=embedded,
-                       **{k: v for k, v in settings.items() if k.startswith(("ws_", "max_", "live_"))})
-        server = app.listen(settings["port"], settings["host"], xheaders=True,
+        settings = settings.replace(**auth)  # the credentials in effect (first start: made)
+        app = make_app(store, settings, hub, engine=engine_service.engine,
+                       embedded_store=embedded)
+        server = app.listen(settings.port, settings.host, xheaders=True,
                             **http_server_options(settings))
         if lock is not None:
-            lock.record(settings["port"] or listening_port(server))
-        log.info("Jobdeck ready at http://%s:%s/", settings["host"], settings["port"])
+            lock.record(settings.port or listening_port(server))
+        log.info("Jobdeck ready at http://%s:%s/", settings.host, settings.port)
         if new_token:
             log.warning("first start: made an operator token (only its hash is kept). Log in "
                         "with this URL, shown once:\n\n    %s\n",
-                        login_url(settings["host"], settings["port"], new_token))
+                        login_url(settings.host, settings.port, new_token))
         stop, again = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())
         await stop.wait()
-        if settings["drain_timeout"] > 0 and engine_service.engine is not None:
-            await drain(engine_service, settings["drain_timeout"], again)
+        if settings.drain_timeout > 0 and engine_service.engine is not None:
+            await drain(engine_service, settings.drain_timeout, again)
         log.info("stopping")
         server.stop()
         try:
@@ -104,7 +110,8 @@ async def serve(settings: dict) -> int:
             supervisor.cancel()
         if engine_service is not None:
             await engine_service.stop()
-        await stop_hub(store)
+        if hub is not None:
+            await hub.stop()
         await store.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
@@ -141,12 +148,12 @@ async def drain(engine_service: EngineService, timeout: float, again: asyncio.Ev
         log.info("drained: every running execution has ended")
 
 
-async def recover_after_store_restart(store: Store, engine_service: EngineService,
+async def recover_after_store_restart(hub: LiveHub, engine_service: EngineService,
                                       timeout_ms: int) -> None:
     """The embedded store came back: re-read the job changes the live feed may have missed and
     fail the executions whose outcome could not be written (retried per max_tries), once now and
     once more when every store call begun during the outage has succeeded or given up."""
-    await hub_for(store).feed.resync()
+    await hub.feed.resync()
     if engine_service.engine is not None:
         await engine_service.engine.recover()
         await asyncio.sleep(timeout_ms / 1000 + 1)
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
         log.error("the embedded store did not start: %s", exc)
         return 2
     except ConfigurationError as exc:
-        log.error("mongo_url %r is not usable: %s", settings["mongo_url"], exc)
+        log.error("mongo_url %r is not usable: %s", settings.mongo_url, exc)
         return 2
     except PyMongoError as exc:
         log.error("the store failed while the server started: %s", exc)

@@ -60,5 +60,5 @@ def user_entry(entry: str) -> str:
     if (len(parts) != 6 or parts[0] != "scrypt" or not all(x.isdigit() for x in parts[1:4])
             or not all(re.fullmatch(r"[0-9a-f]+", x) for x in parts[4:])):
         raise ValueError(f"the password hash of user '{name}' is not one `python -m "
-                         f"handlers.auth hash-password` makes")
+                         f"auth hash-password` makes")
     return f"{name}:{role}:{encoded}"

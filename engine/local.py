@@ -12,6 +12,7 @@ import signal
 
 import psutil
 
+from core.settings import DEFAULTS
 from engine.executor import (
     CANCELED,
     EXITED,
@@ -85,7 +86,7 @@ class LocalProcess(Running):
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, timeout_grace: float = 10.0):
+    def __init__(self, timeout_grace: float = DEFAULTS.cancel_grace):
         self.timeout_grace = timeout_grace
 
     async def start(self, spec: LaunchSpec) -> Running:

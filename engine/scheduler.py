@@ -25,6 +25,7 @@ import psutil
 from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
+from core.settings import DEFAULTS
 from core.times import now_ms
 from engine.executor import Backend
 from engine.local import LocalBackend
@@ -71,10 +72,12 @@ def alive(identity: dict | None) -> bool:
 
 class Engine:
     def __init__(self, store: Store, data_dir, cpus: float | None = None,
-                 mem: float | None = None, cancel_grace: float = 10.0,
-                 poll_interval: float = 0.5, reserve_after: float = 60.0,
+                 mem: float | None = None, cancel_grace: float = DEFAULTS.cancel_grace,
+                 poll_interval: float = DEFAULTS.engine_poll_interval,
+                 reserve_after: float = DEFAULTS.engine_reserve_after,
                  hostname: str | None = None, port: int | None = None,
-                 backend: Backend | None = None, dead_after: float = 30.0):
+                 backend: Backend | None = None,
+                 dead_after: float = DEFAULTS.engine_dead_after):
         default_cpus, default_mem = machine_capacity()
         self.store = store
         self.nodes = store.nodes

@@ -1,23 +1,22 @@
 """What server.py starts beside the web server: the engine and, with `demo`, the demo."""
 
+from core.settings import Settings
 from engine.demo import Demo
 from engine.scheduler import Engine
 
 
 class EngineService:
-    def __init__(self, store, settings: dict):
+    def __init__(self, store, settings: Settings):
         self.engine = None
         self.demo = None
-        if settings.get("engine", True):
+        if settings.engine:
             self.engine = Engine(
-                store, settings["data_dir"], cpus=settings.get("engine_cpus"),
-                mem=settings.get("engine_mem"), cancel_grace=settings.get("cancel_grace", 10.0),
-                poll_interval=settings.get("engine_poll_interval", 0.5),
-                reserve_after=settings.get("engine_reserve_after", 60.0),
-                dead_after=settings.get("engine_dead_after", 30.0),
-                port=settings.get("port"))
-        if settings.get("demo"):
-            self.demo = Demo(store, self.engine, settings["data_dir"])
+                store, settings.data_dir, cpus=settings.engine_cpus, mem=settings.engine_mem,
+                cancel_grace=settings.cancel_grace, poll_interval=settings.engine_poll_interval,
+                reserve_after=settings.engine_reserve_after,
+                dead_after=settings.engine_dead_after, port=settings.port)
+        if settings.demo:
+            self.demo = Demo(store, self.engine, settings.data_dir)
 
     async def start(self) -> "EngineService":
         if self.engine is not None:

@@ -1,37 +1,21 @@
-"""The base handler: JSON out, text/plain errors, typed query arguments."""
+"""The base handler: JSON out, text/plain errors (presentation/errors.py), typed query arguments
+(presentation/filters.py)."""
 
 import json
 import logging
 import math
-from collections import Counter
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import tornado.web
 from pymongo.errors import PyMongoError
-from tornado import httputil
 
-from core.times import now_ms, parse_instant
-from presentation.models import MAX_PAGE_SIZE
+from presentation import filters, http
+from presentation.errors import APIError, error_message, write_text_error
+from presentation.filters import INT64_MAX, INT64_MIN
+from presentation.http import SecurityHeaders
 from presentation.serializers import page_body
 
 log = logging.getLogger("jobdeck")
-
-# MongoDB stores 64-bit signed integers; a larger number can match nothing and must not reach it.
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# No result set has this many pages, and a larger page would overflow the store's skip.
-MAX_PAGE = INT64_MAX // MAX_PAGE_SIZE
-
-
-def sentence(message: str) -> str:
-    """A store message as a response line: first letter up, the rest (names, statuses) kept."""
-    return message[:1].upper() + message[1:]
-
-
-def check_int64(name: str, value: int) -> int:
-    """`value` if MongoDB can hold it, else a 400 naming `name`."""
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise APIError(400, f"{name} {value} is out of range; integers must fit in 64 bits")
-    return value
 
 
 class LongInt(str):
@@ -72,42 +56,14 @@ STORE_CANNOT_WRITE = "The job store cannot write: {cause}; try again later."
 CANNOT_WRITE_RETRY_AFTER = "10"
 
 
-class APIError(tornado.web.HTTPError):
-    """A client-facing error whose message is the whole response body."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(status, reason=None)
-        self.message = message
-        self.headers = headers or {}
-
-
-# On every response: no MIME sniffing, no framing, no inline scripts (static/js only).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-
-
-class SecurityHeaders:
-    """Mixed into every handler class, static files included."""
-
-    def set_default_headers(self) -> None:
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
-
-
 class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
-    # Authentication (handlers/auth.py): `public` handlers need no credentials; dashboard pages
+    # Authentication (auth/): `public` handlers need no credentials; dashboard pages
     # send a browser without a session to the login page instead of answering 401.
     public = False
     login_redirect = False
 
     def get_current_user(self):
-        """The caller's handlers.auth.Identity (role, name), or None without credentials."""
+        """The caller's auth.identity.Identity (role, name), or None without credentials."""
         return self.settings["authenticator"].identify(self)
 
     def prepare(self):
@@ -132,6 +88,10 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     def store(self):
         return self.application.settings["store"]
 
+    @property
+    def base_url(self) -> str:
+        return http.base_url(self.request)
+
     def write_json(self, body, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -139,21 +99,11 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, APIError):
-            message = exc.message
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-        elif isinstance(exc, OverflowError):
-            self.set_status(400)
-            message = "A number in the request is too large"
-        elif isinstance(exc, PyMongoError):
+        if isinstance(exc, PyMongoError):
             message = self.store_unavailable(exc)
-        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
-            message = self._reason
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.finish(message.rstrip() + "\n")
+            message = error_message(self, exc)
+        write_text_error(self, message)
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, APIError):
@@ -187,49 +137,23 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
             raise APIError(400, problem)
         return body
 
-    # -- query arguments ---------------------------------------------------------------------
+    # -- query arguments (presentation/filters.py) -----------------------------------------------
 
     def query_strings(self, name: str) -> list[str]:
-        return [v for v in self.get_query_arguments(name) if v != ""]
+        return filters.strings(self.get_query_arguments, name)
 
     def query_ints(self, name: str) -> list[int]:
-        values = []
-        for raw in self.query_strings(name):
-            try:
-                values.append(int(raw))
-            except ValueError:
-                raise APIError(400, f"{name} must be an integer, not '{raw}'") from None
-            if name != "page":
-                check_int64(name, values[-1])
-        return values
+        return filters.ints(self.get_query_arguments, name)
 
     def query_int(self, name: str, default: int | None = None, low: int | None = None,
                   high: int | None = None) -> int | None:
-        values = self.query_ints(name)
-        if not values:
-            return default
-        value = values[-1]
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise APIError(400, f"{name} must be {bounds}, not {value}")
-        return value
+        return filters.integer(self.get_query_arguments, name, default, low, high)
 
     def query_bool(self, name: str) -> bool | None:
-        values = self.query_strings(name)
-        if not values:
-            return None
-        raw = values[-1].lower()
-        if raw not in ("true", "false", "1", "0"):
-            raise APIError(400, f"{name} must be true or false, not '{values[-1]}'")
-        return raw in ("true", "1")
+        return filters.boolean(self.get_query_arguments, name)
 
     def query_choices(self, name: str, choices) -> list[str]:
-        values = self.query_strings(name)
-        for value in values:
-            if value not in choices:
-                raise APIError(400, f"{name} '{value}' is not valid; choose from "
-                                    f"{', '.join(choices)}")
-        return values
+        return filters.choices(self.get_query_arguments, name, choices)
 
     async def job_type_ids_filter(self) -> set[int] | None:
         """`job_type_id`, `job_type_name`, `job_type_category` resolved to one id set (None: any)."""
@@ -243,51 +167,19 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         return job_type_ids
 
     def parse_time_range(self, default_started: str | None = None) -> tuple[int | None, int | None]:
-        """`started`/`ended`: ISO-8601 datetimes with a zone, or durations back from now."""
-        now = now_ms()
-        bounds = []
-        for name, default in (("started", default_started), ("ended", None)):
-            values = self.query_strings(name)
-            raw = values[-1] if values else default
-            if raw is None:
-                bounds.append(None)
-                continue
-            try:
-                bounds.append(parse_instant(raw, now))
-            except ValueError as exc:
-                raise APIError(400, f"{name}: {exc}") from None
-            except OverflowError:
-                raise APIError(400, f"{name}: '{raw}' reaches outside the calendar") from None
-        started, ended = bounds
-        if started is not None and ended is not None and started >= ended:
-            raise APIError(400, "started must be before ended")
-        return started, ended
+        return filters.time_range(self.get_query_arguments, default_started)
 
     def parse_order(self, allowed: dict[str, str], default) -> list[tuple[str, int]]:
-        """`order` values (`-` for descending, `a__b` or `a.b` paths) as stored sort keys."""
-        order = []
-        for raw in self.query_strings("order"):
-            name = raw.removeprefix("-")
-            key = allowed.get(name.replace(".", "__"))
-            if key is None:
-                raise APIError(400, f"order '{raw}' is not a field you can order by; choose from "
-                                    f"{', '.join(sorted(allowed))}")
-            if all(key != seen for seen, _ in order):  # the first mention of a field wins
-                order.append((key, -1 if raw.startswith("-") else 1))
-        return order or list(default)
+        return filters.order(self.get_query_arguments, allowed, default)
 
     def parse_page(self) -> tuple[int, int]:
-        page = self.query_int("page", 1, low=1)
-        page_size = self.query_int("page_size", 100, low=1, high=MAX_PAGE_SIZE)
-        if page > MAX_PAGE:
-            raise APIError(404, f"page {page} is past the last page")
-        return page, page_size
+        return filters.page(self.get_query_arguments)
 
     def page_url(self, page: int) -> str:
         args = [(k, v.decode("utf-8", "replace")) for k, values in
                 self.request.query_arguments.items() if k != "page" for v in values]
         args.append(("page", str(page)))
-        return f"{self.request.protocol}://{self.request.host}{self.request.path}?{urlencode(args)}"
+        return f"{self.base_url}{self.request.path}?{urlencode(args)}"
 
     def write_page(self, count: int, results: list, page: int, page_size: int) -> None:
         """Scale's paginated body; a page past the last is a 404, page 1 may be empty."""
@@ -296,122 +188,6 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         self.write_json(page_body(
             count, self.page_url(page + 1) if page * page_size < count else None,
             self.page_url(page - 1) if page > 1 else None, results))
-
-
-# -- request limits (settings in config.py) ---------------------------------------------------
-
-LIMIT_DEFAULTS = {"max_body_kb": 1024, "max_upload_mb": 256, "max_query_values": 1000,
-                  "max_header_kb": 256}
-UPLOAD_PATHS = frozenset({"/files/"})
-# A body declared at most this much over its limit is read and dropped before the 413: clients
-# that read the answer only after sending their body (most do) would otherwise see a reset
-# connection. A larger one is answered at once and its connection closed.
-DRAIN_BYTES = 64 * 1024 * 1024
-
-
-def limit_setting(settings, name: str) -> int:
-    return settings.get(name) or LIMIT_DEFAULTS[name]
-
-
-def http_server_options(settings) -> dict:
-    """Tornado's own caps (it closes the connection past them): the request line and headers,
-    and the largest body any route takes plus the drain."""
-    largest = max(limit_setting(settings, "max_body_kb") * 1024,
-                  limit_setting(settings, "max_upload_mb") * 1024 * 1024)
-    return {"max_header_size": limit_setting(settings, "max_header_kb") * 1024,
-            "max_body_size": largest + DRAIN_BYTES}
-
-
-def query_values_problem(query: str, cap: int) -> str | None:
-    """Why the query string has too many values (naming its most repeated parameter), or None."""
-    counts = Counter(name for name, _ in parse_qsl(query, keep_blank_values=True))
-    total = sum(counts.values())
-    if total <= cap:
-        return None
-    name, repeats = counts.most_common(1)[0]
-    return (f"Too many query parameter values: {total}, '{name[:50]}' {repeats} times; "
-            f"at most {cap} per request (max_query_values)")
-
-
-class LimitedRequest(httputil.HTTPMessageDelegate):
-    """Checks the query and body limits as soon as the request line and headers are in, before
-    a handler runs; an oversized body is never handed on, so it is never buffered."""
-
-    def __init__(self, inner: httputil.HTTPMessageDelegate,
-                 connection: httputil.HTTPConnection, settings: dict):
-        self.inner, self.connection, self.settings = inner, connection, settings
-        self.rejection: tuple[int, str] | None = None
-        self.forwarded = self.replied = False
-        self.limit = self.received = 0
-        self.too_large = ""
-
-    def headers_received(self, start_line, headers):
-        path, _, query = start_line.path.partition("?")
-        if path in UPLOAD_PATHS:
-            megabytes = limit_setting(self.settings, "max_upload_mb")
-            self.limit, self.too_large = megabytes * 1024 * 1024, (
-                f"Upload too large: the limit is {megabytes} MiB (max_upload_mb)")
-        else:
-            kilobytes = limit_setting(self.settings, "max_body_kb")
-            self.limit, self.too_large = kilobytes * 1024, (
-                f"Request body too large: the limit is {kilobytes} KiB (max_body_kb)")
-        self.connection.set_max_body_size(self.limit + DRAIN_BYTES)
-        declared = headers.get("Content-Length", "")
-        problem = query_values_problem(query, limit_setting(self.settings, "max_query_values"))
-        length = int(declared) if declared.isdigit() else 0
-        if problem:
-            self.rejection = (400, problem)
-        elif length > self.limit:
-            self.rejection = (413, self.too_large)
-        if self.rejection and (length > self.limit + DRAIN_BYTES
-                               or headers.get("Expect", "").lower() == "100-continue"):
-            # The client is waiting for the go-ahead, or the body is too large to drain.
-            self.connection.set_max_body_size(max(length, self.limit))
-            self.reply(close=True)
-        if self.rejection:
-            log.info("rejected %s %s: %s", start_line.method, path, self.rejection[1])
-            return None
-        self.forwarded = True
-        return self.inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk):
-        self.received += len(chunk)
-        if self.forwarded and self.received > self.limit:
-            self.rejection, self.forwarded = (413, self.too_large), False
-            self.inner.on_connection_close()  # the handler drops what it buffered
-        return self.inner.data_received(chunk) if self.forwarded else None
-
-    def finish(self):
-        if self.forwarded:
-            return self.inner.finish()
-        return self.reply(close=False)
-
-    def on_connection_close(self):
-        if self.forwarded:
-            self.inner.on_connection_close()
-
-    def reply(self, close: bool) -> None:
-        if self.replied:
-            return
-        self.replied = True
-        status, message = self.rejection
-        body = f"{message}\n".encode()
-        headers = httputil.HTTPHeaders({"Content-Type": "text/plain; charset=UTF-8",
-                                        "Content-Length": str(len(body)), **SECURITY_HEADERS})
-        if close:
-            headers["Connection"] = "close"
-        self.connection.write_headers(
-            httputil.ResponseStartLine("HTTP/1.1", status, httputil.responses[status]),
-            headers, body)
-        self.connection.finish()
-
-
-class LimitedApplication(tornado.web.Application):
-    """An Application whose every request passes LimitedRequest first."""
-
-    def start_request(self, server_conn, request_conn):
-        return LimitedRequest(super().start_request(server_conn, request_conn), request_conn,
-                              self.settings)
 
 
 class NotFoundHandler(BaseHandler):

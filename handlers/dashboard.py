@@ -2,19 +2,18 @@
 the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
 add live updates and the actions (which call the REST API)."""
 
-import json
 from pathlib import Path
 from urllib.parse import urlencode
 
-from jinja2 import Environment, FileSystemLoader
 from pymongo.errors import PyMongoError
 
-from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
 from core.times import format_ms, now_ms, parse_instant
-from handlers.base import APIError, BaseHandler
-from handlers.jobs import LIST_PROJECTION, JobListBase
+from handlers.base import BaseHandler
+from handlers.jobs import LIST_PROJECTION
+from presentation.errors import APIError
+from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
-from store.jobs import JOB_ORDER_FIELDS
+from presentation.templates import ENV
 from store.stats import MINUTE_MS, StatsStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,39 +31,15 @@ COUNT_WINDOWS = (6, 12, 24)
 PAGE_SIZES = (25, 50, 100, 250, 1000)
 
 
-def file_size(size) -> str:
-    """Bytes in the largest unit that keeps the number at least 1."""
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(size)
-
-
-def short_time(iso: str | None) -> str:
-    """`2015-08-28T17:55:41.005Z` → `2015-08-28 17:55:41` (the page says times are UTC)."""
-    return "" if not iso else iso[:19].replace("T", " ")
-
-
-def pretty_json(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True)
-
-
-ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=True,
-                  trim_blocks=True, lstrip_blocks=True)
-ENV.filters.update(file_size=file_size, short_time=short_time, pretty_json=pretty_json)
-ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
-                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES)
-
-
 class DashboardPage(BaseHandler):
     """Renders templates; errors become an HTML page carrying the API's message."""
 
     nav = ""
     login_redirect = True
+
+    def initialize(self, partial: bool = False):
+        """`partial`: render only the page's live region, which the page refetches."""
+        self.partial = partial
 
     def prepare(self):
         super().prepare()
@@ -109,10 +84,6 @@ class DashboardPage(BaseHandler):
     def stats(self) -> StatsStore:
         return self.store.stats
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
-
 
 def throughput_chart(per_status: dict[str, dict[int, int]], now: int) -> dict:
     """The last 60 whole minutes of COMPLETED and FAILED counts, as SVG bar geometry."""
@@ -140,9 +111,6 @@ class OverviewPage(DashboardPage):
 
     nav = "overview"
 
-    def initialize(self, partial: bool = False):
-        self.partial = partial
-
     async def get(self):
         now = now_ms()
         stats = self.stats
@@ -154,7 +122,7 @@ class OverviewPage(DashboardPage):
                            "total": sum(c.values())}
                           for type_id, c in by_type.items() if type_id in job_types),
                          key=lambda row: (-row["total"], row["job_type"]["id"]))[:8]
-        queue = await self.queue_rows()
+        queue = await queue_rows(self.store)
         running = await stats.running_by_node()
         nodes = [{"node": node, "use": running.get(node["id"], {})}
                  for node in await self.store.nodes.all()]
@@ -163,28 +131,32 @@ class OverviewPage(DashboardPage):
                          queue=queue, queue_depth=sum(r["count"] for r in queue), nodes=nodes,
                          unassigned=running.get(None, {}).get("running", 0))
 
-    async def queue_rows(self) -> list[dict]:
-        """GET /queue/status/ rows with the job type attached, paused types last."""
-        return queue_table(await self.store.jobs.queue_status())
 
 
-class QueuePage(OverviewPage):
+async def queue_rows(store) -> list[dict]:
+    """GET /queue/status/ rows with the job type attached, paused types last."""
+    return queue_table(await store.jobs.queue_status())
+
+
+class QueuePage(DashboardPage):
+    """GET /queue/status/ rendered; with `partial=True` only its live region."""
+
     nav = "queue"
 
     async def get(self):
-        queue = await self.queue_rows()
+        queue = await queue_rows(self.store)
         self.render_page("queue_live.html" if self.partial else "queue.html", queue=queue,
                          queue_depth=sum(r["count"] for r in queue))
 
 
-class JobsPage(DashboardPage, JobListBase):
+class JobsPage(DashboardPage):
     """GET /jobs/ rendered: same filters, order, paging and rows."""
 
     nav = "jobs"
 
     async def get(self):
-        flt = self.job_filter()
-        order = self.parse_order(JOB_ORDER_FIELDS, self.default_order)
+        flt = job_filter(self.get_query_arguments)
+        order = job_order(self.get_query_arguments)
         page, page_size = self.parse_page()
         count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION)
         if page > 1 and (page - 1) * page_size >= count:

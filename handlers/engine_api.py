@@ -8,10 +8,11 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-from handlers.base import APIError, BaseHandler, check_int64
+from handlers.base import BaseHandler
+from presentation.errors import APIError
+from presentation.filters import check_int64
 from presentation.serializers import Serializer, workspace
 
-DEFAULT_DATA_DIR = "./data"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
 LOG_LIMIT = 4 * 1024 * 1024
@@ -39,11 +40,7 @@ def content_disposition(file_name: str) -> str:
 class EngineHandler(BaseHandler):
     @property
     def data_dir(self) -> Path:
-        return Path(self.settings.get("data_dir") or DEFAULT_DATA_DIR).resolve()
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
+        return Path(self.settings["config"].data_dir).resolve()
 
     async def file_json(self, doc: dict) -> dict:
         return await Serializer(self.store, self.base_url).file(doc)

@@ -1,6 +1,7 @@
 """/errors/ and /errors/{id}/: the failure reasons jobs can end with."""
 
-from handlers.base import APIError, BaseHandler
+from handlers.base import BaseHandler
+from presentation.errors import APIError
 from presentation.serializers import error_full
 
 

@@ -1,7 +1,8 @@
 """/job-executions/ and /job-executions/{id}/."""
 
 from core.model import EXE_STATUSES
-from handlers.base import APIError, BaseHandler
+from handlers.base import BaseHandler
+from presentation.errors import APIError
 from presentation.serializers import Serializer
 from store.jobs import EXE_ORDER_FIELDS
 
@@ -19,12 +20,8 @@ class ExecutionsHandler(BaseHandler):
         rows = await Serializer(self.store, self.base_url).exe_rows(exes)
         self.write_page(count, rows, page, page_size)
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
 
-
-class ExecutionDetailsHandler(ExecutionsHandler):
+class ExecutionDetailsHandler(BaseHandler):
     async def get(self, exe_id):
         exe = await self.store.jobs.get_exe(int(exe_id))
         if exe is None:

@@ -12,7 +12,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from handlers.base import BaseHandler
-from live.hub import hub_for
 from presentation.serializers import health, live_state
 
 log = logging.getLogger("jobdeck")
@@ -47,7 +46,7 @@ class HealthHandler(BaseHandler):
         ping_ms = round((time.monotonic() - started) * 1000, 2)
         # Reads (and ping) go on when the store cannot write, on a full disk: store/writes.py.
         problem = await self.store.writes.check() if ok else self.store.writes.problem
-        feed = hub_for(self.store).feed
+        feed = self.settings["hub"].feed
         live = live_state(feed)
         status = "ok" if ok else "unavailable"
         if ok and (live["lag_seconds"] > feed.stale_after or problem is not None):
@@ -94,7 +93,7 @@ class StoreWritesCollector:
 class MetricsHandler(BaseHandler):
     def get(self):
         feed_registry = CollectorRegistry()
-        feed_registry.register(FeedCollector(hub_for(self.store).feed))
+        feed_registry.register(FeedCollector(self.settings["hub"].feed))
         feed_registry.register(StoreWritesCollector(self.store.writes))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(REGISTRY) + generate_latest(feed_registry))

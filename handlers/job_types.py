@@ -8,7 +8,8 @@ from core.interface import (
 )
 from core.model import JOB_TYPE_EDITABLE, JOB_TYPE_IGNORED
 from core.times import now_ms
-from handlers.base import APIError, BaseHandler, sentence
+from handlers.base import BaseHandler
+from presentation.errors import APIError, sentence
 from presentation.serializers import job_type_details, job_type_full
 from store.job_types import JobTypeExists, JobTypeStore
 

@@ -1,43 +1,32 @@
-"""/jobs/, /jobs/{id}/, /jobs/updates/, /jobs/executions/: the Job Services API."""
+"""/jobs/, /jobs/{id}/, /jobs/updates/, /jobs/executions/: the Job Services API.
+
+The three lists share JobListBase (each picks the time field `started` and `ended` apply to, and
+its extra columns); the details handler stands beside them on BaseHandler."""
 
 from typing import ClassVar
 
-from core.model import JOB_STATUSES
-from handlers.base import APIError, BaseHandler, sentence
+from handlers.base import BaseHandler
+from presentation.errors import APIError, sentence
+from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer
-from store.jobs import JOB_ORDER_FIELDS, InvalidTransition, JobFilter, JobNotFound
+from store.jobs import InvalidTransition, JobNotFound
 
 LIST_PROJECTION = {"data": 0, "results": 0}
 
 
 class JobListBase(BaseHandler):
-    """Shared filters, order and paging; subclasses choose the time field and extra columns."""
+    """GET a page of jobs: filters, order and paging as every job list reads them."""
 
     time_field = "last_modified"
-    default_order = (("last_modified", 1), ("id", 1))
     extras: ClassVar[dict] = {}
 
-    def job_filter(self) -> JobFilter:
-        started, ended = self.parse_time_range()
-        return JobFilter(
-            statuses=self.query_choices("status", JOB_STATUSES),
-            job_ids=self.query_ints("job_id"),
-            job_type_ids=self.query_ints("job_type_id"),
-            job_type_names=self.query_strings("job_type_name"),
-            job_type_categories=self.query_strings("job_type_category"),
-            started=started, ended=ended, time_field=self.time_field)
-
     async def get(self):
-        flt = self.job_filter()
-        order = self.parse_order(JOB_ORDER_FIELDS, self.default_order)
+        flt = job_filter(self.get_query_arguments, self.time_field)
+        order = job_order(self.get_query_arguments, self.time_field)
         page, page_size = self.parse_page()
         count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION)
         rows = await Serializer(self.store, self.base_url).job_rows(jobs, **self.extras)
         self.write_page(count, rows, page, page_size)
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
 
 
 class JobsHandler(JobListBase):
@@ -48,7 +37,6 @@ class JobUpdatesHandler(JobListBase):
     """Jobs whose status changed in the range, in `last_status_change` order."""
 
     time_field = "last_status_change"
-    default_order = (("last_status_change", 1), ("id", 1))
     extras: ClassVar[dict] = {"input_files": True}
 
 
@@ -56,7 +44,7 @@ class JobExecutionsHandler(JobListBase):
     extras: ClassVar[dict] = {"latest_exe": True}
 
 
-class JobDetailsHandler(JobListBase):
+class JobDetailsHandler(BaseHandler):
     async def get(self, job_id):
         job = await self.store.jobs.get_job(int(job_id))
         if job is None:

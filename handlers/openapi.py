@@ -7,4 +7,4 @@ from presentation.openapi import document
 
 class OpenAPIHandler(BaseHandler):
     def get(self):
-        self.write_json(document(f"{self.request.protocol}://{self.request.host}"))
+        self.write_json(document(self.base_url))

@@ -10,7 +10,9 @@ from core.interface import (
 )
 from core.model import JOB_STATUSES
 from core.times import parse_instant
-from handlers.base import APIError, BaseHandler, check_int64
+from handlers.base import BaseHandler
+from presentation.errors import APIError
+from presentation.filters import check_int64
 from presentation.serializers import Serializer, queue_status
 from store.jobs import JobFilter
 
@@ -59,8 +61,8 @@ class NewJobHandler(BaseHandler):
             input_file_ids=files.keys(), disk_in_mb=disk_in)
         wake_engine(self)
         self.set_header("Location", f"/job-executions/{exe['id']}/")
-        base_url = f"{self.request.protocol}://{self.request.host}"
-        self.write_json(await Serializer(self.store, base_url).job_details(job), status=201)
+        self.write_json(await Serializer(self.store, self.base_url).job_details(job),
+                        status=201)
 
 
 class QueueStatusHandler(BaseHandler):
@@ -111,8 +113,7 @@ class RequeueJobsHandler(BaseHandler):
         ids = JobFilter(job_ids=[j["id"] for j in matched])
         count, jobs = await self.store.jobs.list_jobs(ids, [("id", 1)], page, page_size,
                                                       {"data": 0, "results": 0})
-        base_url = f"{self.request.protocol}://{self.request.host}"
-        self.write_page(count, await Serializer(self.store, base_url).job_rows(jobs), page,
+        self.write_page(count, await Serializer(self.store, self.base_url).job_rows(jobs), page,
                         page_size)
 
     async def _arguments(self, job: dict) -> str:

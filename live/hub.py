@@ -1,18 +1,19 @@
-"""One hub per server process: turns the store's change feed into batched messages for every
-subscriber, each with its own filter and its own bounded queue."""
+"""The live hub: turns the store's change feed into batched messages for every subscriber, each
+with its own filter and its own bounded queue. server.serve() makes one per server, hands it to
+the app (`application.settings["hub"]`) and stops it when the server stops."""
 
 import asyncio
 import json
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymongo.errors import PyMongoError
 
+from core.settings import DEFAULTS
 from presentation.serializers import Serializer, page_body
-from store.changes import STALE_AFTER, JobChangeFeed
+from store.changes import JobChangeFeed
 
 log = logging.getLogger("jobdeck.live")
 
@@ -151,9 +152,10 @@ class Subscriber:
 
 
 class LiveHub:
-    """Starts the store's change feed on the first subscriber and fans each batch out."""
+    """Starts the store's change feed on the first subscriber and fans each batch out; its
+    owner calls stop()."""
 
-    def __init__(self, store, stale_after: float = STALE_AFTER):
+    def __init__(self, store, stale_after: float = DEFAULTS.live_stale_after):
         self.store = store
         self.subscribers: set[Subscriber] = set()
         self.feed = JobChangeFeed(store, self._on_jobs, stale_after=stale_after)
@@ -247,20 +249,3 @@ class LiveHub:
             except Overflow as exc:
                 self.unsubscribe(subscriber)
                 subscriber.on_overflow(str(exc))
-
-
-_hubs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def hub_for(store, stale_after: float = STALE_AFTER) -> LiveHub:
-    """This process's hub for `store` (created on first use; started by its first subscriber)."""
-    hub = _hubs.get(store)
-    if hub is None:
-        hub = _hubs[store] = LiveHub(store, stale_after)
-    return hub
-
-
-async def stop_hub(store) -> None:
-    hub = _hubs.pop(store, None)
-    if hub is not None:
-        await hub.stop()

@@ -1,9 +1,10 @@
 """ws://HOST/ws/jobs/updates/: the /jobs/updates/ payload pushed as job statuses change.
 
-Query parameters are those of GET /jobs/updates/ (parsed by the same code, so a bad one is refused
-with the same 400 text) plus `started`: every matching update since then is sent first, in
-batches of at most 1,000, then live batches follow with no gap. Clients de-duplicate on `id` +
-`last_status_change` (a reconnect with `started` = the last one seen repeats that boundary).
+Query parameters are those of GET /jobs/updates/ (parsed by the same function, job_filter in
+presentation/filters.py, so a bad one is refused with the same 400 text) plus `started`: every
+matching update since then is sent first, in batches of at most 1,000, then live batches follow
+with no gap. Clients de-duplicate on `id` + `last_status_change` (a reconnect with `started` = the
+last one seen repeats that boundary).
 """
 
 import asyncio
@@ -14,10 +15,11 @@ import tornado.websocket
 from pymongo.errors import PyMongoError
 from tornado.iostream import StreamClosedError
 
-from config import DEFAULTS
-from handlers.base import APIError
-from handlers.jobs import JobUpdatesHandler
-from live.hub import LiveFilter, Subscriber, hub_for, page
+from live.hub import LiveFilter, Subscriber, page
+from presentation import http
+from presentation.errors import APIError, error_message, write_text_error
+from presentation.filters import job_filter
+from presentation.http import SecurityHeaders
 from presentation.serializers import Serializer
 
 log = logging.getLogger("jobdeck.live")
@@ -28,18 +30,37 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GOING_AWAY = 1001
 
 
-class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
-    """WebSocketHandler first in the MRO: its `get` does the handshake, JobUpdatesHandler
-    contributes the filters, `base_url` and the text/plain 400s before it."""
+class JobUpdatesSocket(SecurityHeaders, tornado.websocket.WebSocketHandler):
+    """Before the handshake it answers as GET /jobs/updates/ does: the same credentials (viewer
+    is enough), the same filter (presentation/filters.py) and the same text/plain refusals."""
+
+    # Read by the Authenticator (auth/identity.py): credentials needed, and a 401 (no redirect).
+    public = False
+    login_redirect = False
 
     subscriber: Subscriber | None = None
     task: asyncio.Task | None = None
 
+    def get_current_user(self):
+        return self.settings["authenticator"].identify(self)
+
     async def prepare(self):
-        super().prepare()  # credentials (viewer is enough) before anything else
-        self.filter = self.job_filter()
+        self.settings["authenticator"].authorize(self)  # before anything else
+        self.filter = job_filter(self.get_query_arguments, "last_status_change")
         if self.filter.ended is not None:
             raise APIError(400, "ended cannot be used on the live stream; leave it out")
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """A refused handshake: the API's one-line text/plain answer."""
+        write_text_error(self, error_message(self, kwargs.get("exc_info", (None, None, None))[1]))
+
+    @property
+    def store(self):
+        return self.settings["store"]
+
+    @property
+    def base_url(self) -> str:
+        return http.base_url(self.request)
 
     def check_origin(self, origin: str) -> bool:
         """Browsers send Origin: only pages of this server may subscribe with its cookie.
@@ -48,26 +69,28 @@ class JobUpdatesSocket(tornado.websocket.WebSocketHandler, JobUpdatesHandler):
         return parsed.scheme in ("http", "https") and parsed.netloc.lower() == \
             self.request.host.lower()
 
-    def setting(self, name: str):
-        return self.settings.get(name, DEFAULTS[name])
+    @property
+    def config(self):
+        """The server's core.settings.Settings (server.make_app)."""
+        return self.settings["config"]
 
     @property
     def ping_interval(self) -> float:
-        return float(self.setting("ws_ping_interval"))
+        return self.config.ws_ping_interval
 
     @property
     def ping_timeout(self) -> float:
-        return float(self.setting("ws_ping_timeout"))
+        return self.config.ws_ping_timeout
 
     @property
     def max_message_size(self) -> int:
-        return int(self.setting("ws_max_message_size"))
+        return self.config.ws_max_message_size
 
     def open(self):
-        self.hub = hub_for(self.store, self.setting("live_stale_after"))
+        self.hub = self.settings["hub"]
         self.subscriber = Subscriber(
             LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
-            self.on_overflow, int(self.setting("ws_max_queue")), on_stop=self.on_server_stop)
+            self.on_overflow, self.config.ws_max_queue, on_stop=self.on_server_stop)
         self.task = asyncio.create_task(self.run())
 
     def send(self, text: str):

@@ -14,9 +14,6 @@ fields follow. A model without a name is written inline where it is used.
 
 from core.model import ERROR_CATEGORIES, EXE_STATUSES, JOB_STATUSES
 
-# The largest `page_size` a listing serves (a Page's `results`).
-MAX_PAGE_SIZE = 1000
-
 # -- JSON schema building blocks ---------------------------------------------------------------
 
 INT = {"type": "integer"}

@@ -12,13 +12,13 @@ import json
 
 from core.interface import ERROR_MAPPING_SCHEMA, INTERFACE_SCHEMA, JOB_DATA_SCHEMA
 from presentation import models as m
+from presentation.filters import MAX_PAGE_SIZE
 from presentation.models import (
     BOOL,
     EXE_STATUS,
     INT,
     JOB_STATUS,
     JSON_OBJECT,
-    MAX_PAGE_SIZE,
     NULLABLE_TEXT,
     NUMBER,
     STRING,

@@ -1,5 +1,6 @@
 """The only code that talks to MongoDB."""
 
+from core.settings import DEFAULTS
 from store.db import Database
 from store.engines import EngineStore
 from store.errors import ErrorStore
@@ -16,8 +17,8 @@ class Store:
     """All store modules over one connection. Code above the store calls their methods and never
     reaches `db` (tests and the store's own modules do)."""
 
-    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000,
-                 data_dir=None):
+    def __init__(self, url: str, name: str = DEFAULTS.db_name,
+                 timeout_ms: int = DEFAULTS.store_timeout_ms, data_dir=None):
         """`data_dir`: the embedded store's data folder, whose free space explains a failed
         write (store/writes.py)."""
         self.db = Database(url, name, timeout_ms)

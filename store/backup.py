@@ -43,11 +43,12 @@ from importlib import metadata
 from pathlib import Path
 
 from core.datalock import LOCK_FILE, DataDirInUse, DataDirLock
+from core.settings import SettingsError, load_settings
 
 FORMAT = "jobdeck-backup"
 VERSION = 1
 MANIFEST = "manifest.json"
-AUTH_FILE = "auth.json"  # handlers/auth.py AUTH_FILE
+AUTH_FILE = "auth.json"  # auth/sessions.py AUTH_FILE
 WORKSPACES = "workspaces"
 EXECUTIONS = "executions"
 EXECUTION_LOGS = ("stdout.log", "stderr.log")
@@ -502,23 +503,21 @@ def command(argv: list[str]) -> int:
     """`backup DEST` or `restore BACKUP` with --force, --data-dir, --db-name, --mongo-url and
     --settings (the server's settings, with the same precedence); 0 when done, 2 on bad input
     or a folder in use, 1 when the copy fails."""
-    from config import SettingsError, load_settings  # the server's settings, read as it would
-
     name = argv[0]
     try:
         args = _parser(name).parse_args(argv[1:])
         flags = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
                  if key not in ("path", "force") and value is not None]
         settings = load_settings(flags)
-        if settings["mongo_url"]:
-            raise BackupError(MONGO_URL_ADVICE.format(db=settings["db_name"]))
-        data_dir, path = Path(settings["data_dir"]), Path(args.path)
+        if settings.mongo_url:
+            raise BackupError(MONGO_URL_ADVICE.format(db=settings.db_name))
+        data_dir, path = Path(settings.data_dir), Path(args.path)
         if name == "backup":
-            manifest = backup(data_dir, path, settings["db_name"], args.force)
+            manifest = backup(data_dir, path, settings.db_name, args.force)
             print(_backup_line(manifest, path.resolve()))
         else:
-            done = restore(path, data_dir, settings["db_name"], args.force)
-            print(_restore_line(done, path.resolve(), data_dir.resolve(), settings["db_name"]))
+            done = restore(path, data_dir, settings.db_name, args.force)
+            print(_restore_line(done, path.resolve(), data_dir.resolve(), settings.db_name))
     except (BackupError, SettingsError, DataDirInUse) as exc:
         print(f"jobdeck: {name}: {exc}", file=sys.stderr)
         return 2

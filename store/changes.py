@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from pymongo import monitoring
 from pymongo.errors import OperationFailure, PyMongoError
 
+from core.settings import DEFAULTS
 from core.times import now_ms
 from store.jobs import ROW_PROJECTION, JobFilter
 from store.reads import find_page
@@ -61,7 +62,6 @@ TAIL_INTERVAL = 0.05
 TAIL_LOOKBACK_MS = 2000
 TAIL_LIMIT = 5000
 RETRY_DELAY = 1.0
-STALE_AFTER = 2.0         # seconds the store may stay ahead of the feed before it restarts
 REMEMBERED_JOBS = 200_000  # jobs whose last handed-out change is kept to drop non-status updates
 
 OnJobs = Callable[[list[dict]], Awaitable[None]]
@@ -98,7 +98,7 @@ class JobChangeFeed:
     """Calls `on_jobs(jobs)` with each batch of new status changes until stopped."""
 
     def __init__(self, store, on_jobs: OnJobs, use_change_stream: bool = True,
-                 stale_after: float = STALE_AFTER):
+                 stale_after: float = DEFAULTS.live_stale_after):
         self.store = store
         self.jobs = store.db["jobs"]
         self.job_store = store.jobs

@@ -10,6 +10,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.model import BUILTIN_ERRORS
+from core.settings import DEFAULTS
 from core.times import now_ms
 from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 
@@ -70,7 +71,8 @@ def time_span(started: int | None, ended: int | None) -> dict | None:
 class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 
-    def __init__(self, url: str, name: str = "jobdeck", timeout_ms: int = 5000):
+    def __init__(self, url: str, name: str = DEFAULTS.db_name,
+                 timeout_ms: int = DEFAULTS.store_timeout_ms):
         # With the store down (its connections reset, its port closed) every call fails after
         # `timeout_ms` of server selection: a 503, never a hang. connectTimeoutMS is also the
         # heartbeat timeout: a long bulk insert on nx-27017 must not make the monitor cancel every

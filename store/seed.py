@@ -14,6 +14,7 @@ import random
 import time
 
 from core.interface import validate_interface
+from core.settings import DEFAULTS
 from core.times import now_ms
 from store.job_types import JobTypeExists
 from store.reads import find_all
@@ -227,7 +228,7 @@ async def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Seed N realistic jobs into a Jobdeck store")
     parser.add_argument("count", type=int)
     parser.add_argument("--mongo-url", required=True)
-    parser.add_argument("--db-name", default="jobdeck")
+    parser.add_argument("--db-name", default=DEFAULTS.db_name)
     parser.add_argument("--batch", type=int, default=5000)
     args = parser.parse_args(argv)
     store = await Store(args.mongo_url, args.db_name).open()

@@ -8,12 +8,12 @@ import uuid
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from live.hub import stop_hub
+from live.hub import LiveHub
 from server import make_app
 from store import Store
 from store.embedded import EmbeddedMongo
 from tests.isolation import assert_databases_isolated
-from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
+from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
 
 @pytest.fixture(scope="session")
@@ -38,15 +38,23 @@ def store(mongo_url, io_loop):
     store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}")
     io_loop.run_sync(store.open)
     yield store
-    io_loop.run_sync(lambda: stop_hub(store))
     io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
     io_loop.run_sync(store.close)
 
 
 @pytest.fixture
-def app(store):
+def hub(store, io_loop):
+    """The test app's live hub (server.serve makes one per server), stopped before the test's
+    database is dropped."""
+    hub = LiveHub(store)
+    yield hub
+    io_loop.run_sync(hub.stop)
+
+
+@pytest.fixture
+def app(store, hub):
     """Auth on, with the operator and viewer tokens of tests/tokens.py."""
-    return make_app(store, **AUTH_SETTINGS)
+    return make_app(store, TEST_SETTINGS, hub)
 
 
 class API:

@@ -24,22 +24,16 @@ import pytest
 import tornado.websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
-from config import SettingsError, load_settings
-from handlers.auth import (
-    LOGIN_FAILURES_ALLOWED,
-    LOGIN_WINDOW_S,
-    SESSION_COOKIE,
-    Authenticator,
-    hash_password,
-    hash_token,
-    server_auth,
-    verify_password,
-)
+from auth.identity import SESSION_COOKIE, Authenticator
+from auth.login import LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_S
+from auth.sessions import server_auth
+from core.credentials import hash_password, hash_token, verify_password
+from core.settings import Settings, SettingsError, load_settings
 from server import make_app
 from tests.tokens import (
-    AUTH_SETTINGS,
     OPERATOR_HEADERS,
     OPERATOR_TOKEN,
+    TEST_SETTINGS,
     VIEWER_HEADERS,
     VIEWER_TOKEN,
 )
@@ -283,10 +277,10 @@ async def test_a_forged_session_cookie_is_no_session(session):
 # -- user/password login --------------------------------------------------------------------------
 
 PASSWORD = "correct horse battery"
-USERS_SETTINGS = {**AUTH_SETTINGS, "users": [f"ada:operator:{hash_password(PASSWORD)}"]}
+USERS_SETTINGS = TEST_SETTINGS.replace(users=(f"ada:operator:{hash_password(PASSWORD)}",))
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)  # three scrypt checks, about 1 s each on a busy 2-CPU machine
 @pytest.mark.parametrize("app", [USERS_SETTINGS], indirect=True)
 async def test_user_and_password_login(app, session):
     response = await session.login(username="ada", password="wrong password")
@@ -300,9 +294,9 @@ async def test_user_and_password_login(app, session):
 
 
 @pytest.fixture
-def app(request, store):
+def app(request, store, hub):
     """tests/conftest.py's app, or one made with the settings a test passes indirectly."""
-    return make_app(store, **getattr(request, "param", AUTH_SETTINGS))
+    return make_app(store, getattr(request, "param", TEST_SETTINGS), hub)
 
 
 def test_password_hashes_are_salted_scrypt_and_verify():
@@ -312,7 +306,7 @@ def test_password_hashes_are_salted_scrypt_and_verify():
 
 
 def test_hash_password_command_makes_a_usable_users_entry():
-    proc = subprocess.run([sys.executable, "-m", "handlers.auth", "hash-password"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "auth", "hash-password"], cwd=ROOT,
                           input=PASSWORD + "\n", capture_output=True, text=True, check=True,
                           timeout=STARTUP_LIMIT)
     encoded = proc.stdout.strip()
@@ -394,8 +388,8 @@ async def test_websocket_accepts_a_viewer_token_and_a_viewer_session_from_its_or
 def test_tokens_are_hashed_at_load_and_errors_never_echo_them():
     settings = load_settings([], {"JOBDECK_TOKENS": f"operator:{OPERATOR_TOKEN}, "
                                                     f"viewer:{VIEWER_TOKEN}"})
-    assert settings["tokens"] == [f"operator:sha256:{hash_token(OPERATOR_TOKEN)}",
-                                  f"viewer:sha256:{hash_token(VIEWER_TOKEN)}"]
+    assert settings.tokens == (f"operator:sha256:{hash_token(OPERATOR_TOKEN)}",
+                               f"viewer:sha256:{hash_token(VIEWER_TOKEN)}")
     with pytest.raises(SettingsError) as bad:
         load_settings(["--tokens", "admin:a-secret-token-12345"])
     assert str(bad.value) == "tokens: a tokens entry has role 'admin'; roles are viewer, operator"
@@ -407,27 +401,27 @@ def test_tokens_are_hashed_at_load_and_errors_never_echo_them():
 def test_auth_off_from_file_environment_and_flags(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text("auth: off\n")
-    assert load_settings(["--settings", str(path)])["auth"] is False
-    assert load_settings([], {"JOBDECK_AUTH": "false"})["auth"] is False
-    assert load_settings(["--no-auth"])["auth"] is False
-    assert load_settings(["--auth", "false"])["auth"] is False
-    assert load_settings([])["auth"] is True
+    assert load_settings(["--settings", str(path)]).auth is False
+    assert load_settings([], {"JOBDECK_AUTH": "false"}).auth is False
+    assert load_settings(["--no-auth"]).auth is False
+    assert load_settings(["--auth", "false"]).auth is False
+    assert load_settings([]).auth is True
 
 
 def test_auth_off_on_a_public_address_warns_loudly(tmp_path, caplog):
-    settings = {**load_settings(["--no-auth"]), "host": "0.0.0.0", "data_dir": str(tmp_path)}
+    settings = load_settings(["--no-auth"]).replace(host="0.0.0.0", data_dir=str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="jobdeck"):
         assert server_auth(settings) == ({"auth": False}, None)
     assert any("AUTHENTICATION IS OFF" in r.message and "0.0.0.0" in r.message
                for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="jobdeck"):
-        server_auth({**settings, "host": "127.0.0.1"})
+        server_auth(settings.replace(host="127.0.0.1"))
     assert caplog.records == []
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("app", [{"auth": False}], indirect=True)
+@pytest.mark.parametrize("app", [Settings(auth=False)], indirect=True)
 async def test_auth_off_needs_no_credentials_but_still_stops_cross_site_browsers(app,
                                                                                  session):
     response = await session.fetch("/job-types/", "POST", NEW_TYPE,

@@ -12,27 +12,32 @@ import pytest
 import tornado.httpserver
 from tornado.httpclient import HTTPClientError
 
-from handlers.base import http_server_options
+from core.settings import DEFAULTS
+from http_server import http_server_options
 from server import make_app
 from tests.api.conftest import assert_plain_error
-from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
+from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
 COLLECTIONS = ("jobs", "job_exes", "job_types", "job_type_revs", "trigger_events", "files",
                "workspaces")
 UPLOAD_LIMIT_MB = 1
-BODY_LIMIT = 1024 * 1024  # max_body_kb's default, in bytes
+BODY_LIMIT = DEFAULTS.max_body_kb * 1024  # in bytes
 
 
 @pytest.fixture
-def app(store, tmp_path):
-    return make_app(store, **AUTH_SETTINGS, data_dir=str(tmp_path / "data"),
-                    max_upload_mb=UPLOAD_LIMIT_MB)
+def settings(tmp_path):
+    return TEST_SETTINGS.replace(data_dir=str(tmp_path / "data"), max_upload_mb=UPLOAD_LIMIT_MB)
 
 
 @pytest.fixture
-def http_server(app, io_loop, _unused_port):
+def app(store, hub, settings):
+    return make_app(store, settings, hub)
+
+
+@pytest.fixture
+def http_server(app, settings, io_loop, _unused_port):
     """The test server with server.py's listening options (header and body caps)."""
-    server = tornado.httpserver.HTTPServer(app, **http_server_options(app.settings))
+    server = tornado.httpserver.HTTPServer(app, **http_server_options(settings))
     server.add_socket(_unused_port[0])
     yield server
     server.stop()

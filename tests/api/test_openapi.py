@@ -10,9 +10,9 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+import routes
 from core.model import EXE_STATUSES, JOB_STATUSES
 from core.times import now_ms
-from handlers import routes
 from presentation.openapi import document
 from tests.api.conftest import assert_plain_error
 

@@ -222,7 +222,7 @@ async def test_dark_mode_and_narrow_screenshots(base_url, seed, store, artifacts
 
 
 def has_log_route() -> bool:
-    from handlers.routes import routes
+    from routes import routes
 
     return any(route[0].endswith("/logs/") for route in routes())
 

@@ -11,7 +11,7 @@ import pytest
 from core.interface import validate_error_mapping, validate_interface
 from engine.scheduler import Engine
 from server import make_app
-from tests.tokens import AUTH_SETTINGS
+from tests.tokens import TEST_SETTINGS
 
 PY = sys.executable
 DEADLINE = 60.0
@@ -25,8 +25,8 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def app(store, data_dir):
-    return make_app(store, data_dir=str(data_dir), **AUTH_SETTINGS)
+def app(store, hub, data_dir):
+    return make_app(store, TEST_SETTINGS.replace(data_dir=str(data_dir)), hub)
 
 
 @pytest.fixture

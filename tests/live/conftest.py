@@ -1,4 +1,4 @@
-"""Live update fixtures: the real app with its hub stopped after each test, WebSocket clients that
+"""Live update fixtures: the real app (its hub is tests/conftest.py's `hub`), WebSocket clients that
 collect messages, and jobs driven through POST /queue/new-job/ and the store's transitions."""
 
 import asyncio
@@ -9,23 +9,21 @@ import tornado.websocket
 from tornado.httpclient import HTTPRequest
 
 from core.interface import validate_interface
-from live.hub import hub_for, stop_hub
 from server import make_app
-from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
+from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
 SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
 
 
 @pytest.fixture
 def live_settings():
-    """Application settings for the test's app; tests override this fixture to change them."""
+    """Settings the test's app changes (name: value); tests override this fixture."""
     return {}
 
 
 @pytest.fixture
-def app(store, live_settings, io_loop):
-    yield make_app(store, **AUTH_SETTINGS, **live_settings)
-    io_loop.run_sync(lambda: stop_hub(store))
+def app(store, hub, live_settings):
+    return make_app(store, TEST_SETTINGS.replace(**live_settings), hub)
 
 
 def ws_url(base_url: str, query: str = "") -> str:
@@ -85,9 +83,8 @@ class Subscriber:
         self._reader.cancel()
 
 
-async def until_live(store, count: int) -> None:
+async def until_live(hub, count: int) -> None:
     """Wait until `count` subscribers are registered with the hub and past their catch-up."""
-    hub = hub_for(store)
     while sum(1 for s in hub.subscribers if not s.buffering) < count:
         await asyncio.sleep(0.01)
 

@@ -8,7 +8,6 @@ import re
 import pytest
 
 from core.times import now_ms
-from live.hub import hub_for
 from store.changes import JobChangeFeed
 from store.jobs import JobFilter
 from tests.live.conftest import Subscriber, until_live
@@ -130,13 +129,13 @@ async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, 
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_health_and_metrics_show_the_feeds_restarts_and_lag(store, jobs, api,
+async def test_health_and_metrics_show_the_feeds_restarts_and_lag(hub, jobs, api,
                                                                    http_client, base_url):
     job_type = await jobs.job_type()
     subscriber = await Subscriber.connect(base_url)
     try:
-        await until_live(store, 1)
-        feed = hub_for(store).feed
+        await until_live(hub, 1)
+        feed = hub.feed
         feed.restarts, feed.max_lag = 2, 1.25
         status, body, _ = await api.get("/health")
         assert status == 200

@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 import pytest
 
 from core.times import format_ms, now_ms
-from live.hub import hub_for
 from tests.live.conftest import until_live
 from tests.tokens import VIEWER_TOKEN
 
@@ -46,7 +45,7 @@ def key(job: dict) -> tuple[int, str]:
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_live_client_resumes_without_gap_or_duplicate(base_url, store, jobs):
+async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, jobs):
     job_type = await jobs.job_type()
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM,
@@ -63,13 +62,13 @@ async def test_live_client_resumes_without_gap_or_duplicate(base_url, store, job
             await page.add_script_tag(url="/static/js/live.js")
             made = [await jobs.submit(job_type)]
             await page.evaluate(CONNECT, format_ms(now_ms() - 60_000))
-            await until_live(store, 1)
+            await until_live(hub, 1)
             made += [await jobs.submit(job_type) for _ in range(3)]
             await wait_for_job(page, made[-1]["id"], "QUEUED")
 
             # The server drops it (as it drops one that falls behind); changes meanwhile.
-            (subscriber,) = hub_for(store).subscribers
-            hub_for(store).unsubscribe(subscriber)
+            (subscriber,) = hub.subscribers
+            hub.unsubscribe(subscriber)
             subscriber.on_overflow("forced by the test")
             made.append(await jobs.start(made[0]))
             made.append(await jobs.cancel(made[1]))
@@ -83,16 +82,16 @@ async def test_live_client_resumes_without_gap_or_duplicate(base_url, store, job
 
             # Paused: disconnected; resumed: catches up.
             await page.evaluate("window.live.pause()")
-            while hub_for(store).subscribers:
+            while hub.subscribers:
                 await page.wait_for_timeout(20)
             made.append(await jobs.submit(job_type))
             await page.evaluate("window.live.resume()")
             await wait_for_job(page, made[-1]["id"], "QUEUED")
 
             # Hidden tab: disconnected and 'paused'; shown again: catches up.
-            await until_live(store, 1)
+            await until_live(hub, 1)
             await page.evaluate(SET_HIDDEN, True)
-            while hub_for(store).subscribers:
+            while hub.subscribers:
                 await page.wait_for_timeout(20)
             made.append(await jobs.start(made[2]))
             await page.evaluate(SET_HIDDEN, False)

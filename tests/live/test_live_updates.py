@@ -7,7 +7,6 @@ import tornado.websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from core.times import format_ms, now_ms
-from live.hub import hub_for
 from tests.live.conftest import Subscriber, until_live, ws_url
 from tests.tokens import OPERATOR_HEADERS
 
@@ -20,10 +19,10 @@ def change_key(job: dict) -> tuple[int, str]:
 
 @pytest.mark.gen_test(timeout=30)
 async def test_subscriber_sees_queued_running_completed_with_the_rest_payload(
-        base_url, store, jobs):
+        base_url, hub, jobs):
     job_type = await jobs.job_type()
     subscriber = await Subscriber.connect(base_url)
-    await until_live(store, 1)
+    await until_live(hub, 1)
 
     job = await jobs.submit(job_type)
     queued = await subscriber.until_row(job["id"], "QUEUED")
@@ -45,7 +44,7 @@ async def test_subscriber_sees_queued_running_completed_with_the_rest_payload(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_filters_deliver_only_matching_jobs(base_url, store, jobs):
+async def test_filters_deliver_only_matching_jobs(base_url, hub, jobs):
     ingest = await jobs.job_type("ingest", category="intake")
     convert = await jobs.job_type("convert", category="processing")
     by_status = await Subscriber.connect(base_url, "status=COMPLETED&status=CANCELED")
@@ -53,7 +52,7 @@ async def test_filters_deliver_only_matching_jobs(base_url, store, jobs):
     by_category = await Subscriber.connect(base_url, "job_type_category=processing")
     by_type_and_status = await Subscriber.connect(
         base_url, f"job_type_id={convert['id']}&status=RUNNING")
-    await until_live(store, 4)
+    await until_live(hub, 4)
 
     a = await jobs.submit(ingest)
     b = await jobs.submit(convert)
@@ -88,7 +87,7 @@ async def test_filters_deliver_only_matching_jobs(base_url, store, jobs):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_changing(
-        base_url, store, jobs, api):
+        base_url, store, jobs, api, hub):
     job_type = await jobs.job_type()
     before = now_ms()
     history = [await jobs.submit(job_type) for _ in range(40)]
@@ -124,7 +123,7 @@ async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_chang
     await asyncio.sleep(0.05)
     started = format_ms(before - 3_600_000)
     subscriber = await Subscriber.connect(base_url, f"started={started}")
-    await until_live(store, 1)
+    await until_live(hub, 1)
     changing.set()
     await changer
     marker = await jobs.submit(job_type)
@@ -156,15 +155,15 @@ async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_chang
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_reconnect_after_forced_close_misses_nothing(base_url, store, jobs):
+async def test_reconnect_after_forced_close_misses_nothing(base_url, hub, jobs):
     job_type = await jobs.job_type()
     first = await Subscriber.connect(base_url, f"started={format_ms(now_ms())}")
-    await until_live(store, 1)
+    await until_live(hub, 1)
     made = [await jobs.submit(job_type) for _ in range(5)]
     await first.until_row(made[-1]["id"], "QUEUED")
 
-    (live,) = hub_for(store).subscribers
-    hub_for(store).unsubscribe(live)
+    (live,) = hub.subscribers
+    hub.unsubscribe(live)
     live.on_overflow("forced by the test")
     await first.closed.wait()
     assert first.connection.close_code == 1013
@@ -176,7 +175,7 @@ async def test_reconnect_after_forced_close_misses_nothing(base_url, store, jobs
     made += [await jobs.submit(job_type) for _ in range(5)]
     made.append(await jobs.cancel(made[1]))
     second = await Subscriber.connect(base_url, f"started={last}")
-    await until_live(store, 1)
+    await until_live(hub, 1)
     made.append(await jobs.submit(job_type))
     await second.until_row(made[-1]["id"], "QUEUED")
 

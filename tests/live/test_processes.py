@@ -16,7 +16,7 @@ from core.interface import validate_interface
 from core.times import format_ms, now_ms
 from store import Store
 from tests.live.conftest import Subscriber
-from tests.tokens import AUTH_SETTINGS, OPERATOR_HEADERS
+from tests.tokens import OPERATOR_HEADERS, TOKENS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def spawn_server(mongo_url: str, db_name: str, log_path: Path) -> tuple[subproce
         process = subprocess.Popen(
             [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
              "--port", str(port), "--engine", "false", "--data-dir", str(log_path.parent / "data"),
-             "--tokens", ",".join(AUTH_SETTINGS["tokens"])],
+             "--tokens", ",".join(TOKENS)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 

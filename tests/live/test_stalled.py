@@ -5,7 +5,6 @@ import asyncio
 
 import pytest
 
-from live.hub import hub_for
 from tests.live.conftest import Subscriber, until_live
 
 MAX_QUEUE = 2
@@ -19,14 +18,13 @@ def live_settings():
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_url, store, jobs):
+async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_url, hub, jobs):
     # A long description makes every row about 256 KiB, so the socket buffers fill quickly.
     job_type = await jobs.job_type(description="x" * 262144)
     stalled = await Subscriber.connect(base_url)
     stalled._reader.cancel()  # stop reading: the client's one-message queue then blocks the socket
     healthy = await Subscriber.connect(base_url)
-    await until_live(store, 2)
-    hub = hub_for(store)
+    await until_live(hub, 2)
 
     made = []
     while len(hub.subscribers) == 2 and len(made) < MAX_CHANGES:
@@ -50,12 +48,12 @@ async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_u
 
 @pytest.mark.gen_test(timeout=30)
 async def test_oversized_message_closes_the_subscriber_and_removes_it(http_client, base_url,
-                                                                     store):
+                                                                     hub):
     # (http_client is requested only so that pytest-tornado's server answers on this loop.)
     subscriber = await Subscriber.connect(base_url)
-    await until_live(store, 1)
+    await until_live(hub, 1)
     await subscriber.connection.write_message("x" * (MAX_MESSAGE + 1))
     await subscriber.closed.wait()
     assert subscriber.connection.close_code == 1009
-    while hub_for(store).subscribers:
+    while hub.subscribers:
         await asyncio.sleep(0.01)

@@ -1,7 +1,10 @@
-"""The routes table: reads like the API document."""
+"""The routes table: reads like the API document.
 
+It sits at the server layer, above handlers/, auth/ and live/ (which must not import each other's
+handlers; tests/test_layers.py)."""
+
+from auth.login import LoginHandler, LogoutHandler
 from handlers import dashboard, engine_api
-from handlers.auth import LoginHandler, LogoutHandler
 from handlers.errors import ErrorDetailsHandler, ErrorsHandler
 from handlers.executions import ExecutionDetailsHandler, ExecutionsHandler
 from handlers.health import HealthHandler, MetricsHandler
@@ -36,7 +39,7 @@ API_ROUTES = [
 
 
 def public(handler: type) -> type:
-    """The handler open without credentials (see handlers/auth.py)."""
+    """The handler open without credentials (see auth/identity.py)."""
     return type(handler.__name__, (handler,), {"public": True})
 
 
