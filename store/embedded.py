@@ -36,6 +36,8 @@ import psutil
 import pymongo
 from pymongo.errors import PyMongoError
 
+from core.settings import DEFAULTS
+
 log = logging.getLogger("jobdeck.store")
 
 KINDS = ("nx", "secantus")
@@ -52,9 +54,9 @@ _LOG_TAIL_BYTES = 4000
 WATCH_INTERVAL = 0.2
 RESTART_DELAY = 0.5
 RESTART_DELAY_MAX = 10.0
-# The database the server uses unless configured otherwise, and the one file nx's old single-file
-# mode kept every database in (DATA_DIR/jobdeck.db).
-DEFAULT_DB = "jobdeck"
+# The one file nx's old single-file mode kept every database in (DATA_DIR/jobdeck.db), whatever
+# database name the server was configured with.
+SINGLE_FILE_DB = "jobdeck"
 # nx-27017 maps a database name to a file name, and answers ok: 0 for any name not like this.
 _NX_DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -394,9 +396,9 @@ class EmbeddedMongo:
         ``_adopt_single_file`` would take over."""
         if self.kind != "nx":
             return
-        names = ["admin", self.db_name or DEFAULT_DB]
+        names = ["admin", self.db_name or DEFAULTS.db_name]
         if not self.db_file("admin").exists():
-            names.append(DEFAULT_DB)
+            names.append(SINGLE_FILE_DB)
         for name in dict.fromkeys(names):
             check_store_file(self.db_file(name))
 
@@ -409,9 +411,9 @@ class EmbeddedMongo:
         makes one at every start in data-dir mode, never in the old mode) and no
         ``<db_name>.db`` yet. For the default name nothing moves.
         """
-        if self.kind != "nx" or self.db_name in (None, DEFAULT_DB):
+        if self.kind != "nx" or self.db_name in (None, SINGLE_FILE_DB):
             return
-        legacy, target = self.db_file(DEFAULT_DB), self.db_file(self.db_name)
+        legacy, target = self.db_file(SINGLE_FILE_DB), self.db_file(self.db_name)
         if not legacy.is_file() or target.exists() or self.db_file("admin").exists():
             return
         _fold_wal(legacy)
