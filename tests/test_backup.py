@@ -19,6 +19,10 @@ from tests.test_faults import Server, job_type, until_jobs
 from tests.test_server import ROOT, STARTUP_LIMIT
 from tests.tokens import OPERATOR_HEADERS
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 WRITERS = 4
 LOADED = 30  # jobs acknowledged before the backup starts
 UPLOAD = b"uploaded before the backup\n" * 100

@@ -19,6 +19,10 @@ from tests.live.conftest import Subscriber
 from tests.test_server import free_port
 from tests.tokens import OPERATOR_TOKEN
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 ROOT = Path(__file__).resolve().parent.parent
 STORE_TIMEOUT_MS = 1000
 STORE_DOWN = ("The job store is unavailable: it did not answer in time (it may be restarting); "

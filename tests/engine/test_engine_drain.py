@@ -13,6 +13,10 @@ import pytest
 from tests.live.conftest import Subscriber
 from tests.test_faults import Server, job_details, job_type, submit, until_jobs
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 
 @pytest.fixture
 def servers(monkeypatch):

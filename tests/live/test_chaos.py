@@ -39,6 +39,10 @@ from tests.live.chaos_helpers import (
     until_received,
 )
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 # The reported setup.
 SEEDED = 1500          # jobs of one type: a catch-up of two pages (1000 + 500)
 DROPPED = 15           # subscribers leaving mid-catch-up per round

@@ -12,6 +12,10 @@ from store.changes import JobChangeFeed
 from store.jobs import JobFilter
 from tests.live.conftest import Subscriber, until_live
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 MANY_JOBS = 1500
 
 

@@ -85,6 +85,7 @@ async def test_filters_deliver_only_matching_jobs(base_url, hub, jobs):
         subscriber.close()
 
 
+@pytest.mark.alone  # timing-sensitive: the catch-up races a steady stream of changes
 @pytest.mark.gen_test(timeout=60)
 async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_changing(
         base_url, store, jobs, api, hub):

@@ -18,6 +18,10 @@ from store import Store
 from tests.live.conftest import Subscriber
 from tests.tokens import OPERATOR_HEADERS, TOKENS
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

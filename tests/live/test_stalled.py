@@ -7,6 +7,10 @@ import pytest
 
 from tests.live.conftest import Subscriber, until_live
 
+# Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
+# the parallel phase, one at a time, with nothing else running.
+pytestmark = pytest.mark.alone
+
 MAX_QUEUE = 2
 MAX_CHANGES = 2000
 MAX_MESSAGE = 1024
