@@ -6,6 +6,10 @@ from browser_helpers import chromium
 
 from tests.tokens import OPERATOR_TOKEN, VIEWER_TOKEN
 
+# Each test drives its own Chromium, which wants both cores: `make test` runs these after the
+# parallel phase, one at a time (on three workers they timed out on a loaded two-core machine).
+pytestmark = pytest.mark.alone
+
 expect = pytest.importorskip("playwright.async_api").expect
 
 

@@ -7,6 +7,10 @@ from browser_helpers import chromium
 
 from core.times import format_ms, now_ms
 
+# Each test drives its own Chromium, which wants both cores: `make test` runs these after the
+# parallel phase, one at a time (on three workers they timed out on a loaded two-core machine).
+pytestmark = pytest.mark.alone
+
 expect = pytest.importorskip("playwright.async_api").expect
 DAY_MS = 24 * 3600 * 1000
 LIVE_CLIENT = Path(__file__).resolve().parents[2] / "static" / "js" / "live.js"
