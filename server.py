@@ -132,7 +132,7 @@ async def drain(engine_service: EngineService, timeout: float, again: asyncio.Ev
     engine's stop, as without draining."""
     log.info("draining: no new jobs start; waiting up to %g s (drain_timeout) for %d running "
              "executions while still serving; signal again to stop at once", timeout,
-             len(engine_service.engine.runners))
+             engine_service.running())
     draining = asyncio.create_task(engine_service.drain(timeout))
     interrupted = asyncio.create_task(again.wait())
     await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
@@ -140,7 +140,7 @@ async def drain(engine_service: EngineService, timeout: float, again: asyncio.Ev
     if not draining.done():
         draining.cancel()
         log.warning("second signal: stopping now, without waiting for %d running executions",
-                    len(engine_service.engine.runners))
+                    engine_service.running())
     elif left := draining.result():
         log.warning("drain_timeout (%g s) is over with %d executions still running", timeout,
                     left)

@@ -24,12 +24,13 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
-from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec
+from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec, Running
 
 log = logging.getLogger("jobdeck.engine")
 
@@ -178,7 +179,7 @@ class ExecutionRunner:
         self.output_dir = self.work_dir / "outputs"
         self.inputs_dir = self.work_dir / "inputs"
         self.tmp_dir = self.work_dir / "tmp"
-        self.running = None
+        self.running: Running | None = None
         self.canceled = False
         self.arguments = ""
         self._start_recorded = False
@@ -235,7 +236,7 @@ class ExecutionRunner:
                           self.job["cpus_required"], self.job["mem_required"])
         job_started = now_ms()
         try:
-            self.running = await self.backend.start(spec)
+            running = self.running = await self.backend.start(spec)
         except LaunchError as exc:
             log.warning("execution %s: %s", self.exe_id, exc)
             note(stderr, exc)
@@ -244,13 +245,14 @@ class ExecutionRunner:
                                         job_completed=now_ms())
             await self._fail("task-launch")
             return
-        started = {"pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
-                   "job_started": job_started, "process": self.running.ref.as_doc()}
+        started: dict[str, Any] = {"pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
+                   "job_started": job_started, "process": running.ref.as_doc()}
         recording = asyncio.create_task(self._record_start(started))
         if self.canceled:
-            await self.running.cancel(self.engine.cancel_grace)
-        report = await self.running.wait()
-        job_phase = {"job_completed": now_ms(), "job_exit_code": report.exit_code}
+            await running.cancel(self.engine.cancel_grace)
+        report = await running.wait()
+        job_phase: dict[str, Any] = {"job_completed": now_ms(),
+                                     "job_exit_code": report.exit_code}
         if self._start_recorded:
             await recording
         else:
@@ -355,7 +357,8 @@ class ExecutionRunner:
         targets = {e["name"]: e["workspace_id"]
                    for e in (self.job.get("data") or {}).get("output_data", [])}
         workspaces = await self.store.files.workspaces_by_ids(targets.values())
-        results = {"version": "1.0", "output_data": []}
+        output_data: list[dict] = []
+        results = {"version": "1.0", "output_data": output_data}
         for spec in specs:
             paths = found[spec["name"]]
             workspace = workspaces.get(targets.get(spec["name"]))
@@ -371,7 +374,7 @@ class ExecutionRunner:
                 entry["file_id"] = ids[0]
             else:
                 entry["file_ids"] = ids
-            results["output_data"].append(entry)
+            output_data.append(entry)
         await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
             **phases, "post_completed": now_ms(), "post_exit_code": 0,
             "results_manifest": manifest})

@@ -244,7 +244,8 @@ def timeline(exe: dict) -> dict:
         p.update(left=round((p["start_ms"] - span_start) / total * 100, 2),
                  width=max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
     return {**exe, "phases": phases,
-            "duration_s": round((span_end - span_start) / 1000, 1) if total else None}
+            "duration_s": (round((span_end - span_start) / 1000, 1) if span_start is not None
+                           else None)}
 
 
 class JobTypesPage(DashboardPage):

@@ -6,9 +6,23 @@ paused through PATCH, a node paused or re-registered, reads back `is_paused: 1`.
 collection declares here leave the store as true/false, a missing one as false.
 """
 
+from typing import overload
+
 JOB_TYPE_FLAGS = ("is_system", "is_long_running", "is_active", "is_operational", "is_paused",
                   "uses_docker", "docker_privileged")
 NODE_FLAGS = ("is_paused", "is_paused_errors", "is_active")
+
+
+@overload
+def with_flags(doc: dict, flags: tuple[str, ...]) -> dict: ...
+
+
+@overload
+def with_flags(doc: None, flags: tuple[str, ...]) -> None: ...
+
+
+@overload
+def with_flags(doc: dict | None, flags: tuple[str, ...]) -> dict | None: ...
 
 
 def with_flags(doc: dict | None, flags: tuple[str, ...]) -> dict | None:

@@ -6,7 +6,9 @@ the filter), so a status change is written once, atomically, with `last_status_c
 """
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure
@@ -199,7 +201,7 @@ class JobStore:
         The values are distinct, so the sum is exact; nx-27017 uses an index for equality but
         scans for `$in` (27 ms against 0.7 ms at 20,000 jobs).
         """
-        splits = [{}]
+        splits: list[dict[str, Any]] = [{}]
         for key in ("status", "job_type_id"):
             values = query.get(key, {}).get("$in") if isinstance(query.get(key), dict) else None
             if values and len(splits) * len(values) <= MAX_COUNT_SPLITS:
@@ -241,8 +243,11 @@ class JobStore:
     async def get_exe(self, exe_id: int) -> dict | None:
         return await self._find_one(self.exes, exe_id)
 
-    async def list_exes(self, statuses=(), job_type_ids=None, node_ids=(), started=None,
-                        ended=None, order=(("last_modified", 1),), page=1, page_size=100):
+    async def list_exes(self, statuses: Iterable[str] = (),
+                        job_type_ids: Iterable[int] | None = None, node_ids: Iterable[int] = (),
+                        started: int | None = None, ended: int | None = None,
+                        order: Sequence[tuple[str, int]] = (("last_modified", 1),),
+                        page: int = 1, page_size: int = 100) -> tuple[int, list[dict]]:
         query: dict = {}
         if statuses:
             query["status"] = {"$in": list(statuses)}
@@ -411,7 +416,8 @@ class JobStore:
                                  when=when, priority=priority, command_arguments=command_arguments)
 
     async def start_execution(self, exe_id: int, node_id: int | None,
-                              when: int | None = None, scheduled: dict | None = None):
+                              when: int | None = None,
+                              scheduled: dict | None = None) -> tuple[dict, dict] | None:
         """Claim a QUEUED execution and move its job QUEUED → RUNNING; (job, exe) or None."""
         when = now_ms() if when is None else when
         exe = await self._update_one(
