@@ -54,6 +54,7 @@ PYTEST_ARGS ?=
 test:
 	$(MAKE) -j2 browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The UI tests drive Debian's chromium. Installing it needs root and apt;
@@ -73,5 +74,5 @@ browser:
 # Removes what the Makefile and the tests generate; never data/ or
 # bench/results/.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
