@@ -35,6 +35,7 @@ import psutil
 
 from bench.api_bench import fresh_store, start_server, stop_server
 from bench.report import lost_updates
+from core.model import CANCELABLE_JOB_STATUSES, JobStatus
 from core.times import format_ms, now_ms
 from store import Store
 from store.seed import seed_jobs
@@ -52,7 +53,6 @@ LIST_PATHS = (
     "/jobs/?started=P1D&order=-last_status_change",
 )
 UPDATES_PATHS = ("/jobs/updates/?started=PT1H", "/jobs/updates/?started=PT1H&status=CANCELED")
-CANCELABLE = ("PENDING", "BLOCKED", "QUEUED", "RUNNING", "FAILED")
 JOB_DATA = {"version": "1.0", "input_data": [{"name": "mode", "value": "fast"}],
             "output_data": []}
 SEED_BATCH = 1000  # see api_bench.SEED_BATCH
@@ -282,7 +282,7 @@ async def _subscribe(ws_url: str, token: str, count: int, epoch: str, marker_id,
                         for job_id, status, changed, changed_ms in rows_of(message.data):
                             started = max(started, changed)
                             if job_id == marker_id:
-                                (done if status == "CANCELED" else live)[index].set()
+                                (done if status == JobStatus.CANCELED else live)[index].set()
                             elif (job_id, status) not in received[index]:
                                 received[index].add((job_id, status))
                                 latencies.append(now - changed_ms)
@@ -346,10 +346,10 @@ class Writer:
                                  {"job_type_id": self.job_type_id, "job_data": JOB_DATA})
         if answer and answer[0] == 201:
             job = _json(answer[1])
-            self.expected.add((job["id"], "QUEUED"))
+            self.expected.add((job["id"], JobStatus.QUEUED))
             self.acknowledged += 1
             self.submitted.append(job["id"])
-            if job["status"] != "QUEUED":
+            if job["status"] != JobStatus.QUEUED:
                 self.anomalies.append(f"POST -> 201 {job['id']} {job['status']}")
         elif answer:
             self.anomalies.append(f"POST -> {answer[0]} {answer[1][:120]!r}")
@@ -362,12 +362,12 @@ class Writer:
         job_id = pool.pop(random.randrange(len(pool)))
         async with self.in_flight:
             answer = await timed(self.session, "PATCH", f"/jobs/{job_id}/",
-                                 self.stats["cancel"], {"status": "CANCELED"})
+                                 self.stats["cancel"], {"status": JobStatus.CANCELED})
         if answer and answer[0] == 200:
-            self.expected.add((job_id, "CANCELED"))
+            self.expected.add((job_id, JobStatus.CANCELED))
             self.acknowledged += 1
             status = _json(answer[1])["status"]
-            if status != "CANCELED":
+            if status != JobStatus.CANCELED:
                 self.anomalies.append(f"PATCH {job_id} -> 200 {status}")
         elif answer:
             self.anomalies.append(f"PATCH {job_id} -> {answer[0]} {answer[1][:120]!r}")
@@ -439,7 +439,7 @@ async def measure_seeded(size: int, conf: dict, url: str, work_dir, embedded) ->
             await seed_jobs(store, size, batch=SEED_BATCH, progress=None)
             first = await store.db["jobs"].find_one({}, {"id": 1})
             cancelable = [doc["id"] async for doc in store.db["jobs"].find(
-                {"status": {"$in": list(CANCELABLE)}}, {"id": 1}).limit(10_000)]
+                {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}}, {"id": 1}).limit(10_000)]
             job_type = await store.db["job_types"].find_one({"name": "ingest-file"})
         finally:
             await store.close()
@@ -494,10 +494,10 @@ async def mixed_run(size: int, conf: dict, port: int, token: str, detail_ids: tu
             reader.join()
         # Every change is acknowledged; the marker's cancel is the last change of the run.
         answer = await timed(session, "PATCH", f"/jobs/{marker}/", Latencies(),
-                             {"status": "CANCELED"})
+                             {"status": JobStatus.CANCELED})
         if not answer or answer[0] != 200:
             raise RuntimeError(f"the end marker's cancel answered {answer and answer[0]}")
-        if _json(answer[1])["status"] != "CANCELED":
+        if _json(answer[1])["status"] != JobStatus.CANCELED:
             writer.anomalies.append(f"PATCH {marker} (end marker) -> 200 "
                                     f"{_json(answer[1])['status']}")
         settle = asyncio.get_running_loop().call_later(SETTLE_TIMEOUT, stop.set)

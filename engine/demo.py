@@ -24,6 +24,7 @@ from core.interface import validate_error_mapping, validate_interface, validate_
 from core.times import now_ms
 from engine.scheduler import Engine
 from store import Store
+from store.documents import JobDoc
 
 log = logging.getLogger("jobdeck.demo")
 
@@ -151,7 +152,7 @@ class Demo:
             workspace["id"], source.name, "text/x-python", target.stat().st_size,
             str(relative))
 
-    async def submit(self, name: str) -> dict:
+    async def submit(self, name: str) -> JobDoc:
         job_type = self.job_types[name]
         interface = job_type["interface"]
         files = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 from pymongo.errors import PyMongoError
 
-from core.model import FINAL_JOB_STATUSES
+from core.model import FINAL_EXE_STATUSES
 from core.settings import DEFAULTS
 from core.times import now_ms
 from engine.executor import Backend
@@ -321,7 +321,7 @@ class Engine:
         statuses = await self.store.jobs.exe_statuses(self.runners)
         for exe_id, status in statuses.items():
             runner = self.runners.get(exe_id)
-            if runner is not None and status in FINAL_JOB_STATUSES and not runner.canceled:
+            if runner is not None and status in FINAL_EXE_STATUSES and not runner.canceled:
                 log.info("execution %s is %s in the store; stopping it", exe_id, status)
                 asyncio.create_task(runner.cancel(self.cancel_grace))
 

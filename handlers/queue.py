@@ -8,7 +8,7 @@ from core.interface import (
     referenced_workspace_ids,
     validate_job_data,
 )
-from core.model import JOB_STATUSES
+from core.model import JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
 from core.times import parse_instant
 from handlers.base import BaseHandler
 from presentation.errors import APIError
@@ -106,7 +106,7 @@ class RequeueJobsHandler(BaseHandler):
         if count > MAX_REQUEUE:
             raise APIError(400, f"{count} jobs match; narrow the filters to at most {MAX_REQUEUE}")
         for job in matched:
-            if job["status"] in ("FAILED", "CANCELED"):
+            if job["status"] in REQUEUEABLE_JOB_STATUSES:
                 await self.store.jobs.requeue_job(job["id"], priority=priority,
                                                   command_arguments=await self._arguments(job))
         wake_engine(self)

@@ -4,7 +4,7 @@ presentation/models.py, which gives the fields and their order (Scale's serializ
 from typing import Any
 
 from core.interface import merge_inputs, merge_outputs, referenced_file_ids
-from core.model import FINAL_JOB_STATUSES
+from core.model import FINAL_EXE_STATUSES
 from core.times import format_ms as t
 from presentation import models as m
 
@@ -284,7 +284,7 @@ class Serializer:
     async def exe_log(self, exe: dict, stdout: str, stderr: str) -> dict:
         """The /job-executions/ row with the execution's logs."""
         row = (await self.exe_rows([exe]))[0]
-        return shape(m.JobExecutionLog, **row, is_finished=exe["status"] in FINAL_JOB_STATUSES,
+        return shape(m.JobExecutionLog, **row, is_finished=exe["status"] in FINAL_EXE_STATUSES,
                      stdout=stdout, stderr=stderr)
 
     async def file(self, doc: dict) -> dict:
