@@ -304,9 +304,10 @@ async def _subscribe(ws_url: str, token: str, count: int, epoch: str, marker_id,
         await asyncio.gather(*(event.wait() for event in live))
         ready.put(("live", count))
         stopper = asyncio.create_task(watch_stop())
-        await asyncio.wait([asyncio.create_task(_all(done)), stopper],
-                           return_when=asyncio.FIRST_COMPLETED)
+        finished = asyncio.create_task(_all(done))
+        await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        finished.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

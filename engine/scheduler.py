@@ -96,6 +96,7 @@ class Engine:
         self.node: dict | None = None
         self.runners: dict[int, ExecutionRunner] = {}
         self.tasks: dict[int, asyncio.Task] = {}
+        self._cancels: set[asyncio.Task] = set()  # runners being stopped by _watch_cancels
         self.passes = 0
         self.interfaces: dict[int, dict] = {}
         self.node_paused = False
@@ -323,7 +324,11 @@ class Engine:
             runner = self.runners.get(exe_id)
             if runner is not None and status in FINAL_EXE_STATUSES and not runner.canceled:
                 log.info("execution %s is %s in the store; stopping it", exe_id, status)
-                asyncio.create_task(runner.cancel(self.cancel_grace))
+                # Held until done: the loop keeps only a weak reference to a task.
+                task = asyncio.create_task(runner.cancel(self.cancel_grace),
+                                           name=f"jobdeck-cancel-{exe_id}")
+                self._cancels.add(task)
+                task.add_done_callback(self._cancels.discard)
 
     async def _refresh_node(self) -> None:
         """Read the node's pause state and tell the store this engine is alive."""
