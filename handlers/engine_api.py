@@ -9,9 +9,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from handlers.base import BaseHandler
-from presentation.errors import APIError
+from presentation.errors import APIError, sentence
 from presentation.filters import check_int64
 from presentation.serializers import Serializer, workspace
+from store.files import WorkspaceExists
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
@@ -87,8 +88,8 @@ class WorkspacesHandler(EngineHandler):
         try:
             ws = await self.store.files.create_workspace(name, body.get("title"), str(base),
                                                          body.get("description"))
-        except ValueError as exc:
-            raise APIError(400, str(exc)[:1].upper() + str(exc)[1:]) from None
+        except WorkspaceExists as exc:
+            raise APIError(400, sentence(str(exc))) from None
         self.set_header("Location", f"/workspaces/{ws['id']}/")
         self.write_json(workspace(ws, details=True), status=201)
 
