@@ -245,66 +245,15 @@ async def _subscribe(ws_url: str, token: str, count: int, epoch: str, marker_id,
                      stop) -> dict:
     """`count` subscribers from `epoch` on (so none misses a change made while it connects);
     each is live once it has seen the marker job QUEUED and done once it has seen it CANCELED."""
-    import aiohttp
-
-    received = [set() for _ in range(count)]
-    reconnects = [0] * count
-    latencies: list[float] = []
-    messages = 0
-    parsed: dict[str, list] = {}
-    live = [asyncio.Event() for _ in range(count)]
-    done = [asyncio.Event() for _ in range(count)]
+    subscribers = _Subscribers(ws_url, count, epoch, marker_id)
     cpu_before = psutil.Process().cpu_times()
-
-    def rows_of(text: str) -> list[tuple[int, str, str, float]]:
-        """Subscribers get the same text: parse it once per process."""
-        rows = parsed.get(text)
-        if rows is None:
-            import json
-            rows = parsed[text] = [
-                (r["id"], r["status"], r["last_status_change"],
-                 datetime.fromisoformat(r["last_status_change"]).timestamp() * 1000)
-                for r in json.loads(text)["results"]]
-        return rows
-
-    async def subscriber(session, index: int) -> None:
-        nonlocal messages
-        started = epoch
-        while not done[index].is_set():
-            try:
-                async with session.ws_connect(f"{ws_url}?started={quote(started)}",
-                                              max_msg_size=0, autoping=True) as ws:
-                    async for message in ws:
-                        if message.type != aiohttp.WSMsgType.TEXT:
-                            continue
-                        now = time.time() * 1000
-                        messages += 1
-                        for job_id, status, changed, changed_ms in rows_of(message.data):
-                            started = max(started, changed)
-                            if job_id == marker_id:
-                                (done if status == JobStatus.CANCELED else live)[index].set()
-                            elif (job_id, status) not in received[index]:
-                                received[index].add((job_id, status))
-                                latencies.append(now - changed_ms)
-                        if done[index].is_set():
-                            break
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            if not done[index].is_set():
-                reconnects[index] += 1
-                await asyncio.sleep(0.2)
-
-    async def watch_stop() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
-
     async with session_for(None, token, count) as session:
-        tasks = [asyncio.create_task(subscriber(session, i)) for i in range(count)]
+        tasks = [asyncio.create_task(subscribers.follow(session, i)) for i in range(count)]
         ready.put(("connecting", count))
-        await asyncio.gather(*(event.wait() for event in live))
+        await asyncio.gather(*(event.wait() for event in subscribers.live))
         ready.put(("live", count))
-        stopper = asyncio.create_task(watch_stop())
-        finished = asyncio.create_task(_all(done))
+        stopper = asyncio.create_task(_until_set(stop))
+        finished = asyncio.create_task(_all(subscribers.done))
         await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         finished.cancel()
@@ -312,10 +261,75 @@ async def _subscribe(ws_url: str, token: str, count: int, epoch: str, marker_id,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     cpu = psutil.Process().cpu_times()
-    return {"received": [sorted(keys) for keys in received], "reconnects": reconnects,
-            "finished": sum(event.is_set() for event in done), "latencies": latencies,
-            "messages": messages,
+    return {"received": [sorted(keys) for keys in subscribers.received],
+            "reconnects": subscribers.reconnects,
+            "finished": sum(event.is_set() for event in subscribers.done),
+            "latencies": subscribers.latencies, "messages": subscribers.messages,
             "cpu_s": cpu.user + cpu.system - cpu_before.user - cpu_before.system}
+
+
+class _Subscribers:
+    """What the subscribers of one process have seen; subscriber `index` follows the feed with
+    follow(), reconnecting from the last change it saw until it has seen the marker CANCELED."""
+
+    def __init__(self, ws_url: str, count: int, epoch: str, marker_id) -> None:
+        self.ws_url, self.epoch, self.marker_id = ws_url, epoch, marker_id
+        self.received: list[set] = [set() for _ in range(count)]
+        self.reconnects = [0] * count
+        self.latencies: list[float] = []
+        self.messages = 0
+        self.parsed: dict[str, list] = {}
+        self.live = [asyncio.Event() for _ in range(count)]
+        self.done = [asyncio.Event() for _ in range(count)]
+
+    def rows_of(self, text: str) -> list[tuple[int, str, str, float]]:
+        """Subscribers get the same text: parse it once per process."""
+        rows = self.parsed.get(text)
+        if rows is None:
+            import json
+            rows = self.parsed[text] = [
+                (r["id"], r["status"], r["last_status_change"],
+                 datetime.fromisoformat(r["last_status_change"]).timestamp() * 1000)
+                for r in json.loads(text)["results"]]
+        return rows
+
+    async def follow(self, session, index: int) -> None:
+        import aiohttp
+
+        started = self.epoch
+        while not self.done[index].is_set():
+            try:
+                async with session.ws_connect(f"{self.ws_url}?started={quote(started)}",
+                                              max_msg_size=0, autoping=True) as ws:
+                    async for message in ws:
+                        if message.type == aiohttp.WSMsgType.TEXT:
+                            started = max(started, self.take(index, message.data))
+                        if self.done[index].is_set():
+                            break
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            if not self.done[index].is_set():
+                self.reconnects[index] += 1
+                await asyncio.sleep(0.2)
+
+    def take(self, index: int, text: str) -> str:
+        """Record one message of subscriber `index`; the last change it holds (or "")."""
+        now = time.time() * 1000
+        self.messages += 1
+        last = ""
+        for job_id, status, changed, changed_ms in self.rows_of(text):
+            last = max(last, changed)
+            if job_id == self.marker_id:
+                (self.done if status == JobStatus.CANCELED else self.live)[index].set()
+            elif (job_id, status) not in self.received[index]:
+                self.received[index].add((job_id, status))
+                self.latencies.append(now - changed_ms)
+        return last
+
+
+async def _until_set(stop) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
 
 
 async def _all(events) -> None:
