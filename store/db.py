@@ -6,6 +6,7 @@ right: integer `id` fields beside `_id` (sorted on, never `_id`; jobs and execut
 counts with `$match` + `$count`, no `$lookup`/`$facet`/`$setOnInsert`, no `$push` of subdocuments.
 """
 
+import contextlib
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
@@ -176,13 +177,11 @@ class Database:
             if name in known:
                 continue
             now = now_ms()
-            try:
+            with contextlib.suppress(DuplicateKeyError):  # another server process seeded it
                 await self.db.errors.insert_one({
                     "id": await self.next_id("errors"), "name": name, "title": title,
                     "description": description, "category": category, "is_builtin": True,
                     "created": now, "last_modified": now})
-            except DuplicateKeyError:
-                pass  # another server process seeded it first
 
     async def count(self, collection: str, query: dict) -> int:
         """`$match` + `$count`: fast everywhere (nx-27017's count_documents scans the table)."""

@@ -298,7 +298,8 @@ class EmbeddedMongo:
             # trouble. --log-file is discarded because nx also logs everything to
             # stderr, which we capture in nx-27017.log together with the
             # tracebacks (e.g. a failed bind) that its file log never gets.
-            return launcher + [
+            return [
+                *launcher,
                 "nx_27017.nx_27017:main",
                 "--data-dir", str(self.data_dir),
                 "--host", "127.0.0.1",
@@ -306,7 +307,8 @@ class EmbeddedMongo:
                 "--log-file", os.devnull,
                 "--pid-file", str(self.data_dir / "nx-27017.pid"),
             ]  # fmt: skip
-        return launcher + [
+        return [
+            *launcher,
             "secantus.cli:main",
             "--host", "127.0.0.1",
             "--port", str(port),
