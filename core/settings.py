@@ -18,7 +18,6 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -212,7 +211,7 @@ def parse_flags(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Jobdeck: live job service and dashboard")
     parser.add_argument("--settings", default=DEFAULT_FILE, help="settings file (YAML)")
     for key, spec in FIELDS.items():
-        bare: dict[str, Any] = {"nargs": "?", "const": "true"} if is_boolean(spec) else {}
+        bare: dict[str, typing.Any] = {"nargs": "?", "const": "true"} if is_boolean(spec) else {}
         parser.add_argument(flag_name(key), dest=key, default=None,
                             help=f"{spec.metadata['help']} [{env_name(key)}]".replace("%", "%%"),
                             **bare)
