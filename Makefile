@@ -57,6 +57,7 @@ PYTEST_ARGS ?=
 test:
 	$(MAKE) -j2 browser $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	@status=0; \
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not alone" --durations=30 $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m pytest -q -m alone --durations=10 $(PYTEST_ARGS) || status=$$?; \
@@ -79,5 +80,5 @@ browser:
 # Removes what the Makefile and the tests generate; never data/ or
 # bench/results/.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -106,6 +106,8 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
     def reply(self, close: bool) -> None:
         if self.replied:
             return
+        if self.rejection is None:
+            raise RuntimeError("a request that was not rejected has no rejection to answer")
         self.replied = True
         status, message = self.rejection
         body = f"{message}\n".encode()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import tornado.web
 from pymongo.errors import ConfigurationError, PyMongoError
+from tornado.httpserver import HTTPServer
 
 from auth.sessions import app_settings, login_url, server_auth
 from core.datalock import DataDirInUse, DataDirLock
@@ -49,18 +50,10 @@ async def serve(settings: Settings) -> int:
     embedded = lock = None
     url = settings.mongo_url
     if not url:
-        data_dir = Path(settings.data_dir)
-        # One server per data folder (before anything in it is touched): a second one would
-        # restart the first one's store as "stale", and their supervisors would fight over it.
-        lock = DataDirLock(data_dir).acquire()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            embedded = EmbeddedMongo(data_dir, db_name=settings.db_name)
-        except ValueError as exc:
-            log.error("db_name: %s", exc)
+        started = await start_embedded_store(settings)
+        if started is None:
             return 2
-        url = await asyncio.to_thread(embedded.start)
-        log.info("embedded store (nx-27017) ready at %s, data in %s", url, data_dir.resolve())
+        lock, embedded, url = started
     store = Store(url, settings.db_name, settings.store_timeout_ms,
                   data_dir=settings.data_dir if embedded is not None else None)
     engine_service = hub = None
@@ -78,33 +71,9 @@ async def serve(settings: Settings) -> int:
             supervisor = asyncio.create_task(embedded.supervise(
                 lambda: recover_after_store_restart(hub, engine_service,
                                                     settings.store_timeout_ms)))
-        auth, new_token = server_auth(settings)
-        settings = settings.replace(**auth)  # the credentials in effect (first start: made)
-        app = make_app(store, settings, hub, engine=engine_service.engine,
-                       embedded_store=embedded)
-        server = app.listen(settings.port, settings.host, xheaders=True,
-                            **http_server_options(settings))
-        if lock is not None:
-            lock.record(settings.port or listening_port(server))
-        log.info("Jobdeck ready at http://%s:%s/", settings.host, settings.port)
-        if new_token:
-            log.warning("first start: made an operator token (only its hash is kept). Log in "
-                        "with this URL, shown once:\n\n    %s\n",
-                        login_url(settings.host, settings.port, new_token))
-        stop, again = asyncio.Event(), asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())
-        await stop.wait()
-        if settings.drain_timeout > 0 and engine_service.engine is not None:
-            await drain(engine_service, settings.drain_timeout, again)
-        log.info("stopping")
-        server.stop()
-        try:
-            await asyncio.wait_for(server.close_all_connections(), CLOSE_TIMEOUT)
-        except TimeoutError:
-            log.warning("connections still busy %g s after stopping; closing anyway",
-                        CLOSE_TIMEOUT)
+        server = listen(store, settings, hub, engine_service, embedded, lock)
+        await until_stopped(settings, engine_service)
+        await close_connections(server)
     finally:
         if supervisor is not None:
             supervisor.cancel()
@@ -120,6 +89,64 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+async def start_embedded_store(
+        settings: Settings) -> tuple[DataDirLock, EmbeddedMongo, str] | None:
+    """Lock the data folder and start the embedded store in it: the lock, the store and its
+    URL, or None (logged) when the store cannot take `db_name`."""
+    data_dir = Path(settings.data_dir)
+    # One server per data folder (before anything in it is touched): a second one would
+    # restart the first one's store as "stale", and their supervisors would fight over it.
+    lock = DataDirLock(data_dir).acquire()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        embedded = EmbeddedMongo(data_dir, db_name=settings.db_name)
+    except ValueError as exc:
+        log.error("db_name: %s", exc)
+        return None
+    url = await asyncio.to_thread(embedded.start)
+    log.info("embedded store (nx-27017) ready at %s, data in %s", url, data_dir.resolve())
+    return lock, embedded, url
+
+
+def listen(store: Store, settings: Settings, hub: LiveHub, engine_service: EngineService,
+           embedded: EmbeddedMongo | None, lock: DataDirLock | None) -> HTTPServer:
+    """Serve the app with the credentials in effect (made at a first start, its login URL
+    logged once), and record the port in the data folder's lock."""
+    auth, new_token = server_auth(settings)
+    settings = settings.replace(**auth)  # the credentials in effect (first start: made)
+    app = make_app(store, settings, hub, engine=engine_service.engine, embedded_store=embedded)
+    server = app.listen(settings.port, settings.host, xheaders=True,
+                        **http_server_options(settings))
+    if lock is not None:
+        lock.record(settings.port or listening_port(server))
+    log.info("Jobdeck ready at http://%s:%s/", settings.host, settings.port)
+    if new_token:
+        log.warning("first start: made an operator token (only its hash is kept). Log in "
+                    "with this URL, shown once:\n\n    %s\n",
+                    login_url(settings.host, settings.port, new_token))
+    return server
+
+
+async def until_stopped(settings: Settings, engine_service: EngineService) -> None:
+    """Until SIGINT or SIGTERM; then, with `drain_timeout`, drain (a second signal stops it)."""
+    stop, again = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())
+    await stop.wait()
+    if settings.drain_timeout > 0 and engine_service.engine is not None:
+        await drain(engine_service, settings.drain_timeout, again)
+
+
+async def close_connections(server: HTTPServer) -> None:
+    log.info("stopping")
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), CLOSE_TIMEOUT)
+    except TimeoutError:
+        log.warning("connections still busy %g s after stopping; closing anyway", CLOSE_TIMEOUT)
+
+
 def listening_port(server) -> int:
     """The port Tornado's HTTPServer bound (for `--port 0`)."""
     return next(iter(server._sockets.values())).getsockname()[1]
@@ -132,7 +159,7 @@ async def drain(engine_service: EngineService, timeout: float, again: asyncio.Ev
     engine's stop, as without draining."""
     log.info("draining: no new jobs start; waiting up to %g s (drain_timeout) for %d running "
              "executions while still serving; signal again to stop at once", timeout,
-             len(engine_service.engine.runners))
+             engine_service.running())
     draining = asyncio.create_task(engine_service.drain(timeout))
     interrupted = asyncio.create_task(again.wait())
     await asyncio.wait((draining, interrupted), return_when=asyncio.FIRST_COMPLETED)
@@ -140,7 +167,7 @@ async def drain(engine_service: EngineService, timeout: float, again: asyncio.Ev
     if not draining.done():
         draining.cancel()
         log.warning("second signal: stopping now, without waiting for %d running executions",
-                    len(engine_service.engine.runners))
+                    engine_service.running())
     elif left := draining.result():
         log.warning("drain_timeout (%g s) is over with %d executions still running", timeout,
                     left)

@@ -131,7 +131,8 @@ class Authenticator:
         try:
             check()
         except tornado.web.HTTPError as exc:
-            why = exc.log_message % exc.args if exc.args else exc.log_message
+            why = (exc.log_message % exc.args if exc.log_message and exc.args
+                   else exc.log_message or exc.reason or str(exc))
             raise APIError(403, f"XSRF check failed ({why}); the dashboard sends the "
                                 f"X-XSRFToken header, API clients use 'Authorization: Bearer "
                                 f"<token>'") from None

@@ -29,7 +29,7 @@ class LoginThrottle:
     that address gets 429 until the oldest of them is out of the window (slows password
     guessing; tokens are too long to guess)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.failures: dict[str, list[float]] = {}
 
     def _recent(self, client: str) -> list[float]:

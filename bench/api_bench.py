@@ -29,6 +29,7 @@ from pathlib import Path
 from pymongo import monitoring
 from pymongo.errors import PyMongoError
 
+from core.model import JobStatus
 from core.times import now_ms
 from handlers.jobs import LIST_PROJECTION
 from presentation.serializers import Serializer
@@ -189,7 +190,7 @@ async def build_cases(store: Store, size: int) -> list[tuple[str, str, object]]:
     """(case name, request path, in-process work) for each measured request."""
     last_page = -(-size // PAGE_SIZE)
     deep = min(500, last_page)
-    cursor = store.db["jobs"].find({"status": {"$in": ["COMPLETED", "FAILED"]},
+    cursor = store.db["jobs"].find({"status": {"$in": [JobStatus.COMPLETED, JobStatus.FAILED]},
                                     "num_exes": {"$gt": 1}}, {"id": 1}).limit(10)
     detail_ids = [doc["id"] for doc in await cursor.to_list()]
     details_path = iter(range(10**9))
@@ -197,7 +198,7 @@ async def build_cases(store: Store, size: int) -> list[tuple[str, str, object]]:
         ("page 1 (default order)", "/jobs/",
          list_case(JobFilter, LIST_ORDER, 1)),
         ("page 1 status=RUNNING", "/jobs/?status=RUNNING",
-         list_case(lambda: JobFilter(statuses=["RUNNING"]), LIST_ORDER, 1)),
+         list_case(lambda: JobFilter(statuses=[JobStatus.RUNNING]), LIST_ORDER, 1)),
         (f"page 1 job_type_name={NAMED_TYPE}", f"/jobs/?job_type_name={NAMED_TYPE}",
          list_case(lambda: JobFilter(job_type_names=[NAMED_TYPE]), LIST_ORDER, 1)),
         ("page 1 order=-last_modified", "/jobs/?order=-last_modified",

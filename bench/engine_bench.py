@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from core.interface import validate_interface
+from core.model import ExeStatus, JobStatus
 from engine.scheduler import Engine
 from store import Store
 from store.embedded import EmbeddedMongo
@@ -54,9 +55,10 @@ async def store_floor(store: Store, count: int, parallel: int) -> float:
 
     async def one(n: int):
         async with gate:
-            await exes.insert_one({"_id": n, "job_id": n, "status": "QUEUED"})
-            await jobs.insert_one({"_id": n, "status": "QUEUED", "latest_exe_id": n})
-            for before, after in (("QUEUED", "RUNNING"), ("RUNNING", "COMPLETED")):
+            await exes.insert_one({"_id": n, "job_id": n, "status": ExeStatus.QUEUED})
+            await jobs.insert_one({"_id": n, "status": JobStatus.QUEUED, "latest_exe_id": n})
+            for before, after in ((JobStatus.QUEUED, JobStatus.RUNNING),
+                                  (JobStatus.RUNNING, JobStatus.COMPLETED)):
                 await exes.update_one({"_id": n, "status": before}, {"$set": {"status": after}})
                 await jobs.update_one({"_id": n, "status": before}, {"$set": {"status": after}})
 
@@ -85,8 +87,8 @@ async def measure(count: int) -> dict:
         for _ in range(count):
             await store.jobs.submit_job(job_type, {}, event, "")
         engine.wake()
-        while await store.db.count("jobs", {"status": "COMPLETED"}) < count:
-            failed = await store.db.count("jobs", {"status": "FAILED"})
+        while await store.db.count("jobs", {"status": JobStatus.COMPLETED}) < count:
+            failed = await store.db.count("jobs", {"status": JobStatus.FAILED})
             if failed:
                 raise RuntimeError(f"{failed} bench jobs failed")
             await asyncio.sleep(0.05)

@@ -35,6 +35,7 @@ import psutil
 
 from bench.api_bench import fresh_store, start_server, stop_server
 from bench.report import lost_updates
+from core.model import CANCELABLE_JOB_STATUSES, JobStatus
 from core.times import format_ms, now_ms
 from store import Store
 from store.seed import seed_jobs
@@ -52,7 +53,6 @@ LIST_PATHS = (
     "/jobs/?started=P1D&order=-last_status_change",
 )
 UPDATES_PATHS = ("/jobs/updates/?started=PT1H", "/jobs/updates/?started=PT1H&status=CANCELED")
-CANCELABLE = ("PENDING", "BLOCKED", "QUEUED", "RUNNING", "FAILED")
 JOB_DATA = {"version": "1.0", "input_data": [{"name": "mode", "value": "fast"}],
             "output_data": []}
 SEED_BATCH = 1000  # see api_bench.SEED_BATCH
@@ -245,76 +245,91 @@ async def _subscribe(ws_url: str, token: str, count: int, epoch: str, marker_id,
                      stop) -> dict:
     """`count` subscribers from `epoch` on (so none misses a change made while it connects);
     each is live once it has seen the marker job QUEUED and done once it has seen it CANCELED."""
-    import aiohttp
-
-    received = [set() for _ in range(count)]
-    reconnects = [0] * count
-    latencies: list[float] = []
-    messages = 0
-    parsed: dict[str, list] = {}
-    live = [asyncio.Event() for _ in range(count)]
-    done = [asyncio.Event() for _ in range(count)]
+    subscribers = _Subscribers(ws_url, count, epoch, marker_id)
     cpu_before = psutil.Process().cpu_times()
+    async with session_for(None, token, count) as session:
+        tasks = [asyncio.create_task(subscribers.follow(session, i)) for i in range(count)]
+        ready.put(("connecting", count))
+        await asyncio.gather(*(event.wait() for event in subscribers.live))
+        ready.put(("live", count))
+        stopper = asyncio.create_task(_until_set(stop))
+        finished = asyncio.create_task(_all(subscribers.done))
+        await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        finished.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    cpu = psutil.Process().cpu_times()
+    return {"received": [sorted(keys) for keys in subscribers.received],
+            "reconnects": subscribers.reconnects,
+            "finished": sum(event.is_set() for event in subscribers.done),
+            "latencies": subscribers.latencies, "messages": subscribers.messages,
+            "cpu_s": cpu.user + cpu.system - cpu_before.user - cpu_before.system}
 
-    def rows_of(text: str) -> list[tuple[int, str, str, float]]:
+
+class _Subscribers:
+    """What the subscribers of one process have seen; subscriber `index` follows the feed with
+    follow(), reconnecting from the last change it saw until it has seen the marker CANCELED."""
+
+    def __init__(self, ws_url: str, count: int, epoch: str, marker_id) -> None:
+        self.ws_url, self.epoch, self.marker_id = ws_url, epoch, marker_id
+        self.received: list[set] = [set() for _ in range(count)]
+        self.reconnects = [0] * count
+        self.latencies: list[float] = []
+        self.messages = 0
+        self.parsed: dict[str, list] = {}
+        self.live = [asyncio.Event() for _ in range(count)]
+        self.done = [asyncio.Event() for _ in range(count)]
+
+    def rows_of(self, text: str) -> list[tuple[int, str, str, float]]:
         """Subscribers get the same text: parse it once per process."""
-        rows = parsed.get(text)
+        rows = self.parsed.get(text)
         if rows is None:
             import json
-            rows = parsed[text] = [
+            rows = self.parsed[text] = [
                 (r["id"], r["status"], r["last_status_change"],
                  datetime.fromisoformat(r["last_status_change"]).timestamp() * 1000)
                 for r in json.loads(text)["results"]]
         return rows
 
-    async def subscriber(session, index: int) -> None:
-        nonlocal messages
-        started = epoch
-        while not done[index].is_set():
+    async def follow(self, session, index: int) -> None:
+        import aiohttp
+
+        started = self.epoch
+        while not self.done[index].is_set():
             try:
-                async with session.ws_connect(f"{ws_url}?started={quote(started)}",
+                async with session.ws_connect(f"{self.ws_url}?started={quote(started)}",
                                               max_msg_size=0, autoping=True) as ws:
                     async for message in ws:
-                        if message.type != aiohttp.WSMsgType.TEXT:
-                            continue
-                        now = time.time() * 1000
-                        messages += 1
-                        for job_id, status, changed, changed_ms in rows_of(message.data):
-                            started = max(started, changed)
-                            if job_id == marker_id:
-                                (done if status == "CANCELED" else live)[index].set()
-                            elif (job_id, status) not in received[index]:
-                                received[index].add((job_id, status))
-                                latencies.append(now - changed_ms)
-                        if done[index].is_set():
+                        if message.type == aiohttp.WSMsgType.TEXT:
+                            started = max(started, self.take(index, message.data))
+                        if self.done[index].is_set():
                             break
             except (TimeoutError, aiohttp.ClientError):
                 pass
-            if not done[index].is_set():
-                reconnects[index] += 1
+            if not self.done[index].is_set():
+                self.reconnects[index] += 1
                 await asyncio.sleep(0.2)
 
-    async def watch_stop() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
+    def take(self, index: int, text: str) -> str:
+        """Record one message of subscriber `index`; the last change it holds (or "")."""
+        now = time.time() * 1000
+        self.messages += 1
+        last = ""
+        for job_id, status, changed, changed_ms in self.rows_of(text):
+            last = max(last, changed)
+            if job_id == self.marker_id:
+                (self.done if status == JobStatus.CANCELED else self.live)[index].set()
+            elif (job_id, status) not in self.received[index]:
+                self.received[index].add((job_id, status))
+                self.latencies.append(now - changed_ms)
+        return last
 
-    async with session_for(None, token, count) as session:
-        tasks = [asyncio.create_task(subscriber(session, i)) for i in range(count)]
-        ready.put(("connecting", count))
-        await asyncio.gather(*(event.wait() for event in live))
-        ready.put(("live", count))
-        stopper = asyncio.create_task(watch_stop())
-        await asyncio.wait([asyncio.create_task(_all(done)), stopper],
-                           return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    cpu = psutil.Process().cpu_times()
-    return {"received": [sorted(keys) for keys in received], "reconnects": reconnects,
-            "finished": sum(event.is_set() for event in done), "latencies": latencies,
-            "messages": messages,
-            "cpu_s": cpu.user + cpu.system - cpu_before.user - cpu_before.system}
+
+async def _until_set(stop) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
 
 
 async def _all(events) -> None:
@@ -346,10 +361,10 @@ class Writer:
                                  {"job_type_id": self.job_type_id, "job_data": JOB_DATA})
         if answer and answer[0] == 201:
             job = _json(answer[1])
-            self.expected.add((job["id"], "QUEUED"))
+            self.expected.add((job["id"], JobStatus.QUEUED))
             self.acknowledged += 1
             self.submitted.append(job["id"])
-            if job["status"] != "QUEUED":
+            if job["status"] != JobStatus.QUEUED:
                 self.anomalies.append(f"POST -> 201 {job['id']} {job['status']}")
         elif answer:
             self.anomalies.append(f"POST -> {answer[0]} {answer[1][:120]!r}")
@@ -362,12 +377,12 @@ class Writer:
         job_id = pool.pop(random.randrange(len(pool)))
         async with self.in_flight:
             answer = await timed(self.session, "PATCH", f"/jobs/{job_id}/",
-                                 self.stats["cancel"], {"status": "CANCELED"})
+                                 self.stats["cancel"], {"status": JobStatus.CANCELED})
         if answer and answer[0] == 200:
-            self.expected.add((job_id, "CANCELED"))
+            self.expected.add((job_id, JobStatus.CANCELED))
             self.acknowledged += 1
             status = _json(answer[1])["status"]
-            if status != "CANCELED":
+            if status != JobStatus.CANCELED:
                 self.anomalies.append(f"PATCH {job_id} -> 200 {status}")
         elif answer:
             self.anomalies.append(f"PATCH {job_id} -> {answer[0]} {answer[1][:120]!r}")
@@ -439,7 +454,7 @@ async def measure_seeded(size: int, conf: dict, url: str, work_dir, embedded) ->
             await seed_jobs(store, size, batch=SEED_BATCH, progress=None)
             first = await store.db["jobs"].find_one({}, {"id": 1})
             cancelable = [doc["id"] async for doc in store.db["jobs"].find(
-                {"status": {"$in": list(CANCELABLE)}}, {"id": 1}).limit(10_000)]
+                {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}}, {"id": 1}).limit(10_000)]
             job_type = await store.db["job_types"].find_one({"name": "ingest-file"})
         finally:
             await store.close()
@@ -494,10 +509,10 @@ async def mixed_run(size: int, conf: dict, port: int, token: str, detail_ids: tu
             reader.join()
         # Every change is acknowledged; the marker's cancel is the last change of the run.
         answer = await timed(session, "PATCH", f"/jobs/{marker}/", Latencies(),
-                             {"status": "CANCELED"})
+                             {"status": JobStatus.CANCELED})
         if not answer or answer[0] != 200:
             raise RuntimeError(f"the end marker's cancel answered {answer and answer[0]}")
-        if _json(answer[1])["status"] != "CANCELED":
+        if _json(answer[1])["status"] != JobStatus.CANCELED:
             writer.anomalies.append(f"PATCH {marker} (end marker) -> 200 "
                                     f"{_json(answer[1])['status']}")
         settle = asyncio.get_running_loop().call_later(SETTLE_TIMEOUT, stop.set)

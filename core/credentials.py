@@ -52,7 +52,7 @@ def verify_password(password: str, encoded: str) -> bool:
 
 def user_entry(entry: str) -> str:
     """`name:role:scrypt$N$r$p$salt$hash`, checked so a typo fails at start-up, not at login."""
-    name, role, encoded = (str(entry).strip().split(":", 2) + ["", ""])[:3]
+    name, role, encoded = [*str(entry).strip().split(":", 2), "", ""][:3]
     if not name or role not in ROLES:
         raise ValueError(f"a users entry must be 'name:role:<password hash>' with role "
                          f"{' or '.join(ROLES)} (entry for '{name}')")

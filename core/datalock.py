@@ -79,6 +79,8 @@ class DataDirLock:
             os.close(fd)
 
     def _write(self, text: str) -> None:
+        if self._fd is None:
+            raise RuntimeError(f"the lock on {self.data_dir} is not held")
         data = text.encode()
         os.pwrite(self._fd, data, 0)  # then cut: a reader never sees the file empty
         os.ftruncate(self._fd, len(data))

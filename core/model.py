@@ -1,12 +1,42 @@
 """Scale's status model and built-in records, shared by the store, the engine and the API."""
 
-JOB_STATUSES = ("PENDING", "BLOCKED", "QUEUED", "RUNNING", "FAILED", "COMPLETED", "CANCELED")
-FINAL_JOB_STATUSES = ("FAILED", "COMPLETED", "CANCELED")
-CANCELABLE_JOB_STATUSES = ("PENDING", "BLOCKED", "QUEUED", "RUNNING", "FAILED")
-REQUEUEABLE_JOB_STATUSES = ("FAILED", "CANCELED")
+from enum import StrEnum
 
-EXE_STATUSES = ("QUEUED", "RUNNING", "FAILED", "COMPLETED", "CANCELED")
-UNFINISHED_EXE_STATUSES = ("QUEUED", "RUNNING")
+
+class JobStatus(StrEnum):
+    """A job's status. Members are `str`s equal to their names: they are stored, compared with
+    what the store hands back (plain strings), written to JSON and rendered as those names."""
+
+    PENDING = "PENDING"
+    BLOCKED = "BLOCKED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+
+
+class ExeStatus(StrEnum):
+    """A job execution's status (a subset of the job's, with the same names)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+
+
+JOB_STATUSES = tuple(JobStatus)
+FINAL_JOB_STATUSES = (JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.CANCELED)
+CANCELABLE_JOB_STATUSES = (JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.QUEUED,
+                           JobStatus.RUNNING, JobStatus.FAILED)
+REQUEUEABLE_JOB_STATUSES = (JobStatus.FAILED, JobStatus.CANCELED)
+# What Scale's queue_jobs moves to QUEUED.
+QUEUEABLE_JOB_STATUSES = (JobStatus.PENDING, JobStatus.FAILED, JobStatus.CANCELED)
+
+EXE_STATUSES = tuple(ExeStatus)
+FINAL_EXE_STATUSES = (ExeStatus.FAILED, ExeStatus.COMPLETED, ExeStatus.CANCELED)
+UNFINISHED_EXE_STATUSES = (ExeStatus.QUEUED, ExeStatus.RUNNING)
 
 ERROR_CATEGORIES = ("SYSTEM", "ALGORITHM", "DATA")
 

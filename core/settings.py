@@ -159,9 +159,12 @@ class Settings:
 def _parser_for(spec: dataclasses.Field) -> Callable | None:
     if spec.metadata["parse"] is not None:
         return spec.metadata["parse"]
-    kinds = [kind for kind in typing.get_args(spec.type) if kind is not type(None)] \
-        if isinstance(spec.type, types.UnionType) else [spec.type]
-    return PARSERS[kinds[0]]
+    declared = spec.type
+    if isinstance(declared, types.UnionType):  # `float | None`: parsed as a float
+        declared = next(kind for kind in typing.get_args(declared) if kind is not type(None))
+    if not isinstance(declared, type):
+        raise TypeError(f"setting {spec.name}: declare its type as a class, or give `parse`")
+    return PARSERS[declared]
 
 
 def is_boolean(spec: dataclasses.Field) -> bool:
@@ -208,7 +211,7 @@ def parse_flags(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Jobdeck: live job service and dashboard")
     parser.add_argument("--settings", default=DEFAULT_FILE, help="settings file (YAML)")
     for key, spec in FIELDS.items():
-        bare = {"nargs": "?", "const": "true"} if is_boolean(spec) else {}
+        bare: dict[str, typing.Any] = {"nargs": "?", "const": "true"} if is_boolean(spec) else {}
         parser.add_argument(flag_name(key), dest=key, default=None,
                             help=f"{spec.metadata['help']} [{env_name(key)}]".replace("%", "%%"),
                             **bare)

@@ -6,6 +6,7 @@ millisecond boundaries wrong), and the API's format has millisecond precision an
 """
 
 from datetime import UTC, datetime
+from typing import overload
 
 import isodate
 
@@ -20,6 +21,18 @@ def to_ms(value: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@overload
+def format_ms(ms: int) -> str: ...
+
+
+@overload
+def format_ms(ms: None) -> None: ...
+
+
+@overload
+def format_ms(ms: int | None) -> str | None: ...
 
 
 def format_ms(ms: int | None) -> str | None:

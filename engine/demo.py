@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import random
 import shlex
 import shutil
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from core.interface import validate_error_mapping, validate_interface, validate_job_data
 from core.times import now_ms
+from engine.scheduler import Engine
+from store import Store
+from store.documents import JobDoc
 
 log = logging.getLogger("jobdeck.demo")
 
@@ -64,7 +68,7 @@ JOB_TYPES = [
 
 
 class Demo:
-    def __init__(self, store, engine, data_dir):
+    def __init__(self, store: Store, engine: Engine | None, data_dir: str | os.PathLike[str]):
         self.store = store
         self.engine = engine
         self.data_dir = Path(data_dir).resolve()
@@ -106,7 +110,7 @@ class Demo:
             existing = None
             for type_id in await self.store.job_types.ids_matching([spec["name"]]):
                 job_type = await self.store.job_types.get(type_id)
-                if job_type["version"] == spec["version"]:
+                if job_type is not None and job_type["version"] == spec["version"]:
                     existing = job_type
             if existing is None:
                 job_type = await self.store.job_types.create(spec["name"], spec["version"],
@@ -114,6 +118,11 @@ class Demo:
             else:
                 job_type = await self.store.job_types.update(existing, {}, interface)
             self.job_types[spec["name"]] = job_type
+
+    def _workspace(self) -> dict:
+        if self.workspace is None:
+            raise RuntimeError("the demo has no workspace yet: setup() makes it")
+        return self.workspace
 
     async def _loop(self) -> None:
         kinds = itertools.cycle(["demo-word-count", "demo-sha256", "demo-flaky-sleep"])
@@ -135,18 +144,19 @@ class Demo:
                          if ".venv" not in p.parts and p.stat().st_size > 0)
         source = random.choice(sources)
         relative = Path("uploads") / uuid.uuid4().hex / source.name
-        target = Path(self.workspace["base_path"]) / relative
+        workspace = self._workspace()
+        target = Path(workspace["base_path"]) / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return await self.store.files.create_file(
-            self.workspace["id"], source.name, "text/x-python", target.stat().st_size,
+            workspace["id"], source.name, "text/x-python", target.stat().st_size,
             str(relative))
 
-    async def submit(self, name: str) -> dict:
+    async def submit(self, name: str) -> JobDoc:
         job_type = self.job_types[name]
         interface = job_type["interface"]
         files = {}
-        outputs = [{"name": o["name"], "workspace_id": self.workspace["id"]}
+        outputs = [{"name": o["name"], "workspace_id": self._workspace()["id"]}
                    for o in interface["output_data"]]
         if name == "demo-flaky-sleep":
             inputs = [{"name": "seconds", "value": f"{random.uniform(2, 8):.1f}"}]

@@ -60,10 +60,8 @@ class LocalProcess(Running):
     async def _stop(self, grace: float) -> None:
         """SIGTERM to the group, SIGKILL after `grace` seconds if the leader still lives."""
         _signal_group(self.proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
-        except TimeoutError:
-            pass
         _signal_group(self.proc.pid, signal.SIGKILL)
 
     async def wait(self) -> ExitReport:

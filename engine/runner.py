@@ -24,12 +24,13 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
-from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec
+from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec, Running
 
 log = logging.getLogger("jobdeck.engine")
 
@@ -104,45 +105,77 @@ def collect_outputs(output_specs: list[dict], output_dir: Path) -> tuple[dict, d
     found: dict[str, list[Path]] = {spec["name"]: [] for spec in output_specs}
     manifest_path = output_dir / MANIFEST
     if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PhaseError("algorithm-unknown", f"{MANIFEST} is not valid JSON: {exc}") from None
-        entries = manifest.get("output_data") if isinstance(manifest, dict) else None
-        if not isinstance(entries, list):
-            raise PhaseError("algorithm-unknown", f'{MANIFEST} needs an "output_data" list')
-        for entry in entries:
-            if not isinstance(entry, dict) or entry.get("name") not in found:
-                raise PhaseError("algorithm-unknown", f"{MANIFEST} names an unknown output: "
-                                                      f"{json.dumps(entry)[:200]}")
-            for raw in _manifest_paths(entry):
-                raw = raw.get("path") if isinstance(raw, dict) else raw
-                path = output_dir / str(raw)
-                if not isinstance(raw, str) or not inside(output_dir, path) or not path.is_file():
-                    raise PhaseError("algorithm-unknown", f"{MANIFEST}: {raw!r} is not a file "
-                                                          "in the output folder")
-                found[entry["name"]].append(path.resolve())
+        manifest = _read_manifest(manifest_path)
+        _claim_manifest_outputs(manifest, output_dir, found)
     else:
-        files = sorted(p for p in output_dir.rglob("*")
-                       if p.is_file() and not p.is_symlink() and inside(output_dir, p))
-        claimed: set[Path] = set()
-        for match_by_name in (True, False):
-            for spec in output_specs:
-                if found[spec["name"]]:
+        _claim_outputs_by_match(output_specs, output_dir, found)
+    _check_output_counts(output_specs, found)
+    return found, manifest
+
+
+def _read_manifest(manifest_path: Path) -> Any:
+    try:
+        return json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PhaseError("algorithm-unknown", f"{MANIFEST} is not valid JSON: {exc}") from None
+
+
+def _claim_manifest_outputs(manifest: Any, output_dir: Path,
+                            found: dict[str, list[Path]]) -> None:
+    """Give each output the files the manifest lists for it; an entry naming no output of the
+    interface fails the post phase."""
+    entries = manifest.get("output_data") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise PhaseError("algorithm-unknown", f'{MANIFEST} needs an "output_data" list')
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("name") not in found:
+            raise PhaseError("algorithm-unknown", f"{MANIFEST} names an unknown output: "
+                                                  f"{json.dumps(entry)[:200]}")
+        found[entry["name"]].extend(_manifest_files(entry, output_dir))
+
+
+def _manifest_files(entry: dict, output_dir: Path) -> list[Path]:
+    """The files a manifest entry lists, resolved; each must be a file in the output folder."""
+    files = []
+    for item in _manifest_paths(entry):
+        raw = item.get("path") if isinstance(item, dict) else item
+        path = output_dir / str(raw)
+        if not isinstance(raw, str) or not inside(output_dir, path) or not path.is_file():
+            raise PhaseError("algorithm-unknown", f"{MANIFEST}: {raw!r} is not a file "
+                                                  "in the output folder")
+        files.append(path.resolve())
+    return files
+
+
+def _claim_outputs_by_match(output_specs: list[dict], output_dir: Path,
+                            found: dict[str, list[Path]]) -> None:
+    """Without a manifest: each output takes the files whose names start with its name; one
+    still without files then takes those of its media type. A file is claimed once, and a
+    `file` output takes only the first that matches."""
+    files = sorted(p for p in output_dir.rglob("*")
+                   if p.is_file() and not p.is_symlink() and inside(output_dir, p))
+    claimed: set[Path] = set()
+    for match_by_name in (True, False):
+        for spec in output_specs:
+            if found[spec["name"]]:
+                continue
+            for path in files:
+                if path in claimed or not _output_matches(spec, path, match_by_name):
                     continue
-                for path in files:
-                    if path in claimed:
-                        continue
-                    if match_by_name:
-                        hit = path.name.startswith(spec["name"])
-                    else:
-                        hit = bool(spec.get("media_type")) and \
-                            guess_media_type(path) == spec["media_type"]
-                    if hit:
-                        found[spec["name"]].append(path)
-                        claimed.add(path)
-                        if spec["type"] == "file":
-                            break
+                found[spec["name"]].append(path)
+                claimed.add(path)
+                if spec["type"] == "file":
+                    break
+
+
+def _output_matches(spec: dict, path: Path, by_name: bool) -> bool:
+    if by_name:
+        return path.name.startswith(spec["name"])
+    return bool(spec.get("media_type")) and guess_media_type(path) == spec["media_type"]
+
+
+def _check_output_counts(output_specs: list[dict], found: dict[str, list[Path]]) -> None:
+    """A `file` output has at most one file, and a required output at least one."""
     for spec in output_specs:
         paths = found[spec["name"]]
         if spec["type"] == "file" and len(paths) > 1:
@@ -151,7 +184,6 @@ def collect_outputs(output_specs: list[dict], output_dir: Path) -> tuple[dict, d
         if spec.get("required", True) and not paths:
             raise PhaseError("algorithm-unknown",
                              f'required output "{spec["name"]}" was not written')
-    return found, manifest
 
 
 def claim_fields(data_dir: Path, exe_id: int, when: int) -> dict:
@@ -178,7 +210,7 @@ class ExecutionRunner:
         self.output_dir = self.work_dir / "outputs"
         self.inputs_dir = self.work_dir / "inputs"
         self.tmp_dir = self.work_dir / "tmp"
-        self.running = None
+        self.running: Running | None = None
         self.canceled = False
         self.arguments = ""
         self._start_recorded = False
@@ -235,7 +267,7 @@ class ExecutionRunner:
                           self.job["cpus_required"], self.job["mem_required"])
         job_started = now_ms()
         try:
-            self.running = await self.backend.start(spec)
+            running = self.running = await self.backend.start(spec)
         except LaunchError as exc:
             log.warning("execution %s: %s", self.exe_id, exc)
             note(stderr, exc)
@@ -244,13 +276,15 @@ class ExecutionRunner:
                                         job_completed=now_ms())
             await self._fail("task-launch")
             return
-        started = {"pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
-                   "job_started": job_started, "process": self.running.ref.as_doc()}
+        started: dict[str, Any] = {
+            "pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
+            "job_started": job_started, "process": running.ref.as_doc()}
         recording = asyncio.create_task(self._record_start(started))
         if self.canceled:
-            await self.running.cancel(self.engine.cancel_grace)
-        report = await self.running.wait()
-        job_phase = {"job_completed": now_ms(), "job_exit_code": report.exit_code}
+            await running.cancel(self.engine.cancel_grace)
+        report = await running.wait()
+        job_phase: dict[str, Any] = {"job_completed": now_ms(),
+                                     "job_exit_code": report.exit_code}
         if self._start_recorded:
             await recording
         else:
@@ -355,7 +389,8 @@ class ExecutionRunner:
         targets = {e["name"]: e["workspace_id"]
                    for e in (self.job.get("data") or {}).get("output_data", [])}
         workspaces = await self.store.files.workspaces_by_ids(targets.values())
-        results = {"version": "1.0", "output_data": []}
+        output_data: list[dict] = []
+        results = {"version": "1.0", "output_data": output_data}
         for spec in specs:
             paths = found[spec["name"]]
             workspace = workspaces.get(targets.get(spec["name"]))
@@ -371,7 +406,7 @@ class ExecutionRunner:
                 entry["file_id"] = ids[0]
             else:
                 entry["file_ids"] = ids
-            results["output_data"].append(entry)
+            output_data.append(entry)
         await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
             **phases, "post_completed": now_ms(), "post_exit_code": 0,
             "results_manifest": manifest})

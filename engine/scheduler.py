@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 from pymongo.errors import PyMongoError
 
-from core.model import FINAL_JOB_STATUSES
+from core.model import FINAL_EXE_STATUSES
 from core.settings import DEFAULTS
 from core.times import now_ms
 from engine.executor import Backend
@@ -96,6 +96,7 @@ class Engine:
         self.node: dict | None = None
         self.runners: dict[int, ExecutionRunner] = {}
         self.tasks: dict[int, asyncio.Task] = {}
+        self._cancels: set[asyncio.Task] = set()  # runners being stopped by _watch_cancels
         self.passes = 0
         self.interfaces: dict[int, dict] = {}
         self.node_paused = False
@@ -121,7 +122,7 @@ class Engine:
         self._beat_task = asyncio.create_task(self._heartbeat(), name="jobdeck-engine-heartbeat")
         # Outcomes that could not be written while the store could not write are recovered.
         self.store.writes.on_recovered(self.recover)
-        log.info("engine on node %s (%s): %g CPUs, %.0f MiB", self.node["id"], self.hostname,
+        log.info("engine on node %s (%s): %g CPUs, %.0f MiB", self.node_id, self.hostname,
                  self.cpus, self.mem)
 
     async def stop(self) -> None:
@@ -150,10 +151,19 @@ class Engine:
         with contextlib.suppress(PyMongoError):
             await self.engines.forget(self.identity["id"])
 
+    @property
+    def node_id(self) -> int:
+        """The id of the node start() registered this engine on."""
+        if self.node is None:
+            raise RuntimeError("the engine has no node before start()")
+        return self.node["id"]
+
     async def interface_of(self, rev_id: int) -> dict:
         """A job type revision's interface (revisions never change, so they are cached)."""
         if rev_id not in self.interfaces:
             rev = await self.store.job_types.get_revision(rev_id)
+            if rev is None:  # the runner fails its execution (`unknown`)
+                raise LookupError(f"job type revision {rev_id} is not in the store")
             self.interfaces[rev_id] = rev["interface"]
         return self.interfaces[rev_id]
 
@@ -181,7 +191,7 @@ class Engine:
         killing whatever they left running; also this engine's own that no runner holds any more
         (their outcome could not be written while the store was down; run after it is back)."""
         lost = []
-        for exe in await self.store.jobs.running_exes_of_node(self.node["id"]):
+        for exe in await self.store.jobs.running_exes_of_node(self.node_id):
             ours = exe.get("engine") == self.identity
             if not ((exe["id"] in self.runners) if ours else alive(exe.get("engine"))):
                 lost.append(exe)
@@ -199,7 +209,7 @@ class Engine:
         error = await self.store.errors.by_name("node-lost")
         recovered = 0
         for exe in exes:
-            if exe.get("node_id") == self.node["id"] and await self.backend.reap(exe):
+            if exe.get("node_id") == self.node_id and await self.backend.reap(exe):
                 log.info("execution %s: killed the process a dead server left", exe["id"])
             job = await self.store.jobs.get_job(exe["job_id"])
             rev = await self.store.job_types.get_revision(job["job_type_rev_id"]) if job else None
@@ -215,7 +225,7 @@ class Engine:
 
     async def _beat(self) -> None:
         await self.engines.beat(self.identity["id"], {
-            "node_id": self.node["id"], "hostname": self.hostname, "pid": self.identity["pid"],
+            "node_id": self.node_id, "hostname": self.hostname, "pid": self.identity["pid"],
             "started": self.identity["started"], "dead_after": self.dead_after})
 
     async def _heartbeat(self) -> None:
@@ -312,15 +322,19 @@ class Engine:
         statuses = await self.store.jobs.exe_statuses(self.runners)
         for exe_id, status in statuses.items():
             runner = self.runners.get(exe_id)
-            if runner is not None and status in FINAL_JOB_STATUSES and not runner.canceled:
+            if runner is not None and status in FINAL_EXE_STATUSES and not runner.canceled:
                 log.info("execution %s is %s in the store; stopping it", exe_id, status)
-                asyncio.create_task(runner.cancel(self.cancel_grace))
+                # Held until done: the loop keeps only a weak reference to a task.
+                task = asyncio.create_task(runner.cancel(self.cancel_grace),
+                                           name=f"jobdeck-cancel-{exe_id}")
+                self._cancels.add(task)
+                task.add_done_callback(self._cancels.discard)
 
     async def _refresh_node(self) -> None:
         """Read the node's pause state and tell the store this engine is alive."""
-        node = await self.nodes.get(self.node["id"])
+        node = await self.nodes.get(self.node_id)
         self.node_paused = node is None or bool(node.get("is_paused"))
-        await self.nodes.touch(self.node["id"])
+        await self.nodes.touch(self.node_id)
 
     async def schedule(self) -> int:
         """One pass: start every QUEUED execution that fits, best priority first.
@@ -333,7 +347,7 @@ class Engine:
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:
             return 0
-        usage = await self.store.jobs.node_usage(self.node["id"])
+        usage = await self.store.jobs.node_usage(self.node_id)
         free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
         job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
@@ -356,7 +370,7 @@ class Engine:
                     break
                 continue
             claimed = await self.store.jobs.start_execution(
-                job["latest_exe_id"], self.node["id"], scheduled={
+                job["latest_exe_id"], self.node_id, scheduled={
                     "cpus_scheduled": cpus, "mem_scheduled": mem,
                     "disk_in_scheduled": job.get("disk_in_required"),
                     "disk_out_scheduled": job.get("disk_out_required"),

@@ -7,8 +7,8 @@ from engine.scheduler import Engine
 
 class EngineService:
     def __init__(self, store, settings: Settings):
-        self.engine = None
-        self.demo = None
+        self.engine: Engine | None = None
+        self.demo: Demo | None = None
         if settings.engine:
             self.engine = Engine(
                 store, settings.data_dir, cpus=settings.engine_cpus, mem=settings.engine_mem,
@@ -24,6 +24,10 @@ class EngineService:
         if self.demo is not None:
             await self.demo.start()
         return self
+
+    def running(self) -> int:
+        """How many executions the engine runs now (0 without an engine)."""
+        return 0 if self.engine is None else len(self.engine.runners)
 
     async def drain(self, timeout: float) -> int:
         """Stop starting jobs (and the demo's submissions) and wait up to `timeout` seconds for

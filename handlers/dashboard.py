@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from pymongo.errors import PyMongoError
 
+from core.model import JobStatus
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import BaseHandler
 from handlers.jobs import LIST_PROJECTION
@@ -85,12 +86,12 @@ class DashboardPage(BaseHandler):
         return self.store.stats
 
 
-def throughput_chart(per_status: dict[str, dict[int, int]], now: int) -> dict:
+def throughput_chart(per_status: dict[JobStatus, dict[int, int]], now: int) -> dict:
     """The last 60 whole minutes of COMPLETED and FAILED counts, as SVG bar geometry."""
     last = now - now % MINUTE_MS
     minutes = [last - i * MINUTE_MS for i in range(59, -1, -1)]
-    completed = [per_status.get("COMPLETED", {}).get(m, 0) for m in minutes]
-    failed = [per_status.get("FAILED", {}).get(m, 0) for m in minutes]
+    completed = [per_status.get(JobStatus.COMPLETED, {}).get(m, 0) for m in minutes]
+    failed = [per_status.get(JobStatus.FAILED, {}).get(m, 0) for m in minutes]
     peak = max([c + f for c, f in zip(completed, failed, strict=True)] + [1])
     width, height, bar = 600, 160, 10
     bars = []
@@ -244,7 +245,8 @@ def timeline(exe: dict) -> dict:
         p.update(left=round((p["start_ms"] - span_start) / total * 100, 2),
                  width=max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
     return {**exe, "phases": phases,
-            "duration_s": round((span_end - span_start) / 1000, 1) if total else None}
+            "duration_s": (round((span_end - span_start) / 1000, 1) if span_start is not None
+                           else None)}
 
 
 class JobTypesPage(DashboardPage):

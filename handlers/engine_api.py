@@ -9,9 +9,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from handlers.base import BaseHandler
-from presentation.errors import APIError
+from presentation.errors import APIError, sentence
 from presentation.filters import check_int64
 from presentation.serializers import Serializer, workspace
+from store.files import WorkspaceExists
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Logs larger than this are served from their end.
@@ -80,15 +81,15 @@ class WorkspacesHandler(EngineHandler):
         else:
             base = self.data_dir / "workspaces" / name
         try:
-            base.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise APIError(400, f"base_path {str(base)!r} cannot be used: {exc.strerror}") \
                 from None
         try:
             ws = await self.store.files.create_workspace(name, body.get("title"), str(base),
                                                          body.get("description"))
-        except ValueError as exc:
-            raise APIError(400, str(exc)[:1].upper() + str(exc)[1:]) from None
+        except WorkspaceExists as exc:
+            raise APIError(400, sentence(str(exc))) from None
         self.set_header("Location", f"/workspaces/{ws['id']}/")
         self.write_json(workspace(ws, details=True), status=201)
 
@@ -146,8 +147,7 @@ class FilesHandler(EngineHandler):
         target = base / relative
         if not target.resolve().is_relative_to(base):
             raise APIError(400, f"file_name {file_name!r} leaves the workspace")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        await asyncio.to_thread(write_upload, target, data)
         try:
             doc = await self.store.files.create_file(workspace_id, file_name, media_type,
                                                      len(data), str(relative))
@@ -238,8 +238,15 @@ class NodeDetailsHandler(EngineHandler):
         self.write_json(await Serializer(self.store, self.base_url).node(node))
 
 
+def write_upload(target: Path, data: bytes) -> None:
+    """In a worker thread: an upload may be hundreds of MiB (max_upload_mb)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
 def read_log(path: str | None) -> str:
-    """The log's text (its last LOG_LIMIT bytes when larger); empty before the job starts."""
+    """The log's text (its last LOG_LIMIT bytes when larger); empty before the job starts.
+    Blocking: handlers call it in a worker thread."""
     if not path:
         return ""
     try:
@@ -259,5 +266,6 @@ class ExecutionLogsHandler(EngineHandler):
         exe = await self.store.jobs.get_exe(int(exe_id))
         if exe is None:
             raise APIError(404, f"Job execution {exe_id} does not exist")
-        self.write_json(await Serializer(self.store, self.base_url).exe_log(
-            exe, read_log(exe.get("stdout_file")), read_log(exe.get("stderr_file"))))
+        stdout = await asyncio.to_thread(read_log, exe.get("stdout_file"))
+        stderr = await asyncio.to_thread(read_log, exe.get("stderr_file"))
+        self.write_json(await Serializer(self.store, self.base_url).exe_log(exe, stdout, stderr))

@@ -20,6 +20,7 @@ BOOL_FIELDS = ("is_operational", "is_paused", "docker_privileged")
 TEXT_FIELDS = ("title", "description", "category", "author_name", "author_url", "icon_code",
                "docker_image")
 POSITIVE = ("timeout", "max_tries", "cpus_required", "mem_required")
+NOT_NEGATIVE = ("max_scheduled", "disk_out_const_required", "disk_out_mult_required")
 HOUR_MS = 3600 * 1000
 
 
@@ -38,25 +39,32 @@ def check_fields(body: dict) -> dict:
             continue
         value = body[name]
         if name in NUMBER_FIELDS:
-            kind = NUMBER_FIELDS[name]
-            ok = (value is None and name == "max_scheduled") or (
-                isinstance(value, int | float) and not isinstance(value, bool)
-                and (kind is float or float(value).is_integer()) and abs(value) < 2**53)
-            if not ok:
-                raise APIError(400, f"{name} must be {'an integer' if kind is int else 'a number'}")
-            if value is not None:
-                value = kind(value)
-            if name in POSITIVE and value <= 0:
-                raise APIError(400, f"{name} must be greater than zero")
-            if name in ("max_scheduled", "disk_out_const_required",
-                        "disk_out_mult_required") and value is not None and value < 0:
-                raise APIError(400, f"{name} must not be negative")
+            value = checked_number(name, value)
         elif name in BOOL_FIELDS and not isinstance(value, bool):
             raise APIError(400, f"{name} must be true or false")
         elif name in TEXT_FIELDS and value is not None and not isinstance(value, str):
             raise APIError(400, f"{name} must be a string")
         fields[name] = value
     return fields
+
+
+def checked_number(name: str, value):
+    """A NUMBER_FIELDS value as its kind (int or float), in its range; None only for
+    max_scheduled (no limit)."""
+    kind = NUMBER_FIELDS[name]
+    ok = (value is None and name == "max_scheduled") or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+        and (kind is float or float(value).is_integer()) and abs(value) < 2**53)
+    if not ok:
+        raise APIError(400, f"{name} must be {'an integer' if kind is int else 'a number'}")
+    if value is None:
+        return None
+    value = kind(value)
+    if name in POSITIVE and value <= 0:
+        raise APIError(400, f"{name} must be greater than zero")
+    if name in NOT_NEGATIVE and value < 0:
+        raise APIError(400, f"{name} must not be negative")
+    return value
 
 
 class JobTypeView(BaseHandler):

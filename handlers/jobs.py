@@ -5,6 +5,7 @@ its extra columns); the details handler stands beside them on BaseHandler."""
 
 from typing import ClassVar
 
+from core.model import JobStatus
 from handlers.base import BaseHandler
 from presentation.errors import APIError, sentence
 from presentation.filters import job_filter, job_order
@@ -59,7 +60,7 @@ class JobDetailsHandler(BaseHandler):
                                 "be changed")
         if "status" not in body:
             raise APIError(400, 'Missing field "status"; send {"status": "CANCELED"}')
-        if body["status"] != "CANCELED":
+        if body["status"] != JobStatus.CANCELED:
             raise APIError(400, f"status {json_repr(body['status'])} is not allowed; the only "
                                 "change allowed is CANCELED")
         try:

@@ -8,7 +8,7 @@ from core.interface import (
     referenced_workspace_ids,
     validate_job_data,
 )
-from core.model import JOB_STATUSES
+from core.model import JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
 from core.times import parse_instant
 from handlers.base import BaseHandler
 from presentation.errors import APIError
@@ -75,29 +75,8 @@ class RequeueJobsHandler(BaseHandler):
 
     async def post(self):
         body = self.json_body()
-        flt = JobFilter(
-            statuses=self._strings(body, "status", JOB_STATUSES),
-            job_ids=self._ints(body, "job_ids"), job_type_ids=self._ints(body, "job_type_ids"),
-            job_type_names=self._strings(body, "job_type_names"),
-            job_type_categories=self._strings(body, "job_type_categories"))
-        for name in ("started", "ended"):
-            if body.get(name) is not None:
-                if not isinstance(body[name], str):
-                    raise APIError(400, f"{name} must be an ISO-8601 string")
-                try:
-                    setattr(flt, name, parse_instant(body[name]))
-                except ValueError as exc:
-                    raise APIError(400, f"{name}: {exc}") from None
-                except OverflowError:
-                    raise APIError(400, f"{name}: '{body[name]}' reaches outside the "
-                                        "calendar") from None
-        if flt.started is not None and flt.ended is not None and flt.started >= flt.ended:
-            raise APIError(400, "started must be before ended")
-        priority = body.get("priority")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise APIError(400, "priority must be an integer")
-        if priority is not None:
-            check_int64("priority", priority)
+        flt = self._filter(body)
+        priority = self._priority(body)
         page, page_size = self.parse_page()
         count, matched = await self.store.jobs.list_jobs(
             flt, [("id", 1)], 1, MAX_REQUEUE + 1, {"id": 1, "status": 1})
@@ -106,7 +85,7 @@ class RequeueJobsHandler(BaseHandler):
         if count > MAX_REQUEUE:
             raise APIError(400, f"{count} jobs match; narrow the filters to at most {MAX_REQUEUE}")
         for job in matched:
-            if job["status"] in ("FAILED", "CANCELED"):
+            if job["status"] in REQUEUEABLE_JOB_STATUSES:
                 await self.store.jobs.requeue_job(job["id"], priority=priority,
                                                   command_arguments=await self._arguments(job))
         wake_engine(self)
@@ -115,6 +94,40 @@ class RequeueJobsHandler(BaseHandler):
                                                       {"data": 0, "results": 0})
         self.write_page(count, await Serializer(self.store, self.base_url).job_rows(jobs), page,
                         page_size)
+
+    def _filter(self, body: dict) -> JobFilter:
+        flt = JobFilter(
+            statuses=self._strings(body, "status", JOB_STATUSES),
+            job_ids=self._ints(body, "job_ids"), job_type_ids=self._ints(body, "job_type_ids"),
+            job_type_names=self._strings(body, "job_type_names"),
+            job_type_categories=self._strings(body, "job_type_categories"))
+        if body.get("started") is not None:
+            flt.started = self._instant(body, "started")
+        if body.get("ended") is not None:
+            flt.ended = self._instant(body, "ended")
+        if flt.started is not None and flt.ended is not None and flt.started >= flt.ended:
+            raise APIError(400, "started must be before ended")
+        return flt
+
+    @staticmethod
+    def _instant(body: dict, name: str) -> int:
+        if not isinstance(body[name], str):
+            raise APIError(400, f"{name} must be an ISO-8601 string")
+        try:
+            return parse_instant(body[name])
+        except ValueError as exc:
+            raise APIError(400, f"{name}: {exc}") from None
+        except OverflowError:
+            raise APIError(400, f"{name}: '{body[name]}' reaches outside the calendar") from None
+
+    @staticmethod
+    def _priority(body: dict) -> int | None:
+        priority = body.get("priority")
+        if priority is None:
+            return None
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise APIError(400, "priority must be an integer")
+        return check_int64("priority", priority)
 
     async def _arguments(self, job: dict) -> str:
         full = await self.store.jobs.get_job(job["id"])

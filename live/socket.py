@@ -88,10 +88,10 @@ class JobUpdatesSocket(SecurityHeaders, tornado.websocket.WebSocketHandler):
 
     def open(self):
         self.hub = self.settings["hub"]
-        self.subscriber = Subscriber(
+        subscriber = self.subscriber = Subscriber(
             LiveFilter.from_job_filter(self.filter), self.base_url, self.send,
             self.on_overflow, self.config.ws_max_queue, on_stop=self.on_server_stop)
-        self.task = asyncio.create_task(self.run())
+        self.task = asyncio.create_task(self.run(subscriber))
 
     def send(self, text: str):
         """Hand a message to the socket: a future done once it is written, None if closed."""
@@ -103,35 +103,35 @@ class JobUpdatesSocket(SecurityHeaders, tornado.websocket.WebSocketHandler):
     def on_message(self, message):
         """Subscribers have nothing to say; messages are ignored."""
 
-    async def run(self) -> None:
+    async def run(self, subscriber: Subscriber) -> None:
         try:
-            await self.hub.subscribe(self.subscriber)
-            sent = await self.catch_up() if self.filter.started is not None else {}
-            if self.subscriber.closed:
+            await self.hub.subscribe(subscriber)
+            sent = await self.catch_up(subscriber) if self.filter.started is not None else {}
+            if subscriber.closed:
                 return
-            self.subscriber.go_live(sent)
+            subscriber.go_live(sent)
         except (tornado.websocket.WebSocketClosedError, StreamClosedError):
             pass
         except PyMongoError as exc:
             log.warning("live catch-up failed: %s", exc)
             self.close(CLOSE_INTERNAL_ERROR, self.resume_hint("the job store is unavailable"))
 
-    async def catch_up(self) -> dict[int, str]:
+    async def catch_up(self, subscriber: Subscriber) -> dict[int, str]:
         """Every matching update since `started`, page by page; returns the last change sent
         per job so `go_live` drops what arrived meanwhile and was already sent."""
         sent: dict[int, str] = {}
         after = None
         serializer = None
-        while not self.subscriber.closed:
+        while not subscriber.closed:
             jobs = await self.store.jobs.updates_after(self.filter, after, CATCH_UP_BATCH)
-            if not jobs or self.subscriber.closed:
+            if not jobs or subscriber.closed:
                 return sent
             serializer = serializer or Serializer(self.store, self.base_url)
             rows = await serializer.job_rows(jobs, input_files=True)
             await self.write_message(page(rows))
             for row in rows:
                 sent[row["id"]] = max(sent.get(row["id"], ""), row["last_status_change"])
-            self.subscriber.last_change = rows[-1]["last_status_change"]
+            subscriber.last_change = rows[-1]["last_status_change"]
             if len(jobs) < CATCH_UP_BATCH:
                 return sent
             after = (jobs[-1]["last_status_change"], jobs[-1]["id"])

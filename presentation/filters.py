@@ -6,6 +6,7 @@ Each function reads `arguments`: a handler's `get_query_arguments` (the decoded,
 of one name), so Tornado's decoding and its 400 for text that is not UTF-8 stay the same."""
 
 from collections.abc import Callable
+from typing import overload
 
 from core.model import JOB_STATUSES
 from core.times import now_ms, parse_instant
@@ -44,6 +45,16 @@ def ints(arguments: Arguments, name: str) -> list[int]:
     return values
 
 
+@overload
+def integer(arguments: Arguments, name: str, default: int, low: int | None = None,
+            high: int | None = None) -> int: ...
+
+
+@overload
+def integer(arguments: Arguments, name: str, default: None = None, low: int | None = None,
+            high: int | None = None) -> int | None: ...
+
+
 def integer(arguments: Arguments, name: str, default: int | None = None, low: int | None = None,
             high: int | None = None) -> int | None:
     values = ints(arguments, name)
@@ -79,7 +90,7 @@ def time_range(arguments: Arguments,
                default_started: str | None = None) -> tuple[int | None, int | None]:
     """`started`/`ended`: ISO-8601 datetimes with a zone, or durations back from now."""
     now = now_ms()
-    bounds = []
+    bounds: list[int | None] = []
     for name, default in (("started", default_started), ("ended", None)):
         values = strings(arguments, name)
         raw = values[-1] if values else default

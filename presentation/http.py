@@ -1,6 +1,8 @@
 """What every HTTP answer shares, whichever layer serves it: the security headers and the server's
 own base URL (links in bodies are absolute, on the host and scheme the client used)."""
 
+from typing import Protocol
+
 from tornado import httputil
 
 # On every response: no MIME sniffing, no framing, no inline scripts (static/js only).
@@ -14,10 +16,14 @@ SECURITY_HEADERS = {
 }
 
 
+class _Handler(Protocol):
+    def set_header(self, name: str, value: str) -> None: ...
+
+
 class SecurityHeaders:
     """Mixed into every handler class: API, pages, static files and the live socket."""
 
-    def set_default_headers(self) -> None:
+    def set_default_headers(self: _Handler) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
 

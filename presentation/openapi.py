@@ -11,6 +11,7 @@ import functools
 import json
 
 from core.interface import ERROR_MAPPING_SCHEMA, INTERFACE_SCHEMA, JOB_DATA_SCHEMA
+from core.model import JobStatus
 from presentation import models as m
 from presentation.filters import MAX_PAGE_SIZE
 from presentation.models import (
@@ -101,7 +102,7 @@ def request_schemas() -> dict:
                        "version": {**STRING, "minLength": 1},
                        **EDITABLE_JOB_TYPE_FIELDS, **ignored}
     return {
-        "JobCancel": closed({"status": {"const": "CANCELED"}}),
+        "JobCancel": closed({"status": {"const": JobStatus.CANCELED}}),
         "NodePause": {"type": "object", "additionalProperties": False,
                       "required": ["is_paused"],
                       "properties": {"is_paused": {"type": "boolean"},

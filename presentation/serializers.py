@@ -1,8 +1,10 @@
 """Store documents → Scale's JSON shapes. Each body is built by `shape` from its model in
 presentation/models.py, which gives the fields and their order (Scale's serializers' order)."""
 
+from typing import Any
+
 from core.interface import merge_inputs, merge_outputs, referenced_file_ids
-from core.model import FINAL_JOB_STATUSES
+from core.model import FINAL_EXE_STATUSES
 from core.times import format_ms as t
 from presentation import models as m
 
@@ -51,8 +53,8 @@ def job_type_base(jt: dict) -> dict:
 
 def _job_type_numbers(jt: dict) -> dict:
     # Always answered as floats (1.0, never 1), whatever number the document holds.
-    return {"cpus_required": float(jt.get("cpus_required")),
-            "mem_required": float(jt.get("mem_required"))}
+    return {"cpus_required": float(jt["cpus_required"]),
+            "mem_required": float(jt["mem_required"])}
 
 
 def job_type_full(jt: dict) -> dict:
@@ -135,7 +137,7 @@ def node_status(node: dict, usage: dict) -> dict:
 
 def workspace(ws: dict, details: bool = False) -> dict:
     """Scale's WorkspaceSerializer (its details add json_config)."""
-    values = {"base_url": None, "used_size": None, "total_size": None}
+    values: dict[str, Any] = {"base_url": None, "used_size": None, "total_size": None}
     if not details:
         return shape(m.Workspace, ws, **values)
     config = shape(m.WorkspaceConfig, version="1.0", broker=shape(
@@ -272,16 +274,17 @@ class Serializer:
         job = await self.store.jobs.get_job(exe["job_id"])
         node = await self.store.nodes.get(exe["node_id"]) if exe["node_id"] else None
         error = await self.store.errors.get(exe["error_id"]) if exe["error_id"] else None
+        added: dict[str, Any] = {
+            k: exe.get(k) for k in m.JobExecutionDetails.added_to(m.JobExecutionBase)}
         return shape(
             m.JobExecutionDetails, exe,
             job=(await self.job_rows([job]))[0] if job else None,
-            node=node_full(node), error=error_full(error),
-            **{k: exe.get(k) for k in m.JobExecutionDetails.added_to(m.JobExecutionBase)})
+            node=node_full(node), error=error_full(error), **added)
 
     async def exe_log(self, exe: dict, stdout: str, stderr: str) -> dict:
         """The /job-executions/ row with the execution's logs."""
         row = (await self.exe_rows([exe]))[0]
-        return shape(m.JobExecutionLog, **row, is_finished=exe["status"] in FINAL_JOB_STATUSES,
+        return shape(m.JobExecutionLog, **row, is_finished=exe["status"] in FINAL_EXE_STATUSES,
                      stdout=stdout, stderr=stderr)
 
     async def file(self, doc: dict) -> dict:

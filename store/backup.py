@@ -30,6 +30,7 @@ new one when the folder differs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -272,10 +273,8 @@ def _inside(path: Path, folder: Path) -> bool:
 def _versions() -> dict:
     found = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
     for package in ("nx-27017", "neosqlite"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

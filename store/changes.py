@@ -39,6 +39,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeGuard
 
 from pymongo import monitoring
 from pymongo.errors import OperationFailure, PyMongoError
@@ -378,7 +379,7 @@ class JobChangeFeed:
             await asyncio.sleep(TAIL_INTERVAL)
 
 
-def _usable_image(image, job_id: int) -> bool:
+def _usable_image(image: object, job_id: int) -> TypeGuard[dict[str, Any]]:
     return (isinstance(image, dict) and image.get("id") == job_id
             and all(name in image for name in ROW_FIELDS)
             and isinstance(image["event"], dict))

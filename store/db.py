@@ -6,6 +6,9 @@ right: integer `id` fields beside `_id` (sorted on, never `_id`; jobs and execut
 counts with `$match` + `$count`, no `$lookup`/`$facet`/`$setOnInsert`, no `$push` of subdocuments.
 """
 
+import contextlib
+from typing import Any
+
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -80,13 +83,13 @@ class Database:
         # delivering events. Writes are acknowledged only once journaled (j: true; nx-27017
         # commits each write to its SQLite WAL with synchronous=FULL), so a 201 survives a crash.
         self._url = url
-        self._options = {"serverSelectionTimeoutMS": timeout_ms,
+        self._options: dict[str, Any] = {"serverSelectionTimeoutMS": timeout_ms,
                          "connectTimeoutMS": max(timeout_ms, 30000), "w": 1, "journal": True}
-        self.client = AsyncMongoClient(url, **self._options)
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, **self._options)
         self.db = self.client[name]
         self.leftovers: list[tuple[str, dict]] = []  # see remove_leftover
 
-    def dedicated_client(self, **options) -> AsyncMongoClient:
+    def dedicated_client(self, **options) -> AsyncMongoClient[dict[str, Any]]:
         """A client with one connection of its own, for a cursor that must outlive what other
         operations do: nx-27017 drops a cursor silently when its connection closes, and a
         cancelled operation closes the pooled connection it ran on."""
@@ -174,13 +177,11 @@ class Database:
             if name in known:
                 continue
             now = now_ms()
-            try:
+            with contextlib.suppress(DuplicateKeyError):  # another server process seeded it
                 await self.db.errors.insert_one({
                     "id": await self.next_id("errors"), "name": name, "title": title,
                     "description": description, "category": category, "is_builtin": True,
                     "created": now, "last_modified": now})
-            except DuplicateKeyError:
-                pass  # another server process seeded it first
 
     async def count(self, collection: str, query: dict) -> int:
         """`$match` + `$count`: fast everywhere (nx-27017's count_documents scans the table)."""

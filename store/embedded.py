@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pymongo
@@ -153,7 +154,7 @@ def _answers_ping(port: int, url: str) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     except OSError:
         return False
-    client = pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         url, serverSelectionTimeoutMS=500, connectTimeoutMS=500
     )
     try:
@@ -256,6 +257,12 @@ class EmbeddedMongo:
         """The mongodb URL of the running store, or None when stopped."""
         return self._url
 
+    def _running_url(self) -> str:
+        """The URL of the store this object started and that still runs."""
+        if self._url is None:
+            raise EmbeddedStoreError(f"the {self.kind} store has not answered yet")
+        return self._url
+
     @property
     def pid(self) -> int | None:
         """The store's process id, or None when stopped."""
@@ -293,7 +300,8 @@ class EmbeddedMongo:
             # trouble. --log-file is discarded because nx also logs everything to
             # stderr, which we capture in nx-27017.log together with the
             # tracebacks (e.g. a failed bind) that its file log never gets.
-            return launcher + [
+            return [
+                *launcher,
                 "nx_27017.nx_27017:main",
                 "--data-dir", str(self.data_dir),
                 "--host", "127.0.0.1",
@@ -301,7 +309,8 @@ class EmbeddedMongo:
                 "--log-file", os.devnull,
                 "--pid-file", str(self.data_dir / "nx-27017.pid"),
             ]  # fmt: skip
-        return launcher + [
+        return [
+            *launcher,
             "secantus.cli:main",
             "--host", "127.0.0.1",
             "--port", str(port),
@@ -316,20 +325,22 @@ class EmbeddedMongo:
         the tail of the store's log if it dies or is not ready in time.
         """
         if self.is_alive():
-            return self._url
+            return self._running_url()
         self._stopped = False
         self._clear_leftovers()
         self._check_files()
         self._adopt_single_file()
         timeout = READY_TIMEOUT[self.kind] if ready_timeout is None else ready_timeout
+        code = None
         for _ in range(PORT_ATTEMPTS):
             port = _free_port()
-            self._spawn(port)
-            if self._wait_ready(port, timeout):
-                return self._url
+            proc = self._spawn(port)
+            if self._wait_ready(proc, port, timeout):
+                return self._running_url()
+            code = proc.returncode
         raise EmbeddedStoreError(
             f"{self.kind} store exited at startup {PORT_ATTEMPTS} times "
-            f"(last exit code {self._proc.returncode}); "
+            f"(last exit code {code}); "
             f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
         )
 
@@ -342,18 +353,18 @@ class EmbeddedMongo:
             if self._port is None or self._stopped:
                 raise EmbeddedStoreError("the store is stopped; start() it instead")
             if self.is_alive():
-                return self._url
+                return self._running_url()
             self._clear_leftovers()
-            self._spawn(self._port)
-            if not self._wait_ready(self._port, READY_TIMEOUT[self.kind]
+            proc = self._spawn(self._port)
+            if not self._wait_ready(proc, self._port, READY_TIMEOUT[self.kind]
                                     if ready_timeout is None else ready_timeout):
                 raise EmbeddedStoreError(
                     f"{self.kind} store exited at restart on port {self._port} (exit code "
-                    f"{self._proc.returncode}); log tail of {self.log_path}:\n"
+                    f"{proc.returncode}); log tail of {self.log_path}:\n"
                     f"{_tail(self.log_path)}"
                 )
             self.restarts += 1
-            return self._url
+            return self._running_url()
 
     async def supervise(self, on_restart=None) -> None:
         """Until cancelled or stopped: restart the store whenever it dies, then await
@@ -421,9 +432,9 @@ class EmbeddedMongo:
         log.warning("moved %s, written by the old single-file store, to %s: it holds the "
                     "data of the database %r", legacy, target, self.db_name)
 
-    def _spawn(self, port: int) -> None:
+    def _spawn(self, port: int) -> subprocess.Popen:
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
+            proc = self._proc = subprocess.Popen(
                 self._command(port),
                 cwd=self.data_dir,  # keeps secantus from picking up ./secantusd.toml
                 stdin=subprocess.DEVNULL,
@@ -433,9 +444,10 @@ class EmbeddedMongo:
                 # the store must outlive the server's clean shutdown (the engine still writes).
                 start_new_session=True,
             )
-        (self.data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
+        (self.data_dir / PID_FILE).write_text(f"{proc.pid}\n")
+        return proc
 
-    def _wait_ready(self, port: int, timeout: float) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen, port: int, timeout: float) -> bool:
         """Ping until the store answers (True) or exits early (False).
 
         Raises EmbeddedStoreError, after stopping the child, if it is still
@@ -443,7 +455,7 @@ class EmbeddedMongo:
         """
         url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         deadline = time.monotonic() + timeout
-        while self._proc.poll() is None:
+        while proc.poll() is None:
             if _answers_ping(port, url):
                 self._url = url
                 self._port = port

@@ -9,6 +9,10 @@ from store.db import Database
 from store.reads import find_all
 
 
+class WorkspaceExists(ValueError):
+    """A workspace of that name is already there (names are unique)."""
+
+
 class FileStore:
     def __init__(self, db: Database):
         self.db = db
@@ -16,7 +20,7 @@ class FileStore:
     async def create_workspace(self, name: str, title: str | None, base_path: str,
                                description: str | None = None) -> dict:
         if await self.db["workspaces"].find_one({"name": name}, {"id": 1}):
-            raise ValueError(f'a workspace named "{name}" already exists')
+            raise WorkspaceExists(f'a workspace named "{name}" already exists')
         now = now_ms()
         doc = {"id": await self.db.next_id("workspaces"), "name": name, "title": title or name,
                "description": description, "base_path": base_path, "is_active": True,
@@ -24,7 +28,7 @@ class FileStore:
         try:
             await self.db["workspaces"].insert_one(doc)
         except DuplicateKeyError as exc:
-            raise ValueError(f'a workspace named "{name}" already exists') from exc
+            raise WorkspaceExists(f'a workspace named "{name}" already exists') from exc
         return doc
 
     async def get_workspace(self, workspace_id: int) -> dict | None:

@@ -1,6 +1,6 @@
 """Job types and their revisions (a new revision each time the interface changes)."""
 
-from core.model import JOB_TYPE_DEFAULTS
+from core.model import JOB_TYPE_DEFAULTS, JobStatus
 from core.times import now_ms
 from store.db import Database, time_span
 from store.documents import JOB_TYPE_FLAGS, with_flags
@@ -102,14 +102,14 @@ class JobTypeStore:
         (`{"s": "$status", "e": "$error_id"}` groups everything as one literal)."""
         match = {"job_type_id": type_id, "last_status_change": {"$gte": since}}
         by_status = await self._grouped(match, "$status")
-        failed = by_status.pop("FAILED", None)
+        failed = by_status.pop(JobStatus.FAILED, None)
         merged = {(status, None): row for status, row in by_status.items()}
         if failed is not None:
-            by_error = await self._grouped({**match, "status": "FAILED"}, "$error_id")
+            by_error = await self._grouped({**match, "status": JobStatus.FAILED}, "$error_id")
             errors = await self.db.by_ids("errors", by_error)
             for error_id, row in by_error.items():
                 error = errors.get(error_id)
-                key = ("FAILED", error["category"] if error else None)
+                key = (JobStatus.FAILED, error["category"] if error else None)
                 entry = merged.setdefault(key, {"count": 0, "most_recent": 0})
                 entry["count"] += row["count"]
                 entry["most_recent"] = max(entry["most_recent"], row["most_recent"])

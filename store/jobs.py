@@ -6,7 +6,9 @@ the filter), so a status change is written once, atomically, with `last_status_c
 """
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure
@@ -15,11 +17,15 @@ from core.model import (
     CANCELABLE_JOB_STATUSES,
     MIN_CPUS,
     MIN_MEM,
+    QUEUEABLE_JOB_STATUSES,
     REQUEUEABLE_JOB_STATUSES,
     UNFINISHED_EXE_STATUSES,
+    ExeStatus,
+    JobStatus,
 )
 from core.times import now_ms
 from store.db import Database, time_span
+from store.documents import ExeDoc, JobDoc
 from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 
 AFTER = ReturnDocument.AFTER
@@ -199,7 +205,7 @@ class JobStore:
         The values are distinct, so the sum is exact; nx-27017 uses an index for equality but
         scans for `$in` (27 ms against 0.7 ms at 20,000 jobs).
         """
-        splits = [{}]
+        splits: list[dict[str, Any]] = [{}]
         for key in ("status", "job_type_id"):
             values = query.get(key, {}).get("$in") if isinstance(query.get(key), dict) else None
             if values and len(splits) * len(values) <= MAX_COUNT_SPLITS:
@@ -241,8 +247,11 @@ class JobStore:
     async def get_exe(self, exe_id: int) -> dict | None:
         return await self._find_one(self.exes, exe_id)
 
-    async def list_exes(self, statuses=(), job_type_ids=None, node_ids=(), started=None,
-                        ended=None, order=(("last_modified", 1),), page=1, page_size=100):
+    async def list_exes(self, statuses: Iterable[str] = (),
+                        job_type_ids: Iterable[int] | None = None, node_ids: Iterable[int] = (),
+                        started: int | None = None, ended: int | None = None,
+                        order: Sequence[tuple[str, int]] = (("last_modified", 1),),
+                        page: int = 1, page_size: int = 100) -> tuple[int, list[dict]]:
         query: dict = {}
         if statuses:
             query["status"] = {"$in": list(statuses)}
@@ -265,7 +274,7 @@ class JobStore:
         highest_priority (the lowest number)}, unpaused types first, then by priority, then
         longest queued. Types no longer in the store are left out."""
         rows = await aggregate_all(self.jobs, [
-            {"$match": {"status": "QUEUED"}},
+            {"$match": {"status": JobStatus.QUEUED}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1},
                         "longest_queued": {"$min": "$queued"},
                         "highest_priority": {"$min": "$priority"}}},
@@ -281,13 +290,13 @@ class JobStore:
 
     async def count_queued(self, job_type_ids) -> int:
         """QUEUED jobs of any of these job types."""
-        return await self.count_jobs({"status": "QUEUED",
+        return await self.count_jobs({"status": JobStatus.QUEUED,
                                       "job_type_id": {"$in": sorted(set(job_type_ids))}})
 
     # -- creation ----------------------------------------------------------------------------
 
     def new_job_doc(self, job_id: int, job_type: dict, data: dict, event: dict, now: int,
-                    input_file_ids=(), disk_in_mb: float = 0.0) -> dict:
+                    input_file_ids=(), disk_in_mb: float = 0.0) -> JobDoc:
         """A PENDING job with Scale's values copied from its job type."""
         disk_out = math.ceil(job_type["disk_out_mult_required"] * disk_in_mb
                              + job_type["disk_out_const_required"])
@@ -298,7 +307,7 @@ class JobStore:
             "job_type_rev_num": job_type["revision_num"],
             "event": {"id": event["id"], "type": event["type"], "rule_id": None,
                       "occurred": event["occurred"]},
-            "error_id": None, "status": "PENDING", "priority": job_type["priority"],
+            "error_id": None, "status": JobStatus.PENDING, "priority": job_type["priority"],
             "num_exes": 0, "timeout": job_type["timeout"], "max_tries": job_type["max_tries"],
             "cpus_required": max(float(job_type["cpus_required"]), MIN_CPUS),
             "mem_required": max(float(job_type["mem_required"]), MIN_MEM),
@@ -315,7 +324,8 @@ class JobStore:
         return event
 
     async def submit_user_job(self, job_type: dict, data: dict, command_arguments: str,
-                              input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[dict, dict]:
+                              input_file_ids=(),
+                              disk_in_mb: float = 0.0) -> tuple[JobDoc, ExeDoc]:
         """A USER event and the job it submits (submit_job). When the store refuses a write (a
         full disk) the event goes again, if the store lets it: nothing half-written stays."""
         event = await self.create_event("USER", {"user": "Anonymous"})
@@ -330,14 +340,14 @@ class JobStore:
         return await self.db["trigger_events"].find_one({"id": event_id})
 
     async def create_job(self, job_type: dict, data: dict, event: dict, input_file_ids=(),
-                         disk_in_mb: float = 0.0) -> dict:
+                         disk_in_mb: float = 0.0) -> JobDoc:
         job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, now_ms(),
                                input_file_ids, disk_in_mb)
         await self.jobs.insert_one(job)
         return job
 
     async def submit_job(self, job_type: dict, data: dict, event: dict, command_arguments: str,
-                         input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[dict, dict]:
+                         input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[JobDoc, ExeDoc]:
         """Create a job already QUEUED with its first QUEUED execution (one write each, the
         execution first, so a job is never seen QUEUED without it)."""
         when = now_ms()
@@ -345,7 +355,8 @@ class JobStore:
                                input_file_ids, disk_in_mb)
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
         await self.exes.insert_one({"_id": exe["id"], **exe})
-        job.update(status="QUEUED", queued=when, num_exes=1, latest_exe_id=exe["id"])
+        job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
+                    "latest_exe_id": exe["id"]})
         try:
             await self.jobs.insert_one(job)
         except OperationFailure:
@@ -357,10 +368,11 @@ class JobStore:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def _new_exe(self, exe_id: int, job: dict, when: int, command_arguments: str) -> dict:
+    def _new_exe(self, exe_id: int, job: Mapping[str, Any], when: int,
+                 command_arguments: str) -> ExeDoc:
         return {
             "id": exe_id, "job_id": job["id"], "job_type_id": job["job_type_id"],
-            "status": "QUEUED", "command_arguments": command_arguments,
+            "status": ExeStatus.QUEUED, "command_arguments": command_arguments,
             "timeout": job["timeout"], "pre_started": None, "pre_completed": None,
             "pre_exit_code": None, "job_started": None, "job_completed": None,
             "job_exit_code": None, "post_started": None, "post_completed": None,
@@ -386,7 +398,7 @@ class JobStore:
             return None
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
         await self.exes.insert_one({"_id": exe["id"], **exe})
-        changes = {"status": "QUEUED", "error_id": None, "queued": when, "started": None,
+        changes = {"status": JobStatus.QUEUED, "error_id": None, "queued": when, "started": None,
                    "ended": None, "last_status_change": when, "last_modified": when,
                    "latest_exe_id": exe["id"], **(extra or {})}
         if priority is not None:
@@ -407,25 +419,26 @@ class JobStore:
     async def queue_job(self, job_id: int, priority: int | None = None,
                         command_arguments: str = "", when: int | None = None) -> dict | None:
         """PENDING, FAILED or CANCELED → QUEUED (Scale's queue_jobs)."""
-        return await self._queue({"id": job_id, "status": {"$in": ["PENDING", "FAILED", "CANCELED"]}},
+        return await self._queue({"id": job_id, "status": {"$in": list(QUEUEABLE_JOB_STATUSES)}},
                                  when=when, priority=priority, command_arguments=command_arguments)
 
     async def start_execution(self, exe_id: int, node_id: int | None,
-                              when: int | None = None, scheduled: dict | None = None):
+                              when: int | None = None,
+                              scheduled: dict | None = None) -> tuple[dict, dict] | None:
         """Claim a QUEUED execution and move its job QUEUED → RUNNING; (job, exe) or None."""
         when = now_ms() if when is None else when
         exe = await self._update_one(
-            self.exes, exe_id, {"status": "QUEUED"},
-            {"$set": {"status": "RUNNING", "started": when, "last_modified": when,
+            self.exes, exe_id, {"status": ExeStatus.QUEUED},
+            {"$set": {"status": ExeStatus.RUNNING, "started": when, "last_modified": when,
                       "node_id": node_id, **(scheduled or {})}})
         if exe is None:
             return None
         job = await self._update_one(
-            self.jobs, exe["job_id"], {"status": "QUEUED", "latest_exe_id": exe_id},
-            {"$set": {"status": "RUNNING", "started": when, "last_status_change": when,
+            self.jobs, exe["job_id"], {"status": JobStatus.QUEUED, "latest_exe_id": exe_id},
+            {"$set": {"status": JobStatus.RUNNING, "started": when, "last_status_change": when,
                       "last_modified": when}})
         if job is None:
-            await self._finish_exe(exe_id, "CANCELED", when)
+            await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
             return None
         return job, exe
 
@@ -439,7 +452,7 @@ class JobStore:
         fields["last_modified"] = now_ms()
         return await self._update_one(self.exes, exe_id, {}, {"$set": fields})
 
-    async def _finish_exe(self, exe_id: int, status: str, when: int, error_id=None,
+    async def _finish_exe(self, exe_id: int, status: ExeStatus, when: int, error_id=None,
                           extra: dict | None = None) -> dict | None:
         return await self._update_one(
             self.exes, exe_id, {"status": {"$in": list(UNFINISHED_EXE_STATUSES)}},
@@ -455,14 +468,14 @@ class JobStore:
         fewer per job than recording them first."""
         when = now_ms() if when is None else when
         exe = await self._update_one(
-            self.exes, exe_id, {"status": "RUNNING"},
-            {"$set": {**(exe_fields or {}), "status": "COMPLETED", "ended": when,
+            self.exes, exe_id, {"status": ExeStatus.RUNNING},
+            {"$set": {**(exe_fields or {}), "status": ExeStatus.COMPLETED, "ended": when,
                       "last_modified": when, "results": results}})
         if exe is None:
             return None
         return await self._update_one(
-            self.jobs, exe["job_id"], {"status": "RUNNING", "latest_exe_id": exe_id},
-            {"$set": {"status": "COMPLETED", "results": results, "ended": when,
+            self.jobs, exe["job_id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe_id},
+            {"$set": {"status": JobStatus.COMPLETED, "results": results, "ended": when,
                       "last_status_change": when, "last_modified": when}})
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
@@ -479,14 +492,15 @@ class JobStore:
         if error is None:
             error = await self.db["errors"].find_one({"name": "unknown"})
         exe = await self._update_one(
-            self.exes, exe_id, {"status": "RUNNING"},
-            {"$set": {**(exe_fields or {}), "status": "FAILED", "ended": when,
+            self.exes, exe_id, {"status": ExeStatus.RUNNING},
+            {"$set": {**(exe_fields or {}), "status": ExeStatus.FAILED, "ended": when,
                       "last_modified": when, "error_id": error["id"]}})
         if exe is None:
             return None
         # QUEUED too: a claim cut off between its two writes (store or server killed) leaves the
         # execution RUNNING under a job still QUEUED; failing it must release that job as well.
-        running = {"status": {"$in": ["RUNNING", "QUEUED"]}, "latest_exe_id": exe_id}
+        running = {"status": {"$in": [JobStatus.RUNNING, JobStatus.QUEUED]},
+                   "latest_exe_id": exe_id}
         job = await self._find_one(self.jobs, exe["job_id"], running,
                                    {"id": 1, "num_exes": 1, "max_tries": 1, "job_type_id": 1})
         if job is None:
@@ -502,7 +516,7 @@ class JobStore:
                 return requeued
         return await self._update_one(
             self.jobs, job["id"], running,
-            {"$set": {"status": "FAILED", "error_id": error["id"], "ended": when,
+            {"$set": {"status": JobStatus.FAILED, "error_id": error["id"], "ended": when,
                       "last_status_change": when, "last_modified": when}})
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
@@ -513,7 +527,7 @@ class JobStore:
         when = now_ms() if when is None else when
         job = await self._update_one(
             self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
-            {"$set": {"status": "CANCELED", "error_id": None, "ended": when,
+            {"$set": {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
                       "last_status_change": when, "last_modified": when}})
         if job is None:
             current = await self._find_one(self.jobs, job_id, None, {"status": 1})
@@ -523,7 +537,7 @@ class JobStore:
                 f"job {job_id} is {current['status']} and cannot be canceled; only "
                 f"{', '.join(CANCELABLE_JOB_STATUSES)} jobs can be")
         if job.get("latest_exe_id") is not None:
-            await self._finish_exe(job["latest_exe_id"], "CANCELED", when)
+            await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
         return job
 
     async def requeue_job(self, job_id: int, priority: int | None = None,
@@ -541,7 +555,7 @@ class JobStore:
         if job["num_exes"] == 0:
             return await self._update_one(
                 self.jobs, job_id, {"status": job["status"], "num_exes": 0},
-                {"$set": {"status": "BLOCKED", "error_id": None, "ended": None,
+                {"$set": {"status": JobStatus.BLOCKED, "error_id": None, "ended": None,
                           "last_status_change": when, "last_modified": when}})
         return await self._queue(
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
@@ -553,7 +567,7 @@ class JobStore:
     async def queued_jobs(self, limit: int) -> list[dict]:
         """QUEUED jobs in scheduling order: lower priority number first, then oldest queued."""
         return await find_page(
-            self.jobs, {"status": "QUEUED"},
+            self.jobs, {"status": JobStatus.QUEUED},
             projection={"id": 1, "job_type_id": 1, "latest_exe_id": 1, "priority": 1,
                         "queued": 1, "cpus_required": 1, "mem_required": 1,
                         "disk_in_required": 1, "disk_out_required": 1},
@@ -562,18 +576,18 @@ class JobStore:
     async def running_counts_by_type(self) -> dict[int, int]:
         """How many jobs of each job type are RUNNING (for max_scheduled)."""
         rows = await aggregate_all(self.jobs, [
-            {"$match": {"status": "RUNNING"}},
+            {"$match": {"status": JobStatus.RUNNING}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1}}},
         ])
         return {row["_id"]: row["count"] for row in rows}
 
     async def running_exes_of_node(self, node_id: int) -> list[dict]:
-        return await find_all(self.exes, {"status": "RUNNING", "node_id": node_id})
+        return await find_all(self.exes, {"status": ExeStatus.RUNNING, "node_id": node_id})
 
     async def node_usage(self, node_id: int) -> dict:
         """CPUs and memory (MiB) scheduled to the node's RUNNING executions."""
         rows = await aggregate_all(self.exes, [
-            {"$match": {"status": "RUNNING", "node_id": node_id}},
+            {"$match": {"status": ExeStatus.RUNNING, "node_id": node_id}},
             {"$group": {"_id": None, "cpus": {"$sum": "$cpus_scheduled"},
                         "mem": {"$sum": "$mem_scheduled"}, "count": {"$sum": 1}}},
         ])

@@ -14,6 +14,7 @@ import random
 import time
 
 from core.interface import validate_interface
+from core.model import FINAL_JOB_STATUSES, ExeStatus, JobStatus
 from core.settings import DEFAULTS
 from core.times import now_ms
 from store.job_types import JobTypeExists
@@ -36,8 +37,9 @@ SEED_INTERFACE = {
     "input_data": [{"name": "mode", "type": "property"}],
 }
 # Share of each final state, as seen on a busy Scale cluster: most jobs long finished.
-STATUS_WEIGHTS = {"COMPLETED": 62, "FAILED": 8, "CANCELED": 4, "RUNNING": 5, "QUEUED": 10,
-                  "PENDING": 8, "BLOCKED": 3}
+STATUS_WEIGHTS = {JobStatus.COMPLETED: 62, JobStatus.FAILED: 8, JobStatus.CANCELED: 4,
+                  JobStatus.RUNNING: 5, JobStatus.QUEUED: 10, JobStatus.PENDING: 8,
+                  JobStatus.BLOCKED: 3}
 JOB_TYPE_WEIGHTS = (30, 25, 20, 12, 8, 5)
 EVENT_TYPES = ("USER", "PARSE", "INGEST")
 MODES = ("fast", "full", "verify")
@@ -72,68 +74,70 @@ class _Batch:
         self.now = now
         self.exes: list[dict] = []
 
-    def job(self, job_id: int, event: dict, job_type: dict, status: str) -> dict:
+    def job(self, job_id: int, event: dict, job_type: dict, status: JobStatus) -> dict:
         rng = self.rng
         created = event["occurred"]
         data = {"version": "1.0", "input_data": [{"name": "mode", "value": rng.choice(MODES)}],
                 "output_data": []}
         job = self.store.jobs.new_job_doc(job_id, job_type, data, event, created,
                                           disk_in_mb=float(rng.randint(0, 2048)))
-        if status in ("PENDING", "BLOCKED"):
-            if status == "BLOCKED":
-                self._set_status(job, "BLOCKED", created + rng.randint(10, 5000))
+        if status in (JobStatus.PENDING, JobStatus.BLOCKED):
+            if status == JobStatus.BLOCKED:
+                self._set_status(job, JobStatus.BLOCKED, created + rng.randint(10, 5000))
             return job
-        if status == "CANCELED" and rng.random() < 0.4:
-            self._set_status(job, "CANCELED", created + rng.randint(1000, 600_000), ended=True)
+        if status == JobStatus.CANCELED and rng.random() < 0.4:
+            self._set_status(job, JobStatus.CANCELED, created + rng.randint(1000, 600_000),
+                             ended=True)
             return job
         self._run(job, status)
         return job
 
-    def _set_status(self, job: dict, status: str, when: int, ended: bool = False) -> None:
+    def _set_status(self, job: dict, status: JobStatus, when: int, ended: bool = False) -> None:
         when = min(when, self.now)
         job.update(status=status, last_status_change=when, last_modified=when)
         if ended:
             job["ended"] = when
 
-    def _run(self, job: dict, status: str) -> None:
+    def _run(self, job: dict, status: JobStatus) -> None:
         """Give the job the executions its status implies; retries precede the last one."""
         rng = self.rng
         tries = 1
-        if status in ("COMPLETED", "FAILED", "RUNNING") and rng.random() < 0.1:
+        if status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RUNNING) and \
+                rng.random() < 0.1:
             tries = rng.randint(2, job["max_tries"])
         clock = job["created"]
         for attempt in range(1, tries + 1):
             last = attempt == tries
             queued = clock + rng.randint(50, 30_000)
-            exe_status = status if last else "FAILED"
-            if last and status == "CANCELED":
-                exe_status = rng.choice(("QUEUED", "RUNNING"))
+            exe_status = ExeStatus(status) if last else ExeStatus.FAILED
+            if last and status == JobStatus.CANCELED:
+                exe_status = rng.choice((ExeStatus.QUEUED, ExeStatus.RUNNING))
             exe = self._exe(job, queued, exe_status, retried=not last)
             clock = exe["ended"] or exe["started"] or queued
             # The execution's id is reserved once the whole batch is built; see seed_jobs.
             job.update(num_exes=attempt, queued=exe["queued"], started=exe["started"], ended=None,
                        latest_exe_id=exe)
         error_id = self.exes[-1]["error_id"]
-        if status == "CANCELED":
+        if status == JobStatus.CANCELED:
             clock += rng.randint(1000, 60_000)
-            self._finish_exe(self.exes[-1], "CANCELED", min(clock, self.now), None)
-        job.update(status=status, error_id=error_id if status == "FAILED" else None)
-        if status == "COMPLETED":
+            self._finish_exe(self.exes[-1], ExeStatus.CANCELED, min(clock, self.now), None)
+        job.update(status=status, error_id=error_id if status == JobStatus.FAILED else None)
+        if status == JobStatus.COMPLETED:
             job["results"] = {"version": "1.0", "output_data": []}
         when = min(clock, self.now)
         job.update(last_status_change=when, last_modified=when)
-        if status in ("COMPLETED", "FAILED", "CANCELED"):
+        if status in FINAL_JOB_STATUSES:
             job["ended"] = when
 
-    def _exe(self, job: dict, queued: int, status: str, retried: bool) -> dict:
+    def _exe(self, job: dict, queued: int, status: ExeStatus, retried: bool) -> dict:
         rng = self.rng
         exe = self.store.jobs._new_exe(0, job, min(queued, self.now),
                                        f"--mode {job['data']['input_data'][0]['value']} /out")
         self.exes.append(exe)
-        if status == "QUEUED":
+        if status == ExeStatus.QUEUED:
             return exe
         started = min(exe["queued"] + rng.randint(100, 120_000), self.now)
-        exe.update(status="RUNNING", started=started, last_modified=started, node_id=None,
+        exe.update(status=ExeStatus.RUNNING, started=started, last_modified=started, node_id=None,
                    pre_started=started, cpus_scheduled=job["cpus_required"],
                    mem_scheduled=job["mem_required"],
                    disk_in_scheduled=job["disk_in_required"],
@@ -142,22 +146,22 @@ class _Batch:
         pre_done = min(started + rng.randint(500, 20_000), self.now)
         exe.update(pre_completed=pre_done, pre_exit_code=0, job_started=pre_done,
                    last_modified=pre_done)
-        if status == "RUNNING":
+        if status == ExeStatus.RUNNING:
             return exe
         ended = min(pre_done + rng.randint(1000, job["timeout"] * 1000), self.now)
-        if status == "COMPLETED":
+        if status == ExeStatus.COMPLETED:
             exe.update(job_completed=ended, job_exit_code=0, post_started=ended,
                        post_completed=ended, post_exit_code=0)
-            self._finish_exe(exe, "COMPLETED", ended, None,
+            self._finish_exe(exe, ExeStatus.COMPLETED, ended, None,
                              results={"version": "1.0", "output_data": []})
         else:
             names = RETRIED_ERRORS if retried else FINAL_ERRORS + RETRIED_ERRORS[:1]
             exe.update(job_completed=ended, job_exit_code=rng.choice((1, 2, 137)))
-            self._finish_exe(exe, "FAILED", ended, self.errors[rng.choice(names)])
+            self._finish_exe(exe, ExeStatus.FAILED, ended, self.errors[rng.choice(names)])
         return exe
 
     @staticmethod
-    def _finish_exe(exe: dict, status: str, when: int, error_id, results=None) -> None:
+    def _finish_exe(exe: dict, status: ExeStatus, when: int, error_id, results=None) -> None:
         exe.update(status=status, ended=when, last_modified=when, error_id=error_id)
         if results is not None:
             exe["results"] = results

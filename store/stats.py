@@ -1,12 +1,12 @@
 """Aggregates for the dashboards: counts by status, throughput per minute, busiest job types,
 queue and node use. Each is one `$group` pass (or a few), never a scan per row shown."""
 
-from core.model import JOB_STATUSES
+from core.model import JOB_STATUSES, ExeStatus, JobStatus
 from store.db import Database
 from store.reads import aggregate_all
 
 MINUTE_MS = 60_000
-FINISHED = ("COMPLETED", "FAILED")
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 
 class StatsStore:
@@ -21,11 +21,11 @@ class StatsStore:
         rows = await self._group("jobs", [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] for row in rows}
 
-    async def finished_per_minute(self, since: int) -> dict[str, dict[int, int]]:
+    async def finished_per_minute(self, since: int) -> dict[JobStatus, dict[int, int]]:
         """{status: {minute start in ms: count}} of jobs that became COMPLETED or FAILED since
         `since`. nx-27017 evaluates expressions in `$project` but not inside a `$group` key,
         so the minute is projected first, and each status is its own pass over its index."""
-        per_status = {}
+        per_status: dict[JobStatus, dict[int, int]] = {}
         for status in FINISHED:
             rows = await self._group("jobs", [
                 {"$match": {"status": status, "last_status_change": {"$gte": since}}},
@@ -54,7 +54,7 @@ class StatsStore:
         """Per node id (None: not on a node): {running, cpus, mem}, the RUNNING executions and
         the CPU and memory they were scheduled with."""
         rows = await self._group("job_exes", [
-            {"$match": {"status": "RUNNING"}},
+            {"$match": {"status": ExeStatus.RUNNING}},
             {"$group": {"_id": "$node_id", "running": {"$sum": 1},
                         "cpus": {"$sum": "$cpus_scheduled"}, "mem": {"$sum": "$mem_scheduled"}}},
         ])

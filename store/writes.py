@@ -64,7 +64,7 @@ class WriteProblem:
         return f"{self.cause} ({self.detail})" if self.detail else self.cause
 
 
-def _amount(size: int) -> str:
+def _amount(size: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
@@ -208,7 +208,9 @@ class WriteHealth:
                 log.exception("checking whether the store writes again")
 
     async def close(self) -> None:
-        tasks = {self._watcher, *self._tasks} - {None}
+        tasks = set(self._tasks)
+        if self._watcher is not None:
+            tasks.add(self._watcher)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -31,7 +31,7 @@ async def test_each_job_comes_with_its_newest_execution(api, make):
     status, body, _ = await api.get("/jobs/executions/?order=id")
     assert status == 200 and body["count"] == 3
     rows = body["results"]
-    assert [list(r) for r in rows] == [JOB_KEYS + ["latest_job_exe"]] * 3
+    assert [list(r) for r in rows] == [[*JOB_KEYS, "latest_job_exe"]] * 3
     assert [r["id"] for r in rows] == [retried["id"], once["id"], never["id"]]
     latest = rows[0]["latest_job_exe"]
     assert list(latest) == EXE_BASE_KEYS

@@ -74,7 +74,7 @@ async def test_rows_add_input_files(api, make, base_url):
     bare = await make.pending(job_type)
     _, body, _ = await api.get("/jobs/updates/?order=id")
     rows = body["results"]
-    assert [list(r) for r in rows] == [JOB_KEYS + ["input_files"]] * 2
+    assert [list(r) for r in rows] == [[*JOB_KEYS, "input_files"]] * 2
     assert rows[0]["id"] == job["id"]
     assert [f["file_name"] for f in rows[0]["input_files"]] == ["a.txt", "b.txt"]
     assert list(rows[0]["input_files"][0]) == FILE_KEYS

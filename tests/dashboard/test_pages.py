@@ -72,7 +72,7 @@ async def test_jobs_page_headers_sort_and_pages_count(api, seed):
     _, html, _ = await page(api, "/dashboard/jobs?order=-id&page_size=2")
     assert re.search(r'aria-sort="descending" class="col-id">\s*<a href="/dashboard/jobs\?'
                      r'page_size=2&amp;order=id">', html)
-    assert "Showing <span data-first>1</span>–<span data-last>2</span> of " \
+    assert "Showing <span data-first>1</span>\N{EN DASH}<span data-last>2</span> of " \
            "<strong data-count>3</strong> jobs" in html
     assert "Page 1 of 2" in html
     assert 'href="/dashboard/jobs?order=-id&amp;page_size=2&amp;page=2" rel="next"' in html

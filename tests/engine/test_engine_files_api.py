@@ -23,7 +23,7 @@ def assert_plain(status, body, headers, code, fragment):
 async def test_workspaces_create_list_and_read(api, data_dir):
     status, created, headers = await api.post("/workspaces/", {"name": "raw", "title": "Raw data"})
     assert status == 201
-    assert list(created) == WORKSPACE_KEYS + ["json_config"]
+    assert list(created) == [*WORKSPACE_KEYS, "json_config"]
     assert headers["Location"] == f"/workspaces/{created['id']}/"
     assert (created["name"], created["title"], created["is_active"]) == ("raw", "Raw data", True)
     base = Path(created["json_config"]["broker"]["host_path"])

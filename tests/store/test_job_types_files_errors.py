@@ -25,7 +25,7 @@ async def test_create_job_type_with_revision_one(store, make):
     assert {k: rev[k] for k in ("id", "job_type_id", "revision_num", "interface", "created")} == {
         "id": 1, "job_type_id": 1, "revision_num": 1, "interface": make.interface("a"),
         "created": stored["created"]}
-    with pytest.raises(JobTypeExists, match='"scan" version "1.0" already exists'):
+    with pytest.raises(JobTypeExists, match=r'"scan" version "1\.0" already exists'):
         await store.job_types.create("scan", "1.0", make.interface(), {})
     assert await store.db.count("job_types", {}) == 1
     assert await store.db.count("job_type_revs", {}) == 1
