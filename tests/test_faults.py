@@ -70,6 +70,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def until_logged(self, text: str) -> str:
+        """Poll server.log until it holds `text` (the test's timeout bounds the wait); the log."""
+        while text not in (log := self.log()):
+            assert self.proc.poll() is None, log
+            await asyncio.sleep(0.05)
+        return log
+
     @property
     def store_pid(self) -> int:
         return int((self.data_dir / "embedded-store.pid").read_text())
@@ -85,6 +92,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # if a failed test left it paused
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
@@ -109,20 +117,32 @@ def gone(pid: int) -> bool:
         return True
 
 
-def hold_port(port: int) -> socket.socket:
-    """Take the port of a store just killed (listening, never answering), so it stays down while
-    the test looks: the supervisor's restarts cannot bind it until the socket is closed. The port
-    frees when the killed process's sockets close, well before the supervisor's next check."""
-    while True:
-        blocker = socket.socket()
-        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-        try:
-            blocker.bind(("127.0.0.1", port))
-        except OSError:
-            blocker.close()
-            continue
-        blocker.listen()
-        return blocker
+async def kill_store_and_hold_its_port(server: "Server") -> tuple[int, socket.socket]:
+    """SIGKILL the server's embedded store and take its port (listening, never answering), so the
+    store stays down while the test looks: the supervisor's restarts cannot bind the port until
+    the returned socket is closed. The server is paused (SIGSTOP) from before the kill until the
+    port is held, so its supervisor cannot restart the store on the port first, however slowly
+    this process runs (the test's timeout bounds the waits). Returns the killed store's pid and
+    the socket."""
+    old_pid, port = server.store_pid, server.store_port
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(old_pid, signal.SIGKILL)
+        while not gone(old_pid):  # a zombie (its paused parent reaps it later): sockets closed
+            await asyncio.sleep(0.01)
+        while True:
+            blocker = socket.socket()
+            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            try:
+                blocker.bind(("127.0.0.1", port))
+            except OSError:
+                blocker.close()
+                await asyncio.sleep(0.01)
+                continue
+            blocker.listen()
+            return old_pid, blocker
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
 
 
 async def job_type(api: API, name: str, script: str, max_tries: int = 3) -> dict:
@@ -157,22 +177,28 @@ async def job_details(api: API, job_id: int) -> dict:
     return body
 
 
-@pytest.mark.gen_test(timeout=60)
+# A guard against a hang, not a time limit on recovery: it covers starting the server and its
+# store, an outage of a few seconds and a dozen jobs, which took over 60 s on a loaded 2-CPU
+# machine (every step there runs several times slower than on an idle one).
+@pytest.mark.gen_test(timeout=180)
 async def test_store_killed_answers_503_then_recovers_without_a_server_restart(
         tmp_path, servers):
     server = await Server(tmp_path).start()
     servers.append(server)
     api = server.api
     quick = await job_type(api, "quick", "exit 0")
-    short = await job_type(api, "short", "sleep 1", max_tries=2)
+    # Runs until the test releases it, so it is still running when the store is killed and ends
+    # while the store is down: its outcome cannot be written. Its retry ends at once.
+    release = tmp_path / "release"
+    held = await job_type(api, "held", f"while [ ! -e {release} ]; do sleep 0.05; done",
+                          max_tries=2)
     subscriber = await Subscriber.connect(server.url)
-    cut_off = await submit(api, short)  # ends while the store is down: its outcome is lost
+    cut_off = await submit(api, held)
     await subscriber.until_row(cut_off, "RUNNING")
+    cut_off_exe = (await job_details(api, cut_off))["job_exes"][0]["id"]
     acknowledged = [await submit(api, quick) for _ in range(5)]
 
-    old_pid, port = server.store_pid, server.store_port
-    os.kill(old_pid, signal.SIGKILL)
-    blocker = hold_port(port)
+    old_pid, blocker = await kill_store_and_hold_its_port(server)
     try:
         health = await server.until_health(503)
         assert health["status"] == "unavailable" and health["store"]["reachable"] is False
@@ -183,16 +209,22 @@ async def test_store_killed_answers_503_then_recovers_without_a_server_restart(
             assert (status, text) == (503, STORE_DOWN)
             assert headers["Content-Type"].startswith("text/plain")
             assert headers["Retry-After"] == "2"
+        # The held job ends now and its outcome cannot be written; the supervisor has tried to
+        # restart the store on its port and failed (the port is held). Both before the port frees.
+        release.touch()
+        await server.until_logged(f"execution {cut_off_exe}: the store is unreachable")
+        await server.until_logged("could not restart the embedded store; retrying")
     finally:
         blocker.close()
 
+    # The supervisor logs the restart once its own check of the new store succeeds, which may
+    # come after /health (which pings through the server's client) answers 200 again.
+    log = await server.until_logged("the embedded nx-27017 store is back")
     await server.until_health(200)
     assert server.proc.poll() is None  # recovered without a restart of its own
     assert server.store_pid != old_pid and gone(old_pid)
-    log = server.log()
     assert "the embedded nx-27017 store" in log and "exited with code -9; restarting it" in log
     assert "could not restart the embedded store; retrying" in log
-    assert "the embedded nx-27017 store is back" in log
 
     # Every acknowledged job is there and runs to the end (executions whose outcome could not
     # be written are failed as node-lost and retried); new jobs run; the live feed follows.
