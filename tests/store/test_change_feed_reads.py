@@ -16,6 +16,7 @@ from pymongo import monitoring
 
 from core.times import now_ms
 from store.changes import JobChangeFeed
+from tests.live.test_feed_healing import Collected
 
 MANY_JOBS = 1050
 # What a `find` command asks (without the session, read preference and other envelope fields).
@@ -53,21 +54,6 @@ class JobReads(monitoring.CommandListener):
 
 JOB_READS = JobReads()
 monitoring.register(JOB_READS)
-
-
-class Collected:
-    def __init__(self):
-        self.jobs: list[dict] = []
-        self.arrived = asyncio.Event()
-
-    async def on_jobs(self, batch: list[dict]) -> None:
-        self.jobs.extend(batch)
-        self.arrived.set()
-
-    async def until(self, job_id: int, status: str) -> None:
-        while not any(j["id"] == job_id and j["status"] == status for j in self.jobs):
-            self.arrived.clear()
-            await self.arrived.wait()
 
 
 async def many_jobs(store, make, count: int = MANY_JOBS) -> dict:
@@ -119,7 +105,7 @@ async def test_the_liveness_check_still_restarts_a_silent_stream(store, make):
         old, feed._stream = feed._stream, silent
         await old.close()
         job, _ = await make.queued(job_type)
-        await asyncio.wait_for(collected.until(job["id"], "QUEUED"), 10)
+        await collected.until(job["id"], "QUEUED", within=10)
         assert feed.restarts == 1
         assert 0.4 < feed.max_lag < 5.0, feed.max_lag
         assert feed.lag == 0.0
