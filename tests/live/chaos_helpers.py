@@ -32,7 +32,7 @@ from tornado.iostream import StreamClosedError
 from core.times import format_ms, now_ms
 from store import Store
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
-from tests.live.conftest import Subscriber, ws_url
+from tests.live_client import Subscriber, ws_url
 from tests.test_faults import READY_LINE, ROOT, STORE_TIMEOUT_MS, Server
 from tests.tokens import OPERATOR_HEADERS, OPERATOR_TOKEN
 
