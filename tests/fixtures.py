@@ -286,9 +286,13 @@ class JobBuilder:
         return docs
 
 
+APP_FIXTURES = {"api", "base_url", "http_client", "http_server"}
+
+
 @pytest.fixture
 def make(store, request):
-    """The job builder on the test's store; it builds through the REST API too when the test
-    runs the app (requests `api`, `base_url` or `http_client`)."""
-    api = request.getfixturevalue("api") if "http_server" in request.fixturenames else None
+    """The job builder on the test's store. When the test talks to the app (requests one of
+    APP_FIXTURES), the builder's `api` is the test's, which also starts the app's server
+    (pytest-tornado's `base_url` alone does not); otherwise no server runs."""
+    api = request.getfixturevalue("api") if APP_FIXTURES & set(request.fixturenames) else None
     return JobBuilder(store, api)
