@@ -241,7 +241,7 @@ async def seed_jobs(mongo_url: str, job_type_id: int, count: int, queued: int = 
 # -- subscribers -------------------------------------------------------------------------------
 
 class TimedSubscriber(Subscriber):
-    """tests/live/conftest.py's Subscriber, also stamping each row with its arrival time."""
+    """tests/live_client.py's Subscriber, also stamping each row with its arrival time."""
 
     def __init__(self, connection):
         self.arrivals: list[tuple[float, dict]] = []
