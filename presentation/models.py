@@ -6,7 +6,7 @@ schema (type, nullability, bounds, nested models). From it come
   every `date-time` field from the store's milliseconds),
 - the OpenAPI document's component schemas (presentation/openapi.py: `Model.schema()`, a closed
   object: every field required, no other field allowed),
-- the field lists the API tests expect (tests/api/conftest.py).
+- the field lists the API tests expect (tests/responses.py).
 
 A details form extends its base form (`extend`): a field it redefines keeps its place, new
 fields follow. A model without a name is written inline where it is used.

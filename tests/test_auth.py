@@ -1,5 +1,5 @@
 """Authentication, roles, the login page, XSRF, security headers and WebSocket credentials, against
-the real app (tests/conftest.py `app`: auth on with the tokens of tests/tokens.py) and, for the
+the real app (tests/fixtures.py `app`: auth on with the tokens of tests/tokens.py) and, for the
 first start and --no-auth, server.py as a real process."""
 
 import json
@@ -295,7 +295,7 @@ async def test_user_and_password_login(app, session):
 
 @pytest.fixture
 def app(request, store, hub):
-    """tests/conftest.py's app, or one made with the settings a test passes indirectly."""
+    """tests/fixtures.py's app, or one made with the settings a test passes indirectly."""
     return make_app(store, getattr(request, "param", TEST_SETTINGS), hub)
 
 

@@ -14,8 +14,8 @@ import psutil
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.conftest import API
-from tests.live.conftest import Subscriber
+from tests.fixtures import API
+from tests.live_client import Subscriber
 from tests.test_server import free_port
 from tests.tokens import OPERATOR_TOKEN
 

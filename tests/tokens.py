@@ -1,4 +1,4 @@
-"""API tokens the test app is configured with (tests/conftest.py `app`); the `api` client sends
+"""API tokens the test app is configured with (tests/fixtures.py `app`); the `api` client sends
 the operator one."""
 
 from core.settings import Settings

@@ -6,7 +6,7 @@ import pytest
 from pymongo.errors import WriteError
 
 from core.model import BUILTIN_ERRORS
-from tests.api.conftest import ERROR_KEYS, TIME_FORMAT, assert_plain_error
+from tests.responses import ERROR_KEYS, TIME_FORMAT, assert_plain_error
 
 
 @pytest.mark.gen_test

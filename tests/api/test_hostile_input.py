@@ -15,7 +15,7 @@ from tornado.httpclient import HTTPClientError
 from core.settings import DEFAULTS
 from http_server import http_server_options
 from server import make_app
-from tests.api.conftest import assert_plain_error
+from tests.responses import assert_plain_error
 from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
 COLLECTIONS = ("jobs", "job_exes", "job_types", "job_type_revs", "trigger_events", "files",

@@ -3,7 +3,7 @@
 import pytest
 
 from core.times import format_ms
-from tests.api.conftest import (
+from tests.responses import (
     ERROR_KEYS,
     EXE_BASE_KEYS,
     FILE_KEYS,

@@ -3,7 +3,7 @@
 import pytest
 
 from core.times import format_ms
-from tests.api.conftest import (
+from tests.responses import (
     EXE_BASE_KEYS,
     EXE_DETAILS_KEYS,
     JOB_KEYS,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.api.conftest import JOB_DETAILS_KEYS, assert_plain_error
+from tests.responses import JOB_DETAILS_KEYS, assert_plain_error
 
 CANCEL = {"status": "CANCELED"}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.api.conftest import (
+from tests.responses import (
     JOB_TYPE_DETAILS_KEYS,
     JOB_TYPE_KEYS,
     TIME_FORMAT,

@@ -6,7 +6,7 @@ from urllib.parse import quote
 import pytest
 
 from core.times import format_ms, now_ms
-from tests.api.conftest import (
+from tests.responses import (
     ERROR_BASE_KEYS,
     JOB_KEYS,
     JOB_TYPE_BASE_KEYS,
@@ -206,9 +206,7 @@ async def test_pagination_counts_and_absolute_links(api, make, base_url):
 @pytest.mark.gen_test
 async def test_default_page_size_is_100_and_1000_is_allowed(api, make):
     job_type = await make.job_type()
-    event = await make.event()
-    await make.store.db["jobs"].insert_many([
-        make.store.jobs.new_job_doc(i, job_type, {}, event, T0 + i) for i in range(1, 102)])
+    await make.bulk_jobs(job_type, [T0 + i for i in range(1, 102)], event=await make.event())
     _, body, _ = await api.get("/jobs/")
     assert body["count"] == 101 and len(body["results"]) == 100
     assert ids(body) == list(range(1, 101))

@@ -14,7 +14,7 @@ import routes
 from core.model import EXE_STATUSES, JOB_STATUSES
 from core.times import now_ms
 from presentation.openapi import document
-from tests.api.conftest import assert_plain_error
+from tests.responses import assert_plain_error
 
 ID_GROUP = "([0-9]{1,18})"
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -3,7 +3,7 @@
 import pytest
 
 from core.times import format_ms
-from tests.api.conftest import JOB_DETAILS_KEYS, JOB_KEYS, assert_plain_error
+from tests.responses import JOB_DETAILS_KEYS, JOB_KEYS, assert_plain_error
 
 INTERFACE = {"command": "run", "command_arguments": "${level} ${scene}",
              "input_data": [{"name": "level", "type": "property"},

@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 
 from core.times import format_ms
-from tests.api.conftest import FILE_KEYS, JOB_KEYS, assert_plain_error
+from tests.responses import FILE_KEYS, JOB_KEYS, assert_plain_error
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000

@@ -4,16 +4,13 @@ io_loop, so the app on `base_url` keeps serving while the browser waits."""
 import os
 import shutil
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
-from tests.seeding import Seeder
 from tests.tokens import OPERATOR_TOKEN
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 playwright_api = pytest.importorskip("playwright.async_api")
 if not shutil.which(CHROMIUM):
@@ -50,14 +47,3 @@ async def chromium(base_url: str | None = None, token: str | None = OPERATOR_TOK
             assert errors == [], errors
         finally:
             await browser.close()
-
-
-@pytest.fixture
-def seed(api, store):
-    return Seeder(api, store)
-
-
-@pytest.fixture
-def artifacts():
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS

@@ -1,4 +1,14 @@
-"""Fixtures for the browser tests; helpers live in browser_helpers.py so test modules can import them
-under a name no other test folder uses."""
+"""The browser tests' screenshots go to test-artifacts/; their helpers are in
+tests/browser/browser_helpers.py."""
 
-from browser_helpers import artifacts, seed  # noqa: F401
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -2,8 +2,8 @@
 refused, and every page under the Content-Security-Policy without a violation."""
 
 import pytest
-from browser_helpers import chromium
 
+from tests.browser.browser_helpers import chromium
 from tests.tokens import OPERATOR_TOKEN, VIEWER_TOKEN
 
 # Each test drives its own Chromium, which wants both cores: `make test` runs these after the
@@ -14,8 +14,8 @@ expect = pytest.importorskip("playwright.async_api").expect
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_login_redirect_then_operator_cancel_carries_the_xsrf_token(base_url, seed, store):
-    job = await seed.job(await seed.job_type("guarded"))
+async def test_login_redirect_then_operator_cancel_carries_the_xsrf_token(base_url, make, store):
+    job = await make.submit(await make.posted_type("guarded"))
     async with chromium() as page:
         changes = []
         page.on("request", lambda r: changes.append(r) if r.method == "PATCH" else None)
@@ -45,8 +45,8 @@ async def test_login_redirect_then_operator_cancel_carries_the_xsrf_token(base_u
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_viewer_sees_the_dashboards_but_actions_are_refused(base_url, seed, store):
-    job = await seed.job(await seed.job_type("watched"))
+async def test_viewer_sees_the_dashboards_but_actions_are_refused(base_url, make, store):
+    job = await make.submit(await make.posted_type("watched"))
     async with chromium(base_url, token=VIEWER_TOKEN) as page:
         page.on("dialog", lambda dialog: dialog.accept())
         await page.goto(base_url + "/dashboard/jobs")
@@ -57,9 +57,9 @@ async def test_viewer_sees_the_dashboards_but_actions_are_refused(base_url, seed
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_every_page_renders_under_the_csp_without_violations(base_url, seed, store):
-    job_type = await seed.job_type("csp")
-    job = await seed.job(job_type)
+async def test_every_page_renders_under_the_csp_without_violations(base_url, make, store):
+    job_type = await make.posted_type("csp")
+    job = await make.submit(job_type)
     exe_id = job["job_exes"][0]["id"]
     await store.jobs.start_execution(exe_id, None)
     started = (await store.jobs.get_exe(exe_id))["started"]

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from browser_helpers import chromium
 
 from core.times import format_ms, now_ms
+from tests.browser.browser_helpers import chromium
 
 # Each test drives its own Chromium, which wants both cores: `make test` runs these after the
 # parallel phase, one at a time (on three workers they timed out on a loaded two-core machine).
@@ -29,15 +29,15 @@ async def without_live(page) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, seed, store):
-    ingest = await seed.job_type("ingest", category="ingest")
-    export = await seed.job_type("export", category="export")
-    queued = (await seed.job(ingest))["id"]
-    running_job = await seed.job(ingest)
+async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, make, store):
+    ingest = await make.posted_type("ingest", category="ingest")
+    export = await make.posted_type("export", category="export")
+    queued = (await make.submit(ingest))["id"]
+    running_job = await make.submit(ingest)
     await store.jobs.start_execution(running_job["job_exes"][0]["id"], None)
     running = running_job["id"]
-    exported = (await seed.job(export))["id"]
-    old = await seed.old_job(export, 3 * DAY_MS)
+    exported = (await make.submit(export))["id"]
+    old = (await make.bulk_jobs(export, [now_ms() - 3 * DAY_MS]))[0]["id"]
     async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/jobs")
         assert await shown_ids(page) == [old, queued, running, exported]
@@ -92,11 +92,11 @@ async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, seed, store
 
 @pytest.mark.gen_test(timeout=60)
 async def test_cancel_turns_a_running_job_canceled_and_failures_show_the_message(
-        base_url, seed, store, api):
-    jt = await seed.job_type("cancelable")
-    job = await seed.job(jt)
+        base_url, make, store, api):
+    jt = await make.posted_type("cancelable")
+    job = await make.submit(jt)
     await store.jobs.start_execution(job["job_exes"][0]["id"], None)
-    finished = await seed.job(jt)
+    finished = await make.submit(jt)
     exe_id = finished["job_exes"][0]["id"]
     await store.jobs.start_execution(exe_id, None)
     async with chromium(base_url) as page:
@@ -129,15 +129,15 @@ async def test_cancel_turns_a_running_job_canceled_and_failures_show_the_message
 
 @needs_live
 @pytest.mark.gen_test(timeout=60)
-async def test_submitted_job_appears_and_moves_to_completed_without_reload(base_url, seed, store):
-    jt = await seed.job_type("live-type")
-    await seed.job(jt)
+async def test_submitted_job_appears_and_moves_to_completed_without_reload(base_url, make, store):
+    jt = await make.posted_type("live-type")
+    await make.submit(jt)
     async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/jobs")
         await expect(page.locator("[data-live]")).to_have_attribute("data-state", "live",
                                                                    timeout=15000)
         await page.evaluate("window.notReloaded = true")
-        job = await seed.job(jt)
+        job = await make.submit(jt)
         badge = page.locator(f'tr[data-job-id="{job["id"]}"] [data-status-badge]')
         await expect(badge).to_have_text("QUEUED", timeout=15000)
         await expect(page.locator("[data-count]")).to_have_text("2")
@@ -150,16 +150,16 @@ async def test_submitted_job_appears_and_moves_to_completed_without_reload(base_
 
         await page.get_by_role("button", name="Pause").click()
         await expect(page.locator("[data-live]")).to_have_attribute("data-state", "paused")
-        later = await seed.job(jt)
+        later = await make.submit(jt)
         await page.get_by_role("button", name="Resume").click()
         await expect(page.locator(f'tr[data-job-id="{later["id"]}"] [data-status-badge]')
                      ).to_have_text("QUEUED", timeout=15000)
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_controls_are_labelled_and_keyboard_reachable(base_url, seed):
-    jt = await seed.job_type("labelled")
-    job = await seed.job(jt)
+async def test_controls_are_labelled_and_keyboard_reachable(base_url, make):
+    jt = await make.posted_type("labelled")
+    job = await make.submit(jt)
     async with chromium(base_url) as page:
         for path in ("/", "/dashboard/jobs", f"/dashboard/jobs/{job['id']}",
                      "/dashboard/job-types", f"/dashboard/job-types/{jt['id']}",
@@ -183,8 +183,8 @@ async def test_controls_are_labelled_and_keyboard_reachable(base_url, seed):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_job_type_pause_toggle_calls_the_api(base_url, seed, api):
-    jt = await seed.job_type("pausable")
+async def test_job_type_pause_toggle_calls_the_api(base_url, make, api):
+    jt = await make.posted_type("pausable")
     async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/job-types")
         row = page.locator(f'tr[data-job-type-id="{jt["id"]}"]')
@@ -199,10 +199,10 @@ async def test_job_type_pause_toggle_calls_the_api(base_url, seed, api):
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_dark_mode_and_narrow_screenshots(base_url, seed, store, artifacts):
-    jt = await seed.job_type("screenshot", title="Screenshot job", category="demo")
+async def test_dark_mode_and_narrow_screenshots(base_url, make, store, artifacts):
+    jt = await make.posted_type("screenshot", title="Screenshot job", category="demo")
     for i in range(6):
-        job = await seed.job(jt)
+        job = await make.submit(jt)
         if i % 2:
             await store.jobs.start_execution(job["job_exes"][0]["id"], None)
     pages = {"overview": "/", "jobs": "/dashboard/jobs", "job": f"/dashboard/jobs/{job['id']}",
@@ -234,9 +234,9 @@ def has_log_route() -> bool:
 @pytest.mark.skipif(not has_log_route(),
                     reason="GET /job-executions/{id}/logs/ (job engine, issue 3) is not there yet")
 @pytest.mark.gen_test(timeout=60)
-async def test_details_page_follows_a_growing_log(base_url, seed, store, tmp_path):
-    jt = await seed.job_type("logged")
-    job = await seed.job(jt)
+async def test_details_page_follows_a_growing_log(base_url, make, store, tmp_path):
+    jt = await make.posted_type("logged")
+    job = await make.submit(jt)
     exe_id = job["job_exes"][0]["id"]
     await store.jobs.start_execution(exe_id, None)
     stdout_file, stderr_file = tmp_path / "stdout.log", tmp_path / "stderr.log"
@@ -266,16 +266,16 @@ async def test_details_page_follows_a_growing_log(base_url, seed, store, tmp_pat
 
 @needs_live
 @pytest.mark.gen_test(timeout=60)
-async def test_overview_and_details_follow_live_updates(base_url, seed, store):
-    jt = await seed.job_type("watched")
-    job = await seed.job(jt)
+async def test_overview_and_details_follow_live_updates(base_url, make, store):
+    jt = await make.posted_type("watched")
+    job = await make.submit(jt)
     async with chromium(base_url) as page:
         await page.goto(base_url + "/")
         await expect(page.locator("[data-live]")).to_have_attribute("data-state", "live",
                                                                    timeout=15000)
         queued = page.locator('[data-count-status="QUEUED"]')
         await expect(queued).to_have_text("1")
-        await seed.job(jt)
+        await make.submit(jt)
         await expect(queued).to_have_text("2", timeout=15000)
 
         await page.goto(f"{base_url}/dashboard/jobs/{job['id']}")

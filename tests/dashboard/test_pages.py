@@ -14,14 +14,19 @@ async def page(api, path):
     return status, body, headers
 
 
+def value(text: str = "x") -> list[dict]:
+    """The job data's `value` input: every job here carries one, "x" unless a test says."""
+    return [{"name": "value", "value": text}]
+
+
 def row_ids(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'<tr data-job-id="(\d+)"', html)]
 
 
 @pytest.mark.gen_test
-async def test_every_page_renders_as_html(api, seed):
-    jt = await seed.job_type("render", title="Render")
-    job = await seed.job(jt)
+async def test_every_page_renders_as_html(api, make):
+    jt = await make.posted_type("render", title="Render")
+    job = await make.submit(jt, value())
     for path in ("/", "/dashboard/overview/live", "/dashboard/jobs",
                  f"/dashboard/jobs/{job['id']}", "/dashboard/job-types",
                  f"/dashboard/job-types/{jt['id']}", "/dashboard/queue", "/dashboard/queue/live"):
@@ -32,9 +37,9 @@ async def test_every_page_renders_as_html(api, seed):
 
 
 @pytest.mark.gen_test
-async def test_job_type_named_script_renders_as_text(api, seed):
-    jt = await seed.job_type(SCRIPT, title=SCRIPT, description=SCRIPT, category=SCRIPT)
-    job = await seed.job(jt, value=SCRIPT)
+async def test_job_type_named_script_renders_as_text(api, make):
+    jt = await make.posted_type(SCRIPT, title=SCRIPT, description=SCRIPT, category=SCRIPT)
+    job = await make.submit(jt, value(SCRIPT))
     for path in ("/", "/dashboard/jobs", f"/dashboard/jobs/{job['id']}", "/dashboard/job-types",
                  f"/dashboard/job-types/{jt['id']}", "/dashboard/queue"):
         status, body, _ = await page(api, path)
@@ -44,11 +49,12 @@ async def test_job_type_named_script_renders_as_text(api, seed):
 
 
 @pytest.mark.gen_test
-async def test_jobs_page_is_the_api_list_rendered(api, seed, store):
-    first = await seed.job_type("alpha", category="ingest")
-    second = await seed.job_type("beta", category="export")
-    jobs = [await seed.job(first), await seed.job(second), await seed.job(first)]
-    await seed.run(jobs[1])
+async def test_jobs_page_is_the_api_list_rendered(api, make, store):
+    first = await make.posted_type("alpha", category="ingest")
+    second = await make.posted_type("beta", category="export")
+    jobs = [await make.submit(first, value()), await make.submit(second, value()),
+            await make.submit(first, value())]
+    await make.start(jobs[1])
     queries = ("", "?status=RUNNING", "?status=QUEUED", "?status=QUEUED&status=RUNNING",
                "?job_type_name=alpha", "?job_type_category=export", "?order=-id",
                "?order=job_type__name&order=-id", "?started=PT1H", "?page_size=2&page=2",
@@ -65,10 +71,10 @@ async def test_jobs_page_is_the_api_list_rendered(api, seed, store):
 
 
 @pytest.mark.gen_test
-async def test_jobs_page_headers_sort_and_pages_count(api, seed):
-    jt = await seed.job_type("sorted")
+async def test_jobs_page_headers_sort_and_pages_count(api, make):
+    jt = await make.posted_type("sorted")
     for _ in range(3):
-        await seed.job(jt)
+        await make.submit(jt, value())
     _, html, _ = await page(api, "/dashboard/jobs?order=-id&page_size=2")
     assert re.search(r'aria-sort="descending" class="col-id">\s*<a href="/dashboard/jobs\?'
                      r'page_size=2&amp;order=id">', html)
@@ -98,12 +104,13 @@ async def test_bad_filters_are_explained_on_an_html_page(api):
 
 
 @pytest.mark.gen_test
-async def test_overview_counts_statuses_and_finished_per_minute(api, seed, store):
-    jt = await seed.job_type("counted")
-    jobs = [await seed.job(jt) for _ in range(4)]
-    await seed.run(jobs[0])
-    await seed.complete(jobs[1])
-    await seed.complete(jobs[2])
+async def test_overview_counts_statuses_and_finished_per_minute(api, make, store):
+    jt = await make.posted_type("counted")
+    jobs = [await make.submit(jt, value()) for _ in range(4)]
+    await make.start(jobs[0])
+    for job in jobs[1:3]:
+        await make.start(job)
+        await make.complete(job, {"output_data": []})
     _, html, _ = await page(api, "/")
     assert 'data-count-status="QUEUED">1<' in html
     assert 'data-count-status="RUNNING">1<' in html
@@ -114,10 +121,10 @@ async def test_overview_counts_statuses_and_finished_per_minute(api, seed, store
 
 
 @pytest.mark.gen_test
-async def test_job_details_show_fields_executions_and_actions(api, seed):
-    jt = await seed.job_type("detailed", title="Detailed")
-    job = await seed.job(jt, value="hello")
-    exe_id = await seed.run(job)
+async def test_job_details_show_fields_executions_and_actions(api, make):
+    jt = await make.posted_type("detailed", title="Detailed")
+    job = await make.submit(jt, value("hello"))
+    exe_id = (await make.start(job))["latest_exe_id"]
     _, html, _ = await page(api, f"/dashboard/jobs/{job['id']}")
     assert f'data-job-id="{job["id"]}" data-status="RUNNING"' in html
     assert f"Execution {exe_id}</a>" in html
@@ -131,9 +138,9 @@ async def test_job_details_show_fields_executions_and_actions(api, seed):
 
 
 @pytest.mark.gen_test
-async def test_job_types_page_counts_and_pause_state(api, seed):
-    jt = await seed.job_type("paused-type", is_paused=True)
-    await seed.job(jt)
+async def test_job_types_page_counts_and_pause_state(api, make):
+    jt = await make.posted_type("paused-type", is_paused=True)
+    await make.submit(jt, value())
     _, html, _ = await page(api, "/dashboard/job-types?hours=6")
     row = html[html.index(f'<tr data-job-type-id="{jt["id"]}">'):]
     row = row[:row.index("</tr>")]
@@ -144,20 +151,20 @@ async def test_job_types_page_counts_and_pause_state(api, seed):
 
 
 @pytest.mark.gen_test
-async def test_queue_page_lists_queued_per_type(api, seed):
-    jt = await seed.job_type("queued-type")
-    await seed.job(jt)
-    await seed.job(jt)
+async def test_queue_page_lists_queued_per_type(api, make):
+    jt = await make.posted_type("queued-type")
+    await make.submit(jt, value())
+    await make.submit(jt, value())
     _, html, _ = await page(api, "/dashboard/queue")
     assert "<strong data-queue-depth>2</strong> jobs queued across 1 job types." in html
     assert '<td class="num" data-label="Queued">2</td>' in html
 
 
 @pytest.mark.gen_test
-async def test_failed_execution_shows_its_error_in_the_timeline(api, seed, store):
-    jt = await seed.job_type("failing", max_tries=1)
-    job = await seed.job(jt)
-    exe_id = await seed.run(job)
+async def test_failed_execution_shows_its_error_in_the_timeline(api, make, store):
+    jt = await make.posted_type("failing", max_tries=1)
+    job = await make.submit(jt, value())
+    exe_id = (await make.start(job))["latest_exe_id"]
     timeout = await store.errors.by_name("timeout")
     await store.jobs.fail_execution(exe_id, timeout)
     _, html, _ = await page(api, f"/dashboard/jobs/{job['id']}")

@@ -1,4 +1,36 @@
-"""Fixtures for the engine tests; helpers live in engine_helpers.py so test modules can import them
-under a name no other test folder uses."""
+"""Engine fixtures: the app with a data folder, and engines a test starts explicitly (the shared
+`app` fixture never runs one), stopped before the test's database is dropped."""
 
-from engine_helpers import app, data_dir, start_engine  # noqa: F401
+import pytest
+
+from engine.scheduler import Engine
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app_settings(data_dir):
+    return {"data_dir": str(data_dir)}
+
+
+@pytest.fixture
+def start_engine(store, data_dir, io_loop):
+    """`await start_engine(cpus=..., ...)`: a running engine on this test's store."""
+    engines = []
+
+    async def start(**options):
+        settings = {"cpus": 4, "mem": 4096, "cancel_grace": 2.0, "poll_interval": 0.05}
+        settings.update(options)
+        engine = Engine(store, data_dir, **settings)
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        io_loop.run_sync(engine.stop, timeout=60)

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_helpers import wait_job
 
 from engine.demo import JOB_TYPES, Demo
+from tests.waiting import wait_job
 
 
 async def product_text(store, job: dict) -> tuple[str, Path]:

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.live.conftest import Subscriber
+from tests.live_client import Subscriber
 from tests.test_faults import Server, job_details, job_type, submit, until_jobs
 
 # Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after

@@ -4,16 +4,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import (
-    PY,
-    make_job_type,
-    make_workspace,
-    submit,
-    upload,
-    wait_for,
-    wait_job,
-    wait_passes,
-)
+
+from tests.waiting import PY, wait_for, wait_job, wait_passes
 
 
 async def exes_of(store, job_id):
@@ -33,14 +25,14 @@ def gone(pid: int) -> bool:
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_exit_codes_map_to_errors(api, store, start_engine):
+async def test_exit_codes_map_to_errors(api, make, store, start_engine):
     await store.errors.create("bad-pixels", "Bad pixels", "The image is unreadable.", "DATA")
-    job_type = await make_job_type(store, "exits", PY,
-                                   "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
-                                   inputs=[{"name": "code", "type": "property"}],
-                                   error_mapping={"4": "bad-pixels"}, max_tries=3)
-    mapped = await submit(api, job_type, inputs=[{"name": "code", "value": "4"}])
-    unmapped = await submit(api, job_type, inputs=[{"name": "code", "value": "5"}])
+    job_type = await make.command_type("exits", PY,
+                                       "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
+                                       inputs=[{"name": "code", "type": "property"}],
+                                       error_mapping={"4": "bad-pixels"}, max_tries=3)
+    mapped = await make.submit(job_type, inputs=[{"name": "code", "value": "4"}])
+    unmapped = await make.submit(job_type, inputs=[{"name": "code", "value": "5"}])
     await start_engine()
     for job, name, code in ((mapped, "bad-pixels", 4), (unmapped, "algorithm-unknown", 5)):
         done = await wait_job(store, job["id"], "FAILED")
@@ -53,12 +45,12 @@ async def test_exit_codes_map_to_errors(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_timeout_kills_and_fails_without_retry(api, store, start_engine, tmp_path):
+async def test_timeout_kills_and_fails_without_retry(api, make, store, start_engine, tmp_path):
     pid_file = tmp_path / "pid"
-    job_type = await make_job_type(
-        store, "sleeper", "sh", f"-c 'echo $$ > {pid_file}; exec sleep 300'", timeout=1,
+    job_type = await make.command_type(
+        "sleeper", "sh", f"-c 'echo $$ > {pid_file}; exec sleep 300'", timeout=1,
         max_tries=3)
-    job = await submit(api, job_type)
+    job = await make.submit(job_type)
     await start_engine(cancel_grace=1.0)
     done = await wait_job(store, job["id"], "FAILED")
     assert done["num_exes"] == 1
@@ -69,9 +61,9 @@ async def test_timeout_kills_and_fails_without_retry(api, store, start_engine, t
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_system_errors_retry_up_to_max_tries(api, store, start_engine):
-    job_type = await make_job_type(store, "missing", "/nonexistent/program", "x", max_tries=3)
-    job = await submit(api, job_type)
+async def test_system_errors_retry_up_to_max_tries(api, make, store, start_engine):
+    job_type = await make.command_type("missing", "/nonexistent/program", "x", max_tries=3)
+    job = await make.submit(job_type)
     await start_engine()
     done = await wait_job(store, job["id"], "FAILED")
     assert done["num_exes"] == 3
@@ -84,12 +76,12 @@ async def test_system_errors_retry_up_to_max_tries(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_missing_input_file_is_a_system_error(api, store, start_engine, data_dir):
-    ws = await make_workspace(api, "gone")
-    uploaded = await upload(api, ws["id"], "in.txt", b"data")
-    job_type = await make_job_type(store, "reader", "cat", "${f}",
-                                   inputs=[{"name": "f", "type": "file"}], max_tries=2)
-    job = await submit(api, job_type, inputs=[{"name": "f", "file_id": uploaded["id"]}])
+async def test_missing_input_file_is_a_system_error(api, make, store, start_engine, data_dir):
+    ws = await make.workspace("gone")
+    uploaded = await make.upload(ws["id"], "in.txt", b"data")
+    job_type = await make.command_type("reader", "cat", "${f}",
+                                       inputs=[{"name": "f", "type": "file"}], max_tries=2)
+    job = await make.submit(job_type, inputs=[{"name": "f", "file_id": uploaded["id"]}])
     doc = await store.files.get_file(uploaded["id"])
     (Path(data_dir) / "workspaces" / "gone" / doc["file_path"]).unlink()
     await start_engine()
@@ -101,9 +93,9 @@ async def test_missing_input_file_is_a_system_error(api, store, start_engine, da
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_algorithm_errors_do_not_retry(api, store, start_engine):
-    job_type = await make_job_type(store, "fails", "false", max_tries=3)
-    job = await submit(api, job_type)
+async def test_algorithm_errors_do_not_retry(api, make, store, start_engine):
+    job_type = await make.command_type("fails", "false", max_tries=3)
+    job = await make.submit(job_type)
     await start_engine()
     done = await wait_job(store, job["id"], "FAILED")
     assert done["num_exes"] == 1
@@ -111,11 +103,11 @@ async def test_algorithm_errors_do_not_retry(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_cancel_kills_the_process_group(api, store, start_engine, tmp_path):
+async def test_cancel_kills_the_process_group(api, make, store, start_engine, tmp_path):
     parent_file, child_file = tmp_path / "parent", tmp_path / "child"
     script = f"sleep 300 & echo $! > {child_file}; echo $$ > {parent_file}; wait"
-    job_type = await make_job_type(store, "family", "sh", f"-c '{script}'")
-    job = await submit(api, job_type)
+    job_type = await make.command_type("family", "sh", f"-c '{script}'")
+    job = await make.submit(job_type)
     engine = await start_engine(cancel_grace=5.0)
 
     async def both_pids():
@@ -143,9 +135,9 @@ async def test_cancel_kills_the_process_group(api, store, start_engine, tmp_path
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_canceled_queued_job_never_starts(api, store, start_engine):
-    job_type = await make_job_type(store, "held", "true", is_paused=True)
-    job = await submit(api, job_type)
+async def test_canceled_queued_job_never_starts(api, make, store, start_engine):
+    job_type = await make.command_type("held", "true", is_paused=True)
+    job = await make.submit(job_type)
     engine = await start_engine()
     await wait_passes(engine)
     status, _, _ = await api.patch(f"/jobs/{job['id']}/", {"status": "CANCELED"})
@@ -158,11 +150,11 @@ async def test_canceled_queued_job_never_starts(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_stopping_the_engine_requeues_what_it_ran(api, store, start_engine, tmp_path):
+async def test_stopping_the_engine_requeues_what_it_ran(api, make, store, start_engine, tmp_path):
     pid_file = tmp_path / "pid"
-    job_type = await make_job_type(store, "interrupted", "sh",
-                                   f"-c 'echo $$ > {pid_file}; exec sleep 300'", max_tries=3)
-    job = await submit(api, job_type)
+    job_type = await make.command_type("interrupted", "sh",
+                                       f"-c 'echo $$ > {pid_file}; exec sleep 300'", max_tries=3)
+    job = await make.submit(job_type)
     engine = await start_engine(cancel_grace=1.0)
 
     async def pid():

@@ -4,7 +4,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from engine_helpers import make_workspace, upload
 
 from presentation import models
 from tests.tokens import OPERATOR_HEADERS
@@ -45,10 +44,10 @@ async def test_workspaces_create_list_and_read(api, data_dir):
 
 
 @pytest.mark.gen_test
-async def test_upload_and_download_round_trip(api):
-    ws = await make_workspace(api, "uploads")
+async def test_upload_and_download_round_trip(api, make):
+    ws = await make.workspace("uploads")
     payload = bytes(range(256)) * 1000
-    body = await upload(api, ws["id"], "data.bin", payload, "application/octet-stream")
+    body = await make.upload(ws["id"], "data.bin", payload, "application/octet-stream")
     assert list(body) == FILE_KEYS
     assert (body["file_name"], body["media_type"], body["file_size"]) == \
         ("data.bin", "application/octet-stream", len(payload))
@@ -66,8 +65,8 @@ async def test_upload_and_download_round_trip(api):
 
 
 @pytest.mark.gen_test
-async def test_multipart_upload(api):
-    ws = await make_workspace(api, "forms")
+async def test_multipart_upload(api, make):
+    ws = await make.workspace("forms")
     boundary = "jobdeck-test-boundary"
     form = (f"--{boundary}\r\n"
             f'Content-Disposition: form-data; name="workspace_id"\r\n\r\n{ws["id"]}\r\n'
@@ -86,8 +85,8 @@ async def test_multipart_upload(api):
 
 
 @pytest.mark.gen_test
-async def test_uploads_never_leave_the_workspace(api, data_dir):
-    ws = await make_workspace(api, "safe")
+async def test_uploads_never_leave_the_workspace(api, make, data_dir):
+    ws = await make.workspace("safe")
     for name in ("../escape.txt", "a/b.txt", "..", ".", "/etc/passwd", "..\\x.txt", "bad\x01"):
         query = urlencode({"workspace_id": ws["id"], "file_name": name})
         status, body, headers = await api.call("POST", f"/files/?{query}", raw=b"x")

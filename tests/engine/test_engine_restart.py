@@ -8,7 +8,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import make_job_type, submit, wait_for, wait_job
+
+from tests.waiting import wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +32,13 @@ def start_server(mongo_url: str, db_name: str, tmp_path: Path) -> subprocess.Pop
 
 @pytest.mark.parametrize("max_tries, final", [(2, "COMPLETED"), (1, "FAILED")])
 @pytest.mark.gen_test(timeout=180)
-async def test_server_killed_mid_job(api, store, mongo_url, start_engine, tmp_path, max_tries,
+async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, tmp_path, max_tries,
                                      final):
     marker, pid_file = tmp_path / "ran-once", tmp_path / "pid"
     script = (f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; echo $$ > {pid_file}; "
               "sleep 300")
-    job_type = await make_job_type(store, "long", "sh", f"-c '{script}'", max_tries=max_tries)
-    job = await submit(api, job_type)
+    job_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=max_tries)
+    job = await make.submit(job_type)
     server = start_server(mongo_url, store.db.db.name, tmp_path)
     try:
         running = await wait_job(store, job["id"], "RUNNING")

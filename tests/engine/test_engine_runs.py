@@ -5,26 +5,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import (
-    PY,
-    make_job_type,
-    make_workspace,
-    submit,
-    upload,
-    wait_for,
-    wait_job,
-)
+
+from tests.waiting import PY, wait_for, wait_job
 
 WRITE_OUT = "import sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); print('wrote')"
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_success_writes_a_product(api, store, start_engine):
-    ws = await make_workspace(api)
-    job_type = await make_job_type(
-        store, "writer", PY, f'-c "{WRITE_OUT}" ${{job_output_dir}}',
+async def test_success_writes_a_product(api, make, store, start_engine):
+    ws = await make.workspace()
+    job_type = await make.command_type(
+        "writer", PY, f'-c "{WRITE_OUT}" ${{job_output_dir}}',
         outputs=[{"name": "out", "type": "file", "media_type": "text/plain"}])
-    job = await submit(api, job_type, outputs=[{"name": "out", "workspace_id": ws["id"]}])
+    job = await make.submit(job_type, outputs=[{"name": "out", "workspace_id": ws["id"]}])
     await start_engine()
     await wait_job(store, job["id"], "COMPLETED")
 
@@ -61,18 +54,18 @@ async def test_success_writes_a_product(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_property_file_and_files_inputs_are_substituted(api, store, start_engine):
-    ws = await make_workspace(api, "inputs")
-    one = await upload(api, ws["id"], "one.txt", b"first")
-    two = await upload(api, ws["id"], "two words.txt", b"second")
-    three = await upload(api, ws["id"], "three.txt", b"third")
+async def test_property_file_and_files_inputs_are_substituted(api, make, store, start_engine):
+    ws = await make.workspace("inputs")
+    one = await make.upload(ws["id"], "one.txt", b"first")
+    two = await make.upload(ws["id"], "two words.txt", b"second")
+    three = await make.upload(ws["id"], "three.txt", b"third")
     script = ("import json, sys; print(json.dumps([sys.argv[1:], "
               "[open(p).read() for p in sys.argv[2:]]]))")
-    job_type = await make_job_type(
-        store, "echo-args", PY, f"-c '{script}' ${{label}} ${{single}} ${{many}}",
+    job_type = await make.command_type(
+        "echo-args", PY, f"-c '{script}' ${{label}} ${{single}} ${{many}}",
         inputs=[{"name": "label", "type": "property"},
                 {"name": "single", "type": "file"}, {"name": "many", "type": "files"}])
-    job = await submit(api, job_type, inputs=[
+    job = await make.submit(job_type, inputs=[
         {"name": "label", "value": "a b $HOME"}, {"name": "single", "file_id": one["id"]},
         {"name": "many", "file_ids": [two["id"], three["id"]]}])
     await start_engine()
@@ -98,10 +91,10 @@ async def test_property_file_and_files_inputs_are_substituted(api, store, start_
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_environment_is_clean(api, store, start_engine):
+async def test_environment_is_clean(api, make, store, start_engine):
     script = "import json, os; print(json.dumps(dict(os.environ)))"
-    job_type = await make_job_type(store, "env", PY, f"-c '{script}'")
-    job = await submit(api, job_type)
+    job_type = await make.command_type("env", PY, f"-c '{script}'")
+    job = await make.submit(job_type)
     await start_engine()
     done = await wait_job(store, job["id"], "COMPLETED")
     _, logs, _ = await api.get(f"/job-executions/{done['latest_exe_id']}/logs/")
@@ -121,12 +114,12 @@ MANIFEST_SCRIPT = (
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_results_manifest_names_the_outputs(api, store, start_engine):
-    ws = await make_workspace(api)
-    job_type = await make_job_type(
-        store, "imager", PY, f'-c "{MANIFEST_SCRIPT}" ${{job_output_dir}}',
+async def test_results_manifest_names_the_outputs(api, make, store, start_engine):
+    ws = await make.workspace()
+    job_type = await make.command_type(
+        "imager", PY, f'-c "{MANIFEST_SCRIPT}" ${{job_output_dir}}',
         outputs=[{"name": "images", "type": "files", "media_type": "image/png"}])
-    job = await submit(api, job_type, outputs=[{"name": "images", "workspace_id": ws["id"]}])
+    job = await make.submit(job_type, outputs=[{"name": "images", "workspace_id": ws["id"]}])
     await start_engine()
     done = await wait_job(store, job["id"], "COMPLETED")
     [entry] = done["results"]["output_data"]
@@ -140,12 +133,12 @@ async def test_results_manifest_names_the_outputs(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_missing_required_output_fails_the_post_phase(api, store, start_engine):
-    ws = await make_workspace(api)
-    job_type = await make_job_type(
-        store, "forgetful", "true", outputs=[{"name": "report", "type": "file",
+async def test_a_missing_required_output_fails_the_post_phase(api, make, store, start_engine):
+    ws = await make.workspace()
+    job_type = await make.command_type(
+        "forgetful", "true", outputs=[{"name": "report", "type": "file",
                                               "media_type": "application/pdf"}])
-    job = await submit(api, job_type, outputs=[{"name": "report", "workspace_id": ws["id"]}])
+    job = await make.submit(job_type, outputs=[{"name": "report", "workspace_id": ws["id"]}])
     await start_engine()
     done = await wait_job(store, job["id"], "FAILED")
     assert (await store.errors.get(done["error_id"]))["name"] == "algorithm-unknown"
@@ -157,11 +150,11 @@ async def test_a_missing_required_output_fails_the_post_phase(api, store, start_
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_long_job_shows_its_start_while_it_runs(api, store, start_engine, tmp_path):
+async def test_a_long_job_shows_its_start_while_it_runs(api, make, store, start_engine, tmp_path):
     """Short jobs write their start with their end (one round trip fewer); a job that runs
     longer than START_RECORD_DELAY shows its job phase and process while still RUNNING."""
-    job_type = await make_job_type(store, "napper", "sleep", "30")
-    job = await submit(api, job_type)
+    job_type = await make.command_type("napper", "sleep", "30")
+    job = await make.submit(job_type)
     await start_engine()
     running = await wait_job(store, job["id"], "RUNNING")
 

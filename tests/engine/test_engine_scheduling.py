@@ -3,30 +3,31 @@
 import itertools
 
 import pytest
-from engine_helpers import make_job_type, submit, wait_for, wait_job, wait_passes
+
+from tests.waiting import wait_for, wait_job, wait_passes
 
 
 async def exe_of(store, job_id):
     return await store.jobs.get_exe((await store.jobs.get_job(job_id))["latest_exe_id"])
 
 
-async def holder_big_small(store, gate):
+async def holder_big_small(make, gate):
     """Job types needing 1 CPU (runs until `gate` exists), 1.5 CPUs and 0.5 CPU: on 2 CPUs, a
     running holder leaves room for small but not for big."""
-    return (await make_job_type(store, "holder", "sh",
-                                f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
-                                cpus_required=1.0, priority=100),
-            await make_job_type(store, "big", "true", cpus_required=1.5, priority=100),
-            await make_job_type(store, "small", "true", cpus_required=0.5, priority=100))
+    return (await make.command_type("holder", "sh",
+                                    f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
+                                    cpus_required=1.0, priority=100),
+                await make.command_type("big", "true", cpus_required=1.5, priority=100),
+                await make.command_type("small", "true", cpus_required=0.5, priority=100))
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_lower_priority_number_first_then_oldest(api, store, start_engine):
-    types = {priority: await make_job_type(store, f"p{priority}", "true", priority=priority)
+async def test_lower_priority_number_first_then_oldest(api, make, store, start_engine):
+    types = {priority: await make.command_type(f"p{priority}", "true", priority=priority)
              for priority in (200, 50, 10)}
     jobs = {}
     for name, priority in (("late", 200), ("b", 50), ("c", 50), ("first", 10)):
-        jobs[name] = await submit(api, types[priority])
+        jobs[name] = await make.submit(types[priority])
         assert jobs[name]["priority"] == priority
     await start_engine(cpus=1.0)  # one job at a time
     for job in jobs.values():
@@ -39,14 +40,14 @@ async def test_lower_priority_number_first_then_oldest(api, store, start_engine)
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_job_that_does_not_fit_waits(api, store, start_engine, tmp_path):
+async def test_a_job_that_does_not_fit_waits(api, make, store, start_engine, tmp_path):
     gate = tmp_path / "gate"
-    small_type = await make_job_type(store, "small", "sh",
-                                     f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
-                                     cpus_required=1.0, priority=100)
-    big_type = await make_job_type(store, "big", "true", cpus_required=1.5, priority=100)
-    small = await submit(api, small_type)
-    big = await submit(api, big_type)
+    small_type = await make.command_type("small", "sh",
+                                         f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
+                                         cpus_required=1.0, priority=100)
+    big_type = await make.command_type("big", "true", cpus_required=1.5, priority=100)
+    small = await make.submit(small_type)
+    big = await make.submit(big_type)
     engine = await start_engine(cpus=2.0)
     await wait_job(store, small["id"], "RUNNING")
     await wait_passes(engine, 5)
@@ -64,11 +65,11 @@ async def test_a_job_that_does_not_fit_waits(api, store, start_engine, tmp_path)
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_too_much_memory_waits_while_others_run(api, store, start_engine):
-    hungry_type = await make_job_type(store, "hungry", "true", mem_required=8192.0, priority=1)
-    light_type = await make_job_type(store, "light", "true", priority=500)
-    hungry = await submit(api, hungry_type)
-    light = await submit(api, light_type)
+async def test_too_much_memory_waits_while_others_run(api, make, store, start_engine):
+    hungry_type = await make.command_type("hungry", "true", mem_required=8192.0, priority=1)
+    light_type = await make.command_type("light", "true", priority=500)
+    hungry = await make.submit(hungry_type)
+    light = await make.submit(light_type)
     engine = await start_engine(mem=4096.0)
     await wait_job(store, light["id"], "COMPLETED")
     await wait_passes(engine)
@@ -76,14 +77,14 @@ async def test_too_much_memory_waits_while_others_run(api, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_paused_type_and_max_scheduled(api, store, start_engine, tmp_path):
+async def test_paused_type_and_max_scheduled(api, make, store, start_engine, tmp_path):
     gate = tmp_path / "gate"
     wait_gate = f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'"
-    limited = await make_job_type(store, "limited", "sh", wait_gate, max_scheduled=1,
-                                  cpus_required=0.25)
-    paused = await make_job_type(store, "paused", "true", is_paused=True)
-    first, second = await submit(api, limited), await submit(api, limited)
-    held = await submit(api, paused)
+    limited = await make.command_type("limited", "sh", wait_gate, max_scheduled=1,
+                                      cpus_required=0.25)
+    paused = await make.command_type("paused", "true", is_paused=True)
+    first, second = await make.submit(limited), await make.submit(limited)
+    held = await make.submit(paused)
     engine = await start_engine()
     await wait_job(store, first["id"], "RUNNING")
     await wait_passes(engine, 5)
@@ -96,12 +97,12 @@ async def test_paused_type_and_max_scheduled(api, store, start_engine, tmp_path)
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_logs_are_readable_while_the_job_runs(api, store, start_engine, tmp_path):
+async def test_logs_are_readable_while_the_job_runs(api, make, store, start_engine, tmp_path):
     gate = tmp_path / "gate"
     script = (f"echo started; echo warming >&2; while [ ! -e {gate} ]; do sleep 0.02; done; "
               "echo finished")
-    job_type = await make_job_type(store, "talker", "sh", f"-c '{script}'")
-    job = await submit(api, job_type)
+    job_type = await make.command_type("talker", "sh", f"-c '{script}'")
+    job = await make.submit(job_type)
     await start_engine()
     exe_id = (await wait_job(store, job["id"], "RUNNING"))["latest_exe_id"]
 
@@ -121,9 +122,9 @@ async def test_logs_are_readable_while_the_job_runs(api, store, start_engine, tm
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_two_engines_never_start_an_execution_twice(api, store, start_engine):
-    job_type = await make_job_type(store, "counted", "true", cpus_required=0.25)
-    jobs = [await submit(api, job_type) for _ in range(20)]
+async def test_two_engines_never_start_an_execution_twice(api, make, store, start_engine):
+    job_type = await make.command_type("counted", "true", cpus_required=0.25)
+    jobs = [await make.submit(job_type) for _ in range(20)]
     await start_engine(hostname="one")
     await start_engine(hostname="two")
     for job in jobs:
@@ -134,8 +135,8 @@ async def test_two_engines_never_start_an_execution_twice(api, store, start_engi
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_paused_node_starts_nothing_until_resumed(api, store, start_engine):
-    job_type = await make_job_type(store, "quick", "true")
+async def test_a_paused_node_starts_nothing_until_resumed(api, make, store, start_engine):
+    job_type = await make.command_type("quick", "true")
     engine = await start_engine()
     node_id = engine.node["id"]
     for body, message in (
@@ -158,7 +159,7 @@ async def test_a_paused_node_starts_nothing_until_resumed(api, store, start_engi
     async def engine_sees_pause():
         return engine.node_paused
     await wait_for(engine_sees_pause, "the engine to see the pause")
-    job = await submit(api, job_type)
+    job = await make.submit(job_type)
     await wait_passes(engine, 5)
     assert (await store.jobs.get_job(job["id"]))["status"] == "QUEUED"
 
@@ -169,14 +170,14 @@ async def test_a_paused_node_starts_nothing_until_resumed(api, store, start_engi
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_long_waiting_big_job_reserves_the_node(api, store, start_engine, tmp_path):
+async def test_a_long_waiting_big_job_reserves_the_node(api, make, store, start_engine, tmp_path):
     gate = tmp_path / "gate"
-    holder_type, big_type, small_type = await holder_big_small(store, gate)
-    holder = await submit(api, holder_type)
+    holder_type, big_type, small_type = await holder_big_small(make, gate)
+    holder = await make.submit(holder_type)
     engine = await start_engine(cpus=2.0, reserve_after=0.0)
     await wait_job(store, holder["id"], "RUNNING")
-    big = await submit(api, big_type)
-    small = await submit(api, small_type)  # fits beside the holder, but is ranked after big
+    big = await make.submit(big_type)
+    small = await make.submit(small_type)  # fits beside the holder, but is ranked after big
     engine.wake()
     await wait_passes(engine, 5)
     assert [(await store.jobs.get_job(j["id"]))["status"] for j in (big, small)] == \
@@ -188,15 +189,15 @@ async def test_a_long_waiting_big_job_reserves_the_node(api, store, start_engine
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_smaller_jobs_pass_a_big_one_before_it_reserves(api, store, start_engine,
+async def test_smaller_jobs_pass_a_big_one_before_it_reserves(api, make, store, start_engine,
                                                                tmp_path):
     gate = tmp_path / "gate"
-    holder_type, big_type, small_type = await holder_big_small(store, gate)
-    holder = await submit(api, holder_type)
+    holder_type, big_type, small_type = await holder_big_small(make, gate)
+    holder = await make.submit(holder_type)
     await start_engine(cpus=2.0, reserve_after=3600.0)
     await wait_job(store, holder["id"], "RUNNING")
-    big = await submit(api, big_type)
-    small = await submit(api, small_type)
+    big = await make.submit(big_type)
+    small = await make.submit(small_type)
     await wait_job(store, small["id"], "COMPLETED")
     assert (await store.jobs.get_job(big["id"]))["status"] == "QUEUED"
     gate.touch()

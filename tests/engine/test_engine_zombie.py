@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import make_job_type, submit, wait_for, wait_job
-from test_engine_restart import free_port
+
+from tests.test_server import free_port
+from tests.waiting import wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 # A parent that starts the server and never wait()s for it: once killed, the server stays a
@@ -68,14 +69,14 @@ class OldServer:
         self.proc.wait()
 
 
-async def fill_the_old_server(api, store, tmp_path: Path):
+async def fill_the_old_server(make, store, tmp_path: Path):
     """Two jobs that sleep on their first try (holding both CPUs) and succeed on a retry, then
     three quick jobs queued behind them; (long jobs, the pids of their processes, quick jobs)."""
     script = (f"m={tmp_path}/ran-$JOBDECK_JOB_ID; if [ -e $m ]; then exit 0; fi; touch $m; "
               f"echo $$ > {tmp_path}/pid-$JOBDECK_JOB_ID; exec sleep 300")
-    long_type = await make_job_type(store, "long", "sh", f"-c '{script}'", max_tries=2)
-    quick_type = await make_job_type(store, "quick", "true")
-    long_jobs = [await submit(api, long_type) for _ in range(LONG_JOBS)]
+    long_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=2)
+    quick_type = await make.command_type("quick", "true")
+    long_jobs = [await make.submit(long_type) for _ in range(LONG_JOBS)]
     pids = []
     for job in long_jobs:
         await wait_job(store, job["id"], "RUNNING")
@@ -84,7 +85,7 @@ async def fill_the_old_server(api, store, tmp_path: Path):
         async def written(pid_file=pid_file):
             return pid_file.exists() and pid_file.read_text().strip()
         pids.append(int(await wait_for(written, f"job {job['id']} to start in the server")))
-    quick_jobs = [await submit(api, quick_type) for _ in range(QUICK_JOBS)]
+    quick_jobs = [await make.submit(quick_type) for _ in range(QUICK_JOBS)]
     await asyncio.sleep(0.5)  # the old server has no free CPU: they stay queued
     for job in quick_jobs:
         assert (await store.jobs.get_job(job["id"]))["status"] == "QUEUED"
@@ -113,13 +114,14 @@ async def assert_recovered(store, long_jobs, pids, quick_jobs, deadline: float) 
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_server_killed_and_left_unreaped(api, store, mongo_url, start_engine, tmp_path):
+async def test_server_killed_and_left_unreaped(api, make, store, mongo_url, start_engine,
+                                               tmp_path):
     """kill -9 with the corpse left unreaped: the restarted engine counts the zombie as dead,
     recovers its executions at once, and the queue drains."""
     server = OldServer(store, mongo_url, tmp_path, reaped=False)
     try:
         pid = await server.pid()
-        long_jobs, pids, quick_jobs = await fill_the_old_server(api, store, tmp_path)
+        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, tmp_path)
         killed = time.monotonic()
         psutil.Process(pid).send_signal(signal.SIGKILL)
 
@@ -136,14 +138,14 @@ async def test_server_killed_and_left_unreaped(api, store, mongo_url, start_engi
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_hung_server_is_recovered_after_engine_dead_after(api, store, mongo_url,
+async def test_hung_server_is_recovered_after_engine_dead_after(api, make, store, mongo_url,
                                                                  start_engine, tmp_path):
     """A server that hangs (SIGSTOP) keeps a live pid but stops heartbeating: after
     engine_dead_after its executions are recovered (its processes killed) and the queue drains;
     not before."""
     server = OldServer(store, mongo_url, tmp_path, dead_after=2.0)
     try:
-        long_jobs, pids, quick_jobs = await fill_the_old_server(api, store, tmp_path)
+        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, tmp_path)
         server.proc.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         await start_engine(cpus=2, dead_after=2.0)
@@ -165,15 +167,16 @@ def freeze(engine) -> None:
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_engine_on_another_machine_stops_heartbeating(api, store, start_engine, tmp_path):
+async def test_engine_on_another_machine_stops_heartbeating(api, make, store, start_engine,
+                                                            tmp_path):
     """An engine on another node that stops heartbeating: its executions are failed as node-lost
     within engine_dead_after plus a beat or two, retried here, and its processes (on another
     machine, as far as this engine knows) are left alone."""
     marker = tmp_path / "ran"
     script = f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; exec sleep 300"
-    job_type = await make_job_type(store, "long", "sh", f"-c '{script}'", max_tries=2)
+    job_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=2)
     there = await start_engine(cpus=1, dead_after=1.0, hostname="elsewhere")
-    job = await submit(api, job_type)
+    job = await make.submit(job_type)
     running = await wait_job(store, job["id"], "RUNNING")
     runner = there.runners[running["latest_exe_id"]]
 
@@ -197,14 +200,14 @@ async def test_engine_on_another_machine_stops_heartbeating(api, store, start_en
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_healthy_engines_never_recover_each_other(api, store, start_engine):
+async def test_healthy_engines_never_recover_each_other(api, make, store, start_engine):
     """Two healthy engines on one node and one on another, with a short engine_dead_after: jobs
     running for several times that period all complete on their first try."""
-    job_type = await make_job_type(store, "steady", "sleep", "3")
+    job_type = await make.command_type("steady", "sleep", "3")
     engines = [await start_engine(cpus=2, dead_after=0.5),
                await start_engine(cpus=2, dead_after=0.5),
                await start_engine(cpus=2, dead_after=0.5, hostname="other")]
-    jobs = [await submit(api, job_type) for _ in range(6)]
+    jobs = [await make.submit(job_type) for _ in range(6)]
     exes = []
     for job in jobs:
         done = await wait_job(store, job["id"], "COMPLETED", "FAILED")

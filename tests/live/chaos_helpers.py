@@ -32,7 +32,7 @@ from tornado.iostream import StreamClosedError
 from core.times import format_ms, now_ms
 from store import Store
 from store.embedded import EmbeddedMongo, EmbeddedStoreError
-from tests.live.conftest import Subscriber, ws_url
+from tests.live_client import Subscriber, ws_url
 from tests.test_faults import READY_LINE, ROOT, STORE_TIMEOUT_MS, Server
 from tests.tokens import OPERATOR_HEADERS, OPERATOR_TOKEN
 
@@ -241,7 +241,7 @@ async def seed_jobs(mongo_url: str, job_type_id: int, count: int, queued: int = 
 # -- subscribers -------------------------------------------------------------------------------
 
 class TimedSubscriber(Subscriber):
-    """tests/live/conftest.py's Subscriber, also stamping each row with its arrival time."""
+    """tests/live_client.py's Subscriber, also stamping each row with its arrival time."""
 
     def __init__(self, connection):
         self.arrivals: list[tuple[float, dict]] = []

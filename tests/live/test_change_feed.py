@@ -10,8 +10,8 @@ from store.changes import JobChangeFeed
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("use_change_stream", [True, False], ids=["change-stream", "tail"])
-async def test_feed_hands_out_each_status_change_once(store, jobs, use_change_stream):
-    job_type = await jobs.job_type()
+async def test_feed_hands_out_each_status_change_once(store, make, use_change_stream):
+    job_type = await make.job_type("live", category="live")
     before, _ = await store.jobs.submit_job(job_type, {}, await store.jobs.create_event(
         "USER", {}), "")
     batches = []

@@ -10,7 +10,7 @@ import pytest
 from core.times import now_ms
 from store.changes import JobChangeFeed
 from store.jobs import JobFilter
-from tests.live.conftest import Subscriber, until_live
+from tests.live_client import Subscriber, until_live
 
 # Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
 # the parallel phase, one at a time, with nothing else running.
@@ -42,13 +42,10 @@ class Collected:
                 from None
 
 
-async def many_jobs(store, job_type: dict, count: int = MANY_JOBS) -> None:
+async def many_jobs(make, job_type: dict, count: int = MANY_JOBS) -> None:
     """PENDING jobs bulk-inserted, so reads of them take several milliseconds."""
-    event = await store.jobs.create_event("USER", {"user": "seed"})
-    ids = await store.db.next_ids("jobs", count)
-    await store.db["jobs"].insert_many([store.jobs.new_job_doc(
-        job_id, job_type, {"input_data": [{"name": "pad", "value": "x" * 200}]}, event,
-        now_ms() - 1000) for job_id in ids])
+    await make.bulk_jobs(job_type, [now_ms() - 1000] * count,
+                         {"input_data": [{"name": "pad", "value": "x" * 200}]})
 
 
 async def cancel_mid_read(read, delay: float = 0.003) -> None:
@@ -68,9 +65,9 @@ async def submit(store, job_type: dict) -> dict:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_cancelled_reads_on_the_shared_connections_leave_the_feed_alive(store, jobs):
-    job_type = await jobs.job_type()
-    await many_jobs(store, job_type)
+async def test_cancelled_reads_on_the_shared_connections_leave_the_feed_alive(store, make):
+    job_type = await make.job_type("live", category="live")
+    await many_jobs(make, job_type)
     collected = Collected()
     feed = JobChangeFeed(store, collected.on_jobs)
     await feed.start()
@@ -86,11 +83,11 @@ async def test_cancelled_reads_on_the_shared_connections_leave_the_feed_alive(st
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_stream_the_store_ended_without_an_error_is_restarted(store, jobs):
+async def test_a_stream_the_store_ended_without_an_error_is_restarted(store, make):
     """The stream's own connection closed under it: nx-27017 answers the next getMore with
     "no more" and the driver marks the stream dead without raising."""
-    job_type = await jobs.job_type()
-    await many_jobs(store, job_type)
+    job_type = await make.job_type("live", category="live")
+    await many_jobs(make, job_type)
     collected = Collected()
     feed = JobChangeFeed(store, collected.on_jobs)
     await feed.start()
@@ -108,11 +105,11 @@ async def test_a_stream_the_store_ended_without_an_error_is_restarted(store, job
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, jobs):
+async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, make):
     """A stream that delivers nothing while the store changes (a resume past a gap, a lost
     cursor the store still answers for) is restarted once the store stays ahead for
     `stale_after`, and what it missed is handed out."""
-    job_type = await jobs.job_type()
+    job_type = await make.job_type("live", category="live")
     collected = Collected()
     feed = JobChangeFeed(store, collected.on_jobs, stale_after=0.4)
     await feed.start()
@@ -133,9 +130,9 @@ async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, 
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_health_and_metrics_show_the_feeds_restarts_and_lag(hub, jobs, api,
+async def test_health_and_metrics_show_the_feeds_restarts_and_lag(hub, make, api,
                                                                    http_client, base_url):
-    job_type = await jobs.job_type()
+    job_type = await make.job_type("live", category="live")
     subscriber = await Subscriber.connect(base_url)
     try:
         await until_live(hub, 1)
@@ -149,7 +146,7 @@ async def test_health_and_metrics_show_the_feeds_restarts_and_lag(hub, jobs, api
         assert re.search(r"^jobdeck_live_feed_restarts_total 2\.0$", text, re.MULTILINE)
         assert re.search(r"^jobdeck_live_feed_max_lag_seconds 1\.25$", text, re.MULTILINE)
         assert re.search(r"^jobdeck_live_feed_lag_seconds 0\.0$", text, re.MULTILINE)
-        job = await jobs.submit(job_type)
+        job = await make.submit(job_type)
         await subscriber.until_row(job["id"], "QUEUED")
     finally:
         subscriber.close()

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 
 from core.times import format_ms, now_ms
-from tests.live.conftest import until_live
+from tests.live_client import until_live
 from tests.tokens import VIEWER_TOKEN
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,8 +45,8 @@ def key(job: dict) -> tuple[int, str]:
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, jobs):
-    job_type = await jobs.job_type()
+async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, make):
+    job_type = await make.job_type("live", category="live")
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM,
                                            args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -60,19 +60,19 @@ async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, jobs)
             await page.goto(base_url + "/login?" + urlencode(
                 {"token": VIEWER_TOKEN, "next": "/health"}))
             await page.add_script_tag(url="/static/js/live.js")
-            made = [await jobs.submit(job_type)]
+            made = [await make.submit(job_type)]
             await page.evaluate(CONNECT, format_ms(now_ms() - 60_000))
             await until_live(hub, 1)
-            made += [await jobs.submit(job_type) for _ in range(3)]
+            made += [await make.submit(job_type) for _ in range(3)]
             await wait_for_job(page, made[-1]["id"], "QUEUED")
 
             # The server drops it (as it drops one that falls behind); changes meanwhile.
             (subscriber,) = hub.subscribers
             hub.unsubscribe(subscriber)
             subscriber.on_overflow("forced by the test")
-            made.append(await jobs.start(made[0]))
-            made.append(await jobs.cancel(made[1]))
-            made.append(await jobs.submit(job_type))
+            made.append(await make.start(made[0]))
+            made.append(await make.cancel(made[1]))
+            made.append(await make.submit(job_type))
             await wait_for_job(page, made[-1]["id"], "QUEUED")
             await wait_for_job(page, made[1]["id"], "CANCELED")
             states = [s for s, _ in await page.evaluate("window.states")]
@@ -84,7 +84,7 @@ async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, jobs)
             await page.evaluate("window.live.pause()")
             while hub.subscribers:
                 await page.wait_for_timeout(20)
-            made.append(await jobs.submit(job_type))
+            made.append(await make.submit(job_type))
             await page.evaluate("window.live.resume()")
             await wait_for_job(page, made[-1]["id"], "QUEUED")
 
@@ -93,7 +93,7 @@ async def test_live_client_resumes_without_gap_or_duplicate(base_url, hub, jobs)
             await page.evaluate(SET_HIDDEN, True)
             while hub.subscribers:
                 await page.wait_for_timeout(20)
-            made.append(await jobs.start(made[2]))
+            made.append(await make.start(made[2]))
             await page.evaluate(SET_HIDDEN, False)
             await wait_for_job(page, made[2]["id"], "RUNNING")
 

@@ -7,7 +7,7 @@ import tornado.websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from core.times import format_ms, now_ms
-from tests.live.conftest import Subscriber, until_live, ws_url
+from tests.live_client import Subscriber, until_live, update_row, ws_url
 from tests.tokens import OPERATOR_HEADERS
 
 
@@ -19,20 +19,20 @@ def change_key(job: dict) -> tuple[int, str]:
 
 @pytest.mark.gen_test(timeout=30)
 async def test_subscriber_sees_queued_running_completed_with_the_rest_payload(
-        base_url, hub, jobs):
-    job_type = await jobs.job_type()
+        base_url, hub, make, api):
+    job_type = await make.job_type("live", category="live")
     subscriber = await Subscriber.connect(base_url)
     await until_live(hub, 1)
 
-    job = await jobs.submit(job_type)
+    job = await make.submit(job_type)
     queued = await subscriber.until_row(job["id"], "QUEUED")
-    assert queued == await jobs.update_row(job["id"])
-    await jobs.start(job)
+    assert queued == await update_row(api, job["id"])
+    await make.start(job)
     running = await subscriber.until_row(job["id"], "RUNNING")
-    await jobs.complete(job)
+    await make.complete(job)
     completed = await subscriber.until_row(job["id"], "COMPLETED")
 
-    assert completed == await jobs.update_row(job["id"])
+    assert completed == await update_row(api, job["id"])
     assert [r["status"] for r in subscriber.rows] == ["QUEUED", "RUNNING", "COMPLETED"]
     assert running["started"] == completed["started"] and running["ended"] is None
     assert queued["input_files"] == [] and queued["job_type"]["name"] == "live"
@@ -44,9 +44,9 @@ async def test_subscriber_sees_queued_running_completed_with_the_rest_payload(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_filters_deliver_only_matching_jobs(base_url, hub, jobs):
-    ingest = await jobs.job_type("ingest", category="intake")
-    convert = await jobs.job_type("convert", category="processing")
+async def test_filters_deliver_only_matching_jobs(base_url, hub, make):
+    ingest = await make.job_type("ingest", category="intake")
+    convert = await make.job_type("convert", category="processing")
     by_status = await Subscriber.connect(base_url, "status=COMPLETED&status=CANCELED")
     by_name = await Subscriber.connect(base_url, f"job_type_name=ingest&job_type_id={ingest['id']}")
     by_category = await Subscriber.connect(base_url, "job_type_category=processing")
@@ -54,20 +54,20 @@ async def test_filters_deliver_only_matching_jobs(base_url, hub, jobs):
         base_url, f"job_type_id={convert['id']}&status=RUNNING")
     await until_live(hub, 4)
 
-    a = await jobs.submit(ingest)
-    b = await jobs.submit(convert)
-    await jobs.start(a)
-    await jobs.start(b)
-    await jobs.complete(a)
-    await jobs.cancel(b)
+    a = await make.submit(ingest)
+    b = await make.submit(convert)
+    await make.start(a)
+    await make.start(b)
+    await make.complete(a)
+    await make.cancel(b)
     await by_status.until_row(b["id"], "CANCELED")
     await by_name.until_row(a["id"], "COMPLETED")
     await by_category.until_row(b["id"], "CANCELED")
     await by_type_and_status.until_row(b["id"], "RUNNING")
     # One more change each filter matches, so anything wrongly delivered before it has arrived.
-    marker = await jobs.submit(convert)
-    await jobs.start(marker)
-    await jobs.cancel(marker)
+    marker = await make.submit(convert)
+    await make.start(marker)
+    await make.cancel(marker)
     await by_status.until_row(marker["id"], "CANCELED")
     await by_category.until_row(marker["id"], "CANCELED")
     await by_type_and_status.until_row(marker["id"], "RUNNING")
@@ -88,20 +88,17 @@ async def test_filters_deliver_only_matching_jobs(base_url, hub, jobs):
 @pytest.mark.alone  # timing-sensitive: the catch-up races a steady stream of changes
 @pytest.mark.gen_test(timeout=60)
 async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_changing(
-        base_url, store, jobs, api, hub):
-    job_type = await jobs.job_type()
+        base_url, make, api, hub):
+    job_type = await make.job_type("live", category="live")
     before = now_ms()
-    history = [await jobs.submit(job_type) for _ in range(40)]
+    history = [await make.submit(job_type) for _ in range(40)]
     for job in history[:20]:
-        await jobs.start(job)
+        await make.start(job)
     # History in more than one catch-up batch: 2,500 more jobs written in bulk, stamped as if
     # they changed during the last hour (their status changes are not live, only catch-up).
-    bulk = []
-    for i, job_id in enumerate(await store.db.next_ids("jobs", 2500)):
-        doc = store.jobs.new_job_doc(job_id, job_type, {}, history[0]["event"] | {
-            "occurred": before, "rule": None, "rule_id": None}, before - 3_600_000 + i)
-        bulk.append(doc)
-    await store.db["jobs"].insert_many(bulk)
+    bulk = await make.bulk_jobs(job_type, [before - 3_600_000 + i for i in range(2500)],
+                                event=history[0]["event"] | {
+                                    "occurred": before, "rule": None, "rule_id": None})
 
     changing = asyncio.Event()
     changed = []
@@ -112,11 +109,11 @@ async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_chang
         step = 0
         while not changing.is_set() or step < 60:
             if step % 3 == 0:
-                changed.append(await jobs.cancel(bulk[step * 7 % len(bulk)]))
+                changed.append(await make.cancel(bulk[step * 7 % len(bulk)]))
             elif step % 3 == 1 and step // 3 < 20:
-                changed.append(await jobs.complete(history[step // 3]))
+                changed.append(await make.complete(history[step // 3]))
             else:
-                changed.append(await jobs.submit(job_type))
+                changed.append(await make.submit(job_type))
             step += 1
             await asyncio.sleep(0)
 
@@ -127,7 +124,7 @@ async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_chang
     await until_live(hub, 1)
     changing.set()
     await changer
-    marker = await jobs.submit(job_type)
+    marker = await make.submit(job_type)
     await subscriber.until_row(marker["id"], "QUEUED")
 
     keys = subscriber.keys()
@@ -156,11 +153,11 @@ async def test_catch_up_then_live_without_gap_or_duplicate_while_jobs_keep_chang
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_reconnect_after_forced_close_misses_nothing(base_url, hub, jobs):
-    job_type = await jobs.job_type()
+async def test_reconnect_after_forced_close_misses_nothing(base_url, hub, make):
+    job_type = await make.job_type("live", category="live")
     first = await Subscriber.connect(base_url, f"started={format_ms(now_ms())}")
     await until_live(hub, 1)
-    made = [await jobs.submit(job_type) for _ in range(5)]
+    made = [await make.submit(job_type) for _ in range(5)]
     await first.until_row(made[-1]["id"], "QUEUED")
 
     (live,) = hub.subscribers
@@ -172,12 +169,12 @@ async def test_reconnect_after_forced_close_misses_nothing(base_url, hub, jobs):
     assert first.connection.close_reason == (
         f"Too far behind: forced by the test; reconnect with started={last}")
 
-    made.append(await jobs.start(made[0]))
-    made += [await jobs.submit(job_type) for _ in range(5)]
-    made.append(await jobs.cancel(made[1]))
+    made.append(await make.start(made[0]))
+    made += [await make.submit(job_type) for _ in range(5)]
+    made.append(await make.cancel(made[1]))
     second = await Subscriber.connect(base_url, f"started={last}")
     await until_live(hub, 1)
-    made.append(await jobs.submit(job_type))
+    made.append(await make.submit(job_type))
     await second.until_row(made[-1]["id"], "QUEUED")
 
     seen = set(first.keys()) | set(second.keys())

@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from core.interface import validate_interface
 from core.times import format_ms, now_ms
 from store import Store
-from tests.live.conftest import Subscriber
+from tests.live_client import Subscriber
 from tests.tokens import OPERATOR_HEADERS, TOKENS
 
 # Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.live.conftest import Subscriber, until_live
+from tests.live_client import Subscriber, until_live
 
 # Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
 # the parallel phase, one at a time, with nothing else running.
@@ -17,14 +17,14 @@ MAX_MESSAGE = 1024
 
 
 @pytest.fixture
-def live_settings():
+def app_settings():
     return {"ws_max_queue": MAX_QUEUE, "ws_max_message_size": MAX_MESSAGE}
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_url, hub, jobs):
+async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_url, hub, make):
     # A long description makes every row about 256 KiB, so the socket buffers fill quickly.
-    job_type = await jobs.job_type(description="x" * 262144)
+    job_type = await make.job_type("live", category="live", description="x" * 262144)
     stalled = await Subscriber.connect(base_url)
     stalled._reader.cancel()  # stop reading: the client's one-message queue then blocks the socket
     healthy = await Subscriber.connect(base_url)
@@ -32,11 +32,11 @@ async def test_stalled_subscriber_is_closed_while_another_keeps_receiving(base_u
 
     made = []
     while len(hub.subscribers) == 2 and len(made) < MAX_CHANGES:
-        made.append(await jobs.submit(job_type))
+        made.append(await make.submit(job_type))
         await healthy.until_row(made[-1]["id"], "QUEUED")
     assert len(hub.subscribers) == 1, f"still subscribed after {len(made)} changes"
 
-    made.append(await jobs.submit(job_type))
+    made.append(await make.submit(job_type))
     await healthy.until_row(made[-1]["id"], "QUEUED")
     assert [r["id"] for r in healthy.rows] == [job["id"] for job in made]
 

@@ -182,7 +182,7 @@ async def test_complete_refuses_a_queued_execution(store, make, job_type):
 
 @pytest.mark.gen_test
 async def test_algorithm_failure_is_final(store, make, job_type):
-    job, exe = await make.running(job_type)
+    job, exe = await make.running(job_type, node_id=1)
     algorithm = await error(store, "algorithm-unknown")
     failed = await store.jobs.fail_execution(exe["id"], algorithm, when=T3)
     assert fields(failed, *JOB_FIELDS) == await job_state(store, job["id"]) == {

@@ -1,29 +1,12 @@
-"""Live update fixtures: the real app (its hub is tests/conftest.py's `hub`), WebSocket clients that
-collect messages, and jobs driven through POST /queue/new-job/ and the store's transitions."""
+"""Clients of the live update stream (ws://HOST/ws/jobs/updates/) and what they compare with."""
 
 import asyncio
 import json
 
-import pytest
 import tornado.websocket
 from tornado.httpclient import HTTPRequest
 
-from core.interface import validate_interface
-from server import make_app
-from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
-
-SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
-
-
-@pytest.fixture
-def live_settings():
-    """Settings the test's app changes (name: value); tests override this fixture."""
-    return {}
-
-
-@pytest.fixture
-def app(store, hub, live_settings):
-    return make_app(store, TEST_SETTINGS.replace(**live_settings), hub)
+from tests.tokens import OPERATOR_HEADERS
 
 
 def ws_url(base_url: str, query: str = "") -> str:
@@ -89,42 +72,8 @@ async def until_live(hub, count: int) -> None:
         await asyncio.sleep(0.01)
 
 
-class Jobs:
-    """Job types from the store; jobs submitted through the API and moved on by the store's
-    transition functions, as the job engine moves them."""
-
-    def __init__(self, store, api):
-        self.store = store
-        self.api = api
-
-    async def job_type(self, name="live", version="1.0", category="live", **fields) -> dict:
-        return await self.store.job_types.create(
-            name, version, validate_interface(SIMPLE_INTERFACE), {"category": category, **fields})
-
-    async def submit(self, job_type: dict) -> dict:
-        status, body, _ = await self.api.post("/queue/new-job/", {"job_type_id": job_type["id"]})
-        assert status == 201, body
-        return body
-
-    async def start(self, job: dict) -> dict:
-        latest = await self.store.jobs.get_job(job["id"])
-        job, _ = await self.store.jobs.start_execution(latest["latest_exe_id"], None)
-        return job
-
-    async def complete(self, job: dict) -> dict:
-        latest = await self.store.jobs.get_job(job["id"])
-        return await self.store.jobs.complete_execution(latest["latest_exe_id"], {})
-
-    async def cancel(self, job: dict) -> dict:
-        return await self.store.jobs.cancel_job(job["id"])
-
-    async def update_row(self, job_id: int) -> dict:
-        """The job's row from GET /jobs/updates/, the shape every live message must match."""
-        status, body, _ = await self.api.get(f"/jobs/updates/?job_id={job_id}")
-        assert status == 200 and body["count"] == 1, body
-        return body["results"][0]
-
-
-@pytest.fixture
-def jobs(store, api):
-    return Jobs(store, api)
+async def update_row(api, job_id: int) -> dict:
+    """The job's row from GET /jobs/updates/, the shape every live message must match."""
+    status, body, _ = await api.get(f"/jobs/updates/?job_id={job_id}")
+    assert status == 200 and body["count"] == 1, body
+    return body["results"][0]

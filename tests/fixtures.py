@@ -1,0 +1,298 @@
+"""The tests' fixtures and their one job builder, a pytest plugin that tests/conftest.py registers
+with `pytest_plugins` (as jupyter_server's pytest_plugin.py is): one real embedded store per test
+session, a fresh database and a real app on a real port per test (pytest-tornado's
+`http_server`), the `api` client and the `make` builder (`JobBuilder`).
+
+A new fixture goes here when tests in more than one folder use it; a fixture that only one folder
+uses or overrides goes in that folder's conftest.py, and a plain helper function in a helper
+module (tests/responses.py, tests/live_client.py, tests/waiting.py, ...) imported as `tests.x`.
+Nothing imports from a conftest.
+"""
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from urllib.parse import urlencode
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from core.interface import validate_error_mapping, validate_interface
+from live.hub import LiveHub
+from server import make_app
+from store import Store
+from store.embedded import EmbeddedMongo
+from tests.isolation import assert_databases_isolated
+from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
+
+# The job types' interface unless a test gives one: a command without inputs or outputs.
+SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
+# Job types made through POST /job-types/ (`JobBuilder.posted_type`): one optional `value` input.
+VALUE_INTERFACE = {"version": "1.0", "command": "run.sh", "command_arguments": "${value}",
+                   "input_data": [{"name": "value", "type": "property", "required": False}],
+                   "output_data": []}
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory):
+    """MONGO_URL points the tests at a real MongoDB; otherwise an embedded nx-27017. Each test
+    drops its own database there, so the store must keep databases apart (checked once).
+    tests/store/conftest.py overrides it with each backend the store tests run on."""
+    if os.environ.get("MONGO_URL"):
+        assert_databases_isolated(os.environ["MONGO_URL"])
+        yield os.environ["MONGO_URL"]
+        return
+    embedded = EmbeddedMongo(tmp_path_factory.mktemp("store"))
+    try:
+        url = embedded.start()
+        assert_databases_isolated(url)
+        yield url
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def store(mongo_url, io_loop):
+    """A prepared Store on a database no other test uses, dropped afterwards (on the embedded nx
+    its file goes with it)."""
+    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}")
+    io_loop.run_sync(store.open)
+    yield store
+    io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
+    io_loop.run_sync(store.close)
+
+
+@pytest.fixture
+def hub(store, io_loop):
+    """The test app's live hub (server.serve makes one per server), stopped before the test's
+    database is dropped."""
+    hub = LiveHub(store)
+    yield hub
+    io_loop.run_sync(hub.stop)
+
+
+@pytest.fixture
+def app_settings():
+    """Settings the test's app changes (name: value) from TEST_SETTINGS; a test module or a
+    folder's conftest.py overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(store, hub, app_settings):
+    """Auth on, with the operator and viewer tokens of tests/tokens.py."""
+    settings = TEST_SETTINGS.replace(**app_settings) if app_settings else TEST_SETTINGS
+    return make_app(store, settings, hub)
+
+
+class API:
+    """Small JSON client over pytest-tornado's http_client: returns (status, body, headers)."""
+
+    def __init__(self, http_client, base_url):
+        self.http_client = http_client
+        self.base_url = base_url
+
+    async def call(self, method: str, path: str, body=None, raw: bytes | None = None,
+                   headers=None):
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        if data is None and method in ("POST", "PATCH", "PUT"):
+            data = b""
+        hdrs = {"Content-Type": "application/json", **OPERATOR_HEADERS, **(headers or {})}
+        try:
+            response = await self.http_client.fetch(self.base_url + path, method=method,
+                                                    body=data, headers=hdrs)
+        except HTTPClientError as exc:
+            response = exc.response
+        text = response.body.decode()
+        content_type = response.headers.get("Content-Type", "")
+        parsed = json.loads(text) if content_type.startswith("application/json") else text
+        return response.code, parsed, response.headers
+
+    async def get(self, path, **kw):
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path, body=None, **kw):
+        return await self.call("POST", path, body, **kw)
+
+    async def patch(self, path, body=None, **kw):
+        return await self.call("PATCH", path, body, **kw)
+
+
+@pytest.fixture
+def api(http_client, base_url):
+    return API(http_client, base_url)
+
+
+class JobBuilder:
+    """Job types, jobs and executions, made the way the product makes them:
+
+    - job types and jobs through the store's own functions, the ones the job engine calls, so
+      every status a test sees was reached the way the engine reaches it (`job_type`,
+      `command_type`; `pending`, `queued`, `running`, `completed`, `failed`);
+    - through the REST API when the test runs the app (`posted_type`, `submit`, `workspace`,
+      `upload`);
+    - a job moved on by its latest execution (`start`, `complete`, `cancel`);
+    - many PENDING jobs in one insert_many, as the seeders write them (`bulk_jobs`), for tests
+      that need more jobs than the transitions make quickly.
+    """
+
+    def __init__(self, store: Store, api: API | None = None):
+        self.store = store
+        self._api = api
+
+    @property
+    def api(self) -> API:
+        if self._api is None:
+            raise RuntimeError("this test runs no app: request `api` (or `base_url`) to build "
+                               "through the REST API")
+        return self._api
+
+    # -- job types ------------------------------------------------------------------------
+
+    @staticmethod
+    def interface(*inputs: str) -> dict:
+        """A Scale job interface with one required property input per name."""
+        return {"version": "1.0", "command": "run.sh", "command_arguments": "${input}",
+                "input_data": [{"name": name, "type": "property", "required": True}
+                               for name in inputs],
+                "output_data": []}
+
+    async def job_type(self, name="test1", version="1.0", category="test-1", interface=None,
+                       **fields) -> dict:
+        """Through the store; `interface` (SIMPLE_INTERFACE unless given) is validated first."""
+        return await self.store.job_types.create(
+            name, version, validate_interface(interface or SIMPLE_INTERFACE),
+            {"category": category, **fields})
+
+    async def command_type(self, name: str, command: str, arguments: str = "", inputs=(),
+                           outputs=(), error_mapping=None, **fields) -> dict:
+        """A job type the job engine really runs: `command arguments`, category "test", one CPU
+        unless told; `error_mapping` maps exit codes (as text) to error names."""
+        if error_mapping is not None:
+            fields["error_mapping"] = validate_error_mapping(
+                {"version": "1.0", "exit_codes": error_mapping}, await self.store.errors.names())
+        fields.setdefault("cpus_required", 1.0)
+        return await self.job_type(
+            name, "1.0", "test", {"command": command, "command_arguments": arguments,
+                                  "input_data": list(inputs), "output_data": list(outputs)},
+            **fields)
+
+    async def posted_type(self, name: str, version: str = "1.0", **fields) -> dict:
+        """Through POST /job-types/, with VALUE_INTERFACE; the API's body."""
+        status, body, _ = await self.api.post("/job-types/", {
+            "name": name, "version": version, "interface": VALUE_INTERFACE, **fields})
+        assert status == 201, body
+        return body
+
+    # -- jobs through the store -------------------------------------------------------------
+
+    async def event(self) -> dict:
+        return await self.store.jobs.create_event("USER", {"user": "Anonymous"})
+
+    async def pending(self, job_type: dict, data=None) -> dict:
+        """A PENDING job, as Scale's create_job leaves it."""
+        return await self.store.jobs.create_job(job_type, data or {}, await self.event())
+
+    async def queued(self, job_type: dict, data=None, input_file_ids=()) -> tuple[dict, dict]:
+        """A QUEUED job with its QUEUED execution."""
+        return await self.store.jobs.submit_job(job_type, data or {}, await self.event(),
+                                                "args", input_file_ids=input_file_ids)
+
+    async def running(self, job_type: dict, data=None, input_file_ids=(),
+                      node_id: int | None = None) -> tuple[dict, dict]:
+        _, exe = await self.queued(job_type, data, input_file_ids)
+        return await self.store.jobs.start_execution(exe["id"], node_id)
+
+    async def completed(self, job_type: dict, results=None) -> tuple[dict, dict]:
+        job, exe = await self.running(job_type)
+        job = await self.store.jobs.complete_execution(exe["id"], results)
+        return job, await self.store.jobs.get_exe(exe["id"])
+
+    async def failed(self, job_type: dict, error_name="algorithm-unknown") -> tuple[dict, dict]:
+        job, exe = await self.running(job_type)
+        error = await self.store.errors.by_name(error_name)
+        job = await self.store.jobs.fail_execution(exe["id"], error)
+        return job, await self.store.jobs.get_exe(exe["id"])
+
+    async def touch(self, job_id: int, last_modified: int, last_status_change=None) -> None:
+        """Pin a job's times so range and order tests do not depend on the clock."""
+        fields = {"last_modified": last_modified}
+        if last_status_change is not None:
+            fields["last_status_change"] = last_status_change
+        await self.store.db["jobs"].update_one({"id": job_id}, {"$set": fields})
+
+    # -- through the REST API ---------------------------------------------------------------
+
+    async def submit(self, job_type: dict, inputs=(), outputs=()) -> dict:
+        """Through POST /queue/new-job/ (QUEUED with its first execution); the API's body."""
+        status, body, _ = await self.api.post("/queue/new-job/", {
+            "job_type_id": job_type["id"],
+            "job_data": {"version": "1.0", "input_data": list(inputs),
+                         "output_data": list(outputs)}})
+        assert status == 201, body
+        return body
+
+    async def workspace(self, name="products") -> dict:
+        status, body, _ = await self.api.post("/workspaces/", {"name": name})
+        assert status == 201, body
+        return body
+
+    async def upload(self, workspace_id: int, file_name: str, data: bytes,
+                     media_type="text/plain") -> dict:
+        query = urlencode({"workspace_id": workspace_id, "file_name": file_name,
+                           "media_type": media_type})
+        status, body, _ = await self.api.call(
+            "POST", f"/files/?{query}", raw=data,
+            headers={"Content-Type": "application/octet-stream"})
+        assert status == 201, body
+        return body
+
+    # -- a job moved on by its latest execution ---------------------------------------------
+
+    async def start(self, job: dict, node_id: int | None = None) -> dict:
+        """QUEUED → RUNNING; the job (its `latest_exe_id` is the running execution)."""
+        latest = await self.store.jobs.get_job(job["id"])
+        started = await self.store.jobs.start_execution(latest["latest_exe_id"], node_id)
+        assert started is not None, f"job {job['id']} did not start"
+        return started[0]
+
+    async def complete(self, job: dict, results=None) -> dict:
+        """RUNNING → COMPLETED with `results` ({} unless given); the job."""
+        latest = await self.store.jobs.get_job(job["id"])
+        completed = await self.store.jobs.complete_execution(
+            latest["latest_exe_id"], {} if results is None else results)
+        assert completed is not None, f"job {job['id']} did not complete"
+        return completed
+
+    async def cancel(self, job: dict) -> dict:
+        return await self.store.jobs.cancel_job(job["id"])
+
+    # -- many at once -----------------------------------------------------------------------
+
+    async def bulk_jobs(self, job_type: dict, times: Iterable[int], data=None,
+                        event=None) -> list[dict]:
+        """One PENDING job per time in `times` (ms: created and last modified), bulk-inserted
+        with consecutive ids; `job_type` may be the store's or the API's body. The documents."""
+        times = list(times)
+        job_type = await self.store.job_types.get(job_type["id"])
+        if event is None:
+            event = await self.store.jobs.create_event("USER", {"user": "seed"})
+        ids = await self.store.db.next_ids("jobs", len(times))
+        docs = [self.store.jobs.new_job_doc(job_id, job_type, copy.deepcopy(data or {}), event,
+                                            when) for job_id, when in zip(ids, times, strict=True)]
+        await self.store.db["jobs"].insert_many(docs)
+        return docs
+
+
+APP_FIXTURES = {"api", "base_url", "http_client", "http_server"}
+
+
+@pytest.fixture
+def make(store, request):
+    """The job builder on the test's store. When the test talks to the app (requests one of
+    APP_FIXTURES), the builder's `api` is the test's, which also starts the app's server
+    (pytest-tornado's `base_url` alone does not); otherwise no server runs."""
+    api = request.getfixturevalue("api") if APP_FIXTURES & set(request.fixturenames) else None
+    return JobBuilder(store, api)
