@@ -11,9 +11,12 @@ covers rules that relate several fields or external records.
 import copy
 import json
 import re
+import shlex
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
+
+from core.text import control_character
 
 SCHEMA_VERSION = "1.0"
 
@@ -27,6 +30,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VALUE_KEY = {"property": "value", "file": "file_id", "files": "file_ids"}
 
 _NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]+$"}
+_NAME_RE = re.compile("[a-zA-Z0-9_-]+")
 
 INTERFACE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -246,6 +250,7 @@ def validate_interface(interface: dict) -> dict:
             if section == "input_data" and item["type"] != "property":
                 item.setdefault("media_types", [])
 
+    _check_texts(result)
     known = {item["name"] for item in result["input_data"]} | SYSTEM_PLACEHOLDERS
     for name in command_argument_names(result):
         if name not in known:
@@ -253,6 +258,45 @@ def validate_interface(interface: dict) -> dict:
                 f'command_arguments: unknown placeholder "${{{name}}}"'
             )
     return result
+
+
+def _check_texts(interface: dict) -> None:
+    """What the schema cannot say: names are whole names (Python's `$` also matches before a
+    final newline), other text holds no control characters, and the command line splits into
+    words the way the engine splits it (engine/runner.py build_argv: shlex, no shell), without a
+    NUL no argv can carry."""
+    for section in ("input_data", "output_data"):
+        for index, item in enumerate(interface[section]):
+            if not _NAME_RE.fullmatch(item["name"]):
+                raise InvalidInterface(f"{section}[{index}].name: {item['name']!r} is not a "
+                                       "name: use letters, digits, _ and -")
+            for key in ("media_type", "media_types"):
+                values = item.get(key)
+                for value in [values] if isinstance(values, str) else values or []:
+                    _no_control(f"{section}[{index}].{key}", value)
+    for index, item in enumerate(interface["shared_resources"]):
+        for key in ("name", "type"):
+            _no_control(f"shared_resources[{index}].{key}", item[key])
+    _check_command(interface)
+
+
+def _check_command(interface: dict) -> None:
+    for key in ("command", "command_arguments"):
+        if "\x00" in interface[key]:
+            raise InvalidInterface(f"{key} holds a NUL character, which no command line can "
+                                   "carry")
+        try:
+            words = shlex.split(interface[key])
+        except ValueError as exc:
+            raise InvalidInterface(f"{key} cannot be split into words: {exc}") from None
+        if key == "command" and not words:
+            raise InvalidInterface("command holds no words")
+
+
+def _no_control(path: str, text: str) -> None:
+    found = control_character(text)
+    if found:
+        raise InvalidInterface(f"{path} holds a control character ({found})")
 
 
 def validate_error_mapping(mapping: dict, known_error_names: set[str]) -> dict:
@@ -326,6 +370,12 @@ def _check_input_files(path, spec, entry, files_by_id):
             )
 
 
+def _check_value(path, value):
+    if "\x00" in value:
+        raise InvalidJobData(f"{path}.value holds a NUL character, which no command line can "
+                             "carry")
+
+
 def _check_inputs(interface, entries, files_by_id):
     """Match job data inputs against the interface inputs."""
     specs = {spec["name"]: spec for spec in interface.get("input_data", [])}
@@ -351,6 +401,8 @@ def _check_inputs(interface, entries, files_by_id):
             )
         if spec["type"] != "property":
             _check_input_files(path, spec, entry, files_by_id)
+        else:
+            _check_value(path, entry["value"])
     for name, spec in specs.items():
         if spec.get("required", True) and name not in seen:
             raise InvalidJobData(f'input_data: required input "{name}" is missing')

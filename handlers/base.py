@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import tornado.web
 from pymongo.errors import PyMongoError
 
+from core.text import escaped, lone_surrogate
 from presentation import filters, http
 from presentation.errors import APIError, error_message, write_text_error
 from presentation.filters import INT64_MAX, INT64_MIN
@@ -45,6 +46,31 @@ def unstorable_number(body) -> str | None:
                     "must fit in 64 bits")
         elif isinstance(value, float) and not math.isfinite(value):
             return f"{path[:100] or 'The body'} {value} is not allowed; numbers must be finite"
+    return None
+
+
+def unstorable_text(body) -> str | None:
+    """Why a parsed body holds text the store cannot keep (a lone surrogate, from a JSON escape
+    such as "\\ud800": not Unicode, so not UTF-8), naming its place; None when all is text.
+    Checked with unstorable_number, before any handler runs."""
+    stack = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key in value:
+                found = lone_surrogate(str(key))
+                if found:
+                    return (f"A field name in {escaped(path)[:100] or 'the body'} is not valid "
+                            f"Unicode: it holds the lone surrogate {found}")
+            stack.extend((f"{path}.{key}" if path else str(key), item)
+                         for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, str) and not isinstance(value, LongInt):
+            found = lone_surrogate(value)
+            if found:
+                return (f"{escaped(path)[:100] or 'The body'} is not valid Unicode: it holds the "
+                        f"lone surrogate {found}")
     return None
 
 
@@ -132,7 +158,7 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
             raise APIError(400, "Request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise APIError(400, "Request body must be a JSON object")
-        problem = unstorable_number(body)
+        problem = unstorable_number(body) or unstorable_text(body)
         if problem:
             raise APIError(400, problem)
         return body

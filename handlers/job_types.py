@@ -7,11 +7,13 @@ from core.interface import (
     validate_interface,
 )
 from core.model import JOB_TYPE_EDITABLE, JOB_TYPE_IGNORED
+from core.text import control_character, escaped, is_http_url
 from core.times import now_ms
 from handlers.base import BaseHandler
 from presentation.errors import APIError, sentence
 from presentation.serializers import job_type_details, job_type_full
 from store.job_types import JobTypeExists, JobTypeStore
+from store.writes import Unstorable
 
 NUMBER_FIELDS = {"priority": int, "timeout": int, "max_tries": int, "max_scheduled": int,
                  "cpus_required": float, "mem_required": float,
@@ -19,6 +21,7 @@ NUMBER_FIELDS = {"priority": int, "timeout": int, "max_tries": int, "max_schedul
 BOOL_FIELDS = ("is_operational", "is_paused", "docker_privileged")
 TEXT_FIELDS = ("title", "description", "category", "author_name", "author_url", "icon_code",
                "docker_image")
+MULTILINE_FIELDS = ("description",)
 POSITIVE = ("timeout", "max_tries", "cpus_required", "mem_required")
 NOT_NEGATIVE = ("max_scheduled", "disk_out_const_required", "disk_out_mult_required")
 HOUR_MS = 3600 * 1000
@@ -42,10 +45,25 @@ def check_fields(body: dict) -> dict:
             value = checked_number(name, value)
         elif name in BOOL_FIELDS and not isinstance(value, bool):
             raise APIError(400, f"{name} must be true or false")
-        elif name in TEXT_FIELDS and value is not None and not isinstance(value, str):
-            raise APIError(400, f"{name} must be a string")
+        elif name in TEXT_FIELDS and value is not None:
+            if not isinstance(value, str):
+                raise APIError(400, f"{name} must be a string")
+            check_text(name, value)
         fields[name] = value
     return fields
+
+
+def check_text(name: str, value: str) -> None:
+    """A 400 for a control character in a name (the description may hold tabs and line ends)
+    and for an author_url that is not an http(s) URL: the dashboard links to it."""
+    if name == "author_url" and not is_http_url(value):
+        raise APIError(400, f"author_url must be an http:// or https:// URL, not "
+                            f"{value[:200]!r}")
+    multiline = name in MULTILINE_FIELDS
+    found = control_character(value, multiline=multiline)
+    if found:
+        raise APIError(400, f"{name} holds a control character ({found})"
+                            + ("" if multiline else "; names must be printable text"))
 
 
 def checked_number(name: str, value):
@@ -122,6 +140,7 @@ class JobTypesHandler(JobTypeView):
         for name in ("name", "version"):
             if not isinstance(body[name], str) or not body[name].strip():
                 raise APIError(400, f"{name} must be a non-empty string")
+            check_text(name, body[name])
         fields = check_fields(body)
         interface = self.checked_interface(body)
         mapping = await self.checked_mapping(body)
@@ -132,6 +151,8 @@ class JobTypesHandler(JobTypeView):
                                                          interface, fields)
         except JobTypeExists as exc:
             raise APIError(400, sentence(str(exc))) from None
+        except Unstorable as exc:
+            raise APIError(400, f"The job type cannot be stored: {escaped(str(exc))}") from None
         self.set_header("Location", f"/job-types/{job_type['id']}/")
         self.write_json(await self.details(job_type), status=201)
 
@@ -157,5 +178,8 @@ class JobTypeDetailsHandler(JobTypeView):
         mapping = await self.checked_mapping(body)
         if mapping is not None:
             fields["error_mapping"] = mapping
-        job_type = await self.store.job_types.update(job_type, fields, interface)
+        try:
+            job_type = await self.store.job_types.update(job_type, fields, interface)
+        except Unstorable as exc:
+            raise APIError(400, f"The job type cannot be stored: {escaped(str(exc))}") from None
         self.write_json(await self.details(job_type))

@@ -9,12 +9,15 @@ from core.interface import (
     validate_job_data,
 )
 from core.model import JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
+from core.text import escaped
 from core.times import parse_instant
 from handlers.base import BaseHandler
 from presentation.errors import APIError
 from presentation.filters import check_int64
+from presentation.models import MATCHED_HEADER, REQUEUE_FIELDS, REQUEUED_HEADER
 from presentation.serializers import Serializer, queue_status
 from store.jobs import JobFilter
+from store.writes import Unstorable
 
 MAX_REQUEUE = 10_000
 
@@ -55,14 +58,22 @@ class NewJobHandler(BaseHandler):
             check_int64("workspace_id", workspace_id)
             if await self.store.files.get_workspace(workspace_id) is None:
                 raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
-        disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
-        job, exe = await self.store.jobs.submit_user_job(
-            job_type, data, job_type["interface"]["command_arguments"],
-            input_file_ids=files.keys(), disk_in_mb=disk_in)
+        job, exe = await self._submit(job_type, data, files)
         wake_engine(self)
         self.set_header("Location", f"/job-executions/{exe['id']}/")
         self.write_json(await Serializer(self.store, self.base_url).job_details(job),
                         status=201)
+
+
+    async def _submit(self, job_type: dict, data: dict, files: dict) -> tuple[dict, dict]:
+        """The job and its execution, written whole or not at all (store/jobs.py)."""
+        disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
+        try:
+            return await self.store.jobs.submit_user_job(
+                job_type, data, job_type["interface"]["command_arguments"],
+                input_file_ids=files.keys(), disk_in_mb=disk_in)
+        except Unstorable as exc:
+            raise APIError(400, f"The job cannot be stored: {escaped(str(exc))}") from None
 
 
 class QueueStatusHandler(BaseHandler):
@@ -71,10 +82,16 @@ class QueueStatusHandler(BaseHandler):
 
 
 class RequeueJobsHandler(BaseHandler):
-    """Requeue the FAILED and CANCELED jobs among those the filters match (Scale's semantics)."""
+    """Requeue the FAILED and CANCELED jobs among those the filters match (Scale's semantics).
+    The body is Scale's page of the matched jobs; the REQUEUE_HEADERS say how many matched and
+    how many were requeued."""
 
     async def post(self):
         body = self.json_body()
+        unknown = sorted(set(body) - set(REQUEUE_FIELDS))
+        if unknown:
+            raise APIError(400, f"Unknown fields: {', '.join(unknown)}; the fields are "
+                                f"{', '.join(REQUEUE_FIELDS)}")
         flt = self._filter(body)
         priority = self._priority(body)
         page, page_size = self.parse_page()
@@ -84,11 +101,14 @@ class RequeueJobsHandler(BaseHandler):
             raise APIError(404, "No jobs match the given filters")
         if count > MAX_REQUEUE:
             raise APIError(400, f"{count} jobs match; narrow the filters to at most {MAX_REQUEUE}")
+        requeued = 0
         for job in matched:
-            if job["status"] in REQUEUEABLE_JOB_STATUSES:
-                await self.store.jobs.requeue_job(job["id"], priority=priority,
-                                                  command_arguments=await self._arguments(job))
+            if job["status"] in REQUEUEABLE_JOB_STATUSES and await self.store.jobs.requeue_job(
+                    job["id"], priority=priority, command_arguments=await self._arguments(job)):
+                requeued += 1
         wake_engine(self)
+        self.set_header(MATCHED_HEADER, str(count))
+        self.set_header(REQUEUED_HEADER, str(requeued))
         ids = JobFilter(job_ids=[j["id"] for j in matched])
         count, jobs = await self.store.jobs.list_jobs(ids, [("id", 1)], page, page_size,
                                                       {"data": 0, "results": 0})

@@ -318,6 +318,18 @@ Health = Model("Health", {
                               "jobs (drain_timeout)"},
     "store": ref(HealthStore), "live": ref(HealthLive)})
 
+# POST /queue/requeue-jobs/: the body's fields (Scale's), and its answer, Scale's page of the
+# matched jobs, whose shape is fixed; how many of them it requeued comes in a header.
+REQUEUE_FIELDS = ("started", "ended", "status", "job_ids", "job_type_ids", "job_type_names",
+                  "job_type_categories", "priority")
+MATCHED_HEADER = "X-Jobs-Matched"
+REQUEUED_HEADER = "X-Jobs-Requeued"
+REQUEUE_HEADERS = {
+    MATCHED_HEADER: "How many jobs the filters matched (the page's count)",
+    REQUEUED_HEADER: "How many of them this call requeued: FAILED or CANCELED ones moved to "
+                     "QUEUED (BLOCKED if they never ran); 0 when none could be",
+}
+
 # -- pages -----------------------------------------------------------------------------------
 
 

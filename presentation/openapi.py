@@ -12,6 +12,7 @@ import json
 
 from core.interface import ERROR_MAPPING_SCHEMA, INTERFACE_SCHEMA, JOB_DATA_SCHEMA
 from core.model import JobStatus
+from core.text import HTTP_URL_PATTERN
 from presentation import models as m
 from presentation.filters import MAX_PAGE_SIZE
 from presentation.models import (
@@ -77,7 +78,10 @@ def schemas() -> dict:
 
 EDITABLE_JOB_TYPE_FIELDS = {
     "title": NULLABLE_TEXT, "description": NULLABLE_TEXT, "category": NULLABLE_TEXT,
-    "author_name": NULLABLE_TEXT, "author_url": NULLABLE_TEXT, "icon_code": NULLABLE_TEXT,
+    "author_name": NULLABLE_TEXT,
+    "author_url": nullable({**STRING, "pattern": HTTP_URL_PATTERN,
+                            "description": "An http:// or https:// URL"}),
+    "icon_code": NULLABLE_TEXT,
     "docker_image": NULLABLE_TEXT, "is_operational": BOOL, "is_paused": BOOL,
     "docker_privileged": BOOL, "priority": INT, "max_scheduled": nullable({**INT, "minimum": 0}),
     "timeout": {**INT, "minimum": 1}, "max_tries": {**INT, "minimum": 1},
@@ -123,14 +127,20 @@ def request_schemas() -> dict:
                                 "title": NULLABLE_TEXT, "description": NULLABLE_TEXT,
                                 "base_path": {**NULLABLE_TEXT, "description": (
                                     "Absolute folder; default DATA_DIR/workspaces/NAME")}}},
-        "RequeueJobs": {"type": "object", "properties": {
-            "started": {**STRING, "description": "ISO-8601 datetime or duration"},
-            "ended": {**STRING, "description": "ISO-8601 datetime or duration"},
-            "status": {"anyOf": [JOB_STATUS, array(JOB_STATUS)]},
-            "job_ids": array(INT), "job_type_ids": array(INT),
-            "job_type_names": STRINGS_OR_ONE, "job_type_categories": STRINGS_OR_ONE,
-            "priority": nullable(INT)}},
+        "RequeueJobs": requeue_jobs(),
     }
+
+
+def requeue_jobs() -> dict:
+    fields = {
+        "started": {**STRING, "description": "ISO-8601 datetime or duration"},
+        "ended": {**STRING, "description": "ISO-8601 datetime or duration"},
+        "status": {"anyOf": [JOB_STATUS, array(JOB_STATUS)]},
+        "job_ids": array(INT), "job_type_ids": array(INT),
+        "job_type_names": STRINGS_OR_ONE, "job_type_categories": STRINGS_OR_ONE,
+        "priority": nullable(INT)}
+    return {"type": "object", "additionalProperties": False, "properties": fields,
+            "description": "Unknown fields are a 400"}
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -329,7 +339,10 @@ def paths() -> dict:
         "/queue/requeue-jobs/": {"post": operation(
             "Requeue the FAILED and CANCELED jobs among those the filters match", tags=queue,
             body="RequeueJobs", parameters=params(*PAGING),
-            responses={"200": json_response("A page of the matched jobs", "JobPage"),
+            responses={"200": json_response(
+                "A page of the matched jobs, as they are after the requeue", "JobPage",
+                {name: {"description": text, "schema": {**STRING, "pattern": "^[0-9]+$"}}
+                 for name, text in m.REQUEUE_HEADERS.items()}),
                        **errors("BadRequest", "NotFound", "UnsupportedMediaType",
                                 "StoreUnavailable")})},
         "/errors/": {"get": operation(

@@ -6,6 +6,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 
 from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
+from core.text import is_http_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,5 +35,8 @@ def pretty_json(value) -> str:
 ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=True,
                   trim_blocks=True, lstrip_blocks=True)
 ENV.filters.update(file_size=file_size, short_time=short_time, pretty_json=pretty_json)
+# A stored URL is a link only when it is http(s): values stored before author_url was checked
+# (or written straight into the store) are shown as text.
+ENV.tests["http_url"] = is_http_url
 ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
                    REQUEUEABLE=REQUEUEABLE_JOB_STATUSES)

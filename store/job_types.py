@@ -1,10 +1,13 @@
 """Job types and their revisions (a new revision each time the interface changes)."""
 
+from collections.abc import Awaitable, Callable
+
 from core.model import JOB_TYPE_DEFAULTS, JobStatus
 from core.times import now_ms
 from store.db import Database, time_span
 from store.documents import JOB_TYPE_FLAGS, with_flags
 from store.reads import aggregate_all, find_all, find_page
+from store.writes import undo_partial, unstorable
 
 
 class JobTypeExists(ValueError):
@@ -31,28 +34,53 @@ class JobTypeStore:
                "interface": interface, "revision_num": 1, "job_type_rev_id": rev_id,
                "trigger_rule": None, "created": now, "archived": None,
                "paused": now if fields.get("is_paused") else None, "last_modified": now}
-        await self.db["job_type_revs"].insert_one({
-            "id": rev_id, "job_type_id": type_id, "revision_num": 1, "interface": interface,
-            "created": now})
-        await self.db["job_types"].insert_one(doc)
+        await self._with_revision(
+            {"id": rev_id, "job_type_id": type_id, "revision_num": 1, "interface": interface,
+             "created": now},
+            lambda: self.db["job_types"].insert_one(doc),
+            lambda: self._exists({"id": type_id}))
         return doc
 
     async def update(self, job_type: dict, fields: dict, interface: dict | None) -> dict:
         """Apply editable fields; a changed interface makes a new revision."""
         now = now_ms()
         changes = dict(fields)
+        revision = None
         if interface is not None and interface != job_type["interface"]:
             rev_num = job_type["revision_num"] + 1
             rev_id = await self.db.next_id("job_type_revs")
-            await self.db["job_type_revs"].insert_one({
-                "id": rev_id, "job_type_id": job_type["id"], "revision_num": rev_num,
-                "interface": interface, "created": now})
+            revision = {"id": rev_id, "job_type_id": job_type["id"], "revision_num": rev_num,
+                        "interface": interface, "created": now}
             changes.update(interface=interface, revision_num=rev_num, job_type_rev_id=rev_id)
         if "is_paused" in changes and changes["is_paused"] != job_type["is_paused"]:
             changes["paused"] = now if changes["is_paused"] else None
         changes["last_modified"] = now
-        await self.db["job_types"].update_one({"id": job_type["id"]}, {"$set": changes})
+        await self._with_revision(
+            revision,
+            lambda: self.db["job_types"].update_one({"id": job_type["id"]}, {"$set": changes}),
+            lambda: self._exists({"id": job_type["id"],
+                                  "job_type_rev_id": changes.get("job_type_rev_id")}))
         return {**job_type, **changes}
+
+    async def _with_revision(self, revision: dict | None, write: Callable[[], Awaitable],
+                             committed: Callable[[], Awaitable[bool]]) -> None:
+        """Insert `revision` (if any), then `write()` the job type pointing at it (the commit
+        point). When either fails the revision goes (store/writes.py undo_partial); a document
+        the store cannot encode raises Unstorable."""
+        written = [] if revision is None else [("job_type_revs", {"id": revision["id"]})]
+        try:
+            if revision is not None:
+                await self.db["job_type_revs"].insert_one(revision)
+            await write()
+        except BaseException as exc:
+            await undo_partial(self.db, exc, written, committed)
+            problem = unstorable(exc)
+            if problem is not None:
+                raise problem from exc
+            raise
+
+    async def _exists(self, query: dict) -> bool:
+        return await self.db["job_types"].find_one(query, {"id": 1}) is not None
 
     async def get(self, type_id: int) -> dict | None:
         return with_flags(await self.db["job_types"].find_one({"id": type_id}), JOB_TYPE_FLAGS)

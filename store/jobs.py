@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import OperationFailure
 
 from core.model import (
     CANCELABLE_JOB_STATUSES,
@@ -27,6 +26,7 @@ from core.times import now_ms
 from store.db import Database, time_span
 from store.documents import ExeDoc, JobDoc
 from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
+from store.writes import undo_partial, unstorable
 
 AFTER = ReturnDocument.AFTER
 
@@ -317,24 +317,23 @@ class JobStore:
             "input_file_ids": sorted(set(input_file_ids)), "latest_exe_id": None,
         }
 
+    def _new_event(self, event_id: int, event_type: str, description: dict) -> dict:
+        return {"id": event_id, "type": event_type, "rule_id": None, "occurred": now_ms(),
+                "description": description}
+
     async def create_event(self, event_type: str, description: dict) -> dict:
-        event = {"id": await self.db.next_id("trigger_events"), "type": event_type, "rule_id": None,
-                 "occurred": now_ms(), "description": description}
+        event = self._new_event(await self.db.next_id("trigger_events"), event_type,
+                                description)
         await self.db["trigger_events"].insert_one(event)
         return event
 
     async def submit_user_job(self, job_type: dict, data: dict, command_arguments: str,
                               input_file_ids=(),
                               disk_in_mb: float = 0.0) -> tuple[JobDoc, ExeDoc]:
-        """A USER event and the job it submits (submit_job). When the store refuses a write (a
-        full disk) the event goes again, if the store lets it: nothing half-written stays."""
-        event = await self.create_event("USER", {"user": "Anonymous"})
-        try:
-            return await self.submit_job(job_type, data, event, command_arguments,
-                                         input_file_ids=input_file_ids, disk_in_mb=disk_in_mb)
-        except (StoreWriteFailed, OperationFailure):
-            await self.db.remove_leftover("trigger_events", {"id": event["id"]})
-            raise
+        """A USER event and the job it submits (submit_job), as one record: when any write
+        fails, the event goes too."""
+        return await self._submit(job_type, data, None, command_arguments, input_file_ids,
+                                  disk_in_mb)
 
     async def get_event(self, event_id: int) -> dict | None:
         return await self.db["trigger_events"].find_one({"id": event_id})
@@ -348,23 +347,47 @@ class JobStore:
 
     async def submit_job(self, job_type: dict, data: dict, event: dict, command_arguments: str,
                          input_file_ids=(), disk_in_mb: float = 0.0) -> tuple[JobDoc, ExeDoc]:
-        """Create a job already QUEUED with its first QUEUED execution (one write each, the
-        execution first, so a job is never seen QUEUED without it)."""
-        when = now_ms()
-        job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, when,
-                               input_file_ids, disk_in_mb)
-        exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
-        await self.exes.insert_one({"_id": exe["id"], **exe})
-        job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
-                    "latest_exe_id": exe["id"]})
+        """Create a job already QUEUED with its first QUEUED execution."""
+        return await self._submit(job_type, data, event, command_arguments, input_file_ids,
+                                  disk_in_mb)
+
+    async def _submit(self, job_type: dict, data: dict, event: dict | None,
+                      command_arguments: str, input_file_ids,
+                      disk_in_mb: float) -> tuple[JobDoc, ExeDoc]:
+        """The event (a USER one when `event` is None), the execution, then the job: the job is
+        the commit point, written last, so a job is never seen QUEUED without its execution.
+        When any write fails, what was written of the record is deleted (store/writes.py
+        undo_partial): no execution or event is left without its job. A document the store
+        cannot encode raises Unstorable."""
+        written: list[tuple[str, dict]] = []
+        job_id = await self.db.next_id("jobs")
         try:
+            if event is None:
+                event = self._new_event(await self.db.next_id("trigger_events"), "USER",
+                                        {"user": "Anonymous"})
+                written.append(("trigger_events", {"id": event["id"]}))
+                await self.db["trigger_events"].insert_one(event)
+            when = now_ms()
+            job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids,
+                                   disk_in_mb)
+            exe = self._new_exe(await self.db.next_id("job_exes"), job, when,
+                                command_arguments)
+            written.append(("job_exes", {"_id": exe["id"]}))
+            await self.exes.insert_one({"_id": exe["id"], **exe})
+            job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
+                        "latest_exe_id": exe["id"]})
             await self.jobs.insert_one(job)
-        except OperationFailure:
-            # Refused (a full disk): no job points at the execution, so it goes (now, or once
-            # the store writes again). After a connection error the job may be there: it stays.
-            await self.db.remove_leftover("job_exes", {"_id": exe["id"]})
+        except BaseException as exc:
+            await undo_partial(self.db, exc, written, lambda: self._exists(self.jobs, job_id))
+            problem = unstorable(exc)
+            if problem is not None:
+                raise problem from exc
             raise
         return job, exe
+
+    @staticmethod
+    async def _exists(collection, doc_id: int) -> bool:
+        return await collection.find_one({"_id": doc_id}, {"_id": 1}) is not None
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -397,24 +420,28 @@ class JobStore:
         if job is None:
             return None
         exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
-        await self.exes.insert_one({"_id": exe["id"], **exe})
         changes = {"status": JobStatus.QUEUED, "error_id": None, "queued": when, "started": None,
                    "ended": None, "last_status_change": when, "last_modified": when,
                    "latest_exe_id": exe["id"], **(extra or {})}
         if priority is not None:
             changes["priority"] = priority
         try:
+            await self.exes.insert_one({"_id": exe["id"], **exe})
             updated = await self._update_one(self.jobs, job["id"], cond,
                                              {"$set": changes, "$inc": {"num_exes": 1}})
-        except (StoreWriteFailed, OperationFailure):
-            # The job was not written, so nothing points at the execution: remove it (now, or
-            # once the store writes again). After a connection error the job may point at it:
-            # it stays.
-            await self.db.remove_leftover("job_exes", {"_id": exe["id"]})
+        except BaseException as exc:
+            # Unless the job points at it after all (a connection lost after the update was
+            # sent), the execution goes: now, or once the store writes again.
+            await undo_partial(self.db, exc, [("job_exes", {"_id": exe["id"]})],
+                               lambda: self._points_at(job["id"], exe["id"]))
             raise
         if updated is None:
             await self.exes.delete_one({"_id": exe["id"]})
         return updated
+
+    async def _points_at(self, job_id: int, exe_id: int) -> bool:
+        _, job = await self._by_id(self.jobs, job_id, {"latest_exe_id": 1})
+        return job is not None and job.get("latest_exe_id") == exe_id
 
     async def queue_job(self, job_id: int, priority: int | None = None,
                         command_arguments: str = "", when: int | None = None) -> dict | None:

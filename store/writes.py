@@ -18,6 +18,12 @@ remembered as the store's write problem until a write succeeds again:
 
 While no problem is known nothing is written: /health only checks the data folder's free space
 (one statvfs), and probes when that is below MIN_FREE.
+
+A record made of several documents (a submitted job: its event, its execution, then the job; a
+job type: its revision, then the type) is written with its last document as the commit point,
+and `undo_partial` deletes the earlier ones when any write fails: nothing half-made stays. No
+multi-document transaction: nx-27017 has them only per session on one SQLite file, and a
+standalone MongoDB (`--mongo-url`) has none.
 """
 
 from __future__ import annotations
@@ -27,10 +33,18 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pymongo.errors import PyMongoError
+from bson.errors import InvalidDocument
+from pymongo.errors import (
+    ConnectionFailure,
+    ExecutionTimeout,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WTimeoutError,
+)
 
 from core.times import now_ms
 from store.reads import StoreWriteFailed
@@ -50,6 +64,41 @@ _NO_SPACE = ("disk is full", "no space left", "out of disk space", "outofdiskspa
              "sqlite_full", "disk full")
 _READ_ONLY = ("readonly", "read-only", "read only")
 _IO_ERROR = ("disk i/o error", "input/output error", "sqlite_ioerr")
+
+
+class Unstorable(ValueError):
+    """A document the store cannot encode (text that is not Unicode): nothing of its record was
+    written. A client's mistake (a 400), not the store's."""
+
+
+async def undo_partial(db, exc: BaseException, written: list[tuple[str, dict]],
+                       committed: Callable[[], Awaitable[bool]]) -> None:
+    """After a record's writes failed with `exc`: delete the documents in `written` ((collection,
+    key) of each written, or tried, so far), unless `committed()` says the commit point was
+    written after all. That is only asked when `exc` leaves it unknown (a connection lost after
+    the write was sent); if the store cannot answer it either, nothing is deleted (a warning
+    says what may be left)."""
+    unsure = isinstance(exc, ConnectionFailure | WTimeoutError | ExecutionTimeout
+                        | asyncio.CancelledError) \
+        and not isinstance(exc, ServerSelectionTimeoutError)
+    if unsure:
+        try:
+            if await committed():
+                return
+        except PyMongoError as check:
+            log.warning("a write failed (%s) and the store cannot say whether it was made "
+                        "(%s): %s may be left without the record they belong to", exc, check,
+                        ", ".join(f"{c} {k}" for c, k in written))
+            return
+    for collection, key in reversed(written):
+        await db.remove_leftover(collection, key)
+
+
+def unstorable(exc: BaseException) -> Unstorable | None:
+    """`exc` as Unstorable when it says a document could not be encoded, else None."""
+    if isinstance(exc, UnicodeEncodeError | InvalidDocument):
+        return Unstorable(str(exc))
+    return None
 
 
 @dataclass(frozen=True)
