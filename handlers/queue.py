@@ -64,7 +64,6 @@ class NewJobHandler(BaseHandler):
         self.write_json(await Serializer(self.store, self.base_url).job_details(job),
                         status=201)
 
-
     async def _submit(self, job_type: dict, data: dict, files: dict) -> tuple[dict, dict]:
         """The job and its execution, written whole or not at all (store/jobs.py)."""
         disk_in = math.ceil(sum(f["file_size"] for f in files.values()) / (1024 * 1024))
