@@ -95,7 +95,7 @@ class WorkspacesHandler(EngineHandler):
         if body.get("base_path"):
             if not os.path.isabs(body["base_path"]):
                 raise APIError(400, "base_path must be an absolute folder path")
-            base = Path(os.path.normpath(body["base_path"]))
+            base = await asyncio.to_thread(self.allowed_base, body["base_path"])
         else:
             base = self.data_dir / "workspaces" / name
         try:
@@ -110,6 +110,25 @@ class WorkspacesHandler(EngineHandler):
             raise APIError(400, sentence(str(exc))) from None
         self.set_header("Location", f"/workspaces/{ws['id']}/")
         self.write_json(workspace(ws, details=True), status=201)
+
+
+    def workspace_roots(self) -> list[Path]:
+        """The folders workspaces may be in (setting workspace_roots; default: data_dir)."""
+        roots = self.settings["config"].workspace_roots or (self.settings["config"].data_dir,)
+        return [Path(os.path.realpath(root)) for root in roots]
+
+    def allowed_base(self, base_path: str) -> Path:
+        """`base_path` with symlinks and `..` resolved, when that is in a workspace root; a 400
+        naming base_path and the roots otherwise. Blocking (it reads links)."""
+        if "\0" in base_path:
+            raise APIError(400, "base_path must not contain NUL characters")
+        base = Path(os.path.realpath(base_path))
+        roots = self.workspace_roots()
+        if not any(base.is_relative_to(root) for root in roots):
+            raise APIError(400, f"base_path {base_path[:200]!r} is outside the workspace roots; "
+                                f"it must be a folder in {', '.join(map(str, roots))} "
+                                "(workspace_roots)")
+        return base
 
 
 class WorkspaceDetailsHandler(EngineHandler):

@@ -52,7 +52,7 @@ def media_type_problem(value: str) -> str | None:
         return f"media_type must be at most {MEDIA_TYPE_LIMIT} characters, not {len(value)}"
     if MEDIA_TYPE.fullmatch(value) is None:
         return (f"media_type must be an RFC 6838 media type such as text/plain (type/subtype, "
-                f"optionally '; name=value' parameters), not {value[:100]!r}")
+                f"optionally '; name=value' parameters), not {value!r}")
     return None
 
 
