@@ -76,6 +76,22 @@ async def test_an_upload_without_rights_is_refused_before_its_body(api, make, ht
     assert status_code == 200 and page["count"] == 1
 
 
+@pytest.mark.gen_test
+async def test_a_bad_big_upload_is_answered_before_its_body(api, make, http_port, data_dir):
+    """An operator's 200 MiB upload with a bad file name: the 400 comes from the headers."""
+    ws = await make.workspace("inbox")
+    before = files_under(data_dir)
+    response = await raw_request(http_port, (
+        f"POST /files/?workspace_id={ws['id']}&file_name=..%2Fx HTTP/1.1\r\n"
+        f"Host: localhost\r\nContent-Type: application/octet-stream\r\n"
+        f"Authorization: {OPERATOR_HEADERS['Authorization']}\r\n"
+        f"Content-Length: {200 * MIB}\r\n\r\n").encode())
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert body == b"file_name must be a plain file name without folders, not '../x'\n"
+    assert files_under(data_dir) == before
+
+
 @pytest.mark.gen_test(timeout=120)
 async def test_a_big_upload_is_streamed_to_disk(api, make, http_client, base_url):
     """50 MiB sent in 64 KiB chunks: Python's allocations during the upload (tracemalloc's
