@@ -10,7 +10,9 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
+from tornado import httputil
 
+from handlers.uploads import FormError, MultipartReader
 from tests.responses import assert_plain_error
 from tests.tokens import OPERATOR_HEADERS, VIEWER_HEADERS
 from tests.waiting import wait_for
@@ -369,3 +371,51 @@ async def test_a_file_name_with_a_quote_in_a_form_is_kept(api, make):
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 201, body
     assert (body["file_name"], body["file_size"]) == ("r\u00e9sum\u00e9.txt", 5)
+
+
+# -- the streamed form reader ------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 64, 1000, 100_000])
+def test_the_form_reader_matches_tornados_parser_at_any_chunk_size(chunk_size):
+    """Boundaries split across chunks, and a file whose bytes look like a boundary's start."""
+    boundary = b"xyzzy"
+    content = b"--xyzz\r\n--xyz\r\r\n-" * 300 + bytes(range(256))
+    form = (b"--xyzzy\r\n"
+            b'Content-Disposition: form-data; name="workspace_id"\r\n\r\n12\r\n'
+            b"--xyzzy\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="f.bin"\r\n'
+            b"Content-Type: application/x-thing\r\n\r\n" + content + b"\r\n"
+            b"--xyzzy\r\n"
+            b'Content-Disposition: form-data; name="media_type"\r\n\r\ntext/plain\r\n'
+            b"--xyzzy--\r\nepilogue")
+    arguments: dict = {}
+    files: dict = {}
+    httputil.parse_multipart_form_data(boundary, form, arguments, files)
+    reader = MultipartReader(boundary)
+    events = []
+    for at in range(0, len(form), chunk_size):
+        events += reader.feed(form[at:at + chunk_size])
+    reader.close()
+    fields = {e[1]: [e[2]] for e in events if e[0] == "field"}
+    starts = [e[1:] for e in events if e[0] == "file"]
+    data = b"".join(e[1] for e in events if e[0] == "data")
+    assert fields == arguments
+    assert starts == [("file", "f.bin", "application/x-thing")]
+    assert data == files["file"][0]["body"] == content
+    assert events[-1] == ("field", "media_type", b"text/plain")
+
+
+@pytest.mark.parametrize("form, problem", [
+    (b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b", "no final boundary"),
+    (b"--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\n1\r\n--b--", "not form-data"),
+    (b"--b\r\nContent-Disposition: form-data\r\n\r\n1\r\n--b--", "has no name"),
+    (b"--bXY", "not followed by a line break"),
+    (b"--b\r\n" + b"X-Pad: " + b"p" * 20_000 + b"\r\n\r\n", "part header too large"),
+    (b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n" + b"v" * 70_000,
+     "larger than 64 KiB"),
+])
+def test_the_form_reader_names_a_broken_form(form, problem):
+    reader = MultipartReader(b"b")
+    with pytest.raises(FormError, match=problem):
+        reader.feed(form)
+        reader.close()
