@@ -111,7 +111,6 @@ class WorkspacesHandler(EngineHandler):
         self.set_header("Location", f"/workspaces/{ws['id']}/")
         self.write_json(workspace(ws, details=True), status=201)
 
-
     def workspace_roots(self) -> list[Path]:
         """The folders workspaces may be in (setting workspace_roots; default: data_dir)."""
         roots = self.settings["config"].workspace_roots or (self.settings["config"].data_dir,)
