@@ -60,6 +60,11 @@ def user_entries(value) -> tuple[str, ...]:
     return tuple(user_entry(item) for item in entries(value))
 
 
+def folders(value) -> tuple[str, ...]:
+    """Folder paths: a YAML list, or comma-separated in a flag or the environment."""
+    return tuple(entries(value))
+
+
 # How a value of each declared type is read from YAML, the environment or a flag. Text settings
 # are taken as given (YAML has already typed them).
 PARSERS: dict[type, Callable | None] = {int: int, float: float, bool: boolean, str: None}
@@ -89,6 +94,10 @@ class Settings:
                                    unset="none: start the embedded store (nx-27017) under "
                                          "data_dir")
     db_name: str = option("jobdeck", "the store's database name")
+    workspace_roots: tuple[str, ...] = option((), "folders a workspace's base_path must be in "
+                                                  "(POST /workspaces/), comma-separated in a "
+                                                  "flag or the environment", parse=folders,
+                                              unset="data_dir")
     store_timeout_ms: int = option(5000, "how long a store call may wait for the server before "
                                          "answering 503 (ms)")
     # -- live updates (live/) ---------------------------------------------------------------------
@@ -106,8 +115,8 @@ class Settings:
     # -- request limits (http_server.py), checked before a body is read ---------------------------
     max_body_kb: int = option(1024, "largest JSON request body, in KiB (larger: 413)",
                               positive=True)
-    max_upload_mb: int = option(256, "largest POST /files/ upload, in MiB (larger: 413); held "
-                                     "in memory while it arrives", positive=True)
+    max_upload_mb: int = option(256, "largest POST /files/ upload, in MiB (larger: 413); "
+                                     "streamed to a temp file in its workspace as it arrives", positive=True)
     max_query_values: int = option(1000, "most query parameter values in one request "
                                          "(more: 400)", positive=True)
     max_header_kb: int = option(256, "largest request line plus headers, in KiB", positive=True)

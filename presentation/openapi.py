@@ -126,7 +126,8 @@ def request_schemas() -> dict:
                                 "name": {**STRING, "pattern": "^[A-Za-z0-9_-]{1,50}$"},
                                 "title": NULLABLE_TEXT, "description": NULLABLE_TEXT,
                                 "base_path": {**NULLABLE_TEXT, "description": (
-                                    "Absolute folder; default DATA_DIR/workspaces/NAME")}}},
+                                    "Absolute folder in one of the workspace_roots (default: "
+                                    "DATA_DIR); default DATA_DIR/workspaces/NAME")}}},
         "RequeueJobs": requeue_jobs(),
     }
 
@@ -389,7 +390,9 @@ UPLOAD_FIELDS = {
     "workspace_id": {**INT, "description": "The workspace to store the file in (required)"},
     "file_name": {**STRING, "description": "A plain name without folders (required for a raw "
                                            "body; a form defaults to the part's file name)"},
-    "media_type": {**STRING, "description": "Default: guessed from file_name"},
+    "media_type": {**STRING, "description": "An RFC 6838 type/subtype, optionally with "
+                                            "'; name=value' parameters. Default: guessed "
+                                            "from file_name"},
 }
 
 
@@ -443,7 +446,9 @@ def engine_paths() -> dict:
         },
         "/files/{id}/download/": {
             "parameters": params("id"),
-            "get": operation("The file's bytes, with its media type", tags=files,
+            "get": operation("The file's bytes as an attachment (CSP sandbox, nosniff); served "
+                             "as its media type when that is a passive one (text/plain, "
+                             "image/png, ...), else as application/octet-stream", tags=files,
                              responses={"200": {"description": "The bytes", "content": {
                                  "*/*": {"schema": {"type": "string",
                                                     "contentMediaType":

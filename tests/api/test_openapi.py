@@ -268,6 +268,12 @@ async def seeded(api, store, folder) -> dict:
             "running": running, "done": done, "failed": failed, "canceled": canceled}
 
 
+@pytest.fixture
+def app_settings(tmp_path):
+    """`seeded` makes its workspaces in the test's tmp_path."""
+    return {"workspace_roots": (str(tmp_path),)}
+
+
 @pytest.mark.gen_test
 async def test_real_responses_match_their_schemas(api, store, doc, tmp_path):
     made = await seeded(api, store, tmp_path)

@@ -44,6 +44,21 @@ async def test_workspaces_create_list_and_read(api, data_dir):
 
 
 @pytest.mark.gen_test
+async def test_workspaces_are_made_only_in_the_data_folder_by_default(api, data_dir):
+    """workspace_roots unset: base_path must be in data_dir (issue 11 item 15)."""
+    root = Path(data_dir).resolve()
+    for base_path in ("/", "/etc", "/proc/self", f"{root}/../elsewhere"):
+        status, body, headers = await api.post("/workspaces/", {"name": "w",
+                                                                "base_path": base_path})
+        assert_plain(status, body, headers, 400, "")
+        assert body == (f"base_path {base_path!r} is outside the workspace roots; it must be a "
+                        f"folder in {root} (workspace_roots)\n")
+    assert not (root.parent / "elsewhere").exists()
+    status, body, _ = await api.post("/workspaces/", {"name": "w", "base_path": f"{root}/mine"})
+    assert status == 201 and body["json_config"]["broker"]["host_path"] == f"{root}/mine"
+
+
+@pytest.mark.gen_test
 async def test_upload_and_download_round_trip(api, make):
     ws = await make.workspace("uploads")
     payload = bytes(range(256)) * 1000
