@@ -223,6 +223,8 @@ ERROR_RESPONSES = {
     "Unauthorized": "No valid credentials: send 'Authorization: Bearer <token>'",
     "Forbidden": "Changes need the operator role",
     "PayloadTooLarge": "The body is over max_body_kb (max_upload_mb for uploads)",
+    "InsufficientStorage": "The upload cannot be written to disk (full, or refused); the "
+                           "message names the cause",
 }
 PUBLIC_PATHS = ("/health", "/metrics", "/openapi.json")
 
@@ -238,7 +240,7 @@ def json_response(description: str, schema: str, headers: dict | None = None) ->
 def errors(*names: str) -> dict:
     codes = {"BadRequest": "400", "NotFound": "404", "UnsupportedMediaType": "415",
              "StoreUnavailable": "503", "Unauthorized": "401", "Forbidden": "403",
-             "PayloadTooLarge": "413"}
+             "PayloadTooLarge": "413", "InsufficientStorage": "507"}
     return {codes[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
 
 
@@ -428,7 +430,8 @@ def engine_paths() -> dict:
             responses={"201": {"description": "The stored file",
                                "headers": location("/files/{id}/"),
                                "content": {"application/json": {"schema": ref("ScaleFile")}}},
-                       **errors("BadRequest", "StoreUnavailable")}) | {"requestBody": {
+                       **errors("BadRequest", "InsufficientStorage", "StoreUnavailable")})
+            | {"requestBody": {
                 "required": True, "content": {
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["file"],
