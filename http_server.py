@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import tornado.web
 from tornado import httputil
 
+from auth.proxies import apply_forwarded
 from core.settings import DEFAULTS, Settings
 from presentation.http import SECURITY_HEADERS
 
@@ -128,3 +129,9 @@ class LimitedApplication(tornado.web.Application):
     def start_request(self, server_conn, request_conn):
         return LimitedRequest(super().start_request(server_conn, request_conn), request_conn,
                               self.settings["config"])
+
+    def find_handler(self, request, **kwargs):
+        """Believe forwarding headers only from `trusted_proxies` (auth/proxies.py); the server
+        listens without Tornado's xheaders."""
+        apply_forwarded(request, self.settings["config"].trusted_proxies)
+        return super().find_handler(request, **kwargs)

@@ -115,8 +115,7 @@ def listen(store: Store, settings: Settings, hub: LiveHub, engine_service: Engin
     auth, new_token = server_auth(settings)
     settings = settings.replace(**auth)  # the credentials in effect (first start: made)
     app = make_app(store, settings, hub, engine=engine_service.engine, embedded_store=embedded)
-    server = app.listen(settings.port, settings.host, xheaders=True,
-                        **http_server_options(settings))
+    server = app.listen(settings.port, settings.host, **http_server_options(settings))
     if lock is not None:
         lock.record(settings.port or listening_port(server))
     log.info("Jobdeck ready at http://%s:%s/", settings.host, settings.port)

@@ -1,9 +1,13 @@
 """Authentication and roles: API tokens (`Authorization: Bearer`), a signed session cookie for the
-dashboard (token or user/password login), XSRF for cookie-authenticated changes, and the operator
-token made at first start.
+dashboard (token or user/password login) naming a session recorded in the store
+(store/sessions.py; logout and a changed token or password end it), origin checks and an XSRF
+token bound to the session for cookie-authenticated changes, and the operator token made at first
+start.
 
-- identity.py: who a request is (Identity, its role check) and whether it may (Authenticator);
-- login.py: the login and logout pages, and the throttle on failed logins;
+- identity.py: who a request is (Identity, its role check) and whether it may (Authenticator),
+  the session lookup, the XSRF token and the origin checks;
+- login.py: the login and logout pages, the throttle on failed logins, the password-check pool;
+- proxies.py: the client's address and scheme, from forwarding headers of `trusted_proxies` only;
 - sessions.py: the app's cookie, XSRF and authenticator settings, and auth.json (the first-start
   operator token and the cookie secret);
 - core/credentials.py (below every layer): token and password hashing, the roles.

@@ -1,6 +1,6 @@
-"""The app's auth set-up: the Authenticator, the login throttle, and Tornado's signed-cookie and
-XSRF settings for make_app; and, for server.py, the first start: the operator token and the cookie
-secret kept in data_dir/auth.json."""
+"""The app's auth set-up: the Authenticator, the login throttle, the password-check pool, and
+Tornado's signed-cookie and XSRF settings for make_app; and, for server.py, the first start: the
+operator token and the cookie secret kept in data_dir/auth.json."""
 
 import ipaddress
 import json
@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import tornado.web
 
 from auth.identity import Authenticator
-from auth.login import LoginThrottle
+from auth.login import LoginThrottle, PasswordChecks
 from core.credentials import token_entry
 from presentation.http import SecurityHeaders
 
@@ -25,12 +25,13 @@ AUTH_FILE = "auth.json"
 def app_settings(settings) -> dict:
     """Tornado's application settings for `auth`, `tokens`, `users` and `cookie_secret` (of a
     core.settings.Settings): the Authenticator and the cookie and XSRF settings."""
-    authenticator = Authenticator(bool(settings.auth), settings.tokens, settings.users)
     secret = settings.cookie_secret or secrets.token_urlsafe(32)
+    authenticator = Authenticator(bool(settings.auth), settings.tokens, settings.users, secret)
     return {"authenticator": authenticator, "login_throttle": LoginThrottle(),
-            "cookie_secret": secret, "xsrf_cookies": True,
-            "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
-            "static_handler_class": StaticFiles}
+            "password_checks": PasswordChecks(), "cookie_secret": secret,
+            # Tornado calls check_xsrf_cookie before every change; handlers/base.py hands it to
+            # the Authenticator (a token bound to the session, and the origin checks).
+            "xsrf_cookies": True, "static_handler_class": StaticFiles}
 
 
 class StaticFiles(SecurityHeaders, tornado.web.StaticFileHandler):

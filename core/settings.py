@@ -10,6 +10,7 @@ coerced and checked when a Settings is made, whatever made it (the loader, or a 
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import re
 import sys
@@ -63,6 +64,11 @@ def user_entries(value) -> tuple[str, ...]:
 def folders(value) -> tuple[str, ...]:
     """Folder paths: a YAML list, or comma-separated in a flag or the environment."""
     return tuple(entries(value))
+
+
+def ip_networks(value) -> tuple[str, ...]:
+    """Addresses or CIDR ranges (`10.0.0.5`, `10.0.0.0/8`, `::1`), each kept as its network."""
+    return tuple(str(ipaddress.ip_network(item, strict=False)) for item in entries(value))
 
 
 # How a value of each declared type is read from YAML, the environment or a flag. Text settings
@@ -154,6 +160,10 @@ class Settings:
                                     secret=True, unset="none")
     cookie_secret: str | None = option(None, "signs the dashboard session cookie", secret=True,
                                        unset="one made and kept in data_dir/auth.json")
+    trusted_proxies: tuple[str, ...] = option(
+        (), "reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For, X-Real-IP and "
+            "X-Forwarded-Proto are believed; from any other peer they are ignored",
+        parse=ip_networks, unset="none: the peer's own address counts")
 
     def __post_init__(self):
         """Coerce and check every value, in declaration order (the first bad one is named)."""

@@ -74,6 +74,23 @@ def unstorable_text(body) -> str | None:
     return None
 
 
+def json_content_type_problem(content_type: str | None) -> str | None:
+    """Why a request body is not declared as JSON (`application/json`, with an optional UTF-8
+    charset); None when it is."""
+    media, _, params = (content_type or "").partition(";")
+    media = media.strip().lower()
+    shown = "".join(c if " " <= c < "\x7f" else "?" for c in (content_type or "")[:100])
+    if media != "application/json":
+        return (f"Send a JSON body with Content-Type: application/json, not "
+                f"{shown or 'no Content-Type'}")
+    charset = next((value.strip().strip('"').lower() for name, _, value in
+                    (param.partition("=") for param in params.split(";"))
+                    if name.strip().lower() == "charset"), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        return f"JSON bodies must be UTF-8, not charset {shown}"
+    return None
+
+
 # What every API call and page says while the store does not answer (503, Retry-After: 2).
 STORE_UNAVAILABLE = ("The job store is unavailable: it did not answer in time (it may be "
                      "restarting); try again in a few seconds.")
@@ -84,16 +101,18 @@ CANNOT_WRITE_RETRY_AFTER = "10"
 
 class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     # Authentication (auth/): `public` handlers need no credentials; dashboard pages
-    # send a browser without a session to the login page instead of answering 401.
+    # send a browser without a session to the login page instead of answering 401;
+    # `xsrf_form_field`: the XSRF token may come in the `_xsrf` field of a form post (the
+    # dashboard's own forms), not only in the X-XSRFToken header.
     public = False
     login_redirect = False
+    xsrf_form_field = False
 
-    def get_current_user(self):
-        """The caller's auth.identity.Identity (role, name), or None without credentials."""
-        return self.settings["authenticator"].identify(self)
-
-    def prepare(self):
-        self.settings["authenticator"].authorize(self)
+    async def prepare(self):
+        """Who the caller is (`current_user`, set here: a session is looked up in the store)
+        and whether they may (auth.identity.Authenticator.authorize). Subclasses that override
+        this must `await super().prepare()` first."""
+        await self.settings["authenticator"].authorize(self)
 
     def store_unavailable(self, exc: Exception | None = None) -> str:
         """503 with Retry-After, for API calls and pages alike; the message to show: why the
@@ -108,7 +127,15 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         return STORE_UNAVAILABLE
 
     def check_xsrf_cookie(self) -> None:
-        self.settings["authenticator"].check_xsrf(self, super().check_xsrf_cookie)
+        """Tornado calls this before prepare() for every change; the session-bound token and the
+        origin checks are the Authenticator's (auth/identity.py)."""
+        self.settings["authenticator"].check_xsrf(self)
+
+    @property
+    def xsrf_token(self) -> bytes:
+        """The XSRF token bound to this browser's session (not Tornado's `_xsrf` cookie, which
+        a page on another port of this host could plant)."""
+        return self.settings["authenticator"].xsrf_token(self)
 
     @property
     def store(self):
@@ -145,14 +172,15 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     # -- request bodies ----------------------------------------------------------------------
 
     def json_body(self) -> dict:
-        """The body as a JSON object, or a 400 (415 for a non-JSON content type) naming why."""
-        content_type = self.request.headers.get("Content-Type", "application/json")
+        """The body as a JSON object, or a 400 naming why; a body not sent as
+        `application/json` (a form's text/plain, say) is a 415 whatever it holds."""
+        if self.request.body:
+            problem = json_content_type_problem(self.request.headers.get("Content-Type"))
+            if problem:
+                raise APIError(415, problem)
         try:
             body = json.loads(self.request.body or b"null", parse_int=parse_body_int)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if "json" not in content_type.lower():
-                raise APIError(415, f"Send a JSON body with Content-Type: application/json, "
-                                    f"not {content_type}") from exc
             raise APIError(400, f"Request body is not valid JSON: {exc}") from exc
         except RecursionError:
             raise APIError(400, "Request body is nested too deeply") from None

@@ -42,8 +42,8 @@ class DashboardPage(BaseHandler):
         """`partial`: render only the page's live region, which the page refetches."""
         self.partial = partial
 
-    def prepare(self):
-        super().prepare()
+    async def prepare(self):
+        await super().prepare()
         # Live updates start from before the page's queries, so no change falls in between.
         self.started_at = now_ms()
 

@@ -189,7 +189,7 @@ class FilesHandler(EngineHandler):
         self.fields = {name: list(values)
                        for name, values in self.request.query_arguments.items()}
         try:
-            super().prepare()  # authorize: before any of the body is read
+            await super().prepare()  # authorize: before any of the body is read
             content_type = self.request.headers.get("Content-Type", "")
             if content_type.startswith("multipart/form-data"):
                 self.form = MultipartReader(form_boundary(content_type))

@@ -41,11 +41,8 @@ class JobUpdatesSocket(SecurityHeaders, tornado.websocket.WebSocketHandler):
     subscriber: Subscriber | None = None
     task: asyncio.Task | None = None
 
-    def get_current_user(self):
-        return self.settings["authenticator"].identify(self)
-
     async def prepare(self):
-        self.settings["authenticator"].authorize(self)  # before anything else
+        await self.settings["authenticator"].authorize(self)  # before anything else
         self.filter = job_filter(self.get_query_arguments, "last_status_change")
         if self.filter.ended is not None:
             raise APIError(400, "ended cannot be used on the live stream; leave it out")

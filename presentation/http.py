@@ -29,6 +29,6 @@ class SecurityHeaders:
 
 
 def base_url(request: httputil.HTTPServerRequest) -> str:
-    """`scheme://host` as the client reached this server (the server runs with xheaders, so
-    behind a proxy the scheme is the one it reports in X-Forwarded-Proto)."""
+    """`scheme://host` as the client reached this server (behind a proxy in `trusted_proxies`, the
+    scheme is the one it reports in X-Forwarded-Proto: auth/proxies.py)."""
     return f"{request.protocol}://{request.host}"

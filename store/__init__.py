@@ -9,6 +9,7 @@ from store.job_types import JobTypeStore
 from store.jobs import JobStore
 from store.nodes import NodeStore
 from store.products import ProductStore
+from store.sessions import SessionStore
 from store.stats import StatsStore
 from store.writes import WriteHealth
 
@@ -31,6 +32,7 @@ class Store:
         self.engines = EngineStore(self.db)
         self.products = ProductStore(self.db)
         self.stats = StatsStore(self.db)
+        self.sessions = SessionStore(self.db)
 
     async def open(self) -> "Store":
         await self.db.prepare()

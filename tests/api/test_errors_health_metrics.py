@@ -6,6 +6,7 @@ import pytest
 from pymongo.errors import WriteError
 
 from core.model import BUILTIN_ERRORS
+from tests.api.test_records_security import Failing
 from tests.responses import ERROR_KEYS, TIME_FORMAT, assert_plain_error
 
 
@@ -59,11 +60,9 @@ async def test_a_write_the_store_refuses_is_a_503_naming_why_until_writes_work(
     (made by /health, since a failure was seen) succeeds."""
     job_type = await make.job_type()
 
-    async def refused(*args, **kwargs):
-        raise WriteError("database or disk is full", 8, {"code": 8,
-                                                         "errmsg": "database or disk is full"})
-
-    monkeypatch.setattr(store.jobs, "create_event", refused)
+    Failing(monkeypatch, "insert_one", "trigger_events",
+            WriteError("database or disk is full", 8, {"code": 8,
+                                                       "errmsg": "database or disk is full"}))
     status, body, headers = await api.post("/queue/new-job/", {"job_type_id": job_type["id"]})
     assert_plain_error(status, body, headers, 503)
     assert body == ("The job store cannot write: no space left on the store's disk; try again "
