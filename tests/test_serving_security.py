@@ -140,7 +140,7 @@ async def test_partial_headers_are_cut_at_header_timeout(app_settings, http_serv
     reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
     try:
         writer.write(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
-        assert 0.5 < await seconds_until_closed(reader, 8) < 4
+        assert 0.5 < await seconds_until_closed(reader, 10) < 6
     finally:
         writer.close()
 
@@ -157,14 +157,14 @@ async def test_headers_trickled_in_are_cut_at_header_timeout(app_settings, http_
             await asyncio.sleep(0.1)
             if reader.at_eof() or writer.is_closing():
                 break
-            if time.monotonic() - started > 8:
-                raise AssertionError("the connection was still open after 8 s")
-        await seconds_until_closed(reader, 8)
+            if time.monotonic() - started > 10:
+                raise AssertionError("the connection was still open after 10 s")
+        await seconds_until_closed(reader, 10)
     except ConnectionResetError:
         pass
     finally:
         writer.close()
-    assert 0.5 < time.monotonic() - started < 4
+    assert 0.5 < time.monotonic() - started < 6
 
 
 @pytest.mark.gen_test
@@ -176,20 +176,20 @@ async def test_a_body_that_stops_arriving_is_cut_at_body_timeout(app_settings, h
         writer.write(f"POST /queue/new-job/ HTTP/1.1\r\nHost: localhost\r\n{AUTHORIZATION}"
                      "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
                      '{"job_type_id": '.encode())
-        assert 0.5 < await seconds_until_closed(reader, 8) < 4
+        assert 0.5 < await seconds_until_closed(reader, 10) < 6
     finally:
         writer.close()
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("app_settings", [{**TIMEOUTS, "header_timeout": 5.0}])
+@pytest.mark.parametrize("app_settings", [{**TIMEOUTS, "header_timeout": 10.0}])
 async def test_an_idle_kept_alive_connection_is_closed_at_idle_timeout(app_settings, http_server,
                                                                        http_port):
     reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
     try:
         writer.write(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
-        assert 1.0 < await seconds_until_closed(reader, 8) < 4.5
+        assert 1.0 < await seconds_until_closed(reader, 12) < 6
     finally:
         writer.close()
 
@@ -207,7 +207,7 @@ async def test_a_kept_alive_connection_serves_requests_and_cuts_partial_ones(
             assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
             await asyncio.sleep(0.5)
         writer.write(b"GET /health HTTP/1.1\r\n")
-        assert await seconds_until_closed(reader, 8) < 4
+        assert await seconds_until_closed(reader, 10) < 6
     finally:
         writer.close()
 
