@@ -17,7 +17,7 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.ioloop import IOLoop
 
-from core.settings import DEFAULTS, Settings
+from core.settings import DEFAULTS, Settings, host_name
 from presentation.http import SECURITY_HEADERS
 
 log = logging.getLogger("jobdeck")
@@ -57,16 +57,6 @@ def query_values_problem(query: str, cap: int) -> str | None:
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # A `host` that listens on every address: clients reach it by this machine's name or any address.
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
-
-
-def host_name(header: str) -> str:
-    """The name in a Host header: lower case, without port, brackets or a final dot."""
-    name = header.strip().lower()
-    if name.startswith("["):
-        return name[1:].partition("]")[0]
-    if name.count(":") == 1:
-        name = name.partition(":")[0]
-    return name.rstrip(".")
 
 
 def is_address(name: str) -> bool:
@@ -148,11 +138,13 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
     def close_if_idle(self) -> None:
         self.idle_timer = None
         connection = self.connection
-        stream = getattr(connection, "stream", None)
-        if self.started or stream is None or stream.closed():
+        if self.started or not isinstance(connection, HTTP1Connection):
+            return
+        stream = connection.stream
+        if stream is None or stream.closed():
             return
         # Bytes of the next request already read (Tornado's read buffer): it has begun.
-        if getattr(stream, "_read_buffer_size", 0) == 0 and isinstance(connection, HTTP1Connection):
+        if getattr(stream, "_read_buffer_size", 0) == 0:
             connection.close()
 
     def headers_received(self, start_line, headers):
@@ -173,7 +165,7 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
         declared = headers.get("Content-Length", "")
         length = int(declared) if declared.isdigit() else 0
         if isinstance(self.connection, HTTP1Connection):
-            expected = length if declared.isdigit() else self.limit
+            expected = min(length, self.limit + DRAIN_BYTES) if declared.isdigit() else self.limit
             self.connection.set_body_timeout(
                 self.settings.body_timeout + expected / 2**20 * BODY_SECONDS_PER_MIB)
         problem = (self.hosts.problem(start_line, headers)

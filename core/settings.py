@@ -51,19 +51,24 @@ def entries(value) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
-def host_names(value) -> tuple[str, ...]:
-    """Host names (a port, if given, is dropped), lower case; `*` stands for any."""
-    names = []
-    for item in entries(value):
-        name = item.lower().rstrip(".")
-        if name.startswith("["):
-            name = name[1:].partition("]")[0]
-        elif name.count(":") == 1:
-            name = name.partition(":")[0]
-        if not name or not re.fullmatch(r"\*|[a-z0-9.:_-]+", name):
-            raise ValueError(f"not a host name: {item!r}")
-        names.append(name)
-    return tuple(names)
+def host_name(text: str) -> str:
+    """The name in a Host header or an allowed_hosts entry: lower case, without port, brackets
+    or a final dot."""
+    name = text.strip().lower()
+    if name.startswith("["):
+        return name[1:].partition("]")[0]
+    if name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name.rstrip(".")
+
+
+def hostnames(value) -> tuple[str, ...]:
+    """allowed_hosts: names as host_name gives them; `*` stands for any."""
+    names = tuple(host_name(item) for item in entries(value))
+    bad = [name for name in names if not re.fullmatch(r"\*|[a-z0-9.:_-]+", name)]
+    if bad:
+        raise ValueError(f"not a host name: {bad[0]!r}")
+    return names
 
 
 def token_entries(value) -> tuple[str, ...]:
@@ -106,7 +111,7 @@ class Settings:
     db_name: str = option("jobdeck", "the store's database name")
     allowed_hosts: tuple[str, ...] = option(
         (), "more names the Host header may give (port ignored; `*`: any), comma-separated in a "
-            "flag or the environment; any other Host gets 400", parse=host_names,
+            "flag or the environment; any other Host gets 400", parse=hostnames,
         unset="none: only localhost, 127.0.0.1, ::1 and `host`; with `host` 0.0.0.0 or ::, "
               "also this machine's name and any IP address")
     store_timeout_ms: int = option(5000, "how long a store call may wait for the server before "
