@@ -52,6 +52,26 @@ def entries(value) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def host_name(text: str) -> str:
+    """The name in a Host header or an allowed_hosts entry: lower case, without port, brackets
+    or a final dot."""
+    name = text.strip().lower()
+    if name.startswith("["):
+        return name[1:].partition("]")[0]
+    if name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name.rstrip(".")
+
+
+def hostnames(value) -> tuple[str, ...]:
+    """allowed_hosts: names as host_name gives them; `*` stands for any."""
+    names = tuple(host_name(item) for item in entries(value))
+    bad = [name for name in names if not re.fullmatch(r"\*|[a-z0-9.:_-]+", name)]
+    if bad:
+        raise ValueError(f"not a host name: {bad[0]!r}")
+    return names
+
+
 def token_entries(value) -> tuple[str, ...]:
     """`role:token` entries hashed at once: only `role:sha256:<hex>` stays in memory."""
     return tuple(token_entry(item) for item in entries(value))
@@ -104,6 +124,11 @@ class Settings:
                                                   "(POST /workspaces/), comma-separated in a "
                                                   "flag or the environment", parse=folders,
                                               unset="data_dir")
+    allowed_hosts: tuple[str, ...] = option(
+        (), "more names the Host header may give (port ignored; `*`: any), comma-separated in a "
+            "flag or the environment; any other Host gets 400", parse=hostnames,
+        unset="none: only localhost, 127.0.0.1, ::1 and `host`; with `host` 0.0.0.0 or ::, "
+              "also this machine's name and any IP address")
     store_timeout_ms: int = option(5000, "how long a store call may wait for the server before "
                                          "answering 503 (ms)")
     # -- live updates (live/) ---------------------------------------------------------------------
@@ -126,6 +151,16 @@ class Settings:
     max_query_values: int = option(1000, "most query parameter values in one request "
                                          "(more: 400)", positive=True)
     max_header_kb: int = option(256, "largest request line plus headers, in KiB", positive=True)
+    header_timeout: float = option(10.0, "seconds a new connection has to send its first "
+                                         "request's line and headers (then it is closed)",
+                                   positive=True)
+    idle_timeout: float = option(60.0, "seconds a kept-alive connection may wait for its next "
+                                       "request (then it is closed; a request begun by then gets "
+                                       "header_timeout more); WebSockets are not affected",
+                                 positive=True)
+    body_timeout: float = option(60.0, "seconds a request body may take to arrive, plus one per "
+                                       "MiB it declares (then the connection is closed)",
+                                 positive=True)
     # -- the job engine (engine/) -----------------------------------------------------------------
     engine: bool = option(True, "run queued jobs on this machine (false: API and dashboards "
                                 "only)")

@@ -1,7 +1,9 @@
 """/health (store ping) and /metrics (Prometheus): open to monitoring without credentials."""
 
+import asyncio
 import logging
 import time
+import weakref
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,9 +23,19 @@ REQUEST_SECONDS = Histogram("jobdeck_request_seconds", "HTTP request latency",
                             ("handler", "method", "status"), registry=REGISTRY)
 
 
+# The methods labelled by name; any other (a client may send any token) is counted as "other",
+# so clients cannot add label sets. Handlers are labelled by class (one per route, and
+# NotFoundHandler for every unknown path), never by the path requested.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in METHODS else "other"
+
+
 def record_request(handler) -> None:
-    """Tornado's log_function: time every request by handler class and status."""
-    REQUEST_SECONDS.labels(type(handler).__name__, handler.request.method,
+    """Tornado's log_function: time every request by handler class, method and status."""
+    REQUEST_SECONDS.labels(type(handler).__name__, method_label(handler.request.method),
                            str(handler.get_status())).observe(handler.request.request_time())
 
 
@@ -90,10 +102,38 @@ class StoreWritesCollector:
                                 value=0 if self.writes.problem is not None else 1)
 
 
+class Snapshot:
+    """Metric families already read (on the event loop), to render in a thread."""
+
+    def __init__(self, families: list):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def render(snapshot: Snapshot) -> bytes:
+    app_registry = CollectorRegistry()
+    app_registry.register(snapshot)
+    return generate_latest(REGISTRY) + generate_latest(app_registry)
+
+
+# Per application: the render in progress, which scrapes arriving meanwhile share.
+RENDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class MetricsHandler(BaseHandler):
-    def get(self):
-        feed_registry = CollectorRegistry()
-        feed_registry.register(FeedCollector(self.settings["hub"].feed))
-        feed_registry.register(StoreWritesCollector(self.store.writes))
+    """The text is rendered in a thread, so a scrape never holds up the event loop, and
+    concurrent scrapes share one render."""
+
+    async def get(self):
+        rendering = RENDERS.get(self.application)
+        if rendering is None or rendering.done():
+            # This app's figures are read here, on the loop; only the rendering is threaded.
+            snapshot = Snapshot([*FeedCollector(self.settings["hub"].feed).collect(),
+                                 *StoreWritesCollector(self.store.writes).collect()])
+            rendering = asyncio.ensure_future(asyncio.to_thread(render, snapshot))
+            RENDERS[self.application] = rendering
+        body = await rendering
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(REGISTRY) + generate_latest(feed_registry))
+        self.finish(body)

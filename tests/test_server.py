@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +72,37 @@ def test_starts_serves_and_stops_cleanly(tmp_path, stop_signal):
             proc.wait()
     assert not psutil.pid_exists(store_pid)
     assert any("stopping" in entry for entry in lines)
+
+
+def test_a_no_auth_server_refuses_foreign_hosts_and_cuts_slow_headers(tmp_path):
+    """Issue 11 items 12 and 13 through server.py's own listener: --no-auth still checks Host
+    (DNS rebinding), and --header-timeout closes a connection whose headers never end."""
+    port = free_port()
+    proc = start_server("--port", str(port), "--data-dir", str(tmp_path / "data"), "--no-auth",
+                        "--header-timeout", "1")
+    try:
+        line, lines = wait_for_line(proc, "Jobdeck ready at http://")
+        assert line is not None, "".join(lines)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/health",
+                                         headers={"Host": f"evil.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 400
+        assert refused.value.read().decode() == (
+            "Host not allowed: 'evil.example' (add it to allowed_hosts to serve it)\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=STARTUP_LIMIT) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+            started = time.monotonic()
+            assert sock.recv(1024) == b""
+            assert time.monotonic() - started < 5
+        with urllib.request.urlopen(f"http://localhost:{port}/health") as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(STARTUP_LIMIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_bad_settings_exit_2_with_the_reason(tmp_path):

@@ -110,7 +110,8 @@ async def test_document_is_served_as_json_and_is_valid_openapi(api, base_url):
 
 
 @pytest.mark.gen_test
-async def test_server_url_is_the_requests_own_host(api, http_port):
+@pytest.mark.parametrize("app_settings", [{"allowed_hosts": ("jobs.example.org",)}])
+async def test_server_url_is_the_requests_own_host(app_settings, api, http_port):
     status, body, _ = await api.get("/openapi.json",
                                     headers={"Host": f"jobs.example.org:{http_port}"})
     assert status == 200
