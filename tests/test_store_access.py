@@ -86,7 +86,7 @@ def stdlib_python() -> str:
     """A Python that nobody can run (the venv's may sit under root's 0700 home)."""
     for candidate in (sys.executable, "/usr/bin/python3"):
         if subprocess.run([*NOBODY, candidate, "-I", "-c", "pass"],
-                          capture_output=True).returncode == 0:
+                          check=False, capture_output=True).returncode == 0:
             return candidate
     pytest.fail("no Python that the user nobody can run")
 
@@ -99,7 +99,8 @@ def as_nobody(url: str, paths: list[Path]) -> dict:
     target = host if port is None else f"{host}:{port}"
     message = op_msg({"insert": "job_types", "documents": [PLANTED], "$db": "jobdeck"})
     proc = subprocess.run([*NOBODY, stdlib_python(), "-I", "-c", CLIENT, target, message.hex(),
-                           *map(str, paths)], capture_output=True, text=True, timeout=60)
+                           *map(str, paths)], check=False, capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
