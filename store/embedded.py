@@ -56,7 +56,7 @@ PORT_ATTEMPTS = 3
 PID_FILE = "embedded-store.pid"
 # Substrings of a store's command line; a pid file is only trusted if the
 # process it names still looks like a store (pids get reused).
-_STORE_MARKERS = ("nx_27017", "secantus")
+_STORE_MARKERS = ("nx_27017", "nx_socket", "secantus")
 _LOG_TAIL_BYTES = 4000
 # How often the supervisor checks the child, and how long it waits between failed restarts
 # (doubling up to the maximum: an address another process took may be freed again).
@@ -171,8 +171,10 @@ def _kill_stale(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def _answers_ping(address: Address) -> bool:
-    """Whether the store at ``address`` answers ping.
+def _answers_ping(address: Address, pid: int | None = None) -> bool:
+    """Whether the store at ``address`` answers ping; with ``pid``, whether the store process
+    ``pid`` does (nx tells its pid in serverStatus): not another one serving the same socket,
+    such as a store left by a killed server, that our child then failed to replace.
 
     A plain connect goes first because a pymongo client that found
     the socket closed only retries every 500 ms, which would dominate the
@@ -190,8 +192,10 @@ def _answers_ping(address: Address) -> bool:
         url, serverSelectionTimeoutMS=500, connectTimeoutMS=500
     )
     try:
-        client.admin.command("ping")
-        return True
+        if pid is None:
+            client.admin.command("ping")
+            return True
+        return client.admin.command("serverStatus").get("pid") == pid
     except PyMongoError:
         return False
     finally:
@@ -517,7 +521,7 @@ class EmbeddedMongo:
         """
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
-            if _answers_ping(address):
+            if _answers_ping(address, proc.pid if self.kind == "nx" else None):
                 self._url = _url(address)
                 self._address = address
                 return True

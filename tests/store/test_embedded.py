@@ -114,6 +114,20 @@ def test_stale_store_from_killed_run_is_terminated(tmp_path, stores):
         stale.wait()
 
 
+def test_a_real_store_left_by_a_killed_run_is_replaced(tmp_path, stores):
+    """A server killed without stopping its store: the next one's store stops that one (found by
+    its pid file and command line) and serves the socket itself, rather than the new server
+    talking to the old store until it goes."""
+    old = stores(tmp_path)
+    url = old.start()
+    old_pid = old.pid
+    new = stores(tmp_path)
+    assert new.start() == url
+    assert old._proc.wait(timeout=5) is not None
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        assert client.admin.command("serverStatus")["pid"] == new.pid != old_pid
+
+
 def test_pid_file_naming_unrelated_process_is_ignored(tmp_path, stores):
     # A reused pid must not get an innocent process killed.
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
