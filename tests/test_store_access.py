@@ -181,12 +181,20 @@ async def check_server(server: Server) -> None:
     await until_jobs(server.api, [job_id], "COMPLETED")
     status, detail, _ = await server.api.get(f"/jobs/{job_id}/")
     assert status == 200, detail
+    status, workspace, _ = await server.api.post("/workspaces/", {"name": "uploads"})
+    assert status == 201, workspace
+    status, upload, _ = await server.api.call(
+        "POST", f"/files/?workspace_id={workspace['id']}&file_name=note.txt&media_type=text/plain",
+        raw=b"secret", headers={"Content-Type": "application/octet-stream"})
+    assert status == 201, upload
     url = READY.findall(server.log())[-1]
     data = server.data_dir
     exe = data / "executions" / str(detail["job_exes"][0]["id"])
+    (uploaded,) = (data / "workspaces" / "uploads").rglob("note.txt")
     files = [data, data / "auth.json", data / "jobdeck.db", data / "server.lock",
-             data / "nx-27017.log", exe, exe / "stdout.log"]
+             data / "nx-27017.log", exe, exe / "stdout.log", uploaded]
     assert (exe / "stdout.log").read_text() == "done\n"
+    assert uploaded.read_bytes() == b"secret"
 
     assert as_nobody(url, files) == {
         "store": "PermissionError", **{str(path): "PermissionError" for path in files}}
