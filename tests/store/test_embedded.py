@@ -1,5 +1,6 @@
 """Real child-process tests for the embedded store launcher."""
 
+import errno
 import os
 import signal
 import socket
@@ -223,7 +224,7 @@ def test_bind_replaces_a_stale_socket_file_and_refuses_a_served_one(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with pytest.raises(OSError, match=f"another process serves {path}") as taken:
         nx_socket.bind(path)
-    assert taken.value.errno == 98
+    assert taken.value.errno == errno.EADDRINUSE
     first.close()  # its file stays, and nothing accepts there any more
     with nx_socket.bind(path) as second, socket.socket(socket.AF_UNIX) as client:
         client.connect(path)
