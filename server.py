@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from tornado.httpserver import HTTPServer
 
 from auth.sessions import app_settings, login_url, server_auth
 from core.datalock import DataDirInUse, DataDirLock
+from core.private import PRIVATE_UMASK, private_dir
 from core.settings import Settings, SettingsError, load_settings
 from engine.service import EngineService
 from handlers.base import NotFoundHandler
@@ -49,6 +51,8 @@ CLOSE_TIMEOUT = 5.0
 async def serve(settings: Settings) -> int:
     embedded = lock = None
     url = settings.mongo_url
+    # auth.json, the executions and the uploads are there with --mongo-url too.
+    private_dir(settings.data_dir)
     if not url:
         started = await start_embedded_store(settings)
         if started is None:
@@ -192,6 +196,8 @@ COMMANDS = ("backup", "restore")
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # What the server (its store, its jobs, backup and restore) makes is its user's alone.
+    os.umask(PRIVATE_UMASK)
     if argv[:1] and argv[0] in COMMANDS:
         return backup_command(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -13,6 +13,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from core.private import PRIVATE_FILE_MODE, private_dir
+
 LOCK_FILE = "server.lock"
 
 
@@ -47,9 +49,10 @@ class DataDirLock:
 
     def acquire(self) -> DataDirLock:
         """Take the lock or raise DataDirInUse naming its holder; never waits."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        private_dir(self.data_dir)  # made, or tightened, before anything is written in it
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)  # not inherited
         try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:

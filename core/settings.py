@@ -114,9 +114,12 @@ class Settings:
     # -- serving ----------------------------------------------------------------------------------
     host: str = option("127.0.0.1", "listen address")
     port: int = option(8000, "listen port (0: any free port)", low=0, high=65535)
-    data_dir: str = option("./data", "where the embedded store keeps its files, with the "
-                                     "workspaces, execution logs and auth.json")
-    mongo_url: str | None = option(None, "a MongoDB URL to use instead of the embedded store",
+    data_dir: str = option("./data", "where the embedded store keeps its files and its socket, "
+                                     "with the workspaces, execution logs and auth.json; made "
+                                     "(or tightened to) mode 0700: the server's user only")
+    mongo_url: str | None = option(None, "a MongoDB URL to use instead of the embedded store; "
+                                         "give it credentials (MongoDB authentication), and "
+                                         "TLS when the store is on another machine",
                                    unset="none: start the embedded store (nx-27017) under "
                                          "data_dir")
     db_name: str = option("jobdeck", "the store's database name")

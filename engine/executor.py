@@ -9,6 +9,20 @@ the same three calls.
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from core.private import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, private_file
+
+# The modes of an execution's folder (data_dir/executions/<id>) and its outputs/, tmp/ and
+# inputs/ folders, and of its stdout.log and stderr.log: the server's user only, like the rest of
+# the data folder (core/private.py). The one place to change what a job's own user may do there.
+EXECUTION_DIR_MODE = PRIVATE_DIR_MODE
+EXECUTION_LOG_MODE = PRIVATE_FILE_MODE
+
+
+def open_log(path: Path) -> BinaryIO:
+    """An execution's log, opened to append bytes, mode EXECUTION_LOG_MODE."""
+    return private_file(path, mode=EXECUTION_LOG_MODE)
 
 # Why a job phase ended.
 EXITED = "exited"

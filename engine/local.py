@@ -15,6 +15,7 @@ import psutil
 from core.settings import DEFAULTS
 from engine.executor import (
     CANCELED,
+    EXECUTION_DIR_MODE,
     EXITED,
     TIMED_OUT,
     Backend,
@@ -23,6 +24,7 @@ from engine.executor import (
     LaunchSpec,
     ProcessRef,
     Running,
+    open_log,
 )
 
 
@@ -45,8 +47,8 @@ def _open_logs(spec: LaunchSpec):
     """The job's stdout and stderr files (appended to: a retried execution keeps the first
     attempt's lines); the child holds its own copies of the descriptors. Called in a worker
     thread, like the runner's folder creation."""
-    spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
-    return open(spec.stdout_path, "ab"), open(spec.stderr_path, "ab")
+    spec.stdout_path.parent.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
+    return open_log(spec.stdout_path), open_log(spec.stderr_path)
 
 
 class LocalProcess(Running):

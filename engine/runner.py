@@ -30,7 +30,16 @@ from pymongo.errors import PyMongoError
 
 from core.model import FINAL_JOB_STATUSES
 from core.times import now_ms
-from engine.executor import CANCELED, TIMED_OUT, Backend, LaunchError, LaunchSpec, Running
+from engine.executor import (
+    CANCELED,
+    EXECUTION_DIR_MODE,
+    TIMED_OUT,
+    Backend,
+    LaunchError,
+    LaunchSpec,
+    Running,
+    open_log,
+)
 
 log = logging.getLogger("jobdeck.engine")
 
@@ -63,8 +72,8 @@ def guess_media_type(path: Path) -> str:
 
 def note(log_path: Path, message) -> None:
     """Tell the job's owner, in its stderr log, why the engine failed it."""
-    with open(log_path, "a") as handle:
-        handle.write(f"jobdeck: {message}\n")
+    with open_log(log_path) as handle:
+        handle.write(f"jobdeck: {message}\n".encode())
 
 
 def build_argv(command: str, arguments: str, values: dict) -> list[str]:
@@ -348,8 +357,8 @@ class ExecutionRunner:
     def _make_folders(self) -> None:
         """In a worker thread: folder creation is slow on some file systems and would hold up
         every other execution on the event loop."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(exist_ok=True)
+        for folder in (self.work_dir, self.output_dir, self.tmp_dir, self.inputs_dir):
+            folder.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
 
     @staticmethod
     def _stage(name, index, file_id, files, workspaces, inputs_dir) -> Path:
@@ -362,7 +371,8 @@ class ExecutionRunner:
         if not inside(Path(workspace["base_path"]), source) or not source.is_file():
             raise PhaseError("filesystem-io", f"input file {file_id} is missing at {source}")
         target = inputs_dir / name / str(index) / doc["file_name"]
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.parent.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
+        target.parent.mkdir(mode=EXECUTION_DIR_MODE, exist_ok=True)
         try:
             target.symlink_to(source.resolve())
         except FileExistsError:

@@ -25,6 +25,7 @@ import psutil
 from pymongo.errors import PyMongoError
 
 from core.model import FINAL_EXE_STATUSES
+from core.private import private_dir
 from core.settings import DEFAULTS
 from core.times import now_ms
 from engine.executor import Backend
@@ -114,7 +115,7 @@ class Engine:
 
     async def start(self) -> None:
         """Register the node, recover executions a dead server left RUNNING, start scheduling."""
-        (self.data_dir / "executions").mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir / "executions")
         self.node = await self.nodes.register(self.hostname, self.port, self.cpus, self.mem)
         await self._beat()
         await self.recover()

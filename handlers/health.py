@@ -49,8 +49,8 @@ class HealthHandler(BaseHandler):
         embedded = self.settings.get("embedded_store")
         if embedded is not None and not embedded.is_alive():
             ok = False
-            log.warning("health: the embedded %s store on port %s is down; it is being restarted",
-                        embedded.name, embedded.port)
+            log.warning("health: the embedded %s store at %s is down; it is being restarted",
+                        embedded.name, embedded.address)
         else:
             ok = await self.store.ping()
             if not ok:

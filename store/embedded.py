@@ -6,8 +6,14 @@ SQLite, or SecantusDB on WiredTiger) next to it instead of requiring a
 real mongod. The store runs as our child, not as a daemon, so its
 lifetime is tied to ours: it is stopped with ``stop()``, and it also
 stops itself within a second if we die without stopping it. While we
-run, ``supervise()`` restarts it on the same data dir and port if it
+run, ``supervise()`` restarts it on the same data dir and address if it
 dies, so our client reconnects to it without being rebuilt.
+
+The store has no authentication, so it is reachable only by the server's own user: nx-27017
+serves a Unix socket inside the data folder (store/nx_socket.py adapts it; it only knows TCP),
+the data folder is 0700 (core/private.py), and the store process makes its files with umask
+0077. pymongo connects to ``mongodb://%2Fpath%2Fto%2Fnx-27017.sock``. SecantusDB, which only the
+store tests start (server.py embeds nx-27017 alone), still listens on a loopback port.
 
 nx runs in its ``--data-dir`` mode: each logical database is its own SQLite
 file, ``<name>.db`` in the data dir, so no other database name can read,
@@ -32,11 +38,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psutil
 import pymongo
 from pymongo.errors import PyMongoError
 
+from core.private import PRIVATE_UMASK, private_dir, private_file
 from core.settings import DEFAULTS
 
 log = logging.getLogger("jobdeck.store")
@@ -48,10 +56,10 @@ PORT_ATTEMPTS = 3
 PID_FILE = "embedded-store.pid"
 # Substrings of a store's command line; a pid file is only trusted if the
 # process it names still looks like a store (pids get reused).
-_STORE_MARKERS = ("nx_27017", "secantus")
+_STORE_MARKERS = ("nx_27017", "nx_socket", "secantus")
 _LOG_TAIL_BYTES = 4000
 # How often the supervisor checks the child, and how long it waits between failed restarts
-# (doubling up to the maximum: a port another process took may be freed again).
+# (doubling up to the maximum: an address another process took may be freed again).
 WATCH_INTERVAL = 0.2
 RESTART_DELAY = 0.5
 RESTART_DELAY_MAX = 10.0
@@ -60,10 +68,28 @@ RESTART_DELAY_MAX = 10.0
 SINGLE_FILE_DB = "jobdeck"
 # nx-27017 maps a database name to a file name, and answers ok: 0 for any name not like this.
 _NX_DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# nx's Unix socket, in the data dir, and the adapter that serves it (run as a file: see
+# _BOOTSTRAP).
+SOCKET_FILE = "nx-27017.sock"
+NX_SOCKET = Path(__file__).resolve().with_name("nx_socket.py")
+# A Unix socket's path must fit sockaddr_un.sun_path: 108 bytes with the final NUL on Linux.
+# A longer data dir path fails at start with a message saying so, rather than the socket going
+# to a short private folder elsewhere: in the data folder it is covered by the folder's 0700,
+# follows a moved or restored data folder, and is hidden from jobs with the rest of it.
+SOCKET_PATH_MAX = 107
+
+# A store's address: its Unix socket's path (nx), or its loopback TCP port (SecantusDB).
+Address = str | int
 
 
 class EmbeddedStoreError(RuntimeError):
     """The embedded store could not be started."""
+
+
+def _url(address: Address) -> str:
+    """The mongodb URL of a store at ``address``."""
+    host = quote(address, safe="") if isinstance(address, str) else f"127.0.0.1:{address}"
+    return f"mongodb://{host}/?directConnection=true"
 
 
 def _free_port() -> int:
@@ -82,9 +108,10 @@ def _free_port() -> int:
 # a SIGKILLed Jobdeck does not leave a store holding the data dir. It polls
 # getppid() rather than using prctl(PR_SET_PDEATHSIG): that signal fires
 # when the *thread* that forked exits, so a store started from a worker
-# thread would die with that thread.
+# thread would die with that thread. The entry is `module:function`, or `path.py:function` for a
+# file run with runpy (store/nx_socket.py: the project's packages are not importable there).
 _BOOTSTRAP = """
-import importlib, logging, os, signal, sys, threading, time
+import importlib, logging, os, runpy, signal, sys, threading, time
 parent, entry, *args = sys.argv[1:]
 
 
@@ -103,7 +130,8 @@ logging.basicConfig(
 )
 module, _, func = entry.partition(":")
 sys.argv = [entry, *args]
-sys.exit(getattr(importlib.import_module(module), func)())
+names = runpy.run_path(module) if module.endswith(".py") else vars(importlib.import_module(module))
+sys.exit(names[func]())
 """
 
 
@@ -143,23 +171,31 @@ def _kill_stale(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def _answers_ping(port: int, url: str) -> bool:
-    """Whether the store at ``url`` answers ping.
+def _answers_ping(address: Address, pid: int | None = None) -> bool:
+    """Whether the store at ``address`` answers ping; with ``pid``, whether the store process
+    ``pid`` does (nx tells its pid in serverStatus): not another one serving the same socket,
+    such as a store left by a killed server, that our child then failed to replace.
 
-    A plain TCP connect goes first because a pymongo client that found
-    the port closed only retries every 500 ms, which would dominate the
+    A plain connect goes first because a pymongo client that found
+    the socket closed only retries every 500 ms, which would dominate the
     sub-second startup.
     """
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(address if isinstance(address, str) else ("127.0.0.1", address))
+        except OSError:
+            return False
+    url = _url(address)
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         url, serverSelectionTimeoutMS=500, connectTimeoutMS=500
     )
     try:
-        client.admin.command("ping")
-        return True
+        if pid is None:
+            client.admin.command("ping")
+            return True
+        return client.admin.command("serverStatus").get("pid") == pid
     except PyMongoError:
         return False
     finally:
@@ -225,7 +261,8 @@ def check_store_file(path: Path) -> None:
 
 
 class EmbeddedMongo:
-    """One embedded store process serving ``data_dir`` on a loopback port.
+    """One embedded store process serving ``data_dir``, on a Unix socket in it (nx) or on a
+    loopback port (SecantusDB).
 
     ``db_name``, when given, is the database the server will use: nx checks that it can be a file
     name, and a data dir last served by nx's old single-file mode has that file, ``jobdeck.db``,
@@ -246,7 +283,7 @@ class EmbeddedMongo:
         self.db_name = db_name
         self._proc: subprocess.Popen | None = None
         self._url: str | None = None
-        self._port: int | None = None
+        self._address: Address | None = None
         self._stopped = True
         # A restart runs in a worker thread; stop() waits for it rather than racing its spawn.
         self._lifecycle = threading.Lock()
@@ -275,9 +312,22 @@ class EmbeddedMongo:
         return self.data_dir / name
 
     @property
+    def socket_path(self) -> Path:
+        """The Unix socket nx serves (kept across restarts)."""
+        return self.data_dir / SOCKET_FILE
+
+    @property
     def port(self) -> int | None:
-        """The loopback port the store serves (kept across restarts), or None before start."""
-        return self._port
+        """The loopback port SecantusDB serves (kept across restarts), or None (nx, or before
+        start)."""
+        return self._address if isinstance(self._address, int) else None
+
+    @property
+    def address(self) -> str:
+        """Where the store serves, for log lines: its socket's path or its port."""
+        if isinstance(self._address, int):
+            return f"port {self._address}"
+        return f"socket {self.socket_path}"
 
     @property
     def name(self) -> str:
@@ -291,21 +341,21 @@ class EmbeddedMongo:
         """Whether the store process is still running."""
         return self._proc is not None and self._proc.poll() is None
 
-    def _command(self, port: int) -> list[str]:
-        """The child's argv: bootstrap, then the store's console-script entry."""
+    def _command(self, address: Address) -> list[str]:
+        """The child's argv: bootstrap, then the store's console-script entry (nx: through
+        store/nx_socket.py, which serves nx on the socket ``address``)."""
         launcher = [sys.executable, "-c", _BOOTSTRAP, str(os.getpid())]
         if self.kind == "nx":
             # --data-dir: one <name>.db per logical database (see the module docstring); nx
-            # lists databases from the *.db files there, so our logs and pid files are no
-            # trouble. --log-file is discarded because nx also logs everything to
+            # lists databases from the *.db files there, so our logs, pid files and socket are
+            # no trouble. --log-file is discarded because nx also logs everything to
             # stderr, which we capture in nx-27017.log together with the
             # tracebacks (e.g. a failed bind) that its file log never gets.
             return [
                 *launcher,
-                "nx_27017.nx_27017:main",
+                f"{NX_SOCKET}:main",
+                "--unix-socket", str(address),
                 "--data-dir", str(self.data_dir),
-                "--host", "127.0.0.1",
-                "-p", str(port),
                 "--log-file", os.devnull,
                 "--pid-file", str(self.data_dir / "nx-27017.pid"),
             ]  # fmt: skip
@@ -313,7 +363,7 @@ class EmbeddedMongo:
             *launcher,
             "secantus.cli:main",
             "--host", "127.0.0.1",
-            "--port", str(port),
+            "--port", str(address),
             "--storage-path", str(self.data_dir / "secantus"),
             "--log-level", "WARNING",
         ]  # fmt: skip
@@ -331,35 +381,49 @@ class EmbeddedMongo:
         self._check_files()
         self._adopt_single_file()
         timeout = READY_TIMEOUT[self.kind] if ready_timeout is None else ready_timeout
+        # A port is picked free and may be taken before the child binds it: a new one is
+        # tried. The socket's path is fixed: if the store dies at startup, another try would too.
+        attempts = 1 if self.kind == "nx" else PORT_ATTEMPTS
         code = None
-        for _ in range(PORT_ATTEMPTS):
-            port = _free_port()
-            proc = self._spawn(port)
-            if self._wait_ready(proc, port, timeout):
+        for _ in range(attempts):
+            address = str(self._socket_address()) if self.kind == "nx" else _free_port()
+            proc = self._spawn(address)
+            if self._wait_ready(proc, address, timeout):
                 return self._running_url()
             code = proc.returncode
         raise EmbeddedStoreError(
-            f"{self.kind} store exited at startup {PORT_ATTEMPTS} times "
+            f"{self.kind} store exited at startup {attempts} time{'s' * (attempts > 1)} "
             f"(last exit code {code}); "
             f"log tail of {self.log_path}:\n{_tail(self.log_path)}"
         )
 
-    def restart(self, ready_timeout: float | None = None) -> str:
-        """Start the store again on the port it had, so clients holding its URL reconnect.
+    def _socket_address(self) -> Path:
+        """The socket's path, or EmbeddedStoreError if it is too long for a Unix socket."""
+        path = self.socket_path
+        if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+            raise EmbeddedStoreError(
+                f"the data folder's path is too long for the store's Unix socket {path} "
+                f"({len(os.fsencode(path))} bytes; a socket's path is at most {SOCKET_PATH_MAX}): "
+                "use a data folder with a shorter path (--data-dir)")
+        return path
 
-        Raises EmbeddedStoreError if it does not come up there (e.g. the port was taken).
+    def restart(self, ready_timeout: float | None = None) -> str:
+        """Start the store again at the address it had, so clients holding its URL reconnect.
+
+        Raises EmbeddedStoreError if it does not come up there (e.g. another process took the
+        port, or serves the socket).
         """
         with self._lifecycle:
-            if self._port is None or self._stopped:
+            if self._address is None or self._stopped:
                 raise EmbeddedStoreError("the store is stopped; start() it instead")
             if self.is_alive():
                 return self._running_url()
             self._clear_leftovers()
-            proc = self._spawn(self._port)
-            if not self._wait_ready(proc, self._port, READY_TIMEOUT[self.kind]
+            proc = self._spawn(self._address)
+            if not self._wait_ready(proc, self._address, READY_TIMEOUT[self.kind]
                                     if ready_timeout is None else ready_timeout):
                 raise EmbeddedStoreError(
-                    f"{self.kind} store exited at restart on port {self._port} (exit code "
+                    f"{self.kind} store exited at restart at {self.address} (exit code "
                     f"{proc.returncode}); log tail of {self.log_path}:\n"
                     f"{_tail(self.log_path)}"
                 )
@@ -376,7 +440,7 @@ class EmbeddedMongo:
                 continue
             code = self._proc.returncode if self._proc is not None else None
             log.error("the embedded %s store (data in %s) exited with code %s; restarting it "
-                      "on port %s", self.name, self.data_dir, code, self._port)
+                      "at %s", self.name, self.data_dir, code, self.address)
             try:
                 await asyncio.to_thread(self.restart)
             except EmbeddedStoreError as exc:
@@ -386,8 +450,8 @@ class EmbeddedMongo:
                 delay = min(delay * 2, RESTART_DELAY_MAX)
                 continue
             delay = RESTART_DELAY
-            log.warning("the embedded %s store is back (pid %s, port %s, restart %d)",
-                        self.name, self.pid, self._port, self.restarts)
+            log.warning("the embedded %s store is back (pid %s, %s, restart %d)",
+                        self.name, self.pid, self.address, self.restarts)
             if on_restart is not None:
                 try:
                     await on_restart()
@@ -395,7 +459,7 @@ class EmbeddedMongo:
                     log.exception("recovering after the store restart failed")
 
     def _clear_leftovers(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         _kill_stale(self.data_dir / PID_FILE)
         # nx refuses to start if its own pid file names a live process,
         # which after a crash may be an unrelated one reusing the pid.
@@ -432,10 +496,10 @@ class EmbeddedMongo:
         log.warning("moved %s, written by the old single-file store, to %s: it holds the "
                     "data of the database %r", legacy, target, self.db_name)
 
-    def _spawn(self, port: int) -> subprocess.Popen:
-        with self.log_path.open("ab") as log:
+    def _spawn(self, address: Address) -> subprocess.Popen:
+        with private_file(self.log_path) as log:
             proc = self._proc = subprocess.Popen(
-                self._command(port),
+                self._command(address),
                 cwd=self.data_dir,  # keeps secantus from picking up ./secantusd.toml
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -443,22 +507,23 @@ class EmbeddedMongo:
                 # Its own session: Ctrl-C in a terminal signals the whole foreground group, and
                 # the store must outlive the server's clean shutdown (the engine still writes).
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # its databases, logs and pid file: the server's user only
             )
-        (self.data_dir / PID_FILE).write_text(f"{proc.pid}\n")
+        with private_file(self.data_dir / PID_FILE, truncate=True) as out:
+            out.write(f"{proc.pid}\n".encode())
         return proc
 
-    def _wait_ready(self, proc: subprocess.Popen, port: int, timeout: float) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen, address: Address, timeout: float) -> bool:
         """Ping until the store answers (True) or exits early (False).
 
         Raises EmbeddedStoreError, after stopping the child, if it is still
         alive but silent at the deadline.
         """
-        url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
-            if _answers_ping(port, url):
-                self._url = url
-                self._port = port
+            if _answers_ping(address, proc.pid if self.kind == "nx" else None):
+                self._url = _url(address)
+                self._address = address
                 return True
             if time.monotonic() >= deadline:
                 self._halt()
@@ -481,5 +546,7 @@ class EmbeddedMongo:
             if self._proc.poll() is None:
                 _terminate(self._proc)
             self._proc = None
+            if self.kind == "nx":
+                self.socket_path.unlink(missing_ok=True)  # nx's asyncio server leaves it
         self._url = None
         (self.data_dir / PID_FILE).unlink(missing_ok=True)

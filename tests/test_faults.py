@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from pymongo.uri_parser import parse_uri
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fixtures import API
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STORE_TIMEOUT_MS = 1000
 STORE_DOWN = ("The job store is unavailable: it did not answer in time (it may be restarting); "
               "try again in a few seconds.\n")
-READY_LINE = re.compile(r"embedded store \(nx-27017\) ready at mongodb://127\.0\.0\.1:(\d+)/")
+READY_LINE = re.compile(r"embedded store \(nx-27017\) ready at (mongodb://\S+), data in ")
 
 
 class Server:
@@ -82,8 +83,14 @@ class Server:
         return int((self.data_dir / "embedded-store.pid").read_text())
 
     @property
-    def store_port(self) -> int:
-        return int(READY_LINE.findall(self.log())[-1])
+    def store_url(self) -> str:
+        """The URL of the embedded store this server started (from its log)."""
+        return READY_LINE.findall(self.log())[-1]
+
+    @property
+    def store_socket(self) -> str:
+        """The Unix socket its embedded store serves."""
+        return parse_uri(self.store_url)["nodelist"][0][0]
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -117,30 +124,24 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def kill_store_and_hold_its_port(server: "Server") -> tuple[int, socket.socket]:
-    """SIGKILL the server's embedded store and take its port (listening, never answering), so the
-    store stays down while the test looks: the supervisor's restarts cannot bind the port until
-    the returned socket is closed. The server is paused (SIGSTOP) from before the kill until the
-    port is held, so its supervisor cannot restart the store on the port first, however slowly
-    this process runs (the test's timeout bounds the waits). Returns the killed store's pid and
-    the socket."""
-    old_pid, port = server.store_pid, server.store_port
+async def kill_store_and_hold_its_socket(server: "Server") -> tuple[int, socket.socket]:
+    """SIGKILL the server's embedded store and serve its Unix socket's path (listening, never
+    answering), so the store stays down while the test looks: the supervisor's restarts refuse
+    a socket another process serves, until the returned socket is closed. The server is paused
+    (SIGSTOP) from before the kill until the socket is held, so its supervisor cannot restart the
+    store first, however slowly this process runs (the test's timeout bounds the waits). Returns
+    the killed store's pid and the socket."""
+    old_pid, path = server.store_pid, server.store_socket
     server.proc.send_signal(signal.SIGSTOP)
     try:
         os.kill(old_pid, signal.SIGKILL)
         while not gone(old_pid):  # a zombie (its paused parent reaps it later): sockets closed
             await asyncio.sleep(0.01)
-        while True:
-            blocker = socket.socket()
-            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-            try:
-                blocker.bind(("127.0.0.1", port))
-            except OSError:
-                blocker.close()
-                await asyncio.sleep(0.01)
-                continue
-            blocker.listen()
-            return old_pid, blocker
+        os.unlink(path)  # the killed store's socket file
+        blocker = socket.socket(socket.AF_UNIX)
+        blocker.bind(path)
+        blocker.listen()
+        return old_pid, blocker
     finally:
         server.proc.send_signal(signal.SIGCONT)
 
@@ -198,7 +199,7 @@ async def test_store_killed_answers_503_then_recovers_without_a_server_restart(
     cut_off_exe = (await job_details(api, cut_off))["job_exes"][0]["id"]
     acknowledged = [await submit(api, quick) for _ in range(5)]
 
-    old_pid, blocker = await kill_store_and_hold_its_port(server)
+    old_pid, blocker = await kill_store_and_hold_its_socket(server)
     try:
         health = await server.until_health(503)
         assert health["status"] == "unavailable" and health["store"]["reachable"] is False
@@ -210,7 +211,7 @@ async def test_store_killed_answers_503_then_recovers_without_a_server_restart(
             assert headers["Content-Type"].startswith("text/plain")
             assert headers["Retry-After"] == "2"
         # The held job ends now and its outcome cannot be written; the supervisor has tried to
-        # restart the store on its port and failed (the port is held). Both before the port frees.
+        # restart the store on its socket and failed (the socket is held). Both before it frees.
         release.touch()
         await server.until_logged(f"execution {cut_off_exe}: the store is unreachable")
         await server.until_logged("could not restart the embedded store; retrying")

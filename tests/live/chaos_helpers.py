@@ -126,7 +126,7 @@ class ChaosServer(Server):
     @property
     def embedded_url(self) -> str:
         """The URL of the embedded store this server started (from its log)."""
-        return f"mongodb://127.0.0.1:{self.store_port}/?directConnection=true"
+        return self.store_url
 
     async def healthy(self, client: Client) -> bool:
         status, _ = await client.call(self.url + "/health", timeout=5)
@@ -151,7 +151,7 @@ async def until_all_healthy(servers: list[ChaosServer], client: Client,
 
 class ServerStore:
     """The embedded nx-27017 a server started: killed with SIGKILL, restarted by that server's
-    supervisor on the same port."""
+    supervisor on the same socket."""
 
     kind = "nx"
 
@@ -171,7 +171,7 @@ class ServerStore:
 
 class OwnedStore:
     """An embedded store the test runs itself (SecantusDB: server.py can only start nx-27017):
-    killed with SIGKILL and started again on the same port, as the supervisor does."""
+    killed with SIGKILL and started again at the same address, as the supervisor does."""
 
     def __init__(self, data_dir: Path, kind: str):
         self.kind = kind

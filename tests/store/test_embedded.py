@@ -1,18 +1,23 @@
 """Real child-process tests for the embedded store launcher."""
 
+import errno
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import pymongo
 import pytest
 
-from store.embedded import PID_FILE, EmbeddedMongo, EmbeddedStoreError
+from store import nx_socket
+from store.embedded import PID_FILE, SOCKET_PATH_MAX, EmbeddedMongo, EmbeddedStoreError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,8 +53,9 @@ def _wait_gone(pid, timeout=10.0):
 def test_nx_roundtrip_stop_and_durable_restart(tmp_path, stores):
     store = stores(tmp_path)
     url = store.start()
-    assert url.startswith("mongodb://127.0.0.1:")
-    assert url.endswith("/?directConnection=true")
+    socket_path = tmp_path / "nx-27017.sock"
+    assert url == f"mongodb://{quote(str(socket_path), safe='')}/?directConnection=true"
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
     assert store.url == url and store.is_alive()
     pid = store.pid
     assert (tmp_path / PID_FILE).read_text().strip() == str(pid)
@@ -64,6 +70,7 @@ def test_nx_roundtrip_stop_and_durable_restart(tmp_path, stores):
     assert store.pid is None and store.url is None
     assert not psutil.pid_exists(pid)
     assert not (tmp_path / PID_FILE).exists()
+    assert not socket_path.exists()
     assert (tmp_path / "jobdeck.db").is_file()
     store.stop()  # idempotent
 
@@ -106,6 +113,20 @@ def test_stale_store_from_killed_run_is_terminated(tmp_path, stores):
     finally:
         stale.kill()
         stale.wait()
+
+
+def test_a_real_store_left_by_a_killed_run_is_replaced(tmp_path, stores):
+    """A server killed without stopping its store: the next one's store stops that one (found by
+    its pid file and command line) and serves the socket itself, rather than the new server
+    talking to the old store until it goes."""
+    old = stores(tmp_path)
+    url = old.start()
+    old_pid = old.pid
+    new = stores(tmp_path)
+    assert new.start() == url
+    assert old._proc.wait(timeout=5) is not None
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        assert client.admin.command("serverStatus")["pid"] == new.pid != old_pid
 
 
 def test_pid_file_naming_unrelated_process_is_ignored(tmp_path, stores):
@@ -156,3 +177,59 @@ def test_child_exiting_at_startup_raises_with_log_tail(tmp_path, stores):
 def test_unknown_kind_is_rejected(tmp_path):
     with pytest.raises(ValueError):
         EmbeddedMongo(tmp_path, "mongod")
+
+
+def test_restart_after_a_kill_serves_the_same_socket_unless_another_process_does(
+        tmp_path, stores):
+    """The supervisor's restart: a killed store's socket file is replaced, so clients holding the
+    URL reconnect; a socket another process serves is never taken over."""
+    store = stores(tmp_path)
+    url = store.start()
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        client.jobdeck.jobs.insert_one({"_id": 1})
+        os.kill(store.pid, signal.SIGKILL)
+        store._proc.wait()
+        assert store.socket_path.exists()  # left by the killed store
+        assert store.restart() == url
+        assert client.jobdeck.jobs.count_documents({}) == 1
+
+        os.kill(store.pid, signal.SIGKILL)
+        store._proc.wait()
+        store.socket_path.unlink()
+        with socket.socket(socket.AF_UNIX) as squatter:
+            squatter.bind(str(store.socket_path))
+            squatter.listen()
+            with pytest.raises(EmbeddedStoreError, match="(?s)exited at restart at socket .*"
+                               f"OSError: \\[Errno 98\\] another process serves {store.socket_path}"):
+                store.restart(ready_timeout=10)
+        assert store.restart() == url
+        assert client.jobdeck.jobs.count_documents({}) == 1
+
+
+def test_a_data_folder_too_long_for_a_socket_is_refused_with_the_reason(tmp_path, stores):
+    data = tmp_path / ("d" * (SOCKET_PATH_MAX - len(str(tmp_path)) - len("/nx-27017.sock")))
+    assert len(str(data / "nx-27017.sock")) == SOCKET_PATH_MAX + 1
+    with pytest.raises(EmbeddedStoreError) as refused:
+        stores(data).start()
+    assert str(refused.value) == (
+        f"the data folder's path is too long for the store's Unix socket {data}/nx-27017.sock "
+        f"(108 bytes; a socket's path is at most 107): use a data folder with a shorter path "
+        "(--data-dir)")
+    stores(data.with_name(data.name[1:])).start()  # one byte shorter: fits
+
+
+def test_bind_replaces_a_stale_socket_file_and_refuses_a_served_one(tmp_path):
+    path = str(tmp_path / "s.sock")
+    first = nx_socket.bind(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(OSError, match=f"another process serves {path}") as taken:
+        nx_socket.bind(path)
+    assert taken.value.errno == errno.EADDRINUSE
+    first.close()  # its file stays, and nothing accepts there any more
+    with nx_socket.bind(path) as second, socket.socket(socket.AF_UNIX) as client:
+        client.connect(path)
+        assert second.accept()[0].close() is None
+    (tmp_path / "f").write_text("not a socket")
+    with pytest.raises(OSError, match="Address already in use"):
+        nx_socket.bind(str(tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "not a socket"
