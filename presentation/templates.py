@@ -5,7 +5,13 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
 
-from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
+from core.model import (
+    CANCELABLE_JOB_STATUSES,
+    JOB_STATUSES,
+    MIN_CPUS,
+    MIN_MEM,
+    REQUEUEABLE_JOB_STATUSES,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,4 +41,4 @@ ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=T
                   trim_blocks=True, lstrip_blocks=True)
 ENV.filters.update(file_size=file_size, short_time=short_time, pretty_json=pretty_json)
 ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
-                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES)
+                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES, MIN_CPUS=MIN_CPUS, MIN_MEM=MIN_MEM)
