@@ -2,6 +2,7 @@
 the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
 add live updates and the actions (which call the REST API)."""
 
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -150,26 +151,62 @@ class QueuePage(DashboardPage):
                          queue_depth=sum(r["count"] for r in queue))
 
 
+# The dashboard lists the most recently changed jobs first; GET /jobs/ keeps Scale's order.
+DEFAULT_JOBS_ORDER = ("-last_status_change", "-id")
+# What a datetime-local input submits (no zone): the dashboard reads it as UTC, as it shows times.
+LOCAL_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?")
+
+
 class JobsPage(DashboardPage):
-    """GET /jobs/ rendered: same filters, order, paging and rows."""
+    """GET /jobs/ rendered: same filters, paging and rows; newest status change first unless
+    an `order` is given. A bad filter value is shown next to its field, with the form kept."""
 
     nav = "jobs"
 
+    def filter_arguments(self, name: str) -> list[str]:
+        values = self.get_query_arguments(name)
+        if name in ("started", "ended"):
+            values = [v + "Z" if LOCAL_DATETIME.fullmatch(v) else v for v in values]
+        return values
+
+    def order_arguments(self, name: str) -> list[str]:
+        values = self.get_query_arguments(name)
+        return values if name != "order" or any(values) else list(DEFAULT_JOBS_ORDER)
+
     async def get(self):
-        flt = job_filter(self.get_query_arguments)
-        order = job_order(self.get_query_arguments)
-        page, page_size = self.parse_page()
-        count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION)
-        if page > 1 and (page - 1) * page_size >= count:
-            raise APIError(404, f"page {page} is past the last page of {count} results")
-        rows = await Serializer(self.store, self.base_url).job_rows(jobs)
-        all_types = await self.store.job_types.all_job_types()
         started = self.query_strings("started")
-        started = started[-1] if started else ""
-        ended = self.query_strings("ended")
         presets = [p for p, _ in TIME_PRESETS]
-        orders = self.query_strings("order")
+        preset = next((v for v in started if v in presets), "")
+        custom = [v for v in started if v not in presets]
+        ended = self.query_strings("ended")
+        field_errors: dict[str, str] = {}
+        count, rows = 0, []
+        if preset and custom:
+            field_errors["started"] = (
+                f"Choose either a range ({dict(TIME_PRESETS)[preset]}) or a custom From "
+                f"({custom[-1]}), not both.")
+        else:
+            try:
+                flt = job_filter(self.filter_arguments)
+            except APIError as exc:
+                name = exc.message.split(":", 1)[0].split(" ", 1)[0]
+                field_errors[name if name in ("started", "ended") else "form"] = exc.message
+        page, page_size = self.parse_page()
+        order = job_order(self.order_arguments)
+        if not field_errors:
+            count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
+                                                          LIST_PROJECTION)
+            if page > 1 and (page - 1) * page_size >= count:
+                raise APIError(404, f"page {page} is past the last page of {count} results")
+            rows = await Serializer(self.store, self.base_url).job_rows(jobs)
+        else:
+            self.set_status(400)
+        all_types = await self.store.job_types.all_job_types()
+        orders = self.query_strings("order") or list(DEFAULT_JOBS_ORDER)
         last_page = max(1, -(-count // page_size))
+        query = self.request.uri[len(self.request.path):]
+        if not self.query_strings("order"):
+            query += ("&" if query else "?") + urlencode([("order", o) for o in DEFAULT_JOBS_ORDER])
         self.render_page(
             "jobs.html", rows=rows, count=count, page=page, page_size=page_size,
             last_page=last_page, first_index=(page - 1) * page_size + 1 if rows else 0,
@@ -180,16 +217,17 @@ class JobsPage(DashboardPage):
             selected_names=set(self.query_strings("job_type_name")),
             selected_categories=set(self.query_strings("job_type_category")),
             job_type_ids=self.query_strings("job_type_id"), job_ids=self.query_strings("job_id"),
-            presets=TIME_PRESETS, preset=started if started in presets else "",
-            custom_started="" if started in presets else started,
-            custom_ended=ended[-1] if ended else "", ended=bool(ended),
+            presets=TIME_PRESETS, preset=preset,
+            custom_started=local_input(custom[-1]) if custom else "",
+            custom_ended=local_input(ended[-1]) if ended else "", ended=bool(ended),
+            field_errors=field_errors, raw_started=custom[-1] if custom else "",
+            raw_ended=ended[-1] if ended else "",
             page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
-            page_url=lambda p: self.url_with(page=p),
-            api_url="/jobs/" + self.request.uri[len(self.request.path):])
+            page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 
     def columns(self, orders: list[str]) -> list[dict]:
         """Each sortable heading with its current direction and the link that flips it."""
-        first = orders[0] if orders else "last_modified"
+        first = orders[0] if orders else DEFAULT_JOBS_ORDER[0]
         columns = []
         for label, name in JOB_COLUMNS:
             direction = None
@@ -201,6 +239,19 @@ class JobsPage(DashboardPage):
             columns.append({"label": label, "name": name, "direction": direction,
                             "url": self.url_with(order=target, page=None)})
         return columns
+
+
+def local_input(value: str) -> str:
+    """A `started`/`ended` value as a datetime-local input shows it (UTC, to the second); ""
+    when it is not a datetime (a duration, or text that does not parse)."""
+    if LOCAL_DATETIME.fullmatch(value):
+        return value
+    if value.upper().startswith("P"):
+        return ""
+    try:
+        return format_ms(parse_instant(value))[:19]
+    except (ValueError, OverflowError):
+        return ""
 
 
 class JobPage(DashboardPage):
