@@ -266,16 +266,22 @@ class JobPage(DashboardPage):
         details = await Serializer(self.store, self.base_url).job_details(job)
         errors = await self.store.errors.by_ids(
             e["error"]["id"] for e in details["job_exes"] if e["error"])
-        self.render_page("job.html", job=details, exes=[timeline(e) for e in details["job_exes"]],
-                         latest_exe=details["job_exes"][0] if details["job_exes"] else None,
-                         exe_errors=errors)
+        exes = [timeline(e, self.started_at) for e in details["job_exes"]]
+        latest = exes[0] if exes else None
+        # A failed execution's page opens on the log that holds the failure.
+        log_stream = "stderr" if latest and latest["status"] == "FAILED" else "stdout"
+        self.render_page("job.html", job=details, exes=exes, latest_exe=latest,
+                         exe_errors=errors, log_stream=log_stream, elapsed_text=elapsed_text)
 
 
-def timeline(exe: dict) -> dict:
-    """An execution with its pre/job/post phases as fractions of its whole span."""
+def timeline(exe: dict, now: int | None = None) -> dict:
+    """An execution with its pre/job/post phases placed on its span (percentages whose widths
+    are proportional to the phases' durations and stay inside the bar), its span in ms (open at
+    the end while it runs: the page ticks it on), its elapsed seconds and a failing exit code."""
     def ms(value):
         return parse_instant(value) if value else None
 
+    now = now_ms() if now is None else now
     phases = []
     for phase in ("pre", "job", "post"):
         phases.append({"name": phase, "started": exe[f"{phase}_started"],
@@ -285,19 +291,45 @@ def timeline(exe: dict) -> dict:
                        "end_ms": ms(exe[f"{phase}_completed"])})
     starts = [p["start_ms"] for p in phases if p["start_ms"] is not None]
     span_start = ms(exe["started"]) or (min(starts) if starts else None)
+    if span_start is not None and starts:
+        span_start = min([span_start, *starts])
     ends = [p["end_ms"] for p in phases if p["end_ms"] is not None]
-    span_end = ms(exe["ended"]) or (max(ends) if ends else None) or now_ms()
+    finished = exe["status"] not in ("QUEUED", "RUNNING")
+    span_end = (ms(exe["ended"]) or (max(ends) if ends else None)) if finished else None
+    place_phases(phases, span_start, span_end if span_end is not None else now)
+    elapsed = None
+    if span_start is not None:
+        elapsed = max(0, (span_end if span_end is not None else now) - span_start) / 1000
+    failing = next((p for p in phases if p["exit_code"] not in (None, 0)), None)
+    return {**exe, "phases": phases, "span_start_ms": span_start, "span_end_ms": span_end,
+            "elapsed": elapsed, "duration_s": round(elapsed, 1) if elapsed is not None else None,
+            "failed_phase": failing}
+
+
+def place_phases(phases: list[dict], span_start: int | None, span_end: int) -> None:
+    """`left` and `width` (percent) of each phase on [span_start, span_end]; a phase still
+    running ends at span_end; every shown phase is at least 0.5% wide and ends by 100%."""
     total = max(1, span_end - span_start) if span_start is not None else None
     for p in phases:
-        if total is None or p["start_ms"] is None:
+        if total is None or span_start is None or p["start_ms"] is None:
             p.update(left=0, width=0)
             continue
-        end = p["end_ms"] or span_end
-        p.update(left=round((p["start_ms"] - span_start) / total * 100, 2),
-                 width=max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
-    return {**exe, "phases": phases,
-            "duration_s": (round((span_end - span_start) / 1000, 1) if span_start is not None
-                           else None)}
+        end = p["end_ms"] if p["end_ms"] is not None else span_end
+        width = min(100.0, max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
+        left = max(0.0, min(round((p["start_ms"] - span_start) / total * 100, 2), 100 - width))
+        p.update(left=round(left, 2), width=width)
+
+
+def elapsed_text(seconds: float | None) -> str:
+    """`12.3 s`, `2 min 05 s`, `1 h 02 min`: the same words as static/js/job.js writes."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 class JobTypesPage(DashboardPage):
