@@ -223,6 +223,7 @@ class JobsPage(DashboardPage):
             field_errors=field_errors, raw_started=custom[-1] if custom else "",
             raw_ended=ended[-1] if ended else "",
             page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
+            explicit_order=self.query_strings("order"),
             page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 
     def columns(self, orders: list[str]) -> list[dict]:
