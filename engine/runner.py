@@ -221,6 +221,9 @@ class ExecutionRunner:
         self.tmp_dir = self.work_dir / "tmp"
         self.running: Running | None = None
         self.canceled = False
+        # Set once the execution's own outcome is being recorded: the store then shows a final
+        # status this runner wrote, and there is nothing left to stop.
+        self.ending = False
         self.arguments = ""
         self._start_recorded = False
 
@@ -266,10 +269,12 @@ class ExecutionRunner:
             await self._fail(exc.error_name)
             return
         argv = build_argv(interface["command"], self.arguments, values)
+        # The execution shows the arguments that ran; the job type keeps the ${...} template.
+        resolved = shlex.join(argv[len(shlex.split(interface["command"])):])
         pre_completed = now_ms()
         if self.canceled:
             await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
-                                        environment=env)
+                                        environment=env, command_arguments=resolved)
             return
         spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
                           float(self.exe["timeout"]) if self.exe.get("timeout") else None,
@@ -281,17 +286,18 @@ class ExecutionRunner:
             log.warning("execution %s: %s", self.exe_id, exc)
             note(stderr, exc)
             await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
-                                        environment=env, job_started=job_started,
-                                        job_completed=now_ms())
+                                        environment=env, command_arguments=resolved,
+                                        job_started=job_started, job_completed=now_ms())
             await self._fail("task-launch")
             return
         started: dict[str, Any] = {
             "pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
-            "job_started": job_started, "process": running.ref.as_doc()}
+            "command_arguments": resolved, "job_started": job_started, "process": running.ref.as_doc()}
         recording = asyncio.create_task(self._record_start(started))
         if self.canceled:
             await running.cancel(self.engine.cancel_grace)
         report = await running.wait()
+        self.ending = True
         job_phase: dict[str, Any] = {"job_completed": now_ms(),
                                      "job_exit_code": report.exit_code}
         if self._start_recorded:
@@ -435,6 +441,7 @@ class ExecutionRunner:
         return doc["id"]
 
     async def _fail(self, error_name: str, exe_fields: dict | None = None) -> None:
+        self.ending = True
         error = await self.store.errors.by_name(error_name) or \
             await self.store.errors.by_name("unknown")
         job = await self.store.jobs.fail_execution(self.exe_id, error,

@@ -323,7 +323,9 @@ class Engine:
         statuses = await self.store.jobs.exe_statuses(self.runners)
         for exe_id, status in statuses.items():
             runner = self.runners.get(exe_id)
-            if runner is not None and status in FINAL_EXE_STATUSES and not runner.canceled:
+            # A runner that is recording its own outcome wrote that final status itself.
+            if (runner is not None and status in FINAL_EXE_STATUSES and not runner.canceled
+                    and not runner.ending):
                 log.info("execution %s is %s in the store; stopping it", exe_id, status)
                 # Held until done: the loop keeps only a weak reference to a task.
                 task = asyncio.create_task(runner.cancel(self.cancel_grace),

@@ -245,5 +245,25 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
+    """No route matched. A GET or HEAD that matches one with its trailing slash added (or, for
+    the dashboards, removed) is redirected there (301, query kept); anything else is a 404 that
+    names the right URL when there is one."""
+
     def prepare(self):
-        raise APIError(404, f"No such endpoint: {self.request.path}")
+        path = self.request.path
+        other = path[:-1] if path.endswith("/") and len(path) > 1 else path + "/"
+        if not self.has_route(other):
+            raise APIError(404, f"No such endpoint: {path}")
+        if self.request.method in ("GET", "HEAD"):
+            query = self.request.uri[len(path):] if self.request.uri.startswith(path) else ""
+            self.redirect(other + query, permanent=True)
+            return
+        raise APIError(404, f"No such endpoint: {path}; did you mean {other}?")
+
+    def has_route(self, path: str) -> bool:
+        """Whether a route of this application matches `path` exactly."""
+        for rule in self.application.wildcard_router.rules:
+            regex = getattr(rule.matcher, "regex", None)
+            if regex is not None and regex.match(path):
+                return True
+        return False

@@ -2,6 +2,7 @@
 the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
 add live updates and the actions (which call the REST API)."""
 
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -150,26 +151,62 @@ class QueuePage(DashboardPage):
                          queue_depth=sum(r["count"] for r in queue))
 
 
+# The dashboard lists the most recently changed jobs first; GET /jobs/ keeps Scale's order.
+DEFAULT_JOBS_ORDER = ("-last_status_change", "-id")
+# What a datetime-local input submits (no zone): the dashboard reads it as UTC, as it shows times.
+LOCAL_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?")
+
+
 class JobsPage(DashboardPage):
-    """GET /jobs/ rendered: same filters, order, paging and rows."""
+    """GET /jobs/ rendered: same filters, paging and rows; newest status change first unless
+    an `order` is given. A bad filter value is shown next to its field, with the form kept."""
 
     nav = "jobs"
 
+    def filter_arguments(self, name: str) -> list[str]:
+        values = self.get_query_arguments(name)
+        if name in ("started", "ended"):
+            values = [v + "Z" if LOCAL_DATETIME.fullmatch(v) else v for v in values]
+        return values
+
+    def order_arguments(self, name: str) -> list[str]:
+        values = self.get_query_arguments(name)
+        return values if name != "order" or any(values) else list(DEFAULT_JOBS_ORDER)
+
     async def get(self):
-        flt = job_filter(self.get_query_arguments)
-        order = job_order(self.get_query_arguments)
-        page, page_size = self.parse_page()
-        count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION)
-        if page > 1 and (page - 1) * page_size >= count:
-            raise APIError(404, f"page {page} is past the last page of {count} results")
-        rows = await Serializer(self.store, self.base_url).job_rows(jobs)
-        all_types = await self.store.job_types.all_job_types()
         started = self.query_strings("started")
-        started = started[-1] if started else ""
-        ended = self.query_strings("ended")
         presets = [p for p, _ in TIME_PRESETS]
-        orders = self.query_strings("order")
+        preset = next((v for v in started if v in presets), "")
+        custom = [v for v in started if v not in presets]
+        ended = self.query_strings("ended")
+        field_errors: dict[str, str] = {}
+        count, rows = 0, []
+        if preset and custom:
+            field_errors["started"] = (
+                f"Choose either a range ({dict(TIME_PRESETS)[preset]}) or a custom From "
+                f"({custom[-1]}), not both.")
+        else:
+            try:
+                flt = job_filter(self.filter_arguments)
+            except APIError as exc:
+                name = exc.message.split(":", 1)[0].split(" ", 1)[0]
+                field_errors[name if name in ("started", "ended") else "form"] = exc.message
+        page, page_size = self.parse_page()
+        order = job_order(self.order_arguments)
+        if not field_errors:
+            count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
+                                                          LIST_PROJECTION)
+            if page > 1 and (page - 1) * page_size >= count:
+                raise APIError(404, f"page {page} is past the last page of {count} results")
+            rows = await Serializer(self.store, self.base_url).job_rows(jobs)
+        else:
+            self.set_status(400)
+        all_types = await self.store.job_types.all_job_types()
+        orders = self.query_strings("order") or list(DEFAULT_JOBS_ORDER)
         last_page = max(1, -(-count // page_size))
+        query = self.request.uri[len(self.request.path):]
+        if not self.query_strings("order"):
+            query += ("&" if query else "?") + urlencode([("order", o) for o in DEFAULT_JOBS_ORDER])
         self.render_page(
             "jobs.html", rows=rows, count=count, page=page, page_size=page_size,
             last_page=last_page, first_index=(page - 1) * page_size + 1 if rows else 0,
@@ -180,16 +217,18 @@ class JobsPage(DashboardPage):
             selected_names=set(self.query_strings("job_type_name")),
             selected_categories=set(self.query_strings("job_type_category")),
             job_type_ids=self.query_strings("job_type_id"), job_ids=self.query_strings("job_id"),
-            presets=TIME_PRESETS, preset=started if started in presets else "",
-            custom_started="" if started in presets else started,
-            custom_ended=ended[-1] if ended else "", ended=bool(ended),
+            presets=TIME_PRESETS, preset=preset,
+            custom_started=local_input(custom[-1]) if custom else "",
+            custom_ended=local_input(ended[-1]) if ended else "", ended=bool(ended),
+            field_errors=field_errors, raw_started=custom[-1] if custom else "",
+            raw_ended=ended[-1] if ended else "",
             page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
-            page_url=lambda p: self.url_with(page=p),
-            api_url="/jobs/" + self.request.uri[len(self.request.path):])
+            explicit_order=self.query_strings("order"),
+            page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 
     def columns(self, orders: list[str]) -> list[dict]:
         """Each sortable heading with its current direction and the link that flips it."""
-        first = orders[0] if orders else "last_modified"
+        first = orders[0] if orders else DEFAULT_JOBS_ORDER[0]
         columns = []
         for label, name in JOB_COLUMNS:
             direction = None
@@ -201,6 +240,19 @@ class JobsPage(DashboardPage):
             columns.append({"label": label, "name": name, "direction": direction,
                             "url": self.url_with(order=target, page=None)})
         return columns
+
+
+def local_input(value: str) -> str:
+    """A `started`/`ended` value as a datetime-local input shows it (UTC, to the second); ""
+    when it is not a datetime (a duration, or text that does not parse)."""
+    if LOCAL_DATETIME.fullmatch(value):
+        return value
+    if value.upper().startswith("P"):
+        return ""
+    try:
+        return format_ms(parse_instant(value))[:19]
+    except (ValueError, OverflowError):
+        return ""
 
 
 class JobPage(DashboardPage):
@@ -215,16 +267,22 @@ class JobPage(DashboardPage):
         details = await Serializer(self.store, self.base_url).job_details(job)
         errors = await self.store.errors.by_ids(
             e["error"]["id"] for e in details["job_exes"] if e["error"])
-        self.render_page("job.html", job=details, exes=[timeline(e) for e in details["job_exes"]],
-                         latest_exe=details["job_exes"][0] if details["job_exes"] else None,
-                         exe_errors=errors)
+        exes = [timeline(e, self.started_at) for e in details["job_exes"]]
+        latest = exes[0] if exes else None
+        # A failed execution's page opens on the log that holds the failure.
+        log_stream = "stderr" if latest and latest["status"] == "FAILED" else "stdout"
+        self.render_page("job.html", job=details, exes=exes, latest_exe=latest,
+                         exe_errors=errors, log_stream=log_stream, elapsed_text=elapsed_text)
 
 
-def timeline(exe: dict) -> dict:
-    """An execution with its pre/job/post phases as fractions of its whole span."""
+def timeline(exe: dict, now: int | None = None) -> dict:
+    """An execution with its pre/job/post phases placed on its span (percentages whose widths
+    are proportional to the phases' durations and stay inside the bar), its span in ms (open at
+    the end while it runs: the page ticks it on), its elapsed seconds and a failing exit code."""
     def ms(value):
         return parse_instant(value) if value else None
 
+    now = now_ms() if now is None else now
     phases = []
     for phase in ("pre", "job", "post"):
         phases.append({"name": phase, "started": exe[f"{phase}_started"],
@@ -234,19 +292,45 @@ def timeline(exe: dict) -> dict:
                        "end_ms": ms(exe[f"{phase}_completed"])})
     starts = [p["start_ms"] for p in phases if p["start_ms"] is not None]
     span_start = ms(exe["started"]) or (min(starts) if starts else None)
+    if span_start is not None and starts:
+        span_start = min([span_start, *starts])
     ends = [p["end_ms"] for p in phases if p["end_ms"] is not None]
-    span_end = ms(exe["ended"]) or (max(ends) if ends else None) or now_ms()
+    finished = exe["status"] not in ("QUEUED", "RUNNING")
+    span_end = (ms(exe["ended"]) or (max(ends) if ends else None)) if finished else None
+    place_phases(phases, span_start, span_end if span_end is not None else now)
+    elapsed = None
+    if span_start is not None:
+        elapsed = max(0, (span_end if span_end is not None else now) - span_start) / 1000
+    failing = next((p for p in phases if p["exit_code"] not in (None, 0)), None)
+    return {**exe, "phases": phases, "span_start_ms": span_start, "span_end_ms": span_end,
+            "elapsed": elapsed, "duration_s": round(elapsed, 1) if elapsed is not None else None,
+            "failed_phase": failing}
+
+
+def place_phases(phases: list[dict], span_start: int | None, span_end: int) -> None:
+    """`left` and `width` (percent) of each phase on [span_start, span_end]; a phase still
+    running ends at span_end; every shown phase is at least 0.5% wide and ends by 100%."""
     total = max(1, span_end - span_start) if span_start is not None else None
     for p in phases:
-        if total is None or p["start_ms"] is None:
+        if total is None or span_start is None or p["start_ms"] is None:
             p.update(left=0, width=0)
             continue
-        end = p["end_ms"] or span_end
-        p.update(left=round((p["start_ms"] - span_start) / total * 100, 2),
-                 width=max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
-    return {**exe, "phases": phases,
-            "duration_s": (round((span_end - span_start) / 1000, 1) if span_start is not None
-                           else None)}
+        end = p["end_ms"] if p["end_ms"] is not None else span_end
+        width = min(100.0, max(0.5, round((end - p["start_ms"]) / total * 100, 2)))
+        left = max(0.0, min(round((p["start_ms"] - span_start) / total * 100, 2), 100 - width))
+        p.update(left=round(left, 2), width=width)
+
+
+def elapsed_text(seconds: float | None) -> str:
+    """`12.3 s`, `2 min 05 s`, `1 h 02 min`: the same words as static/js/job.js writes."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 class JobTypesPage(DashboardPage):

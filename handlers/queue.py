@@ -60,7 +60,10 @@ class NewJobHandler(BaseHandler):
                 raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
         job, exe = await self._submit(job_type, data, files)
         wake_engine(self)
+        # Scale's Location is the new execution; the body is the job, which Content-Location
+        # names (RFC 9110 §8.7), so a client can follow either.
         self.set_header("Location", f"/job-executions/{exe['id']}/")
+        self.set_header("Content-Location", f"/jobs/{job['id']}/")
         self.write_json(await Serializer(self.store, self.base_url).job_details(job),
                         status=201)
 

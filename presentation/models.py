@@ -12,7 +12,7 @@ A details form extends its base form (`extend`): a field it redefines keeps its 
 fields follow. A model without a name is written inline where it is used.
 """
 
-from core.model import ERROR_CATEGORIES, EXE_STATUSES, JOB_STATUSES
+from core.model import ERROR_CATEGORIES, EXE_STATUSES, JOB_STATUSES, MIN_CPUS, MIN_MEM
 
 # -- JSON schema building blocks ---------------------------------------------------------------
 
@@ -36,6 +36,13 @@ def nullable(schema: dict) -> dict:
 
 def array(items: dict) -> dict:
     return {"type": "array", "items": items}
+
+
+# Scale's create_job floor (job = max(job type, floor)); the job type keeps what was asked.
+RESOURCE_FLOOR_CPUS = (f"CPUs asked for; each job gets at least {MIN_CPUS:g} (Scale's floor), so "
+                       "its cpus_required may be higher")
+RESOURCE_FLOOR_MEM = (f"MiB asked for; each job gets at least {MIN_MEM:g} MiB (Scale's floor), so "
+                      "its mem_required may be higher")
 
 
 def described(schema: dict, description: str) -> dict:
@@ -123,7 +130,8 @@ JobType = JobTypeBase.extend("JobType", {
     "uses_docker": BOOL, "docker_privileged": BOOL, "docker_image": NULLABLE_TEXT,
     "revision_num": {**INT, "minimum": 1}, "priority": INT, "max_scheduled": nullable(INT),
     "timeout": described(INT, "Seconds"), "max_tries": {**INT, "minimum": 1},
-    "cpus_required": NUMBER, "mem_required": described(NUMBER, "MiB"),
+    "cpus_required": described(NUMBER, RESOURCE_FLOOR_CPUS),
+    "mem_required": described(NUMBER, RESOURCE_FLOOR_MEM),
     "disk_out_const_required": NUMBER, "disk_out_mult_required": NUMBER,
     "created": DATETIME, "archived": nullable(DATETIME), "paused": nullable(DATETIME),
     "last_modified": DATETIME,
@@ -241,7 +249,9 @@ Job = Model("Job", {
     "id": INT, "job_type": ref(JobTypeBase), "job_type_rev": ref(JobTypeRevisionBase),
     "event": ref(TriggerEventBase), "error": nullable(ref(ErrorBase)), "status": JOB_STATUS,
     "priority": INT, "num_exes": {**INT, "minimum": 0}, "timeout": INT,
-    "max_tries": {**INT, "minimum": 1}, "cpus_required": NUMBER, "mem_required": NUMBER,
+    "max_tries": {**INT, "minimum": 1},
+    "cpus_required": described(NUMBER, f"CPUs: the job type's, at least {MIN_CPUS:g}"),
+    "mem_required": described(NUMBER, f"MiB: the job type's, at least {MIN_MEM:g}"),
     "disk_in_required": NUMBER, "disk_out_required": NUMBER, "created": DATETIME,
     "queued": nullable(DATETIME), "started": nullable(DATETIME), "ended": nullable(DATETIME),
     "last_status_change": DATETIME, "last_modified": DATETIME,

@@ -23,6 +23,8 @@ from presentation.models import (
     JSON_OBJECT,
     NULLABLE_TEXT,
     NUMBER,
+    RESOURCE_FLOOR_CPUS,
+    RESOURCE_FLOOR_MEM,
     STRING,
     array,
     closed,
@@ -85,8 +87,8 @@ EDITABLE_JOB_TYPE_FIELDS = {
     "docker_image": NULLABLE_TEXT, "is_operational": BOOL, "is_paused": BOOL,
     "docker_privileged": BOOL, "priority": INT, "max_scheduled": nullable({**INT, "minimum": 0}),
     "timeout": {**INT, "minimum": 1}, "max_tries": {**INT, "minimum": 1},
-    "cpus_required": {**NUMBER, "exclusiveMinimum": 0},
-    "mem_required": {**NUMBER, "exclusiveMinimum": 0},
+    "cpus_required": {**NUMBER, "exclusiveMinimum": 0, "description": RESOURCE_FLOOR_CPUS},
+    "mem_required": {**NUMBER, "exclusiveMinimum": 0, "description": RESOURCE_FLOOR_MEM},
     "disk_out_const_required": {**NUMBER, "minimum": 0},
     "disk_out_mult_required": {**NUMBER, "minimum": 0},
     "interface": ref("JobInterface"), "error_mapping": ref("ErrorMapping"),
@@ -331,8 +333,13 @@ def paths() -> dict:
         "/queue/new-job/": {"post": operation(
             "Submit a job: it is QUEUED at once with one QUEUED execution", tags=queue,
             body="NewJob",
-            responses={"201": json_response("The new job", "JobDetails",
-                                            location("/job-executions/{exe_id}/")),
+            responses={"201": json_response(
+                "The new job. As in Scale, Location is the new execution "
+                "(/job-executions/{exe_id}/); Content-Location is the job the body shows "
+                "(/jobs/{id}/)", "JobDetails",
+                {**location("/job-executions/{exe_id}/: the job's first execution"),
+                 "Content-Location": {"description": "/jobs/{id}/: the job in the body",
+                                      "schema": STRING}}),
                        **errors("BadRequest", "NotFound", "UnsupportedMediaType",
                                 "StoreUnavailable")})},
         "/queue/status/": {"get": operation(

@@ -5,7 +5,13 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
 
-from core.model import CANCELABLE_JOB_STATUSES, JOB_STATUSES, REQUEUEABLE_JOB_STATUSES
+from core.model import (
+    CANCELABLE_JOB_STATUSES,
+    JOB_STATUSES,
+    MIN_CPUS,
+    MIN_MEM,
+    REQUEUEABLE_JOB_STATUSES,
+)
 from core.text import is_http_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +29,19 @@ def file_size(size) -> str:
     return str(size)
 
 
+def mib(value) -> str:
+    """A size in MiB (node and job memory) in the largest unit that keeps it at least 1:
+    `384.0` → `384 MiB`, `24105.12890625` → `23.5 GiB`."""
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if size == int(size) else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
 def short_time(iso: str | None) -> str:
     """`2015-08-28T17:55:41.005Z` → `2015-08-28 17:55:41` (the page says times are UTC)."""
     return "" if not iso else iso[:19].replace("T", " ")
@@ -34,9 +53,9 @@ def pretty_json(value) -> str:
 
 ENV = Environment(loader=FileSystemLoader(str(ROOT / "templates")), autoescape=True,
                   trim_blocks=True, lstrip_blocks=True)
-ENV.filters.update(file_size=file_size, short_time=short_time, pretty_json=pretty_json)
+ENV.filters.update(file_size=file_size, mib=mib, short_time=short_time, pretty_json=pretty_json)
 # A stored URL is a link only when it is http(s): values stored before author_url was checked
 # (or written straight into the store) are shown as text.
 ENV.tests["http_url"] = is_http_url
 ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
-                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES)
+                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES, MIN_CPUS=MIN_CPUS, MIN_MEM=MIN_MEM)

@@ -70,6 +70,15 @@ class InvalidTransition(ValueError):
     pass
 
 
+def cancel_refusal(job_id: int, status: str) -> str:
+    """Why a job in `status` (not one of CANCELABLE_JOB_STATUSES) cannot be canceled, plainly."""
+    if status == JobStatus.CANCELED:
+        return f"Job {job_id} is already canceled."
+    if status == JobStatus.COMPLETED:
+        return f"Job {job_id} has already completed, so it cannot be canceled."
+    return f"Job {job_id} is {status} and cannot be canceled."
+
+
 @dataclass
 class JobFilter:
     """What /jobs/, /jobs/updates/ and /jobs/executions/ can filter on."""
@@ -560,9 +569,7 @@ class JobStore:
             current = await self._find_one(self.jobs, job_id, None, {"status": 1})
             if current is None:
                 raise JobNotFound(f"job {job_id} does not exist")
-            raise InvalidTransition(
-                f"job {job_id} is {current['status']} and cannot be canceled; only "
-                f"{', '.join(CANCELABLE_JOB_STATUSES)} jobs can be")
+            raise InvalidTransition(cancel_refusal(job_id, current["status"]))
         if job.get("latest_exe_id") is not None:
             await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
         return job

@@ -10,17 +10,16 @@
   for (const tr of tbody.rows) rowsById.set(tr.dataset.jobId, tr);
 
   const page = Number(table.dataset.page);
-  const lastPage = Number(table.dataset.lastPage);
   const pageSize = Number(table.dataset.pageSize);
   const order = table.dataset.order;
   const statuses = table.dataset.statuses ? table.dataset.statuses.split(',') : [];
   const started = table.dataset.started;
   const descending = order.startsWith('-');
   const field = order.replace(/^-/, '');
-  // Where a job the order ranks newest belongs: top of page 1, or bottom of the last page.
-  const ordered = ['id', 'created', 'last_modified', 'last_status_change'].includes(field);
-  const insertAt = !ordered ? null : descending ? (page === 1 ? 'top' : null)
-    : (page === lastPage ? 'bottom' : null);
+  // Ties are broken by id, as the store does: the order's own id key, else ascending.
+  const tieDescending = table.dataset.tie === '-id';
+  const NUMERIC = ['id', 'priority', 'num_exes'];
+  const NEW_HIGHLIGHT_MS = 5000;
   const countEl = document.querySelector('[data-count]');
   const notice = document.querySelector('[data-new-notice]');
   let pending = new Map();
@@ -123,62 +122,113 @@
     else tr.title = 'No longer matches the status filter';
   }
 
-  function sortValue(row) {
-    if (field === 'id') return row.id;
-    return row[field] || '';
+  /* The order's value of an API row, and of a row on the page (read from its cells). */
+  function rowValue(row) {
+    if (field === 'job_type__name') return row.job_type.name;
+    return row[field] === null || row[field] === undefined ? '' : row[field];
   }
 
-  function belongsAt(row) {
-    if (!insertAt) return false;
-    const rows = tbody.rows;
-    if (insertAt === 'bottom' && rows.length >= pageSize) return false;
-    if (!rows.length) return true;
-    const edge = insertAt === 'top' ? rows[0] : rows[rows.length - 1];
-    let edgeValue = '';
-    if (field === 'id') edgeValue = Number(edge.dataset.jobId);
-    else {
-      const time = edge.querySelector('.col-' + field + ' time');
-      if (time) edgeValue = time.getAttribute('datetime');
+  function trValue(tr) {
+    if (field === 'id') return Number(tr.dataset.jobId);
+    if (field === 'status') return tr.dataset.status;
+    if (field === 'job_type__name') return tr.querySelector('.col-job_type__name a').textContent;
+    const td = tr.querySelector('.col-' + field);
+    if (!td) return '';
+    const time = td.querySelector('time');
+    if (time) return time.getAttribute('datetime');
+    return NUMERIC.includes(field) ? Number(td.textContent) : td.textContent;
+  }
+
+  function compare(value, id, otherValue, otherId) {
+    if (value !== otherValue) {
+      const less = value < otherValue;
+      return (less !== descending) ? -1 : 1;
     }
-    return sortValue(row) >= edgeValue;
+    if (id === otherId) return 0;
+    return ((id < otherId) !== tieDescending) ? -1 : 1;
   }
 
-  function addRow(row) {
+  /* Where a job with this order value goes among the page's rows (skipping `except`). */
+  function position(value, id, except) {
+    const rows = Array.from(tbody.rows).filter(function (tr) { return tr !== except; });
+    let i = 0;
+    while (i < rows.length &&
+           compare(value, id, trValue(rows[i]), Number(rows[i].dataset.jobId)) > 0) i += 1;
+    return {index: i, before: rows[i] || null, count: rows.length};
+  }
+
+  /* Whether the row belongs on this page: not before its first row past page 1, not after
+     its last row when the page is full. */
+  function onThisPage(place) {
+    if (place.index === 0 && page > 1 && place.count) return false;
+    return !(place.index === place.count && place.count >= pageSize);
+  }
+
+  function trimPage() {
+    while (tbody.rows.length > pageSize) {
+      const last = tbody.rows[tbody.rows.length - 1];
+      rowsById.delete(last.dataset.jobId);
+      last.remove();
+    }
+  }
+
+  function highlightNew(tr) {
+    tr.classList.add('row-new');
+    window.setTimeout(function () { tr.classList.remove('row-new'); }, NEW_HIGHLIGHT_MS);
+    J.flash(tr);
+  }
+
+  function addRow(row, place) {
     const tr = makeRow(row);
     rowsById.set(String(row.id), tr);
-    if (insertAt === 'top') {
-      tbody.insertBefore(tr, tbody.firstChild);
-      while (tbody.rows.length > pageSize) {
-        const last = tbody.rows[tbody.rows.length - 1];
-        rowsById.delete(last.dataset.jobId);
-        last.remove();
-      }
-    } else {
-      tbody.appendChild(tr);
-    }
-    J.flash(tr);
+    tbody.insertBefore(tr, place.before);
+    trimPage();
+    highlightNew(tr);
+  }
+
+  /* A row whose order value changed moves to its sorted place (kept on the page). */
+  function resort(tr) {
+    const place = position(trValue(tr), Number(tr.dataset.jobId), tr);
+    if (place.before !== tr.nextElementSibling) tbody.insertBefore(tr, place.before);
+  }
+
+  /* "Showing first–last of count": the rows on the page and the total, kept exact. */
+  function updateSummary() {
+    const shown = tbody.rows.length;
+    const first = document.querySelector('[data-first]');
+    const last = document.querySelector('[data-last]');
+    const range = document.querySelector('[data-range]');
     const empty = document.querySelector('[data-empty]');
-    if (empty) empty.hidden = true;
+    if (!first || !last || !countEl) return;
+    const start = shown ? (page - 1) * pageSize + 1 : 0;
+    first.textContent = String(start);
+    last.textContent = String(shown ? start + shown - 1 : 0);
+    if (Number(countEl.textContent) < start + shown - 1) countEl.textContent = String(start + shown - 1);
+    if (range) range.hidden = !shown;
+    if (empty) empty.hidden = !!shown;
   }
 
   function applyRow(row) {
     const matches = !statuses.length || statuses.includes(row.status);
     const tr = rowsById.get(String(row.id));
     if (tr) {
+      const before = trValue(tr);
       updateRow(tr, row, matches);
+      if (trValue(tr) !== before) resort(tr);
       return;
     }
     if (!matches) return;
     const isNew = row.created >= started;
-    if (belongsAt(row)) addRow(row);
+    // Counted once: a new job, or (one status filtered) a job that just entered that status.
+    if ((isNew || statuses.length === 1) && countEl) {
+      countEl.textContent = String(Number(countEl.textContent) + 1);
+    }
+    const place = position(rowValue(row), row.id, null);
+    if (onThisPage(place)) addRow(row, place);
     else if (isNew) {
       outside += 1;
       notice.querySelector('[data-new-count]').textContent = String(outside);
       notice.hidden = false;
-    }
-    if (isNew && countEl) {
-      countEl.textContent = String(Number(countEl.textContent) + 1);
-      countEl.hidden = false;
     }
   }
 
@@ -187,8 +237,8 @@
     const batch = pending;
     pending = new Map();
     for (const row of batch.values()) applyRow(row);
+    updateSummary();
   }
-
   /* Queues rows (GET /jobs/updates/ shape); the newest state of each job wins. */
   function applyUpdates(results) {
     for (const row of results) pending.set(String(row.id), row);
@@ -202,16 +252,19 @@
 
   const form = document.querySelector('[data-filters]');
   if (form) {
+    // A preset range and a custom From are alternatives: choosing one clears the other, so
+    // neither is dropped silently on submit.
+    const range = form.querySelector('[data-range]');
+    const from = form.querySelector('[data-custom-from]');
+    range.addEventListener('change', function () { if (range.value) from.value = ''; });
+    from.addEventListener('input', function () { if (from.value) range.value = ''; });
     form.addEventListener('submit', function () {
       // Submit only the filters in use, so the URL stays short and shareable.
-      const custom = form.querySelector('#f-from');
-      if (custom.value.trim()) form.querySelector('[data-range]').disabled = true;
       for (const el of form.elements) {
         const value = el.value || '';
         const unused = !value.trim() || value === el.dataset.default;
-        if (el.name && (el.type === 'text' || el.tagName === 'SELECT') && unused) {
-          el.disabled = true;
-        }
+        const typed = el.type === 'text' || el.type === 'datetime-local' || el.tagName === 'SELECT';
+        if (el.name && typed && unused) el.disabled = true;
       }
       window.addEventListener('pageshow', function () {
         for (const el of form.elements) el.disabled = false;
@@ -220,7 +273,7 @@
   }
 
   const hasEnd = new URLSearchParams(window.location.search).get('ended');
-  if (!hasEnd) {
+  if (!hasEnd && !('invalid' in table.dataset)) {
     J.live({
       params: J.pageParams(['status', 'page', 'page_size', 'order', 'started', 'ended']),
       started: started, onUpdates: applyUpdates,

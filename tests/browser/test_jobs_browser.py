@@ -40,7 +40,8 @@ async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, make, store
     old = (await make.bulk_jobs(export, [now_ms() - 3 * DAY_MS]))[0]["id"]
     async with chromium(base_url) as page:
         await page.goto(base_url + "/dashboard/jobs")
-        assert await shown_ids(page) == [old, queued, running, exported]
+        # Latest status change first (issue 14): running started after queued was submitted.
+        assert await shown_ids(page) == [exported, running, queued, old]
 
         await page.get_by_label("RUNNING").check()
         await page.get_by_role("button", name="Apply filters").click()
@@ -51,23 +52,24 @@ async def test_jobs_page_filters_and_sorts_change_the_rows(base_url, make, store
         await page.get_by_label("Job type").select_option("export")
         await page.get_by_role("button", name="Apply filters").click()
         await page.wait_for_url("**/dashboard/jobs?job_type_name=export")
-        assert await shown_ids(page) == [old, exported]
+        assert await shown_ids(page) == [exported, old]
 
         await page.get_by_label("Job type").select_option("")
         await page.get_by_label("Category").select_option("ingest")
         await page.get_by_role("button", name="Apply filters").click()
         await page.wait_for_url("**/dashboard/jobs?job_type_category=ingest")
-        assert await shown_ids(page) == [queued, running]
+        assert await shown_ids(page) == [running, queued]
 
         await page.get_by_label("Category").select_option("")
         await page.get_by_label("Modified").select_option("PT24H")
         await page.get_by_role("button", name="Apply filters").click()
         await page.wait_for_url("**/dashboard/jobs?started=PT24H")
-        assert await shown_ids(page) == [queued, running, exported]
+        assert await shown_ids(page) == [exported, running, queued]
 
         await page.get_by_label("Modified").select_option("")
-        await page.get_by_label("From").fill(format_ms(now_ms() - 4 * DAY_MS))
-        await page.get_by_label("To", exact=True).fill(format_ms(now_ms() - 2 * DAY_MS))
+        # datetime-local inputs, read as UTC
+        await page.get_by_label("From").fill(format_ms(now_ms() - 4 * DAY_MS)[:19])
+        await page.get_by_label("To (UTC)", exact=True).fill(format_ms(now_ms() - 2 * DAY_MS)[:19])
         await page.get_by_role("button", name="Apply filters").click()
         await page.wait_for_url("**/dashboard/jobs?started=*&ended=*")
         assert await shown_ids(page) == [old]

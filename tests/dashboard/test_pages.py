@@ -60,11 +60,15 @@ async def test_jobs_page_is_the_api_list_rendered(api, make, store):
                "?order=job_type__name&order=-id", "?started=PT1H", "?page_size=2&page=2",
                f"?job_id={jobs[2]['id']}")
     for query in queries:
-        _, api_body, _ = await api.get("/jobs/" + query)
+        # The dashboard lists the latest status change first (issue 14); its JSON link says so.
+        api_query = query if "order=" in query else (
+            query + ("&" if query else "?") + "order=-last_status_change&order=-id")
+        _, api_body, _ = await api.get("/jobs/" + api_query)
         status, html, _ = await page(api, "/dashboard/jobs" + query)
         assert status == 200, query
         assert row_ids(html) == [r["id"] for r in api_body["results"]], query
         assert f"<strong data-count>{api_body['count']}</strong>" in html, query
+        assert f'<a href="/jobs/{api_query.replace("&", "&amp;")}">as JSON</a>' in html, query
     _, html, _ = await page(api, "/dashboard/jobs?status=RUNNING")
     assert row_ids(html) == [jobs[1]["id"]]
     assert 'value="RUNNING" checked' in html

@@ -280,11 +280,11 @@ async def test_cancel_from_each_cancelable_status(store, make, job_type):
 async def test_cancel_refuses_final_jobs_and_unknown_ids(store, make, job_type):
     done, exe = await make.running(job_type)
     await store.jobs.complete_execution(exe["id"], {}, when=T1)
-    with pytest.raises(InvalidTransition, match="is COMPLETED and cannot be canceled"):
+    with pytest.raises(InvalidTransition, match="has already completed, so it cannot be canceled"):
         await store.jobs.cancel_job(done["id"])
     pending = await make.pending(job_type)
     await store.jobs.cancel_job(pending["id"], when=T1)
-    with pytest.raises(InvalidTransition, match="is CANCELED"):
+    with pytest.raises(InvalidTransition, match="is already canceled"):
         await store.jobs.cancel_job(pending["id"], when=T2)
     assert (await job_state(store, pending["id"]))["ended"] == T1
     with pytest.raises(JobNotFound):
