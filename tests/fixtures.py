@@ -119,6 +119,33 @@ class API:
     async def patch(self, path, body=None, **kw):
         return await self.call("PATCH", path, body, **kw)
 
+    async def post_form(self, *parts: tuple[str, str | bytes], path: str = "/files/"):
+        """POST a multipart/form-data body of `parts`, each (its header lines, its content), in
+        order: `form_field` and `form_file` make the usual ones, a test may write its own."""
+        body = b"".join(f"--{FORM_BOUNDARY}\r\n{head}\r\n\r\n".encode()
+                        + (content.encode() if isinstance(content, str) else content) + b"\r\n"
+                        for head, content in parts) + f"--{FORM_BOUNDARY}--\r\n".encode()
+        return await self.call(
+            "POST", path, raw=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={FORM_BOUNDARY}"})
+
+
+FORM_BOUNDARY = "jobdeck-test-boundary"
+
+
+def form_field(name: str, value) -> tuple[str, str]:
+    return f'Content-Disposition: form-data; name="{name}"', str(value)
+
+
+def form_file(file_name: str, content: str | bytes, media_type: str | None = "text/plain",
+              disposition: str | None = None) -> tuple[str, str | bytes]:
+    """The file part; `disposition`: the whole filename parameter, as written (RFC 2231)."""
+    head = ('Content-Disposition: form-data; name="file"; '
+            + (disposition or f'filename="{file_name}"'))
+    if media_type is not None:
+        head += f"\r\nContent-Type: {media_type}"
+    return head, content
+
 
 @pytest.fixture
 def api(http_client, base_url):

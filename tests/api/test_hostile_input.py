@@ -15,6 +15,7 @@ from tornado.httpclient import HTTPClientError
 from core.settings import DEFAULTS
 from http_server import http_server_options
 from server import make_app
+from tests.fixtures import form_field, form_file
 from tests.responses import assert_plain_error
 from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
@@ -279,14 +280,8 @@ async def test_path_traversal_in_upload_file_names(api, store, world, workspace_
         headers={"Content-Type": "application/octet-stream"})
     assert_plain_error(status, body, headers, 400)
     assert body == message
-    boundary = "jobdeckboundary"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"workspace_id\"\r\n\r\n"
-            f"{workspace_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\nsecret\r\n"
-            f"--{boundary}--\r\n").encode()
-    status, body, headers = await api.call(
-        "POST", "/files/", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, headers = await api.post_form(form_field("workspace_id", workspace_id),
+                                                form_file(name, "secret"))
     if name.isprintable():
         assert_plain_error(status, body, headers, 400)
         assert body == message
@@ -337,13 +332,8 @@ async def test_oversized_uploads_are_413(api, store, world, workspace_dir):
                                            headers=raw_headers)
     assert_plain_error(status, body, headers, 413)
     assert body == UPLOAD_TOO_LARGE
-    boundary = "jobdeckboundary"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"big.bin\"\r\n\r\n").encode() + b"x" * limit + \
-        f"\r\n--{boundary}--\r\n".encode()
-    status, body, headers = await api.call(
-        "POST", f"/files/?workspace_id={workspace_id}", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, headers = await api.post_form(form_file("big.bin", b"x" * limit, None),
+                                                path=f"/files/?workspace_id={workspace_id}")
     assert_plain_error(status, body, headers, 413)
     assert body == UPLOAD_TOO_LARGE
     await assert_untouched(api, store, workspace_dir, before)

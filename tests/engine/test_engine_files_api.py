@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 import pytest
 
 from presentation import models
+from tests.fixtures import form_field, form_file
 from tests.tokens import OPERATOR_HEADERS
 
 FILE_KEYS = list(models.ScaleFile.keys)
@@ -82,16 +83,8 @@ async def test_upload_and_download_round_trip(api, make):
 @pytest.mark.gen_test
 async def test_multipart_upload(api, make):
     ws = await make.workspace("forms")
-    boundary = "jobdeck-test-boundary"
-    form = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="workspace_id"\r\n\r\n{ws["id"]}\r\n'
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="notes.txt"\r\n'
-            "Content-Type: text/plain\r\n\r\nsome notes\r\n"
-            f"--{boundary}--\r\n").encode()
-    status, body, _ = await api.call(
-        "POST", "/files/", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, _ = await api.post_form(form_field("workspace_id", ws["id"]),
+                                          form_file("notes.txt", "some notes"))
     assert status == 201, body
     assert (body["file_name"], body["media_type"], body["file_size"]) == \
         ("notes.txt", "text/plain", 10)

@@ -13,6 +13,7 @@ import pytest
 from tornado import httputil
 
 from handlers.uploads import FormError, MultipartReader
+from tests.fixtures import form_field, form_file
 from tests.responses import assert_plain_error
 from tests.tokens import OPERATOR_HEADERS, VIEWER_HEADERS
 from tests.waiting import wait_for
@@ -165,16 +166,8 @@ async def test_a_form_upload_naming_its_workspace_last_still_lands_there(api, ma
     """The form's file arrives before its workspace_id: it waits in the data folder and is
     moved into the workspace; nothing stays behind."""
     ws = await make.workspace("late")
-    boundary = "b0undary"
-    form = (f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="late.csv"\r\n'
-            "Content-Type: text/csv\r\n\r\na,b\r\n1,2\r\n"
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="workspace_id"\r\n\r\n{ws["id"]}\r\n'
-            f"--{boundary}--\r\n").encode()
-    status, body, _ = await api.call(
-        "POST", "/files/", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, _ = await api.post_form(form_file("late.csv", "a,b\r\n1,2", "text/csv"),
+                                          form_field("workspace_id", ws["id"]))
     assert status == 201, body
     assert (body["file_name"], body["media_type"], body["file_size"]) == \
         ("late.csv", "text/csv", 8)
@@ -225,16 +218,8 @@ async def test_a_bad_media_type_is_a_400_and_breaks_no_download(api, make, store
 @pytest.mark.gen_test
 async def test_a_bad_media_type_in_a_form_part_is_a_400(api, make):
     ws = await make.workspace("forms")
-    boundary = "b0undary"
-    form = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="workspace_id"\r\n\r\n{ws["id"]}\r\n'
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="a.txt"\r\n'
-            "Content-Type: text/plain; charset==x\r\n\r\nbytes\r\n"
-            f"--{boundary}--\r\n").encode()
-    status, body, headers = await api.call(
-        "POST", "/files/", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, headers = await api.post_form(
+        form_field("workspace_id", ws["id"]), form_file("a.txt", "bytes", "text/plain; charset==x"))
     assert_plain_error(status, body, headers, 400,
                        "media_type must be an RFC 6838 media type", "'text/plain; charset==x'")
     assert [p for p in Path(ws["json_config"]["broker"]["host_path"]).rglob("*")] == []
@@ -359,16 +344,9 @@ async def test_a_file_name_with_a_quote_in_a_form_is_kept(api, make):
     """The streamed form reader takes RFC 2231 file names as tornado's did."""
     ws = await make.workspace("quoted")
     encoded = quote("r\u00e9sum\u00e9.txt")
-    boundary = "b0undary"
-    form = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="workspace_id"\r\n\r\n{ws["id"]}\r\n'
-            f"--{boundary}\r\n"
-            "Content-Disposition: form-data; name=\"file\"; filename*=utf-8''"
-            f"{encoded}\r\n\r\nbytes\r\n"
-            f"--{boundary}--\r\n").encode()
-    status, body, _ = await api.call(
-        "POST", "/files/", raw=form,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    status, body, _ = await api.post_form(
+        form_field("workspace_id", ws["id"]),
+        form_file("", "bytes", None, disposition=f"filename*=utf-8''{encoded}"))
     assert status == 201, body
     assert (body["file_name"], body["file_size"]) == ("r\u00e9sum\u00e9.txt", 5)
 
