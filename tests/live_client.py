@@ -37,8 +37,11 @@ class Subscriber:
                 self.closed.set()
                 self._arrived.set()
                 return
-            self.messages.append(json.loads(text))
+            self.received(json.loads(text))
             self._arrived.set()
+
+    def received(self, message: dict) -> None:
+        self.messages.append(message)
 
     @property
     def rows(self) -> list[dict]:

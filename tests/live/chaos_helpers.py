@@ -247,18 +247,10 @@ class TimedSubscriber(Subscriber):
         self.arrivals: list[tuple[float, dict]] = []
         super().__init__(connection)
 
-    async def _read(self):
-        while True:
-            text = await self.connection.read_message()
-            if text is None:
-                self.closed.set()
-                self._arrived.set()
-                return
-            message = json.loads(text)
-            arrived = time.time()
-            self.messages.append(message)
-            self.arrivals.extend((arrived, row) for row in message["results"])
-            self._arrived.set()
+    def received(self, message: dict) -> None:
+        super().received(message)
+        arrived = time.time()
+        self.arrivals.extend((arrived, row) for row in message["results"])
 
 
 async def connect(base_url: str, query: dict | None = None) -> TimedSubscriber:
