@@ -213,6 +213,7 @@ class ExecutionRunner:
         self.running: Running | None = None
         self.canceled = False
         self.arguments = ""
+        self.staged: list[Path] = []  # the input files linked into inputs/
         self._start_recorded = False
 
     async def run(self) -> None:
@@ -264,7 +265,8 @@ class ExecutionRunner:
             return
         spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
                           float(self.exe["timeout"]) if self.exe.get("timeout") else None,
-                          self.job["cpus_required"], self.job["mem_required"])
+                          self.job["cpus_required"], self.job["mem_required"],
+                          inputs=self.staged, network=bool(interface.get("network", False)))
         job_started = now_ms()
         try:
             running = self.running = await self.backend.start(spec)
@@ -326,6 +328,7 @@ class ExecutionRunner:
                 staged.append(str(self._stage(spec["name"], index, file_id, files, workspaces,
                                               self.inputs_dir)))
             values[spec["name"]] = staged[0] if spec["type"] == "file" else staged
+            self.staged.extend(Path(path) for path in staged)
         env = {
             "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(self.work_dir),
             "TMPDIR": str(self.tmp_dir),
