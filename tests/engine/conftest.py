@@ -38,8 +38,9 @@ def start_engine(store, data_dir, io_loop):
 
 
 @pytest.fixture
-def gate(data_dir):
-    """A gate the test opens for its gated jobs (tests/engine/processes.py)."""
+def gate(data_dir, io_loop):
+    """A gate the test opens for its gated jobs (tests/engine/processes.py), closed before the
+    loop is."""
     gate = Gate(data_dir)
     yield gate
     gate.close()

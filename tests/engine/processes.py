@@ -59,10 +59,12 @@ class Gate:
     """A gate for gated jobs (`while [ ! -e {gate} ]; ...`: `{gate}` reads `gate`, a file in the
     job's own folder, which its sandbox shows). `touch()` opens it, as Path.touch did for a gate
     file in tmp_path: every execution folder gets its `gate`, now and until the test ends, so a
-    gated job that starts later passes too."""
+    gated job that starts later passes too; `touch(but=[exe ids])` leaves those closed (e.g. the
+    first try of a job whose retry is to pass)."""
 
     def __init__(self, data_dir: Path):
         self.executions = Path(data_dir) / "executions"
+        self.closed: set[str] = set()
         self._task: asyncio.Task | None = None
 
     def __str__(self) -> str:
@@ -70,6 +72,8 @@ class Gate:
 
     def _open_all(self) -> None:
         for folder in self.executions.glob("*"):
+            if folder.name in self.closed:
+                continue
             with contextlib.suppress(OSError):
                 (folder / "gate").touch()
 
@@ -78,7 +82,8 @@ class Gate:
             self._open_all()
             await asyncio.sleep(0.02)
 
-    def touch(self) -> None:
+    def touch(self, but=()) -> None:
+        self.closed = {str(exe_id) for exe_id in but}
         self._open_all()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._keep_open())

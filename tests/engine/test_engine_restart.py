@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.waiting import wait_for, wait_job
+from tests.engine.processes import all_gone, running_exe
+from tests.waiting import wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,38 +32,34 @@ def start_server(mongo_url: str, db_name: str, tmp_path: Path) -> subprocess.Pop
 
 @pytest.mark.parametrize("max_tries, final", [(2, "COMPLETED"), (1, "FAILED")])
 @pytest.mark.gen_test(timeout=180)
-async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, tmp_path, max_tries,
-                                     final):
-    marker, pid_file = tmp_path / "ran-once", tmp_path / "pid"
-    script = (f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; echo $$ > {pid_file}; "
-              "sleep 300")
-    job_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=max_tries)
+async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, tmp_path, gate,
+                                     max_tries, final):
+    """The first try waits on a gate that stays closed for it; a retry passes."""
+    job_type = await make.command_type("long", "sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; "
+                                                     "done'", max_tries=max_tries)
     job = await make.submit(job_type)
     server = start_server(mongo_url, store.db.db.name, tmp_path)
     try:
         running = await wait_job(store, job["id"], "RUNNING")
-
-        async def job_pid():
-            return pid_file.exists() and pid_file.read_text().strip()
-        orphan = int(await wait_for(job_pid, "the job to start in the server"))
+        _, orphans = await running_exe(store, job["id"], "sh")
         server.send_signal(signal.SIGKILL)
         server.wait()
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-    assert psutil.pid_exists(orphan)  # the job outlived its server
+    assert not all_gone(orphans)  # the job outlived its server
     first_exe = running["latest_exe_id"]
     assert (await store.jobs.get_exe(first_exe))["status"] == "RUNNING"
 
+    gate.touch(but=[first_exe])
     engine = await start_engine()
     done = await wait_job(store, job["id"], final)
     lost = await store.jobs.get_exe(first_exe)
     node_lost = await store.errors.by_name("node-lost")
     assert (lost["status"], lost["error_id"], lost["node_id"]) == \
         ("FAILED", node_lost["id"], engine.node["id"])
-    assert not psutil.pid_exists(orphan) or \
-        psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+    assert all_gone(orphans)
     assert done["num_exes"] == max_tries
     if final == "FAILED":
         assert done["error_id"] == node_lost["id"]
