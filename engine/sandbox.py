@@ -8,8 +8,8 @@ command line; every backend that starts jobs (the local one, a Slurm one) calls 
 - the data folder is replaced by an empty folder: only the execution folder (read-write) and the
   staged input files (read-only) are mounted back into it, so the store's files and socket,
   auth.json, the workspaces there and other executions' folders cannot be reached;
-- there is no network (a network namespace of its own with only loopback) unless the job type's
-  interface says `"network": true`;
+- there is no network (a network namespace of its own with only loopback, and an empty /run, so
+  no Unix socket there either) unless the job type's interface says `"network": true`;
 - it has its own PID, IPC and UTS namespaces and dies with the server;
 - when the server runs as root, the command runs as `job_user` (default `nobody`) without
   capabilities or supplementary groups; bwrap mounts first as root, so the 0700 data folder does
@@ -78,6 +78,10 @@ def wrap(argv: Sequence[str], work_dir: Path, inputs: Iterable[Path] = (), *,
     keep the server's network; `user`: run as this user (the server is root)."""
     work_dir = Path(work_dir)
     tmpfs = [Path("/tmp"), *(Path(h) for h in hidden)]
+    if not network and Path("/run").is_dir():
+        # Unix sockets ignore network namespaces: without the network, those under /run
+        # (/var/run: a database's, D-Bus, Docker's) go too. With it, DNS may need /run.
+        tmpfs.append(Path("/run"))
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/tmp"]
     for folder in tmpfs[1:]:

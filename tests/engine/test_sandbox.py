@@ -118,14 +118,15 @@ async def test_a_job_cannot_connect_to_the_store_or_the_http_port(api, make, sto
 @pytest.mark.gen_test(timeout=120)
 async def test_a_job_cannot_reach_a_unix_socket_in_the_data_folder(api, make, store,
                                                                    start_engine, data_dir):
-    """The store's Unix socket (data_dir/*.sock) is not there for the job."""
+    """The store's Unix socket (data_dir/*.sock) is not there for the job, nor are the sockets
+    under /run (a network namespace does not cover Unix sockets)."""
     path = data_dir / "store.sock"
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     path.chmod(0o777)
     listener.listen()
     try:
-        script = (f"{PY} -c \"import socket; s = socket.socket(socket.AF_UNIX); "
+        script = (f"ls -A /run; {PY} -c \"import socket; s = socket.socket(socket.AF_UNIX); "
                   f"s.connect('{path}'); print('connected')\"")
         _, _, logs = await run_job(make, store, start_engine, "socket-intruder", script)
     finally:
