@@ -54,7 +54,9 @@ INTERFACE_SCHEMA = {
         },
         # Not in Scale (whose jobs ran in Docker): whether the job may use the network; the
         # job sandbox (engine/sandbox.py) gives it none otherwise. Absent means false.
-        "network": {"type": "boolean", "default": False},
+        "network": {"type": "boolean", "default": False,
+                    "description": "Whether the job may use the network (not in Scale); "
+                                   "sandboxed jobs have none otherwise"},
     },
     "$defs": {
         "input": {

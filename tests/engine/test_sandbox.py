@@ -167,7 +167,9 @@ WRITER = ("import json, os, pathlib, sys; out = pathlib.Path(sys.argv[1]); "
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_normal_job_reads_its_inputs_and_writes_products(api, make, store, start_engine):
+async def test_a_normal_job_reads_its_inputs_and_writes_products(api, make, store, start_engine,
+                                                                 data_dir):
+    data_dir.chmod(0o700)  # as the server keeps it: bwrap mounts as root, the job never walks it
     inputs = await make.workspace("inputs")
     products = await make.workspace("products")
     uploaded = await make.upload(inputs["id"], "in.txt", b"hello")
@@ -207,7 +209,8 @@ def job_processes(work_dir: str) -> list[psutil.Process]:
     return found
 
 
-TRAPPED = "trap 'echo got TERM; exit 7' TERM; echo started; sleep 300 & wait"
+# The handler takes a second: bwrap killed at once would take the job down before it prints.
+TRAPPED = "trap 'sleep 1; echo got TERM; exit 7' TERM; echo started; sleep 300 & wait"
 
 
 async def running_sleep(store, job_id):
