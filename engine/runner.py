@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import mimetypes
+import os
 import re
 import shlex
 import shutil
@@ -420,6 +421,8 @@ class ExecutionRunner:
         destination = base / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, destination)
+        if os.geteuid() == 0:  # written by the sandboxed job_user: the server's now (and chown
+            os.chown(destination, 0, 0)  # clears any set-user-ID bit the job set)
         media_type = spec.get("media_type") or guess_media_type(path)
         doc = await self.store.files.create_file(
             workspace["id"], path.name, media_type, destination.stat().st_size, str(relative),

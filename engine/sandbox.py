@@ -208,4 +208,6 @@ def make_sandbox(kind: str | None, user_name: str, data_dir: Path) -> Sandbox:
                         "and can read the data folder, auth.json and the store")
         return NO_SANDBOX
     user = job_user(user_name) if os.geteuid() == 0 else None
+    log.info("jobs run in a bubblewrap sandbox as %s",
+             user.name if user else "the server's user (job_user needs root)")
     return Sandbox("bwrap", hidden, user, shutil.which(BWRAP) or BWRAP)

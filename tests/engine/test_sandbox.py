@@ -20,6 +20,7 @@ import pytest
 
 from core.interface import InvalidInterface, validate_interface
 from core.settings import Settings, SettingsError
+from engine import sandbox as sandbox_module
 from engine.sandbox import SETPRIV, make_sandbox, probe, wrap
 from tests.waiting import PY, wait_for, wait_job
 
@@ -190,6 +191,10 @@ async def test_a_normal_job_reads_its_inputs_and_writes_products(api, make, stor
     product = details["outputs"][0]["value"]
     status, raw, _ = await api.get(f"/files/{product['id']}/download/")
     assert (status, raw) == (200, "HELLO")
+    doc = await store.files.get_file(product["id"])
+    stored = (Path((await store.files.get_workspace(products["id"]))["base_path"]) /
+              doc["file_path"]).stat()
+    assert (stored.st_uid, stored.st_gid) == (os.geteuid(), os.getegid())
     _, logs, _ = await api.get(f"/job-executions/{details['job_exes'][0]['id']}/logs/")
     seen = json.loads(logs["stdout"])
     assert seen == {"uid": NOBODY if ROOT else os.geteuid(), "groups": [] if ROOT else seen[
@@ -305,3 +310,14 @@ def test_wrap_is_one_command_line_for_any_backend(tmp_path):
         argv[argv.index(str(source)) - 1:argv.index(str(source)) + 2]
     assert "--unshare-net" in argv and "--unshare-net" not in wrap(["p"], work, network=True)
     assert (SETPRIV in argv) == ROOT
+
+
+def test_without_a_working_bwrap_jobs_run_unsandboxed_with_a_warning(monkeypatch, tmp_path,
+                                                                     caplog):
+    monkeypatch.setattr(sandbox_module, "probe", lambda: "bwrap is not installed")
+    caplog.set_level(logging.WARNING, "jobdeck.engine")
+    assert make_sandbox(None, "nobody", tmp_path).kind == "none"
+    assert caplog.records[0].getMessage() == "jobs run without a sandbox: bwrap is not installed"
+    with pytest.raises(SettingsError) as caught:
+        make_sandbox("bwrap", "nobody", tmp_path)
+    assert str(caught.value) == "sandbox: bwrap cannot run jobs: bwrap is not installed"
