@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.sandbox import probe
 from tests.engine.processes import all_gone, running_exe
-from tests.waiting import wait_job
+from tests.waiting import wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,25 +21,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(mongo_url: str, db_name: str, tmp_path: Path) -> subprocess.Popen:
+def start_server(mongo_url: str, db_name: str, tmp_path: Path,
+                 sandbox: str = "bwrap") -> subprocess.Popen:
     """A real Jobdeck server (with its engine) on the test's database; output in server.log."""
     with open(tmp_path / "server.log", "wb") as log:
         return subprocess.Popen(
             [sys.executable, "server.py", "--mongo-url", mongo_url, "--db-name", db_name,
              "--port", str(free_port()), "--data-dir", str(tmp_path / "data"),
-             "--engine-poll-interval", "0.05"],
+             "--engine-poll-interval", "0.05", "--sandbox", sandbox],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
 @pytest.mark.parametrize("max_tries, final", [(2, "COMPLETED"), (1, "FAILED")])
 @pytest.mark.gen_test(timeout=180)
 async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, tmp_path, gate,
-                                     max_tries, final):
-    """The first try waits on a gate that stays closed for it; a retry passes."""
+                                     max_tries, final, sandbox):
+    """The first try waits on a gate that stays closed for it; a retry passes. A sandboxed job
+    dies with its server (bwrap --die-with-parent); without a sandbox it outlives it until the
+    restarted engine kills it."""
+    if sandbox == "bwrap" and probe():
+        pytest.skip(f"bubblewrap cannot sandbox jobs here ({probe()})")
     job_type = await make.command_type("long", "sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; "
                                                      "done'", max_tries=max_tries)
     job = await make.submit(job_type)
-    server = start_server(mongo_url, store.db.db.name, tmp_path)
+    server = start_server(mongo_url, store.db.db.name, tmp_path, sandbox)
     try:
         running = await wait_job(store, job["id"], "RUNNING")
         _, orphans = await running_exe(store, job["id"], "sh")
@@ -48,12 +55,17 @@ async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, 
         if server.poll() is None:
             server.kill()
             server.wait()
-    assert not all_gone(orphans)  # the job outlived its server
+    if sandbox == "bwrap":
+        async def died():
+            return all_gone(orphans)
+        await wait_for(died, "the sandboxed job to die with its server")
+    else:
+        assert not all_gone(orphans)  # the job outlived its server
     first_exe = running["latest_exe_id"]
     assert (await store.jobs.get_exe(first_exe))["status"] == "RUNNING"
 
     gate.touch(but=[first_exe])
-    engine = await start_engine()
+    engine = await start_engine(sandbox=sandbox)
     done = await wait_job(store, job["id"], final)
     lost = await store.jobs.get_exe(first_exe)
     node_lost = await store.errors.by_name("node-lost")
