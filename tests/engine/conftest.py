@@ -43,4 +43,4 @@ def gate(data_dir, io_loop):
     loop is."""
     gate = Gate(data_dir)
     yield gate
-    gate.close()
+    io_loop.run_sync(gate.close)

@@ -88,6 +88,8 @@ class Gate:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._keep_open())
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
