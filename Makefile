@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test demo bench browser clean backup restore
+.PHONY: install run test demo bench browser sandbox system-packages clean backup restore
 
 install: $(STAMP)
 
@@ -47,7 +47,8 @@ BENCH_ARGS ?=
 bench: $(TEST_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
-# Chromium's apt-get install and pip's run side by side (each takes minutes on a fresh machine).
+# The system packages' apt-get installs (bubblewrap, chromium) and pip's run side by side (each
+# takes minutes on a fresh machine).
 # The suite runs in two phases: every test not marked `alone` on TEST_WORKERS pytest-xdist
 # workers, then the `alone` ones (timing-sensitive: several server processes, store kills, lag
 # bounds) one at a time. Both phases always run; the target fails if either did.
@@ -55,7 +56,7 @@ bench: $(TEST_STAMP)
 TEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 test:
-	$(MAKE) -j2 browser $(TEST_STAMP)
+	$(MAKE) -j2 system-packages $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	@status=0; \
@@ -76,6 +77,26 @@ browser:
 		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 			|| echo "warning: apt-get could not install chromium" >&2; \
 	fi
+
+# The job sandbox (engine/sandbox.py) runs jobs under Debian's bubblewrap; without it jobs run
+# unsandboxed (with a warning) and the sandbox tests skip. Same rules as `browser`.
+sandbox:
+	@if [ -x /usr/bin/bwrap ]; then \
+		:; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "warning: /usr/bin/bwrap is missing and cannot be installed here (needs root and apt-get)" >&2; \
+	else \
+		echo "installing bubblewrap with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; } \
+			|| echo "warning: apt-get could not install bubblewrap" >&2; \
+	fi
+
+# apt-get installs one package set at a time (dpkg's lock): the system packages go in turn.
+system-packages:
+	@$(MAKE) --no-print-directory sandbox
+	@$(MAKE) --no-print-directory browser
 
 # Removes what the Makefile and the tests generate; never data/ or
 # bench/results/.

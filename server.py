@@ -209,6 +209,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return asyncio.run(serve(settings))
+    except SettingsError as exc:  # found once the engine starts (sandbox, job_user)
+        log.error("%s", exc)
+        return 2
     except DataDirInUse as exc:
         log.error("%s", exc)
         return 2

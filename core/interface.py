@@ -56,6 +56,11 @@ INTERFACE_SCHEMA = {
             "items": {"$ref": "#/$defs/shared_resource"},
             "default": [],
         },
+        # Not in Scale (whose jobs ran in Docker): whether the job may use the network; the
+        # job sandbox (engine/sandbox.py) gives it none otherwise. Absent means false.
+        "network": {"type": "boolean", "default": False,
+                    "description": "Whether the job may use the network (not in Scale); "
+                                   "sandboxed jobs have none otherwise"},
     },
     "$defs": {
         "input": {

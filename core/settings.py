@@ -72,6 +72,14 @@ def hostnames(value) -> tuple[str, ...]:
     return names
 
 
+def bwrap_or_none(value) -> str:
+    """The `sandbox` setting: bwrap or none."""
+    text = str(value).strip().lower()
+    if text not in ("bwrap", "none"):
+        raise ValueError(value)
+    return text
+
+
 def token_entries(value) -> tuple[str, ...]:
     """`role:token` entries hashed at once: only `role:sha256:<hex>` stays in memory."""
     return tuple(token_entry(item) for item in entries(value))
@@ -184,6 +192,15 @@ class Settings:
     drain_timeout: float = option(0.0, "seconds a stopping server (SIGTERM) keeps serving while "
                                        "running jobs finish; then they fail (scheduler-lost, "
                                        "retried). 0: at once", low=0)
+    sandbox: str | None = option(None, "how job commands run: `bwrap` (a bubblewrap sandbox: "
+                                       "read-only system, only the execution folder and inputs "
+                                       "visible, no network unless the interface asks) or "
+                                       "`none` (as the server's user, unconfined)",
+                                 parse=bwrap_or_none,
+                                 unset="`bwrap` where bwrap works (checked at start), else "
+                                       "`none` with a warning")
+    job_user: str = option("nobody", "the user sandboxed jobs run as when the server runs as "
+                                     "root")
     demo: bool = option(False, "register demo job types and keep submitting jobs")
     # -- authentication (auth/) --------------------------------------------------------
     auth: bool = option(True, "require credentials (`--no-auth`: local use only; /health, "

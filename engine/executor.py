@@ -7,7 +7,7 @@ the same three calls.
 """
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,6 +47,10 @@ class LaunchSpec:
     timeout: float | None
     cpus: float
     mem: float
+    # The staged input files (links in work_dir/inputs/), which a sandbox mounts for the job.
+    inputs: list[Path] = field(default_factory=list)
+    # Whether the job type's interface lets the job use the network (engine/sandbox.py).
+    network: bool = False
 
 
 @dataclass

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import mimetypes
+import os
 import re
 import shlex
 import shutil
@@ -225,6 +226,7 @@ class ExecutionRunner:
         # status this runner wrote, and there is nothing left to stop.
         self.ending = False
         self.arguments = ""
+        self.staged: list[Path] = []  # the input files linked into inputs/
         self._start_recorded = False
 
     async def run(self) -> None:
@@ -278,7 +280,8 @@ class ExecutionRunner:
             return
         spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
                           float(self.exe["timeout"]) if self.exe.get("timeout") else None,
-                          self.job["cpus_required"], self.job["mem_required"])
+                          self.job["cpus_required"], self.job["mem_required"],
+                          inputs=self.staged, network=bool(interface.get("network", False)))
         job_started = now_ms()
         try:
             running = self.running = await self.backend.start(spec)
@@ -341,6 +344,7 @@ class ExecutionRunner:
                 staged.append(str(self._stage(spec["name"], index, file_id, files, workspaces,
                                               self.inputs_dir)))
             values[spec["name"]] = staged[0] if spec["type"] == "file" else staged
+            self.staged.extend(Path(path) for path in staged)
         env = {
             "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(self.work_dir),
             "TMPDIR": str(self.tmp_dir),
@@ -433,6 +437,8 @@ class ExecutionRunner:
         destination = base / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, destination)
+        if os.geteuid() == 0:  # written by the sandboxed job_user: the server's now (and chown
+            os.chown(destination, 0, 0)  # clears any set-user-ID bit the job set)
         media_type = spec.get("media_type") or guess_media_type(path)
         doc = await self.store.files.create_file(
             workspace["id"], path.name, media_type, destination.stat().st_size, str(relative),

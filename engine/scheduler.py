@@ -31,6 +31,7 @@ from core.times import now_ms
 from engine.executor import Backend
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
+from engine.sandbox import make_sandbox
 from store import Store
 
 log = logging.getLogger("jobdeck.engine")
@@ -78,7 +79,8 @@ class Engine:
                  reserve_after: float = DEFAULTS.engine_reserve_after,
                  hostname: str | None = None, port: int | None = None,
                  backend: Backend | None = None,
-                 dead_after: float = DEFAULTS.engine_dead_after):
+                 dead_after: float = DEFAULTS.engine_dead_after,
+                 sandbox: str | None = DEFAULTS.sandbox, job_user: str = DEFAULTS.job_user):
         default_cpus, default_mem = machine_capacity()
         self.store = store
         self.nodes = store.nodes
@@ -92,7 +94,11 @@ class Engine:
         self.dead_after = dead_after
         self.hostname = hostname or socket.gethostname()
         self.port = port
-        self.backend = backend or LocalBackend(timeout_grace=cancel_grace)
+        # The job sandbox (engine/sandbox.py): bwrap where it works unless `sandbox` says.
+        if backend is None:
+            backend = LocalBackend(timeout_grace=cancel_grace,
+                                   sandbox=make_sandbox(sandbox, job_user, self.data_dir))
+        self.backend = backend
         self.identity = process_identity()
         self.node: dict | None = None
         self.runners: dict[int, ExecutionRunner] = {}

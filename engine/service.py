@@ -14,7 +14,8 @@ class EngineService:
                 store, settings.data_dir, cpus=settings.engine_cpus, mem=settings.engine_mem,
                 cancel_grace=settings.cancel_grace, poll_interval=settings.engine_poll_interval,
                 reserve_after=settings.engine_reserve_after,
-                dead_after=settings.engine_dead_after, port=settings.port)
+                dead_after=settings.engine_dead_after, port=settings.port,
+                sandbox=settings.sandbox, job_user=settings.job_user)
         if settings.demo:
             self.demo = Demo(store, self.engine, settings.data_dir)
 

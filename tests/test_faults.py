@@ -15,6 +15,7 @@ import pytest
 from pymongo.uri_parser import parse_uri
 from tornado.httpclient import AsyncHTTPClient
 
+from tests.engine.processes import Gate
 from tests.fixtures import API
 from tests.live_client import Subscriber
 from tests.test_server import free_port
@@ -189,10 +190,18 @@ async def test_store_killed_answers_503_then_recovers_without_a_server_restart(
     api = server.api
     quick = await job_type(api, "quick", "exit 0")
     # Runs until the test releases it, so it is still running when the store is killed and ends
-    # while the store is down: its outcome cannot be written. Its retry ends at once.
-    release = tmp_path / "release"
+    # while the store is down: its outcome cannot be written. Its retry ends at once. The gate is
+    # a file in each execution's own folder, which the job's sandbox lets it see.
+    release = Gate(server.data_dir)
     held = await job_type(api, "held", f"while [ ! -e {release} ]; do sleep 0.05; done",
                           max_tries=2)
+    try:
+        await store_killed_while_a_job_runs(server, api, quick, held, release)
+    finally:
+        await release.close()
+
+
+async def store_killed_while_a_job_runs(server, api, quick, held, release) -> None:
     subscriber = await Subscriber.connect(server.url)
     cut_off = await submit(api, held)
     await subscriber.until_row(cut_off, "RUNNING")
@@ -271,9 +280,11 @@ async def test_server_killed_while_jobs_run_loses_no_job_and_no_update(tmp_path,
     first = await Server(tmp_path).start()
     servers.append(first)
     api = first.api
-    marker = tmp_path / "ran-once"
-    retried = await job_type(api, "retried", f"if [ -e {marker} ]; then exit 0; fi; "
-                                             f"touch {marker}; sleep 30", max_tries=2)
+    # Waits on a gate (a file in each execution's own folder, which its sandbox lets it see)
+    # that opens for its retry only.
+    gate = Gate(first.data_dir)
+    retried = await job_type(api, "retried", f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                             max_tries=2)
     single = await job_type(api, "single", "sleep 30", max_tries=1)
     quick = await job_type(api, "quick", "exit 0")
     subscriber = await Subscriber.connect(first.url)
@@ -281,11 +292,13 @@ async def test_server_killed_while_jobs_run_loses_no_job_and_no_update(tmp_path,
     for job_id in long_ids:
         await subscriber.until_row(job_id, "RUNNING")
     acknowledged = long_ids + [await submit(api, quick) for _ in range(5)]
+    first_tries = [(await job_details(api, job_id))["job_exes"][0]["id"] for job_id in long_ids]
     store_pid = first.store_pid
     first.kill()
     await asyncio.wait_for(subscriber.closed.wait(), 10)
     last_seen = max(row["last_status_change"] for row in subscriber.rows)
 
+    gate.touch(but=first_tries)
     second = await Server(tmp_path, port=first.port).start()
     servers.append(second)
     assert gone(store_pid)  # the orphaned store stopped, the new one took over its data
@@ -314,3 +327,4 @@ async def test_server_killed_while_jobs_run_loses_no_job_and_no_update(tmp_path,
         return expected <= {(r["id"], r["last_status_change"], r["status"]) for r in sub.rows}
     await resumed.until(has_all)
     resumed.close()
+    await gate.close()

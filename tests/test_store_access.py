@@ -24,6 +24,7 @@ import pymongo
 import pytest
 from pymongo.uri_parser import parse_uri
 
+from engine.sandbox import probe
 from store.embedded import EmbeddedMongo
 from tests.test_faults import Server, job_type, submit, until_jobs
 
@@ -133,8 +134,12 @@ def modes(folder: Path) -> dict[str, str]:
 
 
 def private(found: dict[str, str], folder: Path) -> dict[str, str]:
-    """What `modes` should be: 0700 for folders, 0600 for everything else."""
-    return {name: oct(0o700 if (folder / name).is_dir() else 0o600) for name in found}
+    """What `modes` should be: 0700 for folders, 0600 for everything else; but a sandboxed job's
+    execution folder is root's with the job user's group, 1770 (engine/sandbox.py: the job
+    writes there, inside the 0700 data folder no other user can enter)."""
+    sandboxed = probe() == ""
+    return {name: oct(0o1770 if sandboxed and re.fullmatch(r"executions/\d+", name)
+                      else 0o700 if (folder / name).is_dir() else 0o600) for name in found}
 
 
 @pytest.fixture

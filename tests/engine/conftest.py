@@ -4,6 +4,7 @@
 import pytest
 
 from engine.scheduler import Engine
+from tests.engine.processes import Gate
 
 
 @pytest.fixture
@@ -34,3 +35,12 @@ def start_engine(store, data_dir, io_loop):
     yield start
     for engine in engines:
         io_loop.run_sync(engine.stop, timeout=60)
+
+
+@pytest.fixture
+def gate(data_dir, io_loop):
+    """A gate the test opens for its gated jobs (tests/engine/processes.py), closed before the
+    loop is."""
+    gate = Gate(data_dir)
+    yield gate
+    io_loop.run_sync(gate.close)

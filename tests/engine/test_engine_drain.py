@@ -68,8 +68,13 @@ async def test_sigterm_drains_running_jobs_while_it_keeps_serving(tmp_path, serv
     server = await Server(tmp_path).start()
     servers.append(server)
     api = server.api
-    gated = await job_type(api, "gated", f"while [ ! -e {tmp_path}/release-$JOBDECK_JOB_ID ]; "
-                                         "do sleep 0.05; done", max_tries=1)
+    gated = await job_type(api, "gated", "while [ ! -e release ]; do sleep 0.05; done",
+                           max_tries=1)
+
+    async def release(job_id: int) -> None:
+        """Touch `release` in the job's own folder, where its sandbox lets it look."""
+        [exe] = (await job_details(api, job_id))["job_exes"]
+        (server.data_dir / "executions" / str(exe["id"]) / "release").touch()
     quick = await job_type(api, "quick", "exit 0")
     subscriber = await Subscriber.connect(server.url)
     running = [await submit(api, gated) for _ in range(2)]
@@ -85,14 +90,14 @@ async def test_sigterm_drains_running_jobs_while_it_keeps_serving(tmp_path, serv
     await subscriber.until_row(waiting, "QUEUED")
     status, page, headers = await api.get("/")
     assert status == 200 and headers["Content-Type"].startswith("text/html"), page
-    (tmp_path / f"release-{running[0]}").touch()
+    await release(running[0])
     await subscriber.until_row(running[0], "COMPLETED")
     await asyncio.sleep(1)  # some 20 scheduling passes
     assert (await job_details(api, waiting))["status"] == "QUEUED"
     assert (await until_status(server, "draining"))["status"] == "draining"
     assert not subscriber.closed.is_set()
 
-    (tmp_path / f"release-{running[1]}").touch()  # the last one ends: the server stops
+    await release(running[1])  # the last one ends: the server stops
     assert await exit_code(server) == 0, server.log()
     log = server.log()
     assert "draining: no new jobs start; waiting up to 60 s (drain_timeout) for 2 running" in log
@@ -110,16 +115,17 @@ async def test_sigterm_drains_running_jobs_while_it_keeps_serving(tmp_path, serv
 
 @pytest.mark.gen_test(timeout=120)
 async def test_past_drain_timeout_what_still_runs_fails_as_scheduler_lost(tmp_path, servers,
-                                                                         monkeypatch):
+                                                                         monkeypatch, gate):
     monkeypatch.setenv("JOBDECK_DRAIN_TIMEOUT", "2")
     server = await Server(tmp_path).start()
     servers.append(server)
     api = server.api
-    marker = tmp_path / "ran-once"
-    endless = await job_type(api, "endless", f"if [ -e {marker} ]; then exit 0; fi; "
-                                             f"touch {marker}; sleep 300", max_tries=2)
+    # The gate stays closed for the first try and opens for the retry.
+    endless = await job_type(api, "endless", f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                             max_tries=2)
     job_id = await submit(api, endless)
     await until_jobs(api, [job_id], "RUNNING")
+    first_try = [exe["id"] for exe in (await job_details(api, job_id))["job_exes"]]
 
     server.proc.send_signal(signal.SIGTERM)
     signaled = time.monotonic()
@@ -130,6 +136,7 @@ async def test_past_drain_timeout_what_still_runs_fails_as_scheduler_lost(tmp_pa
     assert "drain_timeout (2 s) is over with 1 executions still running" in log
     assert "engine stopped 1 running executions (scheduler-lost" in log
 
+    gate.touch(but=first_try)
     after = await Server(tmp_path, port=server.port).start()
     servers.append(after)
     await until_jobs(api, [job_id], "COMPLETED")

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.engine.processes import all_gone, running_exe
 from tests.waiting import PY, wait_for, wait_job, wait_passes
 
 
@@ -14,14 +14,6 @@ async def exes_of(store, job_id):
 
 async def error_name(store, error_id):
     return (await store.errors.get(error_id))["name"]
-
-
-def gone(pid: int) -> bool:
-    """The process is dead (reaped, or a zombie waiting for a parent that will reap it)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -45,19 +37,18 @@ async def test_exit_codes_map_to_errors(api, make, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_timeout_kills_and_fails_without_retry(api, make, store, start_engine, tmp_path):
-    pid_file = tmp_path / "pid"
-    job_type = await make.command_type(
-        "sleeper", "sh", f"-c 'echo $$ > {pid_file}; exec sleep 300'", timeout=1,
-        max_tries=3)
+async def test_timeout_kills_and_fails_without_retry(api, make, store, start_engine):
+    job_type = await make.command_type("sleeper", "sh", "-c 'exec sleep 300'", timeout=1,
+                                       max_tries=3)
     job = await make.submit(job_type)
     await start_engine(cancel_grace=1.0)
+    _, procs = await running_exe(store, job["id"], "sleep")
     done = await wait_job(store, job["id"], "FAILED")
     assert done["num_exes"] == 1
     assert await error_name(store, done["error_id"]) == "timeout"
     [exe] = await exes_of(store, job["id"])
     assert exe["status"] == "FAILED" and exe["job_exit_code"] < 0
-    assert gone(int(pid_file.read_text()))
+    assert all_gone(procs)
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -103,25 +94,18 @@ async def test_algorithm_errors_do_not_retry(api, make, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_cancel_kills_the_process_group(api, make, store, start_engine, tmp_path):
-    parent_file, child_file = tmp_path / "parent", tmp_path / "child"
-    script = f"sleep 300 & echo $! > {child_file}; echo $$ > {parent_file}; wait"
-    job_type = await make.command_type("family", "sh", f"-c '{script}'")
+async def test_cancel_kills_the_process_group(api, make, store, start_engine):
+    job_type = await make.command_type("family", "sh", "-c 'sleep 300 & wait'")
     job = await make.submit(job_type)
     engine = await start_engine(cancel_grace=5.0)
-
-    async def both_pids():
-        texts = [p.read_text().strip() if p.exists() else "" for p in (parent_file, child_file)]
-        return all(texts) and [int(t) for t in texts]
-    pids = await wait_for(both_pids, "the job and its child to start")
-    assert all(psutil.pid_exists(pid) for pid in pids)
+    _, procs = await running_exe(store, job["id"], "sh", "sleep")
 
     status, body, _ = await api.patch(f"/jobs/{job['id']}/", {"status": "CANCELED"})
     assert status == 200, body
 
-    async def all_gone():
-        return all(gone(pid) for pid in pids)
-    await wait_for(all_gone, "the canceled job's processes to die")
+    async def gone_all():
+        return all_gone(procs)
+    await wait_for(gone_all, "the canceled job's processes to die")
     [exe] = await exes_of(store, job["id"])
     assert exe["status"] == "CANCELED"
     assert (await store.jobs.get_job(job["id"]))["status"] == "CANCELED"
@@ -150,18 +134,13 @@ async def test_canceled_queued_job_never_starts(api, make, store, start_engine):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_stopping_the_engine_requeues_what_it_ran(api, make, store, start_engine, tmp_path):
-    pid_file = tmp_path / "pid"
-    job_type = await make.command_type("interrupted", "sh",
-                                       f"-c 'echo $$ > {pid_file}; exec sleep 300'", max_tries=3)
+async def test_stopping_the_engine_requeues_what_it_ran(api, make, store, start_engine):
+    job_type = await make.command_type("interrupted", "sh", "-c 'exec sleep 300'", max_tries=3)
     job = await make.submit(job_type)
     engine = await start_engine(cancel_grace=1.0)
-
-    async def pid():
-        return pid_file.exists() and pid_file.read_text().strip()
-    leader = int(await wait_for(pid, "the job to start"))
+    _, procs = await running_exe(store, job["id"], "sleep")
     await engine.stop()
-    assert gone(leader)
+    assert all_gone(procs)
     [first, second] = await exes_of(store, job["id"])
     assert (first["status"], await error_name(store, first["error_id"])) == \
         ("FAILED", "scheduler-lost")

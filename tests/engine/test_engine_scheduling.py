@@ -40,8 +40,7 @@ async def test_lower_priority_number_first_then_oldest(api, make, store, start_e
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_job_that_does_not_fit_waits(api, make, store, start_engine, tmp_path):
-    gate = tmp_path / "gate"
+async def test_a_job_that_does_not_fit_waits(api, make, store, start_engine, gate):
     small_type = await make.command_type("small", "sh",
                                          f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'",
                                          cpus_required=1.0, priority=100)
@@ -77,8 +76,7 @@ async def test_too_much_memory_waits_while_others_run(api, make, store, start_en
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_paused_type_and_max_scheduled(api, make, store, start_engine, tmp_path):
-    gate = tmp_path / "gate"
+async def test_paused_type_and_max_scheduled(api, make, store, start_engine, gate):
     wait_gate = f"-c 'while [ ! -e {gate} ]; do sleep 0.02; done'"
     limited = await make.command_type("limited", "sh", wait_gate, max_scheduled=1,
                                       cpus_required=0.25)
@@ -97,8 +95,7 @@ async def test_paused_type_and_max_scheduled(api, make, store, start_engine, tmp
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_logs_are_readable_while_the_job_runs(api, make, store, start_engine, tmp_path):
-    gate = tmp_path / "gate"
+async def test_logs_are_readable_while_the_job_runs(api, make, store, start_engine, gate):
     script = (f"echo started; echo warming >&2; while [ ! -e {gate} ]; do sleep 0.02; done; "
               "echo finished")
     job_type = await make.command_type("talker", "sh", f"-c '{script}'")
@@ -170,8 +167,7 @@ async def test_a_paused_node_starts_nothing_until_resumed(api, make, store, star
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_long_waiting_big_job_reserves_the_node(api, make, store, start_engine, tmp_path):
-    gate = tmp_path / "gate"
+async def test_a_long_waiting_big_job_reserves_the_node(api, make, store, start_engine, gate):
     holder_type, big_type, small_type = await holder_big_small(make, gate)
     holder = await make.submit(holder_type)
     engine = await start_engine(cpus=2.0, reserve_after=0.0)
@@ -190,8 +186,7 @@ async def test_a_long_waiting_big_job_reserves_the_node(api, make, store, start_
 
 @pytest.mark.gen_test(timeout=120)
 async def test_smaller_jobs_pass_a_big_one_before_it_reserves(api, make, store, start_engine,
-                                                               tmp_path):
-    gate = tmp_path / "gate"
+                                                               gate):
     holder_type, big_type, small_type = await holder_big_small(make, gate)
     holder = await make.submit(holder_type)
     await start_engine(cpus=2.0, reserve_after=3600.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.engine.processes import all_gone, running_exe
 from tests.test_server import free_port
 from tests.waiting import wait_for, wait_job
 
@@ -69,22 +70,19 @@ class OldServer:
         self.proc.wait()
 
 
-async def fill_the_old_server(make, store, tmp_path: Path):
-    """Two jobs that sleep on their first try (holding both CPUs) and succeed on a retry, then
-    three quick jobs queued behind them; (long jobs, the pids of their processes, quick jobs)."""
-    script = (f"m={tmp_path}/ran-$JOBDECK_JOB_ID; if [ -e $m ]; then exit 0; fi; touch $m; "
-              f"echo $$ > {tmp_path}/pid-$JOBDECK_JOB_ID; exec sleep 300")
+async def fill_the_old_server(make, store, gate):
+    """Two jobs that wait on `gate` (holding both CPUs), then three quick jobs queued behind
+    them; (long jobs, their processes, quick jobs). The gate opens for their retries only."""
+    script = f"while [ ! -e {gate} ]; do sleep 0.05; done"
     long_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=2)
     quick_type = await make.command_type("quick", "true")
     long_jobs = [await make.submit(long_type) for _ in range(LONG_JOBS)]
-    pids = []
+    pids, first_tries = [], []
     for job in long_jobs:
-        await wait_job(store, job["id"], "RUNNING")
-        pid_file = tmp_path / f"pid-{job['id']}"
-
-        async def written(pid_file=pid_file):
-            return pid_file.exists() and pid_file.read_text().strip()
-        pids.append(int(await wait_for(written, f"job {job['id']} to start in the server")))
+        exe, procs = await running_exe(store, job["id"], "sh")
+        pids.extend(procs)
+        first_tries.append(exe["id"])
+    gate.touch(but=first_tries)
     quick_jobs = [await make.submit(quick_type) for _ in range(QUICK_JOBS)]
     await asyncio.sleep(0.5)  # the old server has no free CPU: they stay queued
     for job in quick_jobs:
@@ -105,9 +103,7 @@ async def assert_recovered(store, long_jobs, pids, quick_jobs, deadline: float) 
     for job in long_jobs:
         lost = min(await store.jobs.exes_for_job(job["id"]), key=lambda exe: exe["id"])
         assert (lost["status"], lost["error_id"]) == ("FAILED", node_lost["id"])
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or \
-            psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert all_gone(pids)
     assert await store.db.count("job_exes", {"status": "RUNNING"}) == 0
     assert time.monotonic() - begun < deadline
     return moving
@@ -115,13 +111,13 @@ async def assert_recovered(store, long_jobs, pids, quick_jobs, deadline: float) 
 
 @pytest.mark.gen_test(timeout=120)
 async def test_server_killed_and_left_unreaped(api, make, store, mongo_url, start_engine,
-                                               tmp_path):
+                                               tmp_path, gate):
     """kill -9 with the corpse left unreaped: the restarted engine counts the zombie as dead,
     recovers its executions at once, and the queue drains."""
     server = OldServer(store, mongo_url, tmp_path, reaped=False)
     try:
         pid = await server.pid()
-        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, tmp_path)
+        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, gate)
         killed = time.monotonic()
         psutil.Process(pid).send_signal(signal.SIGKILL)
 
@@ -139,13 +135,13 @@ async def test_server_killed_and_left_unreaped(api, make, store, mongo_url, star
 
 @pytest.mark.gen_test(timeout=120)
 async def test_hung_server_is_recovered_after_engine_dead_after(api, make, store, mongo_url,
-                                                                 start_engine, tmp_path):
+                                                                 start_engine, tmp_path, gate):
     """A server that hangs (SIGSTOP) keeps a live pid but stops heartbeating: after
     engine_dead_after its executions are recovered (its processes killed) and the queue drains;
     not before."""
     server = OldServer(store, mongo_url, tmp_path, dead_after=2.0)
     try:
-        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, tmp_path)
+        long_jobs, pids, quick_jobs = await fill_the_old_server(make, store, gate)
         server.proc.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         await start_engine(cpus=2, dead_after=2.0)
@@ -168,12 +164,11 @@ def freeze(engine) -> None:
 
 @pytest.mark.gen_test(timeout=120)
 async def test_engine_on_another_machine_stops_heartbeating(api, make, store, start_engine,
-                                                            tmp_path):
+                                                            gate):
     """An engine on another node that stops heartbeating: its executions are failed as node-lost
     within engine_dead_after plus a beat or two, retried here, and its processes (on another
     machine, as far as this engine knows) are left alone."""
-    marker = tmp_path / "ran"
-    script = f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; exec sleep 300"
+    script = f"while [ ! -e {gate} ]; do sleep 0.05; done"  # opened for the retry only
     job_type = await make.command_type("long", "sh", f"-c '{script}'", max_tries=2)
     there = await start_engine(cpus=1, dead_after=1.0, hostname="elsewhere")
     job = await make.submit(job_type)
@@ -184,6 +179,7 @@ async def test_engine_on_another_machine_stops_heartbeating(api, make, store, st
         return runner.running
     process = (await wait_for(started, "the job process to start")).proc
     freeze(there)
+    gate.touch(but=[running["latest_exe_id"]])
     frozen = time.monotonic()
     here = await start_engine(cpus=1, dead_after=1.0, hostname="here")
     done = await wait_job(store, job["id"], "COMPLETED")
