@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ CPUS_PER_NODE = 2
 MEM_PER_NODE = 1024  # MiB
 READY_TIMEOUT = 30.0
 STATE_FILE = "cluster.json"
+INSTALL_LOCK = "/tmp/jobdeck-slurm-install.lock"
 
 
 class ClusterUnavailable(RuntimeError):
@@ -77,13 +79,22 @@ def check_machine() -> None:
 
 
 def install_packages() -> None:
-    """apt-get install the packages when a binary is missing (idempotent, quiet)."""
+    """apt-get install the packages when a binary is missing (idempotent, quiet). Several
+    processes (pytest-xdist workers) may call it at once: one installs, the others wait."""
     check_machine()
     if all(Path(binary).exists() for binary in BINARIES):
         return
+    with open(INSTALL_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all(Path(binary).exists() for binary in BINARIES):
+            _apt_get_install()
+
+
+def _apt_get_install() -> None:
     _log("installing " + " ".join(PACKAGES) + " with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+               "-o", "DPkg::Lock::Timeout=300", *PACKAGES]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         # The package lists may be missing on a fresh machine: update them once and retry.
