@@ -207,7 +207,8 @@ def _kill(pids: Iterable[int], sig: int = signal.SIGTERM, timeout: float = 10.0)
         if time.monotonic() > deadline:
             for pid in pids:
                 if _alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
         time.sleep(0.02)
 
@@ -396,7 +397,8 @@ class Cluster:
         victims = _descendants(stepds, processes)
         for pid in [slurmd or 0, *victims]:
             if pid and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         _kill([slurmd or 0, *victims], signal.SIGKILL, timeout=5)
 
     def cancel_all(self, timeout: float = 30.0) -> None:
@@ -418,7 +420,9 @@ class Cluster:
         for daemon in ("slurmctld", "munged"):
             pid = pids[daemon]
             if pid:
-                _kill([pid])
+                # After a node loss slurmctld takes ~3 s to end on SIGTERM; its state is
+                # throwaway, so it gets SIGKILL after 1 s.
+                _kill([pid], timeout=1.0)
 
     def status(self) -> str:
         pids = self.pids()
