@@ -12,6 +12,7 @@ Nothing imports from a conftest.
 import copy
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ from tornado.httpclient import HTTPClientError
 from core.interface import validate_error_mapping, validate_interface
 from live.hub import LiveHub
 from server import make_app
+from slurm.cluster import ClusterUnavailable, start_cluster
 from store import Store
 from store.embedded import EmbeddedMongo
 from tests.isolation import assert_databases_isolated
@@ -51,6 +53,22 @@ def mongo_url(tmp_path_factory):
         yield url
     finally:
         embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real two-node Slurm cluster (slurm/cluster.py: nodes n1 and n2, 2 CPUs and 1024 MiB
+    each), started once per session (per xdist worker) in a fresh temporary folder and stopped
+    at its end. Clients reach it with `slurm_cluster.env` (SLURM_CONF). Where this machine can't
+    run one (not root, no apt-get), every test that needs it skips with the one-line reason.
+    A test that changes the cluster (drains or kills a node) puts it back before it ends."""
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(cluster.directory, ignore_errors=True)
 
 
 @pytest.fixture
