@@ -55,6 +55,11 @@ BUILTIN_ERRORS = (
      "ALGORITHM"),
     ("scheduler-lost", "Scheduler Lost", "The scheduler was lost while the job ran.", "SYSTEM"),
     ("mesos-lost", "Mesos Lost", "The cluster manager lost the task.", "SYSTEM"),
+    # Jobdeck's own, for the Slurm backend (engine/slurm.py).
+    ("out-of-memory", "Out of Memory", "The job went over its memory and was killed.",
+     "ALGORITHM"),
+    ("slurm-timeout", "Slurm Time Limit", "Slurm ended the job at its time limit.", "ALGORITHM"),
+    ("slurm-rejected", "Slurm Rejected", "Slurm refused the job at submission.", "ALGORITHM"),
 )
 
 # Scale's JobType model defaults.

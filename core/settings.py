@@ -80,6 +80,14 @@ def bwrap_or_none(value) -> str:
     return text
 
 
+def executor_kind(value) -> str:
+    """The `executor` setting: local or slurm."""
+    text = str(value).strip().lower()
+    if text not in ("local", "slurm"):
+        raise ValueError(value)
+    return text
+
+
 def token_entries(value) -> tuple[str, ...]:
     """`role:token` entries hashed at once: only `role:sha256:<hex>` stays in memory."""
     return tuple(token_entry(item) for item in entries(value))
@@ -201,6 +209,16 @@ class Settings:
                                        "`none` with a warning")
     job_user: str = option("nobody", "the user sandboxed jobs run as when the server runs as "
                                      "root")
+    executor: str = option("local", "where jobs run: `local` (processes of this server) or "
+                                    "`slurm` (batch jobs on the Slurm cluster that `SLURM_CONF` "
+                                    "or the Slurm CLI's defaults name)", parse=executor_kind)
+    slurm_partition: str | None = option(None, "the Slurm partition jobs are submitted to",
+                                         unset="the cluster's default partition")
+    slurm_poll_interval: float = option(1.0, "seconds between reads of the Slurm jobs' states "
+                                             "(one `squeue` for all of them)", positive=True)
+    slurm_extra_args: tuple[str, ...] = option((), "more sbatch arguments (e.g. `--qos=high`), "
+                                                   "comma-separated in a flag or the environment",
+                                               parse=folders, unset="none")
     demo: bool = option(False, "register demo job types and keep submitting jobs")
     # -- authentication (auth/) --------------------------------------------------------
     auth: bool = option(True, "require credentials (`--no-auth`: local use only; /health, "

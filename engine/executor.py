@@ -28,10 +28,18 @@ def open_log(path: Path) -> BinaryIO:
 EXITED = "exited"
 TIMED_OUT = "timeout"
 CANCELED = "canceled"
+# The node it ran on was lost (a Slurm NODE_FAIL): failed as Scale's `node-lost`, retried per
+# max_tries.
+LOST = "lost"
 
 
 class LaunchError(RuntimeError):
-    """The command could not be started (missing program, permissions, resources)."""
+    """The command could not be started (missing program, permissions, resources);
+    `error_name` names the Scale error its execution fails with."""
+
+    def __init__(self, message: str, error_name: str = "task-launch"):
+        super().__init__(message)
+        self.error_name = error_name
 
 
 @dataclass
@@ -51,28 +59,37 @@ class LaunchSpec:
     inputs: list[Path] = field(default_factory=list)
     # Whether the job type's interface lets the job use the network (engine/sandbox.py).
     network: bool = False
+    # The job's Scale priority (lower runs first), for a backend that queues jobs itself.
+    priority: int = 0
 
 
 @dataclass
 class ExitReport:
-    """How the job phase ended: `reason` is EXITED, TIMED_OUT or CANCELED."""
+    """How the job phase ended: `reason` is EXITED, TIMED_OUT, CANCELED or LOST; `error`, when
+    set, names the Scale error an EXITED phase fails with whatever its exit code (a backend's own
+    verdict: out of memory, the cluster's time limit)."""
 
     reason: str
     exit_code: int | None
     detail: str = ""
+    error: str | None = None
 
 
 @dataclass
 class ProcessRef:
     """Where a started execution runs, recorded on the execution so a restarted server can
-    clean up after a dead one."""
+    clean up after a dead one: a local process (`pid`, `started`) or a Slurm job (`job_id`)."""
 
     backend: str
     pid: int | None = None
     started: float | None = None
+    job_id: str | None = None
 
     def as_doc(self) -> dict:
-        return {"backend": self.backend, "pid": self.pid, "started": self.started}
+        doc: dict = {"backend": self.backend, "pid": self.pid, "started": self.started}
+        if self.job_id is not None:
+            doc["job_id"] = self.job_id
+        return doc
 
 
 class Running(abc.ABC):
@@ -91,6 +108,17 @@ class Running(abc.ABC):
 
 class Backend(abc.ABC):
     name: str
+    # Whether the backend places jobs itself (a cluster's scheduler): the engine then hands it
+    # every job it may start (is_paused, max_scheduled and priority order still apply) without
+    # checking its own node's CPUs and memory.
+    places_jobs: bool = False
+
+    async def open(self) -> None:  # noqa: B027 (optional: nothing to open by default)
+        """Check the backend can run jobs and start what it shares (a poller); SettingsError
+        when a setting names something missing."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Stop what open() started."""
 
     @abc.abstractmethod
     async def start(self, spec: LaunchSpec) -> Running:

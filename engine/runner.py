@@ -34,8 +34,10 @@ from core.times import now_ms
 from engine.executor import (
     CANCELED,
     EXECUTION_DIR_MODE,
+    LOST,
     TIMED_OUT,
     Backend,
+    ExitReport,
     LaunchError,
     LaunchSpec,
     Running,
@@ -281,7 +283,8 @@ class ExecutionRunner:
         spec = LaunchSpec(self.exe_id, argv, self.work_dir, env, stdout, stderr,
                           float(self.exe["timeout"]) if self.exe.get("timeout") else None,
                           self.job["cpus_required"], self.job["mem_required"],
-                          inputs=self.staged, network=bool(interface.get("network", False)))
+                          inputs=self.staged, network=bool(interface.get("network", False)),
+                          priority=int(self.job.get("priority") or 0))
         job_started = now_ms()
         try:
             running = self.running = await self.backend.start(spec)
@@ -291,7 +294,7 @@ class ExecutionRunner:
             await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
                                         environment=env, command_arguments=resolved,
                                         job_started=job_started, job_completed=now_ms())
-            await self._fail("task-launch")
+            await self._fail(exc.error_name)
             return
         started: dict[str, Any] = {
             "pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
@@ -308,14 +311,26 @@ class ExecutionRunner:
         else:
             recording.cancel()
             job_phase = {**started, **job_phase}
+        await self._outcome(report, job_phase, interface)
+
+    async def _outcome(self, report: ExitReport, job_phase: dict, interface: dict) -> None:
+        """Record how the job phase ended: canceled, failed with its error, or the post phase."""
+        stderr = self.work_dir / "stderr.log"
         if report.reason == CANCELED or self.canceled:
-            await jobs.update_execution(self.exe_id, **job_phase)
+            await self.store.jobs.update_execution(self.exe_id, **job_phase)
             return
         if report.reason == TIMED_OUT:
             await self._fail("timeout", job_phase)
             return
+        if report.reason == LOST or report.error:
+            log.warning("execution %s: %s", self.exe_id, report.detail)
+            if report.detail:
+                await asyncio.to_thread(note, stderr, report.detail)
+            await self._fail("node-lost" if report.reason == LOST else str(report.error),
+                             job_phase)
+            return
         if report.exit_code != 0:
-            mapping = (job_type.get("error_mapping") or {}).get("exit_codes", {})
+            mapping = (self.job_type.get("error_mapping") or {}).get("exit_codes", {})
             await self._fail(mapping.get(str(report.exit_code), "algorithm-unknown"), job_phase)
             return
         await self._post(interface, job_phase)

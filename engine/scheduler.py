@@ -32,6 +32,7 @@ from engine.executor import Backend
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
 from engine.sandbox import make_sandbox
+from engine.slurm import SlurmBackend
 from store import Store
 
 log = logging.getLogger("jobdeck.engine")
@@ -80,7 +81,11 @@ class Engine:
                  hostname: str | None = None, port: int | None = None,
                  backend: Backend | None = None,
                  dead_after: float = DEFAULTS.engine_dead_after,
-                 sandbox: str | None = DEFAULTS.sandbox, job_user: str = DEFAULTS.job_user):
+                 sandbox: str | None = DEFAULTS.sandbox, job_user: str = DEFAULTS.job_user,
+                 executor: str = DEFAULTS.executor,
+                 slurm_partition: str | None = DEFAULTS.slurm_partition,
+                 slurm_poll_interval: float = DEFAULTS.slurm_poll_interval,
+                 slurm_extra_args: tuple[str, ...] = DEFAULTS.slurm_extra_args):
         default_cpus, default_mem = machine_capacity()
         self.store = store
         self.nodes = store.nodes
@@ -95,7 +100,12 @@ class Engine:
         self.hostname = hostname or socket.gethostname()
         self.port = port
         # The job sandbox (engine/sandbox.py): bwrap where it works unless `sandbox` says.
-        if backend is None:
+        # The backend (`executor`): local processes, or batch jobs on a Slurm cluster.
+        if backend is None and executor == "slurm":
+            backend = SlurmBackend(slurm_partition, slurm_poll_interval, slurm_extra_args,
+                                   cancel_grace=cancel_grace,
+                                   sandbox=make_sandbox(sandbox, job_user, self.data_dir))
+        elif backend is None:
             backend = LocalBackend(timeout_grace=cancel_grace,
                                    sandbox=make_sandbox(sandbox, job_user, self.data_dir))
         self.backend = backend
@@ -122,6 +132,7 @@ class Engine:
     async def start(self) -> None:
         """Register the node, recover executions a dead server left RUNNING, start scheduling."""
         private_dir(self.data_dir / "executions")
+        await self.backend.open()
         self.node = await self.nodes.register(self.hostname, self.port, self.cpus, self.mem)
         await self._beat()
         await self.recover()
@@ -157,6 +168,7 @@ class Engine:
                      "tries remain)", len(runners))
         with contextlib.suppress(PyMongoError):
             await self.engines.forget(self.identity["id"])
+        await self.backend.close()
 
     @property
     def node_id(self) -> int:
@@ -373,7 +385,9 @@ class Engine:
             if limit is not None and running.get(job_type["id"], 0) >= limit:
                 continue
             cpus, mem = job["cpus_required"], job["mem_required"]
-            if cpus > free_cpus + 1e-9 or mem > free_mem + 1e-9:
+            # A backend that places jobs (Slurm) gets them all: its cluster has the room.
+            if not self.backend.places_jobs and (cpus > free_cpus + 1e-9
+                                                 or mem > free_mem + 1e-9):
                 if (cpus <= self.cpus + 1e-9 and mem <= self.mem + 1e-9
                         and job["queued"] <= reserving_since):
                     break

@@ -15,7 +15,10 @@ class EngineService:
                 cancel_grace=settings.cancel_grace, poll_interval=settings.engine_poll_interval,
                 reserve_after=settings.engine_reserve_after,
                 dead_after=settings.engine_dead_after, port=settings.port,
-                sandbox=settings.sandbox, job_user=settings.job_user)
+                sandbox=settings.sandbox, job_user=settings.job_user,
+                executor=settings.executor, slurm_partition=settings.slurm_partition,
+                slurm_poll_interval=settings.slurm_poll_interval,
+                slurm_extra_args=settings.slurm_extra_args)
         if settings.demo:
             self.demo = Demo(store, self.engine, settings.data_dir)
 

@@ -1,0 +1,422 @@
+"""Slurm backend: each execution's job phase is one Slurm batch job, driven through the Slurm CLI
+(`sbatch`, `squeue`, `scancel`, `sinfo`; PySlurm does not build against Debian's Slurm 22.05).
+The cluster is the one `SLURM_CONF` (or the CLI's defaults) names.
+
+- Submission: `sbatch --parsable` with --cpus-per-task=ceil(cpus), --mem in MiB, --priority
+  (Scale's lower number first: PRIORITY_TOP - priority; Slurm starts equal ones in submission
+  order), --chdir the execution folder, --output/--error its stdout.log and stderr.log appended
+  to (readable while the job runs, so the log tail works unchanged), --export=NONE and the
+  command run through `env -i K=V ... argv`, so the job gets exactly the runner's environment and
+  neither the server's nor the node's login one. `--time` is only a safety net (the timeout
+  plus SAFETY_MARGIN and the grace, in whole minutes): Slurm rounds it up and checks it about every
+  30 s, so Jobdeck enforces the timeout itself from the moment it sees the job RUNNING. sbatch
+  refusing the job (a partition or QOS that does not exist, more CPUs or memory than any node
+  has) fails the execution with `slurm-rejected`.
+- One poller task reads the state of every submitted job in a single `squeue --json -t all -j
+  ...` each `slurm_poll_interval` (and at once after a cancel). Never a loop per job.
+- Cancel: a job still PENDING is removed with a plain scancel; a running one gets
+  `scancel --signal=TERM --full` (every process of its batch step), then after the grace
+  `scancel --signal=KILL --full` and a plain scancel.
+- Outcomes: COMPLETED and FAILED give the exit code (killed by signal N: -N, as locally);
+  NODE_FAIL (and BOOT_FAIL, PREEMPTED) give reason LOST, which the runner fails as `node-lost`
+  and retries per max_tries (the job is submitted with --no-requeue: Slurm's requeue waits about
+  two minutes); OUT_OF_MEMORY fails as `out-of-memory`, Slurm's own TIMEOUT as `slurm-timeout`; a
+  job canceled outside Jobdeck as `unknown`.
+- Sandbox: the same bubblewrap wrapper as the local backend (every node sees the execution folder
+  on the shared filesystem). bwrap would die at the first SIGTERM and take the job with it before
+  its grace, so it runs with SIGTERM ignored and the job's own command gets the default handling
+  back (`env --default-signal=TERM`).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+
+from core.settings import DEFAULTS, SettingsError
+from engine.executor import (
+    CANCELED,
+    EXECUTION_DIR_MODE,
+    EXITED,
+    LOST,
+    TIMED_OUT,
+    Backend,
+    ExitReport,
+    LaunchError,
+    LaunchSpec,
+    ProcessRef,
+    Running,
+    open_log,
+)
+from engine.local import _check_program
+from engine.sandbox import CLEAN_ENV, NO_SANDBOX, Sandbox
+
+log = logging.getLogger("jobdeck.engine")
+
+# Slurm priority of a Scale priority p: PRIORITY_TOP - p (bigger runs first in Slurm).
+PRIORITY_TOP = 1_000_000
+# Seconds added to a job's timeout (with the cancel grace) for Slurm's --time safety net.
+SAFETY_MARGIN = 60.0
+# Seconds a CLI call may take before it counts as failed.
+CLI_TIMEOUT = 30.0
+# Polls in a row a submitted job may be missing from squeue before it counts as lost.
+MISSING_POLLS = 5
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+                "BOOT_FAIL", "PREEMPTED", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+LOST_STATES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED"}
+# A final state's own Scale error (whatever the exit code says).
+STATE_ERRORS = {"OUT_OF_MEMORY": "out-of-memory", "TIMEOUT": "slurm-timeout",
+                "DEADLINE": "slurm-timeout"}
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def message(self) -> str:
+        """The first line of what the command said, for an error message."""
+        text = (self.err.strip() or self.out.strip() or f"exit code {self.code}")
+        return text.splitlines()[0] if text else text
+
+
+async def run_cli(*argv: str, env: dict[str, str] | None = None,
+                  timeout: float = CLI_TIMEOUT) -> CliResult:
+    """Run a Slurm command; exit code 127 when it is missing, -1 when it timed out."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env)
+    except OSError as exc:
+        return CliResult(127, "", f"{argv[0]}: {exc}")
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return CliResult(-1, "", f"{argv[0]} did not answer within {timeout:g} s")
+    return CliResult(proc.returncode or 0, out.decode(errors="replace"),
+                     err.decode(errors="replace"))
+
+
+def slurm_priority(priority: int) -> int:
+    """Slurm's --priority for a Scale priority: lower Scale numbers run first."""
+    return max(1, PRIORITY_TOP - int(priority))
+
+
+def time_limit(timeout: float | None, grace: float) -> str | None:
+    """sbatch's --time safety net, in whole minutes (None: no timeout, the partition's)."""
+    if not timeout:
+        return None
+    return str(max(1, math.ceil((timeout + grace + SAFETY_MARGIN) / 60)))
+
+
+def exit_code(raw) -> int | None:
+    """squeue's exit_code (the raw wait status: exit 3 is 768, SIGKILL is 9) as a subprocess
+    return code: the exit status, or -N when killed by signal N."""
+    if isinstance(raw, dict):  # newer Slurm: {"status": ..., "return_code": ..., "signal": ...}
+        sig = (raw.get("signal") or {}).get("signal_id") or 0
+        code = raw.get("return_code")
+        return -int(sig) if sig else (int(code) if code is not None else None)
+    if raw is None:
+        return None
+    raw = int(raw)
+    sig = raw & 0x7F
+    return -sig if sig else (raw >> 8) & 0xFF
+
+
+def job_state(record: dict) -> str:
+    state = record.get("job_state")
+    if isinstance(state, list):  # newer Slurm: a list of flags, the base state first
+        state = state[0] if state else ""
+    return str(state or "")
+
+
+def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
+    """The batch script's one line: `exec env -i K=V ... argv` (sandboxed: bwrap ignores
+    SIGTERM, the job's own command gets it back)."""
+    head = ["/usr/bin/env", "-i"]
+    if sandboxed:
+        head.append("--ignore-signal=TERM")
+        inner = list(CLEAN_ENV)
+        for i in range(len(argv) - len(inner) + 1):
+            if argv[i:i + len(inner)] == inner:
+                argv = [*argv[:i], inner[0], "--default-signal=TERM", *inner[1:],
+                        *argv[i + len(inner):]]
+                break
+    env = [f"{key}={value}" for key, value in spec.env.items()]
+    return "exec " + shlex.join([*head, *env, *argv])
+
+
+def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:
+    """The execution's logs (made here, so their modes are the server's; Slurm appends to them)
+    and its command line. In a worker thread."""
+    _check_program(spec)
+    spec.stdout_path.parent.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
+    for path in (spec.stdout_path, spec.stderr_path):
+        open_log(path).close()
+    try:
+        inputs = sandbox.prepare(spec.work_dir, spec.inputs)
+    except OSError as exc:
+        raise LaunchError(f"cannot prepare the execution folder: {exc}") from exc
+    return sandbox.wrap(spec.argv, spec.work_dir, inputs, network=spec.network)
+
+
+class SlurmJob(Running):
+    """One submitted batch job; the backend's poller feeds it squeue's records."""
+
+    def __init__(self, backend: "SlurmBackend", job_id: str, timeout: float | None):
+        self.backend = backend
+        self.job_id = job_id
+        self.timeout = timeout
+        self.ref = ProcessRef("slurm", job_id=job_id)
+        self.state = "PENDING"
+        self.node: str | None = None
+        self.running_since: float | None = None  # monotonic, when the poller saw it RUNNING
+        self.started = asyncio.Event()
+        self.ended: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self.canceled = False
+        self.stopping = False
+        self.missing = 0
+
+    def update(self, record: dict) -> None:
+        self.missing = 0
+        self.state = job_state(record)
+        self.node = record.get("nodes") or self.node
+        if self.running_since is None and self.state not in ("PENDING", "CONFIGURING") \
+                and self.state:
+            self.running_since = time.monotonic()
+            self.started.set()
+        if self.state in FINAL_STATES and not self.ended.done():
+            self.ended.set_result(record)
+
+    def vanished(self) -> None:
+        """Not in squeue's answer: lost after MISSING_POLLS polls in a row."""
+        self.missing += 1
+        if self.missing >= MISSING_POLLS and not self.ended.done():
+            self.ended.set_result({"job_state": "NODE_FAIL", "exit_code": None,
+                                   "state_reason": "Slurm no longer knows the job"})
+
+    async def _stop(self, grace: float) -> None:
+        """SIGTERM to every process of the job, SIGKILL after `grace` seconds if it still runs."""
+        self.stopping = True
+        if not self.started.is_set():
+            await self.backend.scancel(self.job_id)
+            self.backend.poke()
+            return
+        await self.backend.scancel(self.job_id, "--signal=TERM", "--full")
+        self.backend.poke()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.ended), grace)
+        if not self.ended.done():
+            await self.backend.scancel(self.job_id, "--signal=KILL", "--full")
+            await self.backend.scancel(self.job_id)
+            self.backend.poke()
+
+    async def wait(self) -> ExitReport:
+        try:
+            if self.timeout:
+                ended = asyncio.ensure_future(asyncio.shield(self.ended))
+                started = asyncio.ensure_future(self.started.wait())
+                await asyncio.wait([ended, started], return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+                if not self.ended.done() and self.running_since is not None:
+                    left = self.running_since + self.timeout - time.monotonic()
+                    try:
+                        await asyncio.wait_for(asyncio.shield(self.ended), max(0.0, left))
+                    except TimeoutError:
+                        if not self.canceled:
+                            await self._stop(self.backend.cancel_grace)
+                            record = await self.ended
+                            return ExitReport(TIMED_OUT, exit_code(record.get("exit_code")),
+                                              f"killed after {self.timeout:g} s")
+            record = await self.ended
+        finally:
+            self.backend.forget(self.job_id)
+        return self._report(record)
+
+    def _report(self, record: dict) -> ExitReport:
+        state = job_state(record)
+        code = exit_code(record.get("exit_code"))
+        reason = record.get("state_reason") or ""
+        where = f"Slurm job {self.job_id}" + (f" on {self.node}" if self.node else "")
+        if self.canceled:
+            return ExitReport(CANCELED, code)
+        if state in LOST_STATES:
+            return ExitReport(LOST, code, f"{where} ended {state} ({reason})")
+        if state in STATE_ERRORS:
+            return ExitReport(EXITED, code, f"{where} ended {state}", error=STATE_ERRORS[state])
+        if state == "CANCELLED":
+            return ExitReport(EXITED, code, f"{where} was canceled outside Jobdeck",
+                              error="unknown")
+        if state not in ("COMPLETED", "FAILED"):
+            return ExitReport(EXITED, code, f"{where} ended {state} ({reason})", error="unknown")
+        return ExitReport(EXITED, code)
+
+    async def cancel(self, grace: float) -> None:
+        self.canceled = True
+        if not self.ended.done() and not self.stopping:
+            await self._stop(grace)
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    places_jobs = True
+
+    def __init__(self, partition: str | None = None,
+                 poll_interval: float = DEFAULTS.slurm_poll_interval,
+                 extra_args: tuple[str, ...] | list[str] = (),
+                 cancel_grace: float = DEFAULTS.cancel_grace, sandbox: Sandbox = NO_SANDBOX):
+        self.partition = partition
+        self.poll_interval = poll_interval
+        self.extra_args = list(extra_args)
+        self.cancel_grace = cancel_grace
+        self.sandbox = sandbox
+        self.jobs: dict[str, SlurmJob] = {}
+        self.polls = 0
+        self._poke = asyncio.Event()
+        self._poller: asyncio.Task | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """SettingsError (one line) when the CLI is missing or the controller does not answer."""
+        for program in ("sbatch", "squeue", "scancel"):
+            if shutil.which(program) is None:
+                raise SettingsError(f"executor: slurm needs the Slurm CLI, but `{program}` is "
+                                    "not on PATH (Debian: apt-get install slurm-client)")
+        ping = await run_cli("sinfo", "-h", "-o", "%P", timeout=15)
+        if ping.code != 0:
+            conf = os.environ.get("SLURM_CONF", "the Slurm CLI's default slurm.conf")
+            raise SettingsError(f"executor: slurm cannot reach the Slurm controller ({conf}): "
+                                f"{ping.message()}")
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll_loop(), name="jobdeck-slurm-poller")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+    # -- the CLI -------------------------------------------------------------------------------
+
+    async def scancel(self, job_id: str, *options: str) -> None:
+        done = await run_cli("scancel", *options, job_id)
+        if done.code != 0:
+            log.warning("scancel %s %s: %s", " ".join(options), job_id, done.message())
+
+    def sbatch_args(self, spec: LaunchSpec, argv: list[str]) -> list[str]:
+        args = ["sbatch", "--parsable", f"--job-name=jobdeck-{spec.exe_id}",
+                f"--chdir={spec.work_dir}", f"--output={spec.stdout_path}",
+                f"--error={spec.stderr_path}", "--open-mode=append", "--export=NONE",
+                "--no-requeue", "--nodes=1", "--ntasks=1",
+                f"--cpus-per-task={max(1, math.ceil(spec.cpus))}",
+                f"--mem={max(1, math.ceil(spec.mem))}M",
+                f"--priority={slurm_priority(spec.priority)}"]
+        limit = time_limit(spec.timeout, self.cancel_grace)
+        if limit is not None:
+            args.append(f"--time={limit}")
+        if self.partition:
+            args.append(f"--partition={self.partition}")
+        args += self.extra_args
+        args += ["--wrap", batch_command(spec, argv, self.sandbox.on)]
+        return args
+
+    # -- Backend -------------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec) -> Running:
+        argv = await asyncio.to_thread(_prepare, spec, self.sandbox)
+        done = await run_cli(*self.sbatch_args(spec, argv))
+        if done.code != 0:
+            raise LaunchError(f"Slurm refused the job: {done.message()}", "slurm-rejected")
+        job_id = done.out.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise LaunchError(f"sbatch gave no job id: {done.message()}", "slurm-rejected")
+        job = SlurmJob(self, job_id, spec.timeout)
+        self.jobs[job_id] = job
+        if self._poller is None:  # a backend used without open() (a test's own engine)
+            self._poller = asyncio.create_task(self._poll_loop(), name="jobdeck-slurm-poller")
+        self.poke()
+        return job
+
+    async def reap(self, exe: dict) -> bool:
+        """Cancel the Slurm job a dead server left for `exe`: the recorded job id, or the job
+        named after the execution whose folder is the execution's own."""
+        ids = set()
+        ref = exe.get("process") or {}
+        if ref.get("backend") == "slurm" and ref.get("job_id"):
+            ids.add(str(ref["job_id"]))
+        if exe.get("work_dir"):
+            found = await run_cli("squeue", "-h", "-n", f"jobdeck-{exe['id']}", "-o", "%i %Z")
+            for line in found.out.splitlines():
+                job_id, _, folder = line.partition(" ")
+                if folder.strip() == exe["work_dir"]:
+                    ids.add(job_id)
+        alive = False
+        for job_id in ids:
+            state = await run_cli("squeue", "-h", "-j", job_id, "-o", "%T")
+            if state.code == 0 and state.out.strip() and state.out.split()[0] not in FINAL_STATES:
+                alive = True
+            await self.scancel(job_id)
+        return alive
+
+    # -- the poller ----------------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Poll now rather than at the next interval."""
+        self._poke.set()
+
+    def forget(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            self._poke.clear()
+            try:
+                if self.jobs:
+                    await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("polling Slurm failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._poke.wait()
+                await asyncio.sleep(0.05)  # pokes come in bursts: one poll serves them
+
+    async def poll(self) -> None:
+        """One squeue for every job this backend waits for."""
+        ids = list(self.jobs)
+        if not ids:
+            return
+        done = await run_cli("squeue", "--json", "-t", "all", "-j", ",".join(ids))
+        self.polls += 1
+        if done.code != 0:
+            # An id slurmctld forgot makes the whole call fail: read every job instead.
+            done = await run_cli("squeue", "--json", "-t", "all")
+        if done.code != 0:
+            log.warning("squeue failed: %s", done.message())
+            return
+        try:
+            records = {str(r.get("job_id")): r for r in json.loads(done.out).get("jobs", [])}
+        except (ValueError, AttributeError) as exc:
+            log.warning("squeue gave no JSON: %s", exc)
+            return
+        for job_id in ids:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            if job_id in records:
+                job.update(records[job_id])
+            else:
+                job.vanished()
