@@ -16,7 +16,9 @@ The cluster is the one `SLURM_CONF` (or the CLI's defaults) names.
   ...` each `slurm_poll_interval` (and at once after a cancel). Never a loop per job.
 - Cancel: a job still PENDING is removed with a plain scancel; a running one gets
   `scancel --signal=TERM --full` (every process of its batch step), then after the grace
-  `scancel --signal=KILL --full` and a plain scancel.
+  `scancel --signal=USR2 --batch`, on which the batch script (BATCH_SCRIPT) SIGKILLs its
+  process group at once (Slurm's own --signal=KILL would send SIGTERM again and wait KillWait),
+  and a plain scancel if it still runs KILL_WAIT seconds later.
 - Outcomes: COMPLETED and FAILED give the exit code (killed by signal N: -N, as locally);
   NODE_FAIL (and BOOT_FAIL, PREEMPTED) give reason LOST, which the runner fails as `node-lost`
   and retries per max_tries (the job is submitted with --no-requeue: Slurm's requeue waits about
@@ -25,7 +27,7 @@ The cluster is the one `SLURM_CONF` (or the CLI's defaults) names.
 - Sandbox: the same bubblewrap wrapper as the local backend (every node sees the execution folder
   on the shared filesystem). bwrap would die at the first SIGTERM and take the job with it before
   its grace, so it runs with SIGTERM ignored and the job's own command gets the default handling
-  back (`env --default-signal=TERM`).
+  back (`env --default-signal=TERM`, coreutils 8.31 or later on the nodes).
 """
 
 import asyncio
@@ -36,6 +38,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 
@@ -65,6 +68,8 @@ PRIORITY_TOP = 1_000_000
 SAFETY_MARGIN = 60.0
 # Seconds a CLI call may take before it counts as failed.
 CLI_TIMEOUT = 30.0
+# Seconds a `scancel --signal=KILL` may take before a plain scancel follows it.
+KILL_WAIT = 5.0
 # Polls in a row a submitted job may be missing from squeue before it counts as lost.
 MISSING_POLLS = 5
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -82,9 +87,9 @@ class CliResult:
     err: str
 
     def message(self) -> str:
-        """The first line of what the command said, for an error message."""
-        text = (self.err.strip() or self.out.strip() or f"exit code {self.code}")
-        return text.splitlines()[0] if text else text
+        """What the command said, on one line (its lines joined by "; "), for an error message."""
+        text = self.err.strip() or self.out.strip() or f"exit code {self.code}"
+        return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 async def run_cli(*argv: str, env: dict[str, str] | None = None,
@@ -140,20 +145,32 @@ def job_state(record: dict) -> str:
     return str(state or "")
 
 
+# The batch script around the job's command line (%s). It ignores SIGTERM itself (a cancel's
+# `scancel --signal=TERM --full`, sent to the script's process group, is for the job) and on a
+# USR2 (`scancel --signal=USR2 --batch`) SIGKILLs its whole process group, the job and itself,
+# at once: Slurm's own `--signal=KILL` would send SIGTERM again and wait KillWait first. Its exit
+# status is the job's (killed by signal N: 128 + N).
+BATCH_SCRIPT = ("trap '' TERM; trap 'kill -9 0' USR2; %s & job=$!; wait $job; code=$?; "
+                "while kill -0 $job 2>/dev/null; do wait $job; code=$?; done; exit $code")
+# A background job of sh ignores SIGINT and SIGQUIT, and this one SIGTERM: the job gets them back.
+DEFAULT_SIGNALS = "--default-signal=TERM,INT,QUIT"
+
+
 def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
-    """The batch script's one line: `exec env -i K=V ... argv` (sandboxed: bwrap ignores
-    SIGTERM, the job's own command gets it back)."""
+    """The batch script: BATCH_SCRIPT around `env -i K=V ... argv`, so the job gets exactly its
+    own environment (sandboxed: bwrap keeps SIGTERM ignored, the job's command gets it back)."""
     head = ["/usr/bin/env", "-i"]
     if sandboxed:
-        head.append("--ignore-signal=TERM")
         inner = list(CLEAN_ENV)
         for i in range(len(argv) - len(inner) + 1):
             if argv[i:i + len(inner)] == inner:
-                argv = [*argv[:i], inner[0], "--default-signal=TERM", *inner[1:],
+                argv = [*argv[:i], inner[0], DEFAULT_SIGNALS, *inner[1:],
                         *argv[i + len(inner):]]
                 break
+    else:
+        head.append(DEFAULT_SIGNALS)
     env = [f"{key}={value}" for key, value in spec.env.items()]
-    return "exec " + shlex.join([*head, *env, *argv])
+    return BATCH_SCRIPT % shlex.join([*head, *env, *argv])
 
 
 def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:
@@ -217,9 +234,15 @@ class SlurmJob(Running):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.ended), grace)
         if not self.ended.done():
-            await self.backend.scancel(self.job_id, "--signal=KILL", "--full")
-            await self.backend.scancel(self.job_id)
+            await self.backend.scancel(self.job_id, "--signal=USR2", "--batch")
             self.backend.poke()
+            # A plain scancel (TERM again, then KILL after KillWait) only if the job still runs
+            # a while later.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.ended), KILL_WAIT)
+            if not self.ended.done():
+                await self.backend.scancel(self.job_id)
+                self.backend.poke()
 
     async def wait(self) -> ExitReport:
         try:
@@ -236,16 +259,24 @@ class SlurmJob(Running):
                         if not self.canceled:
                             await self._stop(self.backend.cancel_grace)
                             record = await self.ended
-                            return ExitReport(TIMED_OUT, exit_code(record.get("exit_code")),
+                            return ExitReport(TIMED_OUT, self._code(record),
                                               f"killed after {self.timeout:g} s")
             record = await self.ended
         finally:
             self.backend.forget(self.job_id)
         return self._report(record)
 
+    def _code(self, record: dict) -> int | None:
+        """The job's exit code as the local backend gives it: -N when killed by signal N (the
+        batch script, and bwrap, exit 128 + N then)."""
+        code = exit_code(record.get("exit_code"))
+        if code is not None and 128 < code <= 128 + signal.NSIG:
+            return 128 - code
+        return code
+
     def _report(self, record: dict) -> ExitReport:
         state = job_state(record)
-        code = exit_code(record.get("exit_code"))
+        code = self._code(record)
         reason = record.get("state_reason") or ""
         where = f"Slurm job {self.job_id}" + (f" on {self.node}" if self.node else "")
         if self.canceled:

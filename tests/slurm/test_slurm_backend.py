@@ -1,0 +1,345 @@
+"""The Slurm backend (engine/slurm.py, issue 12) on the real two-node cluster of the
+`slurm_cluster` fixture (nodes n1 and n2, 2 CPUs and 1024 MiB each, KillWait 2 s): jobs submitted
+through the API run as Slurm batch jobs of an engine with `executor="slurm"`, and every outcome is
+checked both in Jobdeck's store and in Slurm (`scontrol show job`)."""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.scheduler import Engine
+from tests.waiting import PY, wait_for, wait_job
+
+pytestmark = pytest.mark.alone
+
+ROOT = Path(__file__).resolve().parents[2]
+POLL = 0.25  # slurm_poll_interval of the tests' engines
+WRITE_OUT = ("import json, os, sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); "
+             "print(json.dumps(sorted(os.environ)))")
+# Prints "got TERM" on SIGTERM and goes on sleeping: only the SIGKILL after the grace ends it.
+STUBBORN = ("import signal, sys, time\n"
+            "def term(*_):\n"
+            "    print('got TERM', flush=True)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "print('ready', flush=True)\n"
+            "for _ in range(600): time.sleep(0.5)\n")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app_settings(data_dir):
+    return {"data_dir": str(data_dir)}
+
+
+@pytest.fixture
+def start_engine(store, data_dir, io_loop, slurm_cluster, monkeypatch):
+    """`await start_engine(...)`: an engine with executor=slurm on the test cluster."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    engines = []
+
+    async def start(**options):
+        settings = {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
+                    "slurm_poll_interval": POLL}
+        settings.update(options)
+        engine = Engine(store, data_dir, **settings)
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        io_loop.run_sync(engine.stop, timeout=60)
+    slurm_cluster.cancel_all()
+
+
+def scontrol(cluster, job_id: str) -> dict[str, str]:
+    out = cluster.run("scontrol", "-o", "show", "job", str(job_id))
+    return dict(re.findall(r"(\S+?)=(\S*)", out))
+
+
+async def exes_of(store, job_id):
+    return list(reversed(await store.jobs.exes_for_job(job_id)))
+
+
+async def error_name(store, error_id):
+    return (await store.errors.get(error_id))["name"]
+
+
+async def slurm_job_of(store, job_id) -> tuple[dict, str]:
+    """The job's latest execution once its Slurm job id is recorded, and that id."""
+    async def check():
+        job = await store.jobs.get_job(job_id)
+        exe = await store.jobs.get_exe(job["latest_exe_id"]) if job["latest_exe_id"] else None
+        return exe if exe and (exe.get("process") or {}).get("job_id") else None
+    exe = await wait_for(check, f"job {job_id} to be submitted to Slurm")
+    return exe, exe["process"]["job_id"]
+
+
+async def wait_slurm(cluster, job_id, *states, deadline=60.0) -> dict:
+    async def check():
+        info = await asyncio.to_thread(scontrol, cluster, job_id)
+        return info if info["JobState"] in states else None
+    return await wait_for(check, f"Slurm job {job_id} to be {'/'.join(states)}", deadline)
+
+
+async def wait_log(work_dir: str, text: str, name="stdout.log") -> None:
+    async def check():
+        path = Path(work_dir) / name
+        return path.exists() and text in path.read_text()
+    await wait_for(check, f"{text!r} in {name}")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_success_runs_as_a_slurm_job_and_collects_the_product(api, make, store,
+                                                                     start_engine,
+                                                                     slurm_cluster):
+    ws = await make.workspace()
+    job_type = await make.command_type(
+        "writer", PY, f'-c "{WRITE_OUT}" ${{job_output_dir}}', cpus_required=1.5,
+        mem_required=200.5, priority=7,
+        outputs=[{"name": "out", "type": "file", "media_type": "text/plain"}])
+    job = await make.submit(job_type, outputs=[{"name": "out", "workspace_id": ws["id"]}])
+    await start_engine()
+    done = await wait_job(store, job["id"], "COMPLETED")
+
+    [exe] = await exes_of(store, job["id"])
+    assert exe["process"]["backend"] == "slurm"
+    slurm_id = exe["process"]["job_id"]
+    info = scontrol(slurm_cluster, slurm_id)
+    assert (info["JobState"], info["ExitCode"], info["JobName"]) == \
+        ("COMPLETED", "0:0", f"jobdeck-{exe['id']}")
+    # ceil(1.5) CPUs, 200.5 MiB rounded up, Scale priority 7 -> Slurm 1_000_000 - 7.
+    assert (info["NumCPUs"], info["MinMemoryNode"], info["Priority"]) == ("2", "201M", "999993")
+    assert info["WorkDir"] == exe["work_dir"]
+    assert (info["StdOut"], info["StdErr"]) == (exe["stdout_file"], exe["stderr_file"])
+    assert info["Requeue"] == "0"
+
+    assert done["num_exes"] == 1
+    _, details, _ = await api.get(f"/jobs/{job['id']}/")
+    product = details["outputs"][0]["value"]
+    assert (product["file_name"], product["media_type"], product["file_size"]) == \
+        ("out.txt", "text/plain", 5)
+    status, raw, _ = await api.get(f"/files/{product['id']}/download/")
+    assert (status, raw) == (200, "hello")
+    assert (exe["job_exit_code"], exe["post_exit_code"]) == (0, 0)
+
+    # The job's own environment only: neither the server's nor Slurm's nor the node's login one.
+    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    assert status == 200 and logs["stderr"] == ""
+    assert json.loads(logs["stdout"]) == sorted(exe["environment"])
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_failing_exit_code_fails_with_its_mapped_error(api, make, store, start_engine,
+                                                               slurm_cluster):
+    await store.errors.create("bad-pixels", "Bad pixels", "The image is unreadable.", "DATA")
+    job_type = await make.command_type("exits", PY,
+                                       "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
+                                       inputs=[{"name": "code", "type": "property"}],
+                                       error_mapping={"4": "bad-pixels"}, max_tries=3)
+    mapped = await make.submit(job_type, inputs=[{"name": "code", "value": "4"}])
+    unmapped = await make.submit(job_type, inputs=[{"name": "code", "value": "5"}])
+    await start_engine()
+    for job, name, code in ((mapped, "bad-pixels", 4), (unmapped, "algorithm-unknown", 5)):
+        done = await wait_job(store, job["id"], "FAILED")
+        assert done["num_exes"] == 1
+        assert await error_name(store, done["error_id"]) == name
+        [exe] = await exes_of(store, job["id"])
+        assert (exe["status"], exe["job_exit_code"], exe["post_started"]) == \
+            ("FAILED", code, None)
+        info = scontrol(slurm_cluster, exe["process"]["job_id"])
+        assert (info["JobState"], info["ExitCode"]) == ("FAILED", f"{code}:0")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_timeout_is_enforced_by_jobdeck_from_running(api, make, store, start_engine,
+                                                           slurm_cluster):
+    job_type = await make.command_type("sleeper", "sh", "-c 'exec sleep 300'", timeout=2,
+                                       max_tries=3)
+    job = await make.submit(job_type)
+    await start_engine(cancel_grace=1.0)
+    exe, slurm_id = await slurm_job_of(store, job["id"])
+    info = await wait_slurm(slurm_cluster, slurm_id, "RUNNING")
+    # The safety net: timeout 2 s + grace 1 s + 60 s, in whole minutes.
+    assert info["TimeLimit"] == "00:02:00"
+    began = time.monotonic()
+    done = await wait_job(store, job["id"], "FAILED")
+    took = time.monotonic() - began
+    assert done["num_exes"] == 1
+    assert await error_name(store, done["error_id"]) == "timeout"
+    [exe] = await exes_of(store, job["id"])
+    assert exe["job_exit_code"] == -15  # sleep dies of the SIGTERM
+    info = scontrol(slurm_cluster, slurm_id)
+    assert (info["JobState"], info["ExitCode"]) == ("FAILED", "143:0")  # 128 + SIGTERM
+    # From RUNNING (as this test saw it): 2 s, give or take a poll, not Slurm's minute.
+    assert 2 - POLL <= took <= 2 + 2 * POLL + 1.5, took
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_cancel_of_a_running_job_sends_term_then_kill_after_the_grace(
+        api, make, store, start_engine, slurm_cluster):
+    job_type = await make.command_type("stubborn", PY, f'-c "{STUBBORN}"')
+    job = await make.submit(job_type)
+    engine = await start_engine(cancel_grace=3.0)
+    exe, slurm_id = await slurm_job_of(store, job["id"])
+    await wait_log(exe["work_dir"], "ready")
+    status, _, _ = await api.patch(f"/jobs/{job['id']}/", {"status": "CANCELED"})
+    assert status == 200
+    canceled = time.monotonic()
+    await wait_log(exe["work_dir"], "got TERM")
+    termed = time.monotonic() - canceled
+    info = await wait_slurm(slurm_cluster, slurm_id, "FAILED")
+    ended = time.monotonic() - canceled
+
+    async def released():
+        return not engine.runners
+    await wait_for(released, "the engine to let the execution go")
+    exe = await store.jobs.get_exe(exe["id"])
+    assert (exe["status"], exe["error_id"], exe["post_started"]) == ("CANCELED", None, None)
+    assert exe["job_exit_code"] == -9  # it outlived its TERM: killed after the grace
+    assert (await store.jobs.get_job(job["id"]))["status"] == "CANCELED"
+    assert info["ExitCode"] == "0:9"  # the batch script and the job, SIGKILLed
+    stdout = (Path(exe["work_dir"]) / "stdout.log").read_text()
+    assert stdout == "ready\ngot TERM\n"
+    # The TERM within the engine's cancel watch (poll_interval) and a Slurm call; the KILL not
+    # before the 3 s grace, and soon after it.
+    assert termed < 1.5, termed
+    assert 3.0 <= ended <= 3.0 + 2 * POLL + 2.5, ended
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_cancel_of_a_job_pending_in_slurm_removes_it_unstarted(
+        api, make, store, start_engine, slurm_cluster):
+    # Both nodes full (2 CPUs each) with jobs Jobdeck does not know: the next one pends in Slurm.
+    blockers = [slurm_cluster.run("sbatch", "--parsable", "--cpus-per-task=2", "--mem=64",
+                                  "-o", "/dev/null", "--wrap", "sleep 300").strip()
+                for _ in range(2)]
+    for blocker in blockers:
+        await wait_slurm(slurm_cluster, blocker, "RUNNING")
+    job_type = await make.command_type("waits", "echo", "ran")
+    job = await make.submit(job_type)
+    await start_engine()
+    exe, slurm_id = await slurm_job_of(store, job["id"])
+    info = await wait_slurm(slurm_cluster, slurm_id, "PENDING")
+    assert info["Reason"] in ("Resources", "Priority")
+    status, _, _ = await api.patch(f"/jobs/{job['id']}/", {"status": "CANCELED"})
+    assert status == 200
+    info = await wait_slurm(slurm_cluster, slurm_id, "CANCELLED")
+    assert info["RunTime"] == "00:00:00"
+    assert (await store.jobs.get_exe(exe["id"]))["status"] == "CANCELED"
+    assert (Path(exe["work_dir"]) / "stdout.log").read_text() == ""
+    assert [scontrol(slurm_cluster, b)["JobState"] for b in blockers] == ["RUNNING"] * 2
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_job_bigger_than_every_node_fails_with_slurm_rejected(api, make, store,
+                                                                      start_engine):
+    big = await make.command_type("big", "true", cpus_required=3.0, max_tries=3)
+    small = await make.command_type("small", "true")
+    refused = await make.submit(big)
+    fine = await make.submit(small)
+    engine = await start_engine()
+    done = await wait_job(store, refused["id"], "FAILED")
+    assert done["num_exes"] == 1  # not retried: it would be refused again
+    assert await error_name(store, done["error_id"]) == "slurm-rejected"
+    [exe] = await exes_of(store, refused["id"])
+    assert "job_id" not in (exe.get("process") or {})
+    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    assert status == 200
+    assert logs["stderr"] == ("jobdeck: Slurm refused the job: sbatch: error: CPU count per "
+                              "node can not be satisfied; sbatch: error: Batch job submission "
+                              "failed: Requested node configuration is not available\n")
+    # The engine goes on.
+    await wait_job(store, fine["id"], "COMPLETED")
+    assert engine._loop_task is not None and not engine._loop_task.done()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_an_invalid_partition_fails_the_execution_not_the_engine(api, make, store,
+                                                                       start_engine):
+    job_type = await make.command_type("nowhere", "true")
+    job = await make.submit(job_type)
+    await start_engine(slurm_partition="nope")
+    done = await wait_job(store, job["id"], "FAILED")
+    assert await error_name(store, done["error_id"]) == "slurm-rejected"
+    [exe] = await exes_of(store, job["id"])
+    _, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
+    assert logs["stderr"] == ("jobdeck: Slurm refused the job: sbatch: error: invalid "
+                              "partition specified: nope; sbatch: error: Batch job submission "
+                              "failed: Invalid partition name specified\n")
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_a_lost_node_fails_node_lost_and_the_retry_runs_on_the_other_node(
+        api, make, store, start_engine, slurm_cluster, tmp_path):
+    # No sandbox here: the first try leaves a mark outside its own folder, the retry sees it.
+    mark = tmp_path / "first-try"
+    script = f"import os, time; os.path.exists('{mark}') or (open('{mark}', 'w'), time.sleep(300))"
+    job_type = await make.command_type("survivor", PY, f'-c "{script}"', max_tries=2)
+    job = await make.submit(job_type)
+    await start_engine(sandbox="none")
+    _first, slurm_id = await slurm_job_of(store, job["id"])
+    info = await wait_slurm(slurm_cluster, slurm_id, "RUNNING")
+    node = info["NodeList"]
+    await wait_for(lambda: asyncio.sleep(0, mark.exists()), "the first try's mark")
+    await asyncio.to_thread(slurm_cluster.kill_node, node)
+    try:
+        done = await wait_job(store, job["id"], "COMPLETED")
+        exes = await exes_of(store, job["id"])
+        assert [e["status"] for e in exes] == ["FAILED", "COMPLETED"]
+        assert await error_name(store, exes[0]["error_id"]) == "node-lost"
+        assert done["num_exes"] == 2
+        assert scontrol(slurm_cluster, slurm_id)["JobState"] == "NODE_FAIL"
+        retry = scontrol(slurm_cluster, exes[1]["process"]["job_id"])
+        assert retry["JobState"] == "COMPLETED"
+        assert retry["NodeList"] == ({"n1", "n2"} - {node}).pop()
+        _, logs, _ = await api.get(f"/job-executions/{exes[0]['id']}/logs/")
+        assert f"jobdeck: Slurm job {slurm_id} on {node} ended NODE_FAIL" in logs["stderr"]
+    finally:
+        await asyncio.to_thread(slurm_cluster.start_node, node)
+        await asyncio.to_thread(slurm_cluster.wait_idle, [node], 60)
+
+
+# -- the server refuses to start without a usable Slurm ---------------------------------------
+
+def run_server(tmp_path, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "server.py", "--executor", "slurm", "--port", "0",
+                           "--data-dir", str(tmp_path / "data")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line.split(" ERROR ", 1)[1] for line in stderr.splitlines() if " ERROR " in line]
+
+
+def test_executor_slurm_without_sbatch_exits_2(tmp_path, slurm_cluster):
+    env = {**os.environ, "PATH": str(tmp_path), **slurm_cluster.env}
+    proc = run_server(tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [
+        ("executor: slurm needs the Slurm CLI, but `sbatch` is not on PATH (Debian: apt-get "
+        "install slurm-client)")]
+
+
+def test_executor_slurm_with_an_unreachable_controller_exits_2(tmp_path, slurm_cluster):
+    conf = Path(slurm_cluster.env["SLURM_CONF"]).read_text()
+    dead = tmp_path / "slurm.conf"
+    dead.write_text(re.sub(r"(?m)^SlurmctldPort=\d+", "SlurmctldPort=1", conf))
+    proc = run_server(tmp_path, {**os.environ, "SLURM_CONF": str(dead)})
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [
+        (f"executor: slurm cannot reach the Slurm controller ({dead}): slurm_load_partitions: "
+        "Unable to contact slurm controller (connect failure)")]
