@@ -80,7 +80,7 @@ def bwrap_or_none(value) -> str:
     return text
 
 
-def executor_kind(value) -> str:
+def local_or_slurm(value) -> str:
     """The `executor` setting: local or slurm."""
     text = str(value).strip().lower()
     if text not in ("local", "slurm"):
@@ -211,7 +211,7 @@ class Settings:
                                      "root")
     executor: str = option("local", "where jobs run: `local` (processes of this server) or "
                                     "`slurm` (batch jobs on the Slurm cluster that `SLURM_CONF` "
-                                    "or the Slurm CLI's defaults name)", parse=executor_kind)
+                                    "or the Slurm CLI's defaults name)", parse=local_or_slurm)
     slurm_partition: str | None = option(None, "the Slurm partition jobs are submitted to",
                                          unset="the cluster's default partition")
     slurm_poll_interval: float = option(1.0, "seconds between reads of the Slurm jobs' states "

@@ -120,6 +120,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:  # noqa: B027
         """Stop what open() started."""
 
+    async def attach(self, exe: dict) -> "Running | None":
+        """The job phase a previous server started for `exe` and left running (a backend that
+        places jobs keeps them through a restart), or None when there is none to attach to."""
+        return None
+
     @abc.abstractmethod
     async def start(self, spec: LaunchSpec) -> Running:
         """Start the job phase; raise LaunchError when it cannot start."""

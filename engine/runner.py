@@ -230,10 +230,16 @@ class ExecutionRunner:
         self.arguments = ""
         self.staged: list[Path] = []  # the input files linked into inputs/
         self._start_recorded = False
+        self._started: dict[str, Any] = {}  # the end of pre and the start of job, once known
+        # Set when the engine stops and leaves the job running for the next server (Slurm).
+        self.detached = False
+        self._recording: asyncio.Task | None = None
 
-    async def run(self) -> None:
+    async def run(self, attach: Running | None = None) -> None:
+        """Run the execution, or with `attach`, take over its job phase a previous server
+        started and record how it ends."""
         try:
-            await self._run()
+            await (self._run() if attach is None else self._attached(attach))
         except PyMongoError as exc:
             if self.store.writes.failed(exc) is not None:  # logged once per outage there
                 log.info("execution %s: the store cannot write its progress (%s); it is failed "
@@ -246,7 +252,8 @@ class ExecutionRunner:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")
         finally:
-            await asyncio.to_thread(self._clean_up)
+            if not self.detached:  # a detached job still runs: its folders are its own
+                await asyncio.to_thread(self._clean_up)
 
     def _clean_up(self) -> None:
         """An ended execution keeps only its logs (served by /job-executions/{id}/logs/): staged
@@ -299,7 +306,8 @@ class ExecutionRunner:
         started: dict[str, Any] = {
             "pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
             "command_arguments": resolved, "job_started": job_started, "process": running.ref.as_doc()}
-        recording = asyncio.create_task(self._record_start(started))
+        self._started = started
+        recording = self._recording = asyncio.create_task(self._record_start(started))
         if self.canceled:
             await running.cancel(self.engine.cancel_grace)
         report = await running.wait()
@@ -312,6 +320,27 @@ class ExecutionRunner:
             recording.cancel()
             job_phase = {**started, **job_phase}
         await self._outcome(report, job_phase, interface)
+
+    async def _attached(self, running: Running) -> None:
+        interface = await self.engine.interface_of(self.job["job_type_rev_id"])
+        self.arguments = interface["command_arguments"]
+        self.running = running
+        if self.canceled:
+            await running.cancel(self.engine.cancel_grace)
+        report = await running.wait()
+        self.ending = True
+        await self._outcome(report, {"job_completed": now_ms(),
+                                     "job_exit_code": report.exit_code}, interface)
+
+    async def detach(self) -> None:
+        """Leave the job phase running (the engine stops; the next one attaches to it): its start
+        is written now if it was not yet."""
+        self.detached = True
+        if self._recording is not None:
+            self._recording.cancel()
+        if self._started and not self._start_recorded:
+            self._start_recorded = True
+            await self.store.jobs.update_execution(self.exe_id, **self._started)
 
     async def _outcome(self, report: ExitReport, job_phase: dict, interface: dict) -> None:
         """Record how the job phase ended: canceled, failed with its error, or the post phase."""

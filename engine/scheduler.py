@@ -28,7 +28,7 @@ from core.model import FINAL_EXE_STATUSES
 from core.private import private_dir
 from core.settings import DEFAULTS
 from core.times import now_ms
-from engine.executor import Backend
+from engine.executor import Backend, Running
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
 from engine.sandbox import make_sandbox
@@ -154,6 +154,16 @@ class Engine:
         self._loop_task = self._beat_task = None
         self.store.writes.forget(self.recover)
         runners = list(self.runners.values())
+        if self.backend.places_jobs:
+            # The cluster keeps running what it was given: the next engine attaches to it.
+            kept = [r for r in runners if r.running is not None and not r.ending]
+            for runner in kept:
+                await runner.detach()
+                self.tasks[runner.exe_id].cancel()
+            runners = [r for r in runners if r not in kept]
+            if kept:
+                log.info("engine stopped; %d executions keep running on %s for the next "
+                         "engine to attach to", len(kept), self.backend.name)
         await asyncio.gather(*(r.cancel(self.cancel_grace) for r in runners),
                              return_exceptions=True)
         for task in list(self.tasks.values()):
@@ -210,15 +220,46 @@ class Engine:
         killing whatever they left running; also this engine's own that no runner holds any more
         (their outcome could not be written while the store was down; run after it is back)."""
         lost = []
+        beating: set | None = None
         for exe in await self.store.jobs.running_exes_of_node(self.node_id):
             ours = exe.get("engine") == self.identity
-            if not ((exe["id"] in self.runners) if ours else alive(exe.get("engine"))):
+            if ours or exe["id"] in self.runners:
+                if exe["id"] not in self.runners:
+                    lost.append(exe)
+                continue
+            if self.backend.places_jobs:
+                if beating is None:
+                    beating = {doc["_id"] for doc in await self.engines.all()}
+                engine = exe.get("engine") or {}
+                gone = not alive(engine) or engine.get("id") not in beating
+                if gone and not await self._attach(exe):
+                    lost.append(exe)
+                continue
+            if not alive(exe.get("engine")):
                 lost.append(exe)
         recovered = await self._fail_lost(lost)
         if recovered:
             log.warning("failed %d executions left running by a dead server, or whose outcome "
                         "the store could not write (node-lost)", recovered)
         return recovered
+
+    async def _attach(self, exe: dict) -> bool:
+        """Take over an execution a stopped engine left running on the cluster (Slurm): a
+        runner waits for its job and records its real outcome. False when there is no job to
+        attach to."""
+        running = await self.backend.attach(exe)
+        if running is None:
+            return False
+        job = await self.store.jobs.get_job(exe["job_id"])
+        job_type = (await self.store.job_types.by_ids([job["job_type_id"]])).get(
+            job["job_type_id"]) if job else None
+        if job is None or job_type is None:
+            return False
+        await self.store.jobs.update_execution(exe["id"], engine=self.identity)
+        log.info("execution %s: attached to its %s job %s", exe["id"], self.backend.name,
+                 running.ref.job_id)
+        self._launch(job, exe, job_type, attach=running)
+        return True
 
     async def _fail_lost(self, exes: list[dict]) -> int:
         """Fail `exes` with `node-lost` (retried per max_tries), first killing what they left
@@ -410,10 +451,10 @@ class Engine:
             started += 1
         return started
 
-    def _launch(self, job: dict, exe: dict, job_type: dict) -> None:
+    def _launch(self, job: dict, exe: dict, job_type: dict, attach: Running | None = None) -> None:
         runner = ExecutionRunner(self, job, exe, job_type)
         self.runners[exe["id"]] = runner
-        task = asyncio.create_task(runner.run(), name=f"jobdeck-exe-{exe['id']}")
+        task = asyncio.create_task(runner.run(attach), name=f"jobdeck-exe-{exe['id']}")
         self.tasks[exe["id"]] = task
 
         def finished(_task, exe_id=exe["id"]):

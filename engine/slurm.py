@@ -203,6 +203,7 @@ class SlurmJob(Running):
         self.canceled = False
         self.stopping = False
         self.missing = 0
+        self.attached = False
 
     def update(self, record: dict) -> None:
         self.missing = 0
@@ -211,6 +212,10 @@ class SlurmJob(Running):
         if self.running_since is None and self.state not in ("PENDING", "CONFIGURING") \
                 and self.state:
             self.running_since = time.monotonic()
+            start = record.get("start_time")
+            if self.attached and isinstance(start, int) and start > 0:
+                # Started under a previous server: its timeout runs from Slurm's start time.
+                self.running_since -= max(0.0, time.time() - start)
             self.started.set()
         if self.state in FINAL_STATES and not self.ended.done():
             self.ended.set_result(record)
@@ -380,19 +385,42 @@ class SlurmBackend(Backend):
         self.poke()
         return job
 
-    async def reap(self, exe: dict) -> bool:
-        """Cancel the Slurm job a dead server left for `exe`: the recorded job id, or the job
-        named after the execution whose folder is the execution's own."""
+    async def _job_ids_of(self, exe: dict) -> set[str]:
+        """The Slurm jobs of `exe`: the recorded job id, or those named after the execution that
+        run in its folder (the server may have died before recording the id)."""
         ids = set()
         ref = exe.get("process") or {}
         if ref.get("backend") == "slurm" and ref.get("job_id"):
             ids.add(str(ref["job_id"]))
-        if exe.get("work_dir"):
-            found = await run_cli("squeue", "-h", "-n", f"jobdeck-{exe['id']}", "-o", "%i %Z")
+        elif exe.get("work_dir"):
+            found = await run_cli("squeue", "-h", "-t", "all", "-n", f"jobdeck-{exe['id']}",
+                                  "-o", "%i %Z")
             for line in found.out.splitlines():
                 job_id, _, folder = line.partition(" ")
                 if folder.strip() == exe["work_dir"]:
                     ids.add(job_id)
+        return ids
+
+    async def attach(self, exe: dict) -> Running | None:
+        """Re-attach to the Slurm job a previous server submitted for `exe`: the poller reads
+        its state (also the real outcome of one that ended meanwhile, while slurmctld still
+        knows it: MinJobAge)."""
+        ids = await self._job_ids_of(exe)
+        if len(ids) != 1:
+            return None
+        job_id = ids.pop()
+        job = SlurmJob(self, job_id, float(exe["timeout"]) if exe.get("timeout") else None)
+        job.attached = True
+        self.jobs[job_id] = job
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll_loop(), name="jobdeck-slurm-poller")
+        self.poke()
+        return job
+
+    async def reap(self, exe: dict) -> bool:
+        """Cancel the Slurm job a dead server left for `exe` (one the engine could not attach
+        to)."""
+        ids = await self._job_ids_of(exe)
         alive = False
         for job_id in ids:
             state = await run_cli("squeue", "-h", "-j", job_id, "-o", "%T")

@@ -108,7 +108,7 @@ def test_settings_yaml_is_an_example_that_sets_nothing():
 
 
 # A value other than the default for the settings "7" does not fit.
-OTHER_VALUES = {"sandbox": "none"}
+OTHER_VALUES = {"sandbox": "none", "executor": "slurm"}
 
 
 def test_every_setting_has_its_flag_and_environment_variable(tmp_path):
@@ -139,6 +139,8 @@ def test_bare_boolean_flags_and_no_auth():
     ("--max-body-kb", "0", "max_body_kb must be greater than zero, not 0"),
     ("--engine-dead-after", "0", "engine_dead_after must be greater than zero, not 0.0"),
     ("--cancel-grace", "-0.5", "cancel_grace must not be negative, not -0.5"),
+    ("--executor", "k8s", "executor must be local_or_slurm, not 'k8s'"),
+    ("--slurm-poll-interval", "0", "slurm_poll_interval must be greater than zero, not 0.0"),
     ("--drain-timeout", "-1", "drain_timeout must not be negative, not -1.0"),
     ("--engine-reserve-after", "-2", "engine_reserve_after must not be negative, not -2.0"),
     ("--ws-max-queue", "lots", "ws_max_queue must be int, not 'lots'"),

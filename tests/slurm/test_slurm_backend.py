@@ -343,3 +343,75 @@ def test_executor_slurm_with_an_unreachable_controller_exits_2(tmp_path, slurm_c
     assert error_lines(proc.stderr) == [
         (f"executor: slurm cannot reach the Slurm controller ({dead}): slurm_load_partitions: "
         "Unable to contact slurm controller (connect failure)")]
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_slurm_starts_jobs_in_scale_priority_order_ties_in_submission_order(
+        api, make, store, start_engine, slurm_cluster):
+    # n2 stays full; n1 is full until every job is pending in Slurm, then runs them one by one.
+    keep = slurm_cluster.run("sbatch", "--parsable", "-w", "n2", "--cpus-per-task=2",
+                             "--mem=64", "-o", "/dev/null", "--wrap", "sleep 300").strip()
+    block = slurm_cluster.run("sbatch", "--parsable", "-w", "n1", "--cpus-per-task=2",
+                              "--mem=64", "-o", "/dev/null", "--wrap", "sleep 300").strip()
+    for blocker in (keep, block):
+        await wait_slurm(slurm_cluster, blocker, "RUNNING")
+    stamp = "-c 'import time; print(time.time()); time.sleep(0.3)'"
+    jobs = {}
+    for name, priority in (("a", 20), ("b", 10), ("c", 20), ("d", 10)):
+        job_type = await make.command_type(f"p-{name}", PY, stamp, priority=priority,
+                                           cpus_required=2.0)
+        jobs[name] = await make.submit(job_type)
+    await start_engine()
+    for job in jobs.values():
+        _, slurm_id = await slurm_job_of(store, job["id"])
+        await wait_slurm(slurm_cluster, slurm_id, "PENDING")
+    slurm_cluster.run("scancel", block)
+    started = {}
+    for name, job in jobs.items():
+        await wait_job(store, job["id"], "COMPLETED")
+        exe = await store.jobs.get_exe((await store.jobs.get_job(job["id"]))["latest_exe_id"])
+        started[name] = float((Path(exe["work_dir"]) / "stdout.log").read_text())
+    assert sorted(started, key=started.get) == ["b", "d", "a", "c"]
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_a_restarted_engine_attaches_to_running_jobs_and_records_their_outcome(
+        api, make, store, start_engine, slurm_cluster):
+    ws = await make.workspace()
+    writer = await make.command_type(
+        "late-writer", PY,
+        "-c \"import sys, time; time.sleep(4); open(sys.argv[1] + '/out.txt', 'w')"
+        ".write('late')\" ${job_output_dir}",
+        outputs=[{"name": "out", "type": "file", "media_type": "text/plain"}])
+    running = await make.submit(writer, outputs=[{"name": "out", "workspace_id": ws["id"]}])
+    exits = await make.command_type("ends-while-down", "sh", "-c 'sleep 1; exit 3'",
+                                    max_tries=3)
+    ended = await make.submit(exits)
+    first = await start_engine()
+    ids = {}
+    for job in (running, ended):
+        _, ids[job["id"]] = await slurm_job_of(store, job["id"])
+        await wait_slurm(slurm_cluster, ids[job["id"]], "RUNNING")
+    await first.stop()
+    # Stopping the server leaves the cluster's jobs alone.
+    assert scontrol(slurm_cluster, ids[running["id"]])["JobState"] == "RUNNING"
+    await wait_slurm(slurm_cluster, ids[ended["id"]], "FAILED")
+    assert (await store.jobs.get_job(running["id"]))["status"] == "RUNNING"
+
+    second = await start_engine()
+    done = await wait_job(store, running["id"], "COMPLETED")
+    assert done["num_exes"] == 1
+    [exe] = await exes_of(store, running["id"])
+    assert exe["process"]["job_id"] == ids[running["id"]]
+    assert exe["engine"] == second.identity and exe["job_exit_code"] == 0
+    _, details, _ = await api.get(f"/jobs/{running['id']}/")
+    product = details["outputs"][0]["value"]
+    status, raw, _ = await api.get(f"/files/{product['id']}/download/")
+    assert (status, raw) == (200, "late")
+
+    # The job that ended while no server ran: its real exit code, not node-lost.
+    failed = await wait_job(store, ended["id"], "FAILED")
+    assert failed["num_exes"] == 1
+    assert await error_name(store, failed["error_id"]) == "algorithm-unknown"
+    [exe] = await exes_of(store, ended["id"])
+    assert exe["job_exit_code"] == 3

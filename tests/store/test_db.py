@@ -125,10 +125,10 @@ async def test_builtin_errors_are_seeded_once(store):
     await store.db.prepare()
     await store.open()
     count, rows = await store.errors.list_errors(1, 100)
-    assert count == 12
+    assert count == len(BUILTIN_ERRORS) == 15  # 12 of Scale's, 3 for Slurm
     assert [(r["name"], r["title"], r["description"], r["category"]) for r in rows] == \
         list(BUILTIN_ERRORS)
-    assert [r["id"] for r in rows] == list(range(1, 13))
+    assert [r["id"] for r in rows] == list(range(1, 16))
     assert all(r["is_builtin"] and r["created"] == r["last_modified"] for r in rows)
 
 
