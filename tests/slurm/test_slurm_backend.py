@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from core.model import BUILTIN_ERRORS
+from engine.executor import EXITED, LOST, ExitReport
 from engine.scheduler import Engine
+from engine.slurm import SlurmBackend, SlurmJob
 from tests.waiting import PY, wait_for, wait_job
 
 pytestmark = pytest.mark.alone
@@ -415,3 +418,24 @@ async def test_a_restarted_engine_attaches_to_running_jobs_and_records_their_out
     assert await error_name(store, failed["error_id"]) == "algorithm-unknown"
     [exe] = await exes_of(store, ended["id"])
     assert exe["job_exit_code"] == 3
+
+
+@pytest.mark.gen_test
+async def test_slurm_end_states_map_to_reports_and_errors():
+    """The end states this cluster can't produce on demand (OUT_OF_MEMORY needs the cgroup
+    plugins, Slurm's TIMEOUT a minute or more), read as squeue gives them."""
+    job = SlurmJob(SlurmBackend(), "7", None)
+    job.node = "n1"
+    assert job._report({"job_state": "OUT_OF_MEMORY", "exit_code": 9}) == ExitReport(
+        EXITED, -9, "Slurm job 7 on n1 ended OUT_OF_MEMORY", error="out-of-memory")
+    assert job._report({"job_state": "TIMEOUT", "exit_code": 15}) == ExitReport(
+        EXITED, -15, "Slurm job 7 on n1 ended TIMEOUT", error="slurm-timeout")
+    assert job._report({"job_state": "NODE_FAIL", "exit_code": 0,
+                        "state_reason": "NodeDown"}) == ExitReport(
+        LOST, 0, "Slurm job 7 on n1 ended NODE_FAIL (NodeDown)")
+    assert job._report({"job_state": "FAILED", "exit_code": 768}) == ExitReport(EXITED, 3)
+    assert job._report({"job_state": "FAILED", "exit_code": 143 << 8}) == ExitReport(EXITED, -15)
+    assert job._report({"job_state": "CANCELLED", "exit_code": 15}) == ExitReport(
+        EXITED, -15, "Slurm job 7 on n1 was canceled outside Jobdeck", error="unknown")
+    assert {"out-of-memory", "slurm-timeout", "slurm-rejected"} <= \
+        {name for name, *_ in BUILTIN_ERRORS}
