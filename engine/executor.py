@@ -84,11 +84,14 @@ class ProcessRef:
     pid: int | None = None
     started: float | None = None
     job_id: str | None = None
+    node: str | None = None  # the cluster node it runs on, once known
 
     def as_doc(self) -> dict:
         doc: dict = {"backend": self.backend, "pid": self.pid, "started": self.started}
         if self.job_id is not None:
             doc["job_id"] = self.job_id
+        if self.node is not None:
+            doc["node"] = self.node
         return doc
 
 

@@ -313,7 +313,8 @@ class ExecutionRunner:
         report = await running.wait()
         self.ending = True
         job_phase: dict[str, Any] = {"job_completed": now_ms(),
-                                     "job_exit_code": report.exit_code}
+                                     "job_exit_code": report.exit_code,
+                                     "process": running.ref.as_doc()}  # with its node, if known
         if self._start_recorded:
             await recording
         else:
@@ -329,8 +330,8 @@ class ExecutionRunner:
             await running.cancel(self.engine.cancel_grace)
         report = await running.wait()
         self.ending = True
-        await self._outcome(report, {"job_completed": now_ms(),
-                                     "job_exit_code": report.exit_code}, interface)
+        await self._outcome(report, {"job_completed": now_ms(), "job_exit_code": report.exit_code,
+                                     "process": running.ref.as_doc()}, interface)
 
     async def detach(self) -> None:
         """Leave the job phase running (the engine stops; the next one attaches to it): its start

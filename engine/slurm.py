@@ -209,6 +209,7 @@ class SlurmJob(Running):
         self.missing = 0
         self.state = job_state(record)
         self.node = record.get("nodes") or self.node
+        self.ref.node = self.node
         if self.running_since is None and self.state not in ("PENDING", "CONFIGURING") \
                 and self.state:
             self.running_since = time.monotonic()

@@ -129,6 +129,9 @@ async def test_success_runs_as_a_slurm_job_and_collects_the_product(api, make, s
     assert info["WorkDir"] == exe["work_dir"]
     assert (info["StdOut"], info["StdErr"]) == (exe["stdout_file"], exe["stderr_file"])
     assert info["Requeue"] == "0"
+    assert exe["process"] == {"backend": "slurm", "pid": None, "started": None,
+                              "job_id": slurm_id, "node": info["NodeList"]}
+    assert info["NodeList"] in ("n1", "n2")
 
     assert done["num_exes"] == 1
     _, details, _ = await api.get(f"/jobs/{job['id']}/")
