@@ -41,6 +41,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.settings import DEFAULTS, SettingsError
 from engine.executor import (
@@ -145,12 +146,18 @@ def job_state(record: dict) -> str:
     return str(state or "")
 
 
+# Made by the batch script in the execution folder as the job starts: Slurm says RUNNING up to
+# a second before the node starts the script, and the timeout counts from the job's own start.
+STARTED_MARK = ".jobdeck-started"
+# Seconds after RUNNING the marker may take to appear before the timeout counts from RUNNING.
+MARK_WAIT = 10.0
 # The batch script around the job's command line (%s). It ignores SIGTERM itself (a cancel's
 # `scancel --signal=TERM --full`, sent to the script's process group, is for the job) and on a
 # USR2 (`scancel --signal=USR2 --batch`) SIGKILLs its whole process group, the job and itself,
 # at once: Slurm's own `--signal=KILL` would send SIGTERM again and wait KillWait first. Its exit
 # status is the job's (killed by signal N: 128 + N).
-BATCH_SCRIPT = ("trap '' TERM; trap 'kill -9 0' USR2; %s & job=$!; wait $job; code=$?; "
+BATCH_SCRIPT = ("trap '' TERM; trap 'kill -9 0' USR2; : > " + STARTED_MARK + "; "
+                "%s & job=$!; wait $job; code=$?; "
                 "while kill -0 $job 2>/dev/null; do wait $job; code=$?; done; exit $code")
 # A background job of sh ignores SIGINT and SIGQUIT, and this one SIGTERM: the job gets them back.
 DEFAULT_SIGNALS = "--default-signal=TERM,INT,QUIT"
@@ -190,8 +197,10 @@ def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:
 class SlurmJob(Running):
     """One submitted batch job; the backend's poller feeds it squeue's records."""
 
-    def __init__(self, backend: "SlurmBackend", job_id: str, timeout: float | None):
+    def __init__(self, backend: "SlurmBackend", job_id: str, timeout: float | None,
+                 work_dir: Path | None = None):
         self.backend = backend
+        self.mark = work_dir / STARTED_MARK if work_dir is not None else None
         self.job_id = job_id
         self.timeout = timeout
         self.ref = ProcessRef("slurm", job_id=job_id)
@@ -258,6 +267,7 @@ class SlurmJob(Running):
                 await asyncio.wait([ended, started], return_when=asyncio.FIRST_COMPLETED)
                 started.cancel()
                 if not self.ended.done() and self.running_since is not None:
+                    await self._own_start()
                     left = self.running_since + self.timeout - time.monotonic()
                     try:
                         await asyncio.wait_for(asyncio.shield(self.ended), max(0.0, left))
@@ -271,6 +281,21 @@ class SlurmJob(Running):
         finally:
             self.backend.forget(self.job_id)
         return self._report(record)
+
+    async def _own_start(self) -> None:
+        """Move running_since to when the batch script really started (its STARTED_MARK), once
+        that shows up; from RUNNING if it does not within MARK_WAIT."""
+        if self.mark is None or self.running_since is None:
+            return
+        waited = time.monotonic()
+        while not self.ended.done() and time.monotonic() - waited < MARK_WAIT:
+            try:
+                started_at = (await asyncio.to_thread(self.mark.stat)).st_mtime
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            self.running_since = time.monotonic() - max(0.0, time.time() - started_at)
+            return
 
     def _code(self, record: dict) -> int | None:
         """The job's exit code as the local backend gives it: -N when killed by signal N (the
@@ -379,7 +404,7 @@ class SlurmBackend(Backend):
         job_id = done.out.strip().split(";")[0]
         if not job_id.isdigit():
             raise LaunchError(f"sbatch gave no job id: {done.message()}", "slurm-rejected")
-        job = SlurmJob(self, job_id, spec.timeout)
+        job = SlurmJob(self, job_id, spec.timeout, spec.work_dir)
         self.jobs[job_id] = job
         if self._poller is None:  # a backend used without open() (a test's own engine)
             self._poller = asyncio.create_task(self._poll_loop(), name="jobdeck-slurm-poller")
@@ -410,7 +435,8 @@ class SlurmBackend(Backend):
         if len(ids) != 1:
             return None
         job_id = ids.pop()
-        job = SlurmJob(self, job_id, float(exe["timeout"]) if exe.get("timeout") else None)
+        job = SlurmJob(self, job_id, float(exe["timeout"]) if exe.get("timeout") else None,
+                       Path(exe["work_dir"]) if exe.get("work_dir") else None)
         job.attached = True
         self.jobs[job_id] = job
         if self._poller is None:
