@@ -10,6 +10,12 @@ watches the others' heartbeats: the RUNNING executions of an engine whose heartb
 has seen unchanged for `dead_after` seconds are failed as `node-lost` (and retried), whatever its
 pid looks like here. At start, executions of this node whose engine's process is gone (or a
 zombie) are recovered at once.
+
+A backend that places jobs itself (Slurm, engine/slurm.py) gets every job the scheduler may start
+(is_paused, max_scheduled and priority order still apply; CPUs and memory are the cluster's
+business). Its jobs outlive the engine: a stopping engine leaves them running, and an engine
+starting on the node attaches to those of engines that are gone (by their Slurm job id) and
+records their real outcome; only one it cannot find is failed as node-lost.
 """
 
 import asyncio
@@ -247,13 +253,13 @@ class Engine:
         """Take over an execution a stopped engine left running on the cluster (Slurm): a
         runner waits for its job and records its real outcome. False when there is no job to
         attach to."""
-        running = await self.backend.attach(exe)
-        if running is None:
-            return False
         job = await self.store.jobs.get_job(exe["job_id"])
         job_type = (await self.store.job_types.by_ids([job["job_type_id"]])).get(
             job["job_type_id"]) if job else None
         if job is None or job_type is None:
+            return False
+        running = await self.backend.attach(exe)
+        if running is None:
             return False
         await self.store.jobs.update_execution(exe["id"], engine=self.identity)
         log.info("execution %s: attached to its %s job %s", exe["id"], self.backend.name,
