@@ -75,7 +75,7 @@ class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 
     def __init__(self, url: str, name: str = DEFAULTS.db_name,
-                 timeout_ms: int = DEFAULTS.store_timeout_ms):
+                 timeout_ms: int = DEFAULTS.store_timeout_ms, listeners=()):
         # With the store down (its connections reset, its port closed) every call fails after
         # `timeout_ms` of server selection: a 503, never a hang. connectTimeoutMS is also the
         # heartbeat timeout: a long bulk insert on nx-27017 must not make the monitor cancel every
@@ -85,6 +85,8 @@ class Database:
         self._url = url
         self._options: dict[str, Any] = {"serverSelectionTimeoutMS": timeout_ms,
                          "connectTimeoutMS": max(timeout_ms, 30000), "w": 1, "journal": True}
+        if listeners:  # pymongo command monitoring (tests/test_store_budget.py counts with it)
+            self._options["event_listeners"] = list(listeners)
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, **self._options)
         self.db = self.client[name]
         self.leftovers: list[tuple[str, dict]] = []  # see remove_leftover

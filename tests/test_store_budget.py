@@ -1,0 +1,205 @@
+"""The store-operation budget of issue 13: how many store commands one HTTP request may send.
+
+Counted with pymongo's command monitoring on the app's own clients (`Store(listeners=...)`),
+only while the request is in flight, and without the background traffic: no engine runs in
+this app (`engine=False`), and the live feed's change stream (its `$changeStream` aggregate and
+the getMores on that cursor) is left out. A failure names every command the request sent.
+
+The first request of each kind may fill this process's caches (job types, revisions, errors)
+and its block of ids; each budget is checked on a request after a warm-up one, as a server
+that has been running answers it.
+"""
+
+import uuid
+
+import pytest
+from pymongo import monitoring
+
+from store import Store
+from tests.tokens import TEST_SETTINGS
+
+BUDGETS = {
+    "GET /jobs/": 3,
+    "GET /jobs/updates/": 3,
+    "GET /jobs/executions/": 3,
+    "GET /jobs/{id}/": 3,
+    "PATCH /jobs/{id}/ cancel": 3,
+    "POST /queue/new-job/": 3,
+    "GET / (overview)": 4,
+    "GET /dashboard/jobs": 4,
+    "GET /dashboard/jobs/{id}": 4,
+}
+
+
+class CommandCounter(monitoring.CommandListener):
+    """The commands started while `recording`, as "name collection", change streams left out."""
+
+    def __init__(self):
+        self.recording = False
+        self.commands: list[str] = []
+        self.stream_cursors: set[int] = set()
+        self.stream_requests: set[int] = set()
+
+    @staticmethod
+    def _is_stream(event) -> bool:
+        pipeline = event.command.get("pipeline") or []
+        return event.command_name == "aggregate" and any("$changeStream" in stage
+                                                         for stage in pipeline)
+
+    def started(self, event):
+        if self._is_stream(event):
+            self.stream_requests.add(event.request_id)
+            return
+        if event.command_name == "getMore" and event.command.get("getMore") in \
+                self.stream_cursors:
+            return
+        if self.recording:
+            target = event.command.get(event.command_name)
+            self.commands.append(f"{event.command_name} {target}" if isinstance(target, str)
+                                 else event.command_name)
+
+    def succeeded(self, event):
+        if event.request_id in self.stream_requests:
+            self.stream_requests.discard(event.request_id)
+            cursor = (event.reply or {}).get("cursor") or {}
+            if cursor.get("id"):
+                self.stream_cursors.add(cursor["id"])
+
+    def failed(self, event):
+        self.stream_requests.discard(event.request_id)
+
+
+@pytest.fixture
+def counter():
+    return CommandCounter()
+
+
+@pytest.fixture
+def store(mongo_url, io_loop, counter):
+    """tests/fixtures.py's store, with `counter` listening on its clients."""
+    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=[counter])
+    io_loop.run_sync(store.open)
+    yield store
+    io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
+    io_loop.run_sync(store.close)
+
+
+@pytest.fixture
+def app_settings():
+    return {"engine": False}
+
+
+@pytest.fixture
+def counted(api, counter):
+    """`await counted(method, path, body)`: (status, body, commands) of one request."""
+
+    async def call(method: str, path: str, body=None, headers=None):
+        counter.commands = []
+        counter.recording = True
+        try:
+            status, answer, _ = await api.call(method, path, body, headers=headers)
+        finally:
+            counter.recording = False
+        return status, answer, list(counter.commands)
+
+    return call
+
+
+def over_budget(name: str, commands: list[str]) -> str:
+    return (f"{name} sent {len(commands)} store commands, budget {BUDGETS[name]}: "
+            f"{', '.join(commands)}")
+
+
+async def seed(make) -> dict:
+    """What the real pages show: job types, jobs with executions in every status, a FAILED
+    job with its error, a workspace with a file one job reads, and nothing of it cached."""
+    convert = await make.job_type("convert", "1.0", "imaging")
+    fetch = await make.job_type("fetch", "2.0", "network")
+    workspace = await make.workspace("raw")
+    upload = await make.upload(workspace["id"], "a.txt", b"hello")
+    reader = await make.job_type("reader", "1.0", "imaging", interface={
+        "version": "1.0", "command": "cat", "command_arguments": "${f}",
+        "input_data": [{"name": "f", "type": "file", "required": True}], "output_data": []})
+    with_input, _ = await make.queued(reader, {"version": "1.0", "input_data": [
+        {"name": "f", "file_id": upload["id"]}], "output_data": []},
+        input_file_ids=[upload["id"]])
+    queued, _ = await make.queued(convert)
+    running, _ = await make.running(fetch)
+    completed, _ = await make.completed(convert, {"version": "1.0", "output_data": []})
+    failed, _ = await make.failed(fetch)
+    return {"convert": convert, "fetch": fetch, "queued": queued, "running": running,
+            "completed": completed, "failed": failed, "with_input": with_input}
+
+
+async def within_budget(counted, name: str, method: str, path: str, body=None,
+                        expected_status=200):
+    status, answer, commands = await counted(method, path, body)
+    assert status == expected_status, answer
+    assert len(commands) <= BUDGETS[name], over_budget(name, commands)
+    return answer
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("path", ["/jobs/", "/jobs/updates/", "/jobs/executions/"])
+async def test_job_lists_within_budget(make, counted, path):
+    seeded = await seed(make)
+    await counted("GET", path)  # warm-up
+    body = await within_budget(counted, f"GET {path}", "GET", path)
+    assert body["count"] == 6
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("which", ["queued", "running", "failed", "completed", "with_input"])
+async def test_job_details_within_budget(make, counted, which):
+    seeded = await seed(make)
+    job = seeded[which]
+    await counted("GET", f"/jobs/{seeded['queued']['id']}/")  # warm-up
+    body = await within_budget(counted, "GET /jobs/{id}/", "GET", f"/jobs/{job['id']}/")
+    assert body["id"] == job["id"]
+    assert len(body["job_exes"]) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("which", ["queued", "running", "failed"])
+async def test_cancel_within_budget(make, counted, which):
+    seeded = await seed(make)
+    await counted("GET", f"/jobs/{seeded['completed']['id']}/")  # warm-up
+    job = seeded[which]
+    body = await within_budget(counted, "PATCH /jobs/{id}/ cancel", "PATCH",
+                               f"/jobs/{job['id']}/", {"status": "CANCELED"})
+    assert body["status"] == "CANCELED"
+    assert body["error"] is None
+    assert [e["status"] for e in body["job_exes"]] == (
+        ["FAILED"] if which == "failed" else ["CANCELED"])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_new_job_within_budget(make, counted):
+    seeded = await seed(make)
+    submission = {"job_type_id": seeded["convert"]["id"],
+                  "job_data": {"version": "1.0", "input_data": [], "output_data": []}}
+    await within_budget(counted, "POST /queue/new-job/", "POST", "/queue/new-job/",
+                        submission, 201)  # may fill the caches, not the ids: see below
+    for _ in range(3):
+        body = await within_budget(counted, "POST /queue/new-job/", "POST", "/queue/new-job/",
+                                   submission, 201)
+        assert body["status"] == "QUEUED"
+        assert body["job_type"]["name"] == "convert"
+        assert len(body["job_exes"]) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("name,path", [("GET / (overview)", "/"),
+                                       ("GET /dashboard/jobs", "/dashboard/jobs"),
+                                       ("GET /dashboard/jobs/{id}", "/dashboard/jobs/{id}")])
+async def test_pages_within_budget(make, counted, name, path):
+    seeded = await seed(make)
+    path = path.format(id=seeded["failed"]["id"])
+    await counted("GET", path)  # warm-up
+    await within_budget(counted, name, "GET", path)
+
+
+def test_budget_counts_the_apps_commands():
+    """The budgets above are the issue's."""
+    assert TEST_SETTINGS.engine is True  # so this module's app_settings must turn it off
+    assert max(BUDGETS.values()) == 4
