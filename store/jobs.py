@@ -55,6 +55,13 @@ MAX_COUNT_SPLITS = 64
 # keeps changing under it.
 CONDITION_RETRIES = 5
 
+# The cancelable statuses but BLOCKED are exactly those that sort after COMPLETED: one range
+# condition, which every store evaluates on the one document named (cancel_job_and_exe).
+CANCEL_RANGE = {"$gt": JobStatus.COMPLETED}
+if {s for s in JobStatus if s > JobStatus.COMPLETED} != \
+        set(CANCELABLE_JOB_STATUSES) - {JobStatus.BLOCKED}:
+    raise AssertionError("CANCEL_RANGE no longer matches CANCELABLE_JOB_STATUSES")
+
 
 def match_any(values):
     """Plain equality for one value (nx-27017 uses its indexes only for equality), else `$in`."""
@@ -314,8 +321,10 @@ class JobStore:
             "job_type_name": job_type["name"],
             "job_type_version": job_type["version"], "job_type_rev_id": job_type["job_type_rev_id"],
             "job_type_rev_num": job_type["revision_num"],
+            # The event's description too: it never changes, and job details show it.
             "event": {"id": event["id"], "type": event["type"], "rule_id": None,
-                      "occurred": event["occurred"]},
+                      "occurred": event["occurred"],
+                      "description": event.get("description", {})},
             "error_id": None, "status": JobStatus.PENDING, "priority": job_type["priority"],
             "num_exes": 0, "timeout": job_type["timeout"], "max_tries": job_type["max_tries"],
             "cpus_required": max(float(job_type["cpus_required"]), MIN_CPUS),
@@ -333,7 +342,7 @@ class JobStore:
     async def create_event(self, event_type: str, description: dict) -> dict:
         event = self._new_event(await self.db.next_id("trigger_events"), event_type,
                                 description)
-        await self.db["trigger_events"].insert_one(event)
+        await self.db["trigger_events"].insert_one({"_id": event["id"], **event})
         return event
 
     async def submit_user_job(self, job_type: dict, data: dict, command_arguments: str,
@@ -375,7 +384,7 @@ class JobStore:
                 event = self._new_event(await self.db.next_id("trigger_events"), "USER",
                                         {"user": "Anonymous"})
                 written.append(("trigger_events", {"id": event["id"]}))
-                await self.db["trigger_events"].insert_one(event)
+                await self.db["trigger_events"].insert_one({"_id": event["id"], **event})
             when = now_ms()
             job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids,
                                    disk_in_mb)
@@ -556,23 +565,52 @@ class JobStore:
                       "last_status_change": when, "last_modified": when}})
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
-        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution.
+        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
+        return (await self.cancel_job_and_exe(job_id, when))[0]
 
-        Only a FAILED job has an error (Scale's update_status), so canceling clears it.
-        """
+    async def cancel_job_and_exe(self, job_id: int,
+                                 when: int | None = None) -> tuple[dict, dict | None]:
+        """cancel_job: the job as written, and its execution if this canceled one.
+
+        First one findAndModify on the job for the statuses that sort after COMPLETED
+        (CANCEL_RANGE: a plain range, which nx-27017 evaluates in SQL on the document `_id`
+        names, unlike `$in`), answering the job as it was, so the execution to finish is known
+        without reading either: a QUEUED or RUNNING job's latest execution is updated on that
+        same status, by equality. Anything else (BLOCKED, a final status, no such `_id`, a write
+        the store failed) takes the general path: read, then update on the status read."""
         when = now_ms() if when is None else when
-        job = await self._update_one(
-            self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
-            {"$set": {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
-                      "last_status_change": when, "last_modified": when}})
-        if job is None:
-            current = await self._find_one(self.jobs, job_id, None, {"status": 1})
-            if current is None:
-                raise JobNotFound(f"job {job_id} does not exist")
-            raise InvalidTransition(cancel_refusal(job_id, current["status"]))
-        if job.get("latest_exe_id") is not None:
-            await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
-        return job
+        changes = {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
+                   "last_status_change": when, "last_modified": when}
+        before = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": CANCEL_RANGE}, {"$set": changes},
+            return_document=ReturnDocument.BEFORE)
+        if before is None:
+            job = await self._update_one(
+                self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
+                {"$set": changes})
+            if job is None:
+                current = await self._find_one(self.jobs, job_id, None, {"status": 1})
+                if current is None:
+                    raise JobNotFound(f"job {job_id} does not exist")
+                raise InvalidTransition(cancel_refusal(job_id, current["status"]))
+            exe = None
+            if job.get("latest_exe_id") is not None:
+                exe = await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
+            return job, exe
+        job = {**before, **changes}
+        exe_id = job.get("latest_exe_id")
+        exe = None
+        if exe_id is not None and before["status"] in (JobStatus.QUEUED, JobStatus.RUNNING):
+            exe = await self.exes.find_one_and_update(
+                {"_id": exe_id, "status": before["status"]},
+                {"$set": {"status": ExeStatus.CANCELED, "ended": when, "last_modified": when,
+                          "error_id": None}}, return_document=AFTER)
+        if exe is None and exe_id is not None and before["status"] != JobStatus.FAILED:
+            # A claim cut off between its two writes, an execution without `_id`, a PENDING
+            # job's: finished only if it is not already. A FAILED job's execution is finished
+            # before the job is (fail_execution).
+            exe = await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
+        return job, exe
 
     async def requeue_job(self, job_id: int, priority: int | None = None,
                           command_arguments: str = "", when: int | None = None) -> dict | None:
