@@ -5,12 +5,19 @@ the filter), so a status change is written once, atomically, with `last_status_c
 `last_modified`, and two server processes can never both make it.
 """
 
+import asyncio
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ServerSelectionTimeoutError,
+    WriteError,
+)
 
 from core.model import (
     CANCELABLE_JOB_STATUSES,
@@ -69,6 +76,17 @@ def match_any(values):
     return values[0] if len(values) == 1 else {"$in": values}
 
 
+@dataclass
+class _Record:
+    """One submission waiting to be written (JobStore._submit): its new event (None when it
+    joins an existing one), execution and job, and the future its caller awaits."""
+
+    event: dict | None
+    exe: ExeDoc
+    job: JobDoc
+    done: asyncio.Future
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -106,6 +124,8 @@ class JobStore:
         self.job_types = job_types
         self.jobs = db["jobs"]
         self.exes = db["job_exes"]
+        self._pending: list[_Record] = []  # submissions waiting for _write_batches
+        self._writing = False
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -376,32 +396,122 @@ class JobStore:
         the commit point, written last, so a job is never seen QUEUED without its execution.
         When any write fails, what was written of the record is deleted (store/writes.py
         undo_partial): no execution or event is left without its job. A document the store
-        cannot encode raises Unstorable."""
-        written: list[tuple[str, dict]] = []
+        cannot encode raises Unstorable.
+
+        Submissions made while earlier ones are being written are written together (group
+        commit, _write_batches): one insert per collection for all of them, at most three
+        commands per batch however many it holds; each caller is answered once its own job is
+        in the store."""
         job_id = await self.db.next_id("jobs")
+        new_event = None
+        if event is None:
+            new_event = event = self._new_event(await self.db.next_id("trigger_events"),
+                                                "USER", {"user": "Anonymous"})
+        when = now_ms()
+        job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids, disk_in_mb)
+        exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
+        job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
+                    "latest_exe_id": exe["id"]})
+        record = _Record(new_event, exe, job, asyncio.get_running_loop().create_future())
+        self._pending.append(record)
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._write_batches())
+        return await record.done
+
+    async def _write_batches(self) -> None:
+        """Write what is pending, batch after batch, until nothing is."""
         try:
-            if event is None:
-                event = self._new_event(await self.db.next_id("trigger_events"), "USER",
-                                        {"user": "Anonymous"})
-                written.append(("trigger_events", {"id": event["id"]}))
-                await self.db["trigger_events"].insert_one({"_id": event["id"], **event})
-            when = now_ms()
-            job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids,
-                                   disk_in_mb)
-            exe = self._new_exe(await self.db.next_id("job_exes"), job, when,
-                                command_arguments)
-            written.append(("job_exes", {"_id": exe["id"]}))
-            await self.exes.insert_one({"_id": exe["id"], **exe})
-            job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
-                        "latest_exe_id": exe["id"]})
-            await self.jobs.insert_one(job)
-        except BaseException as exc:
-            await undo_partial(self.db, exc, written, lambda: self._exists(self.jobs, job_id))
-            problem = unstorable(exc)
-            if problem is not None:
-                raise problem from exc
-            raise
-        return job, exe
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._write_batch(batch)
+                except BaseException as exc:  # noqa: BLE001 (each caller gets it, never lost)
+                    for record in batch:
+                        if not record.done.done():
+                            record.done.set_exception(exc)
+        finally:
+            self._writing = False
+
+    async def _write_batch(self, batch: list["_Record"]) -> None:
+        """Events and executions side by side, then the jobs of the records whose both were
+        written; each record's failure undone as one submission's would be."""
+        failed: dict[int, BaseException] = {}
+        events = [(i, r.event) for i, r in enumerate(batch) if r.event is not None]
+        exes = [(i, {"_id": r.exe["id"], **r.exe}) for i, r in enumerate(batch)]
+        first = [self._insert_many(self.db["trigger_events"],
+                                   [(i, {"_id": e["id"], **e}) for i, e in events]),
+                 self._insert_many(self.exes, exes)]
+        for outcome in await asyncio.gather(*first, return_exceptions=True):
+            if isinstance(outcome, BaseException):  # for all of them: undone below
+                failed.update((i, outcome) for i in range(len(batch)))
+            else:
+                failed.update(outcome)
+        if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
+            return await self._one_by_one(batch, failed)
+        jobs = [(i, r.job) for i, r in enumerate(batch) if i not in failed]
+        try:
+            failed.update(await self._insert_many(self.jobs, jobs))
+        except Exception as exc:  # noqa: BLE001 (undone below, each caller gets it)
+            failed.update((i, exc) for i, _ in jobs)
+        if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
+            return await self._one_by_one(batch, failed)
+        for i, record in enumerate(batch):
+            error = failed.get(i)
+            if error is not None:
+                error = await self._undo(record, error)
+            if record.done.done():  # its caller gave up waiting
+                continue
+            if error is None:
+                record.done.set_result((record.job, record.exe))
+            else:
+                record.done.set_exception(error)
+
+    async def _undo(self, record: "_Record", error: BaseException) -> BaseException | None:
+        """Delete what was written of a record whose write failed with `error` (unless its job
+        was written after all: None); the error its caller gets."""
+        written = ([("trigger_events", {"id": record.event["id"]})] if record.event else []) \
+            + [("job_exes", {"_id": record.exe["id"]})]
+        job_id = record.job["id"]
+        await undo_partial(self.db, error, written, lambda: self._exists(self.jobs, job_id))
+        if isinstance(error, ConnectionFailure) \
+                and not isinstance(error, ServerSelectionTimeoutError) \
+                and await self._exists(self.jobs, job_id):
+            return None
+        return unstorable(error) or error
+
+    async def _one_by_one(self, batch: list["_Record"], failed: dict) -> None:
+        """A batch one of whose documents cannot be encoded (refused whole, before anything
+        was sent): what was written of it goes, and each record is written alone, so only the
+        bad one fails."""
+        for record in batch:
+            if record.event is not None:
+                await self.db.remove_leftover("trigger_events", {"id": record.event["id"]})
+            await self.db.remove_leftover("job_exes", {"_id": record.exe["id"]})
+        for record in batch:
+            try:
+                await self._write_batch([record])
+            except BaseException as exc:  # noqa: BLE001 (the caller gets it)
+                if not record.done.done():
+                    record.done.set_exception(exc)
+
+    @staticmethod
+    async def _insert_many(collection, docs: Sequence[tuple[int, Mapping[str, Any]]]
+                           ) -> dict[int, BaseException]:
+        """Insert the (record index, document) pairs in one unordered insert; {index: error}
+        for the documents the store refused. Any other failure (the connection, a document
+        pymongo cannot encode: nothing sent) is raised for all of them."""
+        if not docs:
+            return {}
+        try:
+            await collection.insert_many([doc for _, doc in docs], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors:
+                raise
+            return {docs[err["index"]][0]: WriteError(err.get("errmsg", ""), err.get("code"),
+                                                     err) for err in errors}
+        return {}
 
     @staticmethod
     async def _exists(collection, doc_id: int) -> bool:
