@@ -14,8 +14,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
-    ConnectionFailure,
-    ServerSelectionTimeoutError,
+    OperationFailure,
     WriteError,
 )
 
@@ -467,17 +466,13 @@ class JobStore:
             else:
                 record.done.set_exception(error)
 
-    async def _undo(self, record: "_Record", error: BaseException) -> BaseException | None:
+    async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
         """Delete what was written of a record whose write failed with `error` (unless its job
-        was written after all: None); the error its caller gets."""
+        was written after all and only the answer was lost); the error its caller gets."""
         written = ([("trigger_events", {"id": record.event["id"]})] if record.event else []) \
             + [("job_exes", {"_id": record.exe["id"]})]
         job_id = record.job["id"]
         await undo_partial(self.db, error, written, lambda: self._exists(self.jobs, job_id))
-        if isinstance(error, ConnectionFailure) \
-                and not isinstance(error, ServerSelectionTimeoutError) \
-                and await self._exists(self.jobs, job_id):
-            return None
         return unstorable(error) or error
 
     async def _one_by_one(self, batch: list["_Record"], failed: dict) -> None:
@@ -498,10 +493,17 @@ class JobStore:
     @staticmethod
     async def _insert_many(collection, docs: Sequence[tuple[int, Mapping[str, Any]]]
                            ) -> dict[int, BaseException]:
-        """Insert the (record index, document) pairs in one unordered insert; {index: error}
-        for the documents the store refused. Any other failure (the connection, a document
+        """Insert the (record index, document) pairs in one unordered insert (insert_one for
+        one); {index: error} for the documents the store refused. Any other failure (the connection, a document
         pymongo cannot encode: nothing sent) is raised for all of them."""
         if not docs:
+            return {}
+        if len(docs) == 1:
+            index, doc = docs[0]
+            try:
+                await collection.insert_one(doc)
+            except OperationFailure as exc:  # a write the store refused (WriteError, full disk)
+                return {index: exc}
             return {}
         try:
             await collection.insert_many([doc for _, doc in docs], ordered=False)

@@ -10,6 +10,7 @@ and its block of ids; each budget is checked on a request after a warm-up one, a
 that has been running answers it.
 """
 
+import asyncio
 import uuid
 
 import pytest
@@ -205,3 +206,46 @@ def test_budget_counts_the_apps_commands():
     """The budgets above are the issue's."""
     assert TEST_SETTINGS.engine is True  # so this module's app_settings must turn it off
     assert max(BUDGETS.values()) == 4
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_submissions_share_their_writes_and_fail_alone(store, make, counter):
+    """Submissions pending together are written together (three inserts per batch); one whose
+    data the store cannot encode fails alone, with nothing of it left, the others stored."""
+    job_type = await make.job_type("convert", "1.0", "imaging")
+    events_before = await store.db.count("trigger_events", {})
+    good = {"version": "1.0", "input_data": [], "output_data": []}
+    bad = {**good, "note": "\ud800"}
+    counter.commands, counter.recording = [], True
+    try:
+        outcomes = await asyncio.gather(*(
+            store.jobs.submit_user_job(job_type, bad if n == 3 else good, "")
+            for n in range(8)), return_exceptions=True)
+    finally:
+        counter.recording = False
+    assert [type(o).__name__ for o in outcomes] == ["tuple"] * 3 + ["Unstorable"] + \
+        ["tuple"] * 4
+    stored = [o for o in outcomes if isinstance(o, tuple)]
+    assert [(await store.jobs.get_job(job["id"]))["status"] for job, _ in stored] == \
+        ["QUEUED"] * 7
+    assert await store.db.count("jobs", {}) == 7
+    assert await store.db.count("job_exes", {}) == 7
+    assert await store.db.count("trigger_events", {}) == events_before + 7
+    # Together: far fewer than the 3 inserts each that one at a time would take.
+    inserts = [c for c in counter.commands if c.startswith("insert")]
+    assert len(inserts) < 3 * 8, counter.commands
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_job_types_change_here_shows_at_once_in_job_answers(make, api):
+    """The job type cache (store/cache.py) drops what this process changes."""
+    job_type = await make.posted_type("scan")
+    job = await make.submit(job_type)
+    status, body, _ = await api.get(f"/jobs/{job['id']}/")
+    assert (status, body["job_type"]["is_paused"]) == (200, False)
+    status, body, _ = await api.patch(f"/job-types/{job_type['id']}/", {"is_paused": True})
+    assert status == 200, body
+    status, body, _ = await api.get(f"/jobs/{job['id']}/")
+    assert (status, body["job_type"]["is_paused"]) == (200, True)
+    status, body, _ = await api.get("/jobs/")
+    assert [row["job_type"]["is_paused"] for row in body["results"]] == [True]
