@@ -26,11 +26,11 @@ CLIENTS = 8
 WARM_UP_SECONDS = 1.0
 TOKEN = "bench-operator-token-0123456789abcdef"
 # Before issue 13 (12 store commands per submission), measured with this script on the 2-CPU
-# development machine (main at 34775c0), with other work running: 88 to 126 submissions per
-# second over six runs (back to back with the new code: 122.7 against 364, 125.7 against 197),
-# and 11.8 ms of CPU (server 5.1, store 6.7) per submission.
-BASELINE_PER_SECOND = 110.0
-BASELINE_CPU_MS = 11.8
+# development machine (main at 34775c0) while other work ran on it: 79.5 to 125.7 submissions per
+# second over ten runs (mean 105), and 8.7 to 9.1 ms of CPU per submission (server 3.4-3.5,
+# store 5.3-5.5). Back to back with issue 13's code: 94.7 against 324.8, 106.9 against 282.9.
+BASELINE_PER_SECOND = 105.0
+BASELINE_CPU_MS = 8.9
 TARGET_FACTOR = 3.0
 
 
