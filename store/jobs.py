@@ -124,7 +124,7 @@ class JobStore:
         self.jobs = db["jobs"]
         self.exes = db["job_exes"]
         self._pending: list[_Record] = []  # submissions waiting for _write_batches
-        self._writing = False
+        self._writer: asyncio.Task | None = None  # the running _write_batches, if any
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -413,24 +413,23 @@ class JobStore:
                     "latest_exe_id": exe["id"]})
         record = _Record(new_event, exe, job, asyncio.get_running_loop().create_future())
         self._pending.append(record)
-        if not self._writing:
-            self._writing = True
-            asyncio.get_running_loop().create_task(self._write_batches())
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_batches())
         return await record.done
 
     async def _write_batches(self) -> None:
-        """Write what is pending, batch after batch, until nothing is."""
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._write_batch(batch)
-                except BaseException as exc:  # noqa: BLE001 (each caller gets it, never lost)
-                    for record in batch:
-                        if not record.done.done():
-                            record.done.set_exception(exc)
-        finally:
-            self._writing = False
+        """Write what is pending, batch after batch, until nothing is: one batch at a time,
+        and the next holds everything submitted while the last was being written."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write_batch(batch)
+            except BaseException as exc:  # each caller gets it, never lost
+                for record in batch:
+                    if not record.done.done():
+                        record.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
 
     async def _write_batch(self, batch: list["_Record"]) -> None:
         """Events and executions side by side, then the jobs of the records whose both were
