@@ -64,12 +64,14 @@ class JobDetailsHandler(BaseHandler):
             raise APIError(400, f"status {json_repr(body['status'])} is not allowed; the only "
                                 "change allowed is CANCELED")
         try:
-            job = await self.store.jobs.cancel_job(int(job_id))
+            job, exe = await self.store.jobs.cancel_job_and_exe(int(job_id))
         except JobNotFound:
             raise APIError(404, f"Job {job_id} does not exist") from None
         except InvalidTransition as exc:
             raise APIError(400, sentence(str(exc))) from None
-        self.write_json(await Serializer(self.store, self.base_url).job_details(job))
+        # A job run once: its one execution is the one just canceled, not read again.
+        exes = [exe] if exe is not None and job["num_exes"] == 1 else None
+        self.write_json(await Serializer(self.store, self.base_url).job_details(job, exes=exes))
 
 
 def json_repr(value) -> str:

@@ -41,7 +41,9 @@ class NewJobHandler(BaseHandler):
         data = body.get("job_data", {})
         if not isinstance(data, dict):
             raise APIError(400, 'Parameter must be a valid JSON object: "job_data"')
-        job_type = await self.store.job_types.get(type_id)
+        # Through this process's cache: a job type another server process deactivates is
+        # refused here within JobTypeStore.CACHE_SECONDS.
+        job_type = await self.store.job_types.cached(type_id)
         if job_type is None:
             raise APIError(404, f"Job type {type_id} does not exist")
         if not job_type["is_active"]:
@@ -54,18 +56,25 @@ class NewJobHandler(BaseHandler):
             data = validate_job_data(job_type["interface"], data, files)
         except InvalidJobData as exc:
             raise APIError(400, f"Invalid job data: {exc}") from None
-        for workspace_id in sorted(referenced_workspace_ids(data)):
-            check_int64("workspace_id", workspace_id)
-            if await self.store.files.get_workspace(workspace_id) is None:
-                raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
+        await self._check_workspaces(data)
         job, exe = await self._submit(job_type, data, files)
         wake_engine(self)
         # Scale's Location is the new execution; the body is the job, which Content-Location
         # names (RFC 9110 §8.7), so a client can follow either.
         self.set_header("Location", f"/job-executions/{exe['id']}/")
         self.set_header("Content-Location", f"/jobs/{job['id']}/")
-        self.write_json(await Serializer(self.store, self.base_url).job_details(job),
-                        status=201)
+        self.write_json(await Serializer(self.store, self.base_url).job_details(
+            job, exes=[exe], inputs=files), status=201)
+
+    async def _check_workspaces(self, data: dict) -> None:
+        """The workspaces the job data names exist (workspaces are never removed)."""
+        workspace_ids = sorted(referenced_workspace_ids(data))
+        for workspace_id in workspace_ids:
+            check_int64("workspace_id", workspace_id)
+        known = await self.store.files.cached_workspaces(workspace_ids)
+        for workspace_id in workspace_ids:
+            if workspace_id not in known:
+                raise APIError(400, f"Invalid job data: workspace {workspace_id} does not exist")
 
     async def _submit(self, job_type: dict, data: dict, files: dict) -> tuple[dict, dict]:
         """The job and its execution, written whole or not at all (store/jobs.py)."""

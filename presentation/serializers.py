@@ -195,15 +195,15 @@ class Serializer:
         """List rows: /jobs/ (Job), with `input_files` /jobs/updates/ (JobUpdate), with
         `latest_exe` /jobs/executions/ (JobWithExecution)."""
         store = self.store
-        job_types = await store.job_types.by_ids(j["job_type_id"] for j in jobs)
-        errors = await store.errors.by_ids(j["error_id"] for j in jobs)
+        job_types = await store.job_types.cached_by_ids(j["job_type_id"] for j in jobs)
+        errors = await store.errors.cached_by_ids(j["error_id"] for j in jobs)
         extras: list[dict] = [{} for _ in jobs]
         model = m.Job
         if input_files:
             model = m.JobUpdate
             files = await store.files.files_by_ids(
                 i for j in jobs for i in j.get("input_file_ids", ()))
-            workspaces = await store.files.workspaces_by_ids(
+            workspaces = await store.files.cached_workspaces(
                 f["workspace_id"] for f in files.values())
             for extra, job in zip(extras, jobs, strict=True):
                 extra["input_files"] = [file_base(files[i], workspaces, self.base_url)
@@ -217,17 +217,30 @@ class Serializer:
         return [shape(model, job, **self._job_values(job, job_types, errors), **extra)
                 for job, extra in zip(jobs, extras, strict=True)]
 
-    async def job_details(self, job: dict) -> dict:
+    async def job_details(self, job: dict, exes: list[dict] | None = None,
+                          inputs: dict[int, dict] | None = None) -> dict:
+        """Job details; `exes` (newest first) and `inputs` ({id: file}) when the caller already
+        holds all of them (a submission), so they are not read again. Job types, revisions,
+        errors and workspaces come through this process's caches (store/cache.py); the event's
+        description from the job itself (written there since issue 13; older jobs read it).
+        Products are read only for a job one of whose executions started: the engine writes
+        them while an execution runs."""
         store = self.store
-        job_type = await store.job_types.get(job["job_type_id"])
+        job_type = await store.job_types.cached(job["job_type_id"])
         rev = await store.job_types.get_revision(job["job_type_rev_id"])
-        event = await store.jobs.get_event(job["event"]["id"]) or job["event"]
-        error = await store.errors.get(job["error_id"]) if job["error_id"] else None
-        exes = await store.jobs.exes_for_job(job["id"])
+        event = job["event"] if "description" in job["event"] else \
+            await store.jobs.get_event(job["event"]["id"]) or job["event"]
+        error = (await store.errors.cached_by_ids([job["error_id"]])).get(job["error_id"]) \
+            if job["error_id"] else None
+        if exes is None:
+            exes = await store.jobs.exes_for_job(job["id"])
         data = job.get("data") or {}
-        inputs_by_id = await store.files.files_by_ids(referenced_file_ids(data))
-        products = await store.files.products_of_job(job["id"])
-        workspaces = await store.files.workspaces_by_ids(
+        if inputs is None:
+            inputs = await store.files.files_by_ids(referenced_file_ids(data))
+        inputs_by_id = inputs
+        products = await store.files.products_of_job(job["id"]) \
+            if any(e.get("started") is not None for e in exes) else []
+        workspaces = await store.files.cached_workspaces(
             [f["workspace_id"] for f in inputs_by_id.values()]
             + [p["workspace_id"] for p in products])
         files_json = {i: file_base(f, workspaces, self.base_url) for i, f in inputs_by_id.items()}

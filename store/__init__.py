@@ -19,10 +19,10 @@ class Store:
     reaches `db` (tests and the store's own modules do)."""
 
     def __init__(self, url: str, name: str = DEFAULTS.db_name,
-                 timeout_ms: int = DEFAULTS.store_timeout_ms, data_dir=None):
+                 timeout_ms: int = DEFAULTS.store_timeout_ms, data_dir=None, listeners=()):
         """`data_dir`: the embedded store's data folder, whose free space explains a failed
-        write (store/writes.py)."""
-        self.db = Database(url, name, timeout_ms)
+        write (store/writes.py); `listeners`: pymongo command listeners for its clients."""
+        self.db = Database(url, name, timeout_ms, listeners)
         self.writes = WriteHealth(self.db, data_dir)
         self.errors = ErrorStore(self.db)
         self.files = FileStore(self.db)

@@ -6,6 +6,7 @@ right: integer `id` fields beside `_id` (sorted on, never `_id`; jobs and execut
 counts with `$match` + `$count`, no `$lookup`/`$facet`/`$setOnInsert`, no `$push` of subdocuments.
 """
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -26,6 +27,16 @@ A, D = ASCENDING, DESCENDING
 # field named `id` (its one-field index gets the name of its own `_id` index and is skipped), so a
 # lookup by `id` scans the table (about 40 ms at 100,000 jobs) while one by `_id` takes 0.5 ms.
 ID_KEYED = ("jobs", "job_exes")
+
+# Collections whose ids a process takes from a block it reserved with one findAndModify
+# (ID_BLOCK ids), instead of one findAndModify per id: the three a submission writes. Ids stay
+# unique across processes (each block is reserved atomically); a block left unused when the
+# process stops is a gap, and ids of two processes interleave, so ids are unique and increase
+# within one process but are neither gap-free nor in creation order across processes. Their
+# documents get `_id` = `id`, so even after a counters document was lost while a block was out
+# (the counter is then rebuilt from the highest id present), the store refuses a repeated id.
+BLOCK_ALLOCATED = ("jobs", "job_exes", "trigger_events")
+ID_BLOCK = 100
 
 # Equality fields first, then the sort field, then `id` as the tie-breaker (equality-sort-range).
 INDEXES = {
@@ -75,7 +86,7 @@ class Database:
     """Owns the client; every store module reaches MongoDB through one of these."""
 
     def __init__(self, url: str, name: str = DEFAULTS.db_name,
-                 timeout_ms: int = DEFAULTS.store_timeout_ms):
+                 timeout_ms: int = DEFAULTS.store_timeout_ms, listeners=()):
         # With the store down (its connections reset, its port closed) every call fails after
         # `timeout_ms` of server selection: a 503, never a hang. connectTimeoutMS is also the
         # heartbeat timeout: a long bulk insert on nx-27017 must not make the monitor cancel every
@@ -85,9 +96,14 @@ class Database:
         self._url = url
         self._options: dict[str, Any] = {"serverSelectionTimeoutMS": timeout_ms,
                          "connectTimeoutMS": max(timeout_ms, 30000), "w": 1, "journal": True}
+        if listeners:  # pymongo command monitoring (tests/test_store_budget.py counts with it)
+            self._options["event_listeners"] = list(listeners)
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, **self._options)
         self.db = self.client[name]
         self.leftovers: list[tuple[str, dict]] = []  # see remove_leftover
+        # BLOCK_ALLOCATED: the ids this process reserved and has not handed out yet.
+        self._blocks: dict[str, range] = {}
+        self._block_locks: dict[str, asyncio.Lock] = {}
 
     def dedicated_client(self, **options) -> AsyncMongoClient[dict[str, Any]]:
         """A client with one connection of its own, for a cursor that must outlive what other
@@ -149,15 +165,30 @@ class Database:
         return (await self.next_ids(name, 1))[0]
 
     async def next_ids(self, name: str, count: int) -> range:
-        """Reserve `count` consecutive ids. A counter that is missing (a collection outside
-        COUNTED, or a counters document lost while running) is first rebuilt from the highest
-        id present, never restarted at 1: nx-27017 cannot enforce a unique index on `id`.
+        """Reserve `count` consecutive ids. In BLOCK_ALLOCATED collections they come from this
+        process's block; a block too short for `count` is dropped (its ids are a gap) and a
+        new one of `count` + ID_BLOCK is reserved in the same findAndModify."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        if name not in BLOCK_ALLOCATED:
+            return await self._reserve(name, count)
+        lock = self._block_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            block = self._blocks.get(name, range(0))
+            if len(block) < count:
+                block = await self._reserve(name, count + ID_BLOCK)
+            self._blocks[name] = block[count:]
+            return block[:count]
+
+    async def _reserve(self, name: str, count: int) -> range:
+        """Reserve `count` consecutive ids from the store's counter. A counter that is missing
+        (a collection outside COUNTED, or a counters document lost while running) is first
+        rebuilt from the highest id present, never restarted at 1: nx-27017 cannot enforce a
+        unique index on `id`.
 
         nx-27017 answers a failed findAndModify as "no such counter", so the increment is tried
         once more with the counter known to exist (seen, or made here): None again is a write
         the store failed, StoreWriteFailed."""
-        if count < 1:
-            raise ValueError(f"count must be at least 1, not {count}")
         doc = await self._increment(name, count)
         if doc is None:
             if await self.db.counters.find_one({"_id": name}, {"_id": 1}) is None:

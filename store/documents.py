@@ -20,6 +20,7 @@ class JobEvent(TypedDict):
     type: str
     rule_id: int | None
     occurred: int
+    description: NotRequired[dict]  # written since issue 13 (job details show it)
 
 
 class JobDoc(TypedDict):

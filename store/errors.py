@@ -4,6 +4,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core.model import ERROR_CATEGORIES
 from core.times import now_ms
+from store.cache import Cache
 from store.db import Database
 from store.reads import find_all, find_page
 
@@ -11,6 +12,8 @@ from store.reads import find_all, find_page
 class ErrorStore:
     def __init__(self, db: Database):
         self.db = db
+        # Errors are never changed once written (only added): a minute keeps a restore's in view.
+        self._cache = Cache(60.0)
 
     async def list_errors(self, page: int, page_size: int) -> tuple[int, list[dict]]:
         count = await self.db.count("errors", {})
@@ -23,6 +26,10 @@ class ErrorStore:
     async def by_ids(self, ids) -> dict[int, dict]:
         """{id: error} for the known ones among `ids` (None ignored)."""
         return await self.db.by_ids("errors", ids)
+
+    async def cached_by_ids(self, ids) -> dict[int, dict]:
+        """`by_ids` through this process's cache (store/cache.py)."""
+        return await self._cache.many(ids, self.by_ids)
 
     async def by_name(self, name: str) -> dict | None:
         return await self.db["errors"].find_one({"name": name})

@@ -5,6 +5,7 @@ import uuid
 from pymongo.errors import DuplicateKeyError
 
 from core.times import now_ms
+from store.cache import Cache
 from store.db import Database
 from store.reads import find_all
 
@@ -16,6 +17,8 @@ class WorkspaceExists(ValueError):
 class FileStore:
     def __init__(self, db: Database):
         self.db = db
+        # Workspaces are never changed once written (only added).
+        self._workspaces = Cache(60.0)
 
     async def create_workspace(self, name: str, title: str | None, base_path: str,
                                description: str | None = None) -> dict:
@@ -36,6 +39,10 @@ class FileStore:
 
     async def workspaces_by_ids(self, ids) -> dict[int, dict]:
         return await self.db.by_ids("workspaces", ids)
+
+    async def cached_workspaces(self, ids) -> dict[int, dict]:
+        """`workspaces_by_ids` through this process's cache (store/cache.py)."""
+        return await self._workspaces.many(ids, self.workspaces_by_ids)
 
     async def list_workspaces(self) -> list[dict]:
         return await find_all(self.db["workspaces"], {})

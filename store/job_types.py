@@ -4,6 +4,7 @@ from collections.abc import Awaitable, Callable
 
 from core.model import JOB_TYPE_DEFAULTS, JobStatus
 from core.times import now_ms
+from store.cache import Cache
 from store.db import Database, time_span
 from store.documents import JOB_TYPE_FLAGS, with_flags
 from store.reads import aggregate_all, find_all, find_page
@@ -20,8 +21,14 @@ class JobTypeStore:
     ORDER_FIELDS = ("id", "name", "version", "title", "category", "priority", "created",
                     "last_modified", "is_paused")
 
+    # How long another server process's change to a job type may go unseen by the answers
+    # that embed it (this process's own changes are seen at once).
+    CACHE_SECONDS = 2.0
+
     def __init__(self, db: Database):
         self.db = db
+        self._cache = Cache(self.CACHE_SECONDS)
+        self._revisions = Cache(None)  # a revision never changes
 
     async def create(self, name: str, version: str, interface: dict, fields: dict) -> dict:
         """Insert the type and its revision 1; `fields` holds the editable fields given."""
@@ -39,6 +46,8 @@ class JobTypeStore:
              "created": now},
             lambda: self.db["job_types"].insert_one(doc),
             lambda: self._exists({"id": type_id}))
+        self._revisions.put(rev_id, {"id": rev_id, "job_type_id": type_id, "revision_num": 1,
+                                     "interface": interface, "created": now})
         return doc
 
     async def update(self, job_type: dict, fields: dict, interface: dict | None) -> dict:
@@ -46,6 +55,7 @@ class JobTypeStore:
         now = now_ms()
         changes = dict(fields)
         revision = None
+        self._cache.drop(job_type["id"])
         if interface is not None and interface != job_type["interface"]:
             rev_num = job_type["revision_num"] + 1
             rev_id = await self.db.next_id("job_type_revs")
@@ -60,6 +70,7 @@ class JobTypeStore:
             lambda: self.db["job_types"].update_one({"id": job_type["id"]}, {"$set": changes}),
             lambda: self._exists({"id": job_type["id"],
                                   "job_type_rev_id": changes.get("job_type_rev_id")}))
+        self._cache.drop(job_type["id"])
         return {**job_type, **changes}
 
     async def _with_revision(self, revision: dict | None, write: Callable[[], Awaitable],
@@ -92,7 +103,22 @@ class JobTypeStore:
         return found
 
     async def get_revision(self, rev_id: int) -> dict | None:
-        return await self.db["job_type_revs"].find_one({"id": rev_id})
+        """A revision, from this process's cache once read (revisions never change)."""
+        cached = self._revisions.get(rev_id)
+        if cached is not None:
+            return cached
+        doc = await self.db["job_type_revs"].find_one({"id": rev_id})
+        return doc if doc is None else self._revisions.put(rev_id, doc)
+
+    async def cached(self, type_id: int) -> dict | None:
+        """`get` through this process's cache: another process's change to the job type shows
+        after at most CACHE_SECONDS. For answers that embed a job type and for submissions,
+        never for a decision another process's write must not race (those read the store)."""
+        return (await self.cached_by_ids([type_id])).get(type_id)
+
+    async def cached_by_ids(self, ids) -> dict[int, dict]:
+        """`by_ids` through this process's cache (see `cached`)."""
+        return await self._cache.many(ids, self.by_ids)
 
     async def ids_matching(self, names=(), categories=()) -> set[int]:
         """Resolve name/category filters to ids through the small job_types collection."""

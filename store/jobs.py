@@ -5,12 +5,18 @@ the filter), so a status change is written once, atomically, with `last_status_c
 `last_modified`, and two server processes can never both make it.
 """
 
+import asyncio
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import (
+    BulkWriteError,
+    OperationFailure,
+    WriteError,
+)
 
 from core.model import (
     CANCELABLE_JOB_STATUSES,
@@ -55,11 +61,29 @@ MAX_COUNT_SPLITS = 64
 # keeps changing under it.
 CONDITION_RETRIES = 5
 
+# The cancelable statuses but BLOCKED are exactly those that sort after COMPLETED: one range
+# condition, which every store evaluates on the one document named (cancel_job_and_exe).
+CANCEL_RANGE = {"$gt": JobStatus.COMPLETED}
+if {s for s in JobStatus if s > JobStatus.COMPLETED} != \
+        set(CANCELABLE_JOB_STATUSES) - {JobStatus.BLOCKED}:
+    raise AssertionError("CANCEL_RANGE no longer matches CANCELABLE_JOB_STATUSES")
+
 
 def match_any(values):
     """Plain equality for one value (nx-27017 uses its indexes only for equality), else `$in`."""
     values = sorted(set(values))
     return values[0] if len(values) == 1 else {"$in": values}
+
+
+@dataclass
+class _Record:
+    """One submission waiting to be written (JobStore._submit): its new event (None when it
+    joins an existing one), execution and job, and the future its caller awaits."""
+
+    event: dict | None
+    exe: ExeDoc
+    job: JobDoc
+    done: asyncio.Future
 
 
 class JobNotFound(LookupError):
@@ -99,6 +123,8 @@ class JobStore:
         self.job_types = job_types
         self.jobs = db["jobs"]
         self.exes = db["job_exes"]
+        self._pending: list[_Record] = []  # submissions waiting for _write_batches
+        self._writer: asyncio.Task | None = None  # the running _write_batches, if any
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -314,8 +340,10 @@ class JobStore:
             "job_type_name": job_type["name"],
             "job_type_version": job_type["version"], "job_type_rev_id": job_type["job_type_rev_id"],
             "job_type_rev_num": job_type["revision_num"],
+            # The event's description too: it never changes, and job details show it.
             "event": {"id": event["id"], "type": event["type"], "rule_id": None,
-                      "occurred": event["occurred"]},
+                      "occurred": event["occurred"],
+                      "description": event.get("description", {})},
             "error_id": None, "status": JobStatus.PENDING, "priority": job_type["priority"],
             "num_exes": 0, "timeout": job_type["timeout"], "max_tries": job_type["max_tries"],
             "cpus_required": max(float(job_type["cpus_required"]), MIN_CPUS),
@@ -333,7 +361,7 @@ class JobStore:
     async def create_event(self, event_type: str, description: dict) -> dict:
         event = self._new_event(await self.db.next_id("trigger_events"), event_type,
                                 description)
-        await self.db["trigger_events"].insert_one(event)
+        await self.db["trigger_events"].insert_one({"_id": event["id"], **event})
         return event
 
     async def submit_user_job(self, job_type: dict, data: dict, command_arguments: str,
@@ -367,32 +395,124 @@ class JobStore:
         the commit point, written last, so a job is never seen QUEUED without its execution.
         When any write fails, what was written of the record is deleted (store/writes.py
         undo_partial): no execution or event is left without its job. A document the store
-        cannot encode raises Unstorable."""
-        written: list[tuple[str, dict]] = []
+        cannot encode raises Unstorable.
+
+        Submissions made while earlier ones are being written are written together (group
+        commit, _write_batches): one insert per collection for all of them, at most three
+        commands per batch however many it holds; each caller is answered once its own job is
+        in the store."""
         job_id = await self.db.next_id("jobs")
+        new_event = None
+        if event is None:
+            new_event = event = self._new_event(await self.db.next_id("trigger_events"),
+                                                "USER", {"user": "Anonymous"})
+        when = now_ms()
+        job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids, disk_in_mb)
+        exe = self._new_exe(await self.db.next_id("job_exes"), job, when, command_arguments)
+        job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
+                    "latest_exe_id": exe["id"]})
+        record = _Record(new_event, exe, job, asyncio.get_running_loop().create_future())
+        self._pending.append(record)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_batches())
+        return await record.done
+
+    async def _write_batches(self) -> None:
+        """Write what is pending, batch after batch, until nothing is: one batch at a time,
+        and the next holds everything submitted while the last was being written."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write_batch(batch)
+            except BaseException as exc:  # each caller gets it, never lost
+                for record in batch:
+                    if not record.done.done():
+                        record.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+    async def _write_batch(self, batch: list["_Record"]) -> None:
+        """Events and executions side by side, then the jobs of the records whose both were
+        written; each record's failure undone as one submission's would be."""
+        failed: dict[int, BaseException] = {}
+        events = [(i, r.event) for i, r in enumerate(batch) if r.event is not None]
+        exes = [(i, {"_id": r.exe["id"], **r.exe}) for i, r in enumerate(batch)]
+        first = [self._insert_many(self.db["trigger_events"],
+                                   [(i, {"_id": e["id"], **e}) for i, e in events]),
+                 self._insert_many(self.exes, exes)]
+        for outcome in await asyncio.gather(*first, return_exceptions=True):
+            if isinstance(outcome, BaseException):  # for all of them: undone below
+                failed.update((i, outcome) for i in range(len(batch)))
+            else:
+                failed.update(outcome)
+        if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
+            return await self._one_by_one(batch, failed)
+        jobs = [(i, r.job) for i, r in enumerate(batch) if i not in failed]
         try:
-            if event is None:
-                event = self._new_event(await self.db.next_id("trigger_events"), "USER",
-                                        {"user": "Anonymous"})
-                written.append(("trigger_events", {"id": event["id"]}))
-                await self.db["trigger_events"].insert_one(event)
-            when = now_ms()
-            job = self.new_job_doc(job_id, job_type, data, event, when, input_file_ids,
-                                   disk_in_mb)
-            exe = self._new_exe(await self.db.next_id("job_exes"), job, when,
-                                command_arguments)
-            written.append(("job_exes", {"_id": exe["id"]}))
-            await self.exes.insert_one({"_id": exe["id"], **exe})
-            job.update({"status": JobStatus.QUEUED, "queued": when, "num_exes": 1,
-                        "latest_exe_id": exe["id"]})
-            await self.jobs.insert_one(job)
-        except BaseException as exc:
-            await undo_partial(self.db, exc, written, lambda: self._exists(self.jobs, job_id))
-            problem = unstorable(exc)
-            if problem is not None:
-                raise problem from exc
-            raise
-        return job, exe
+            failed.update(await self._insert_many(self.jobs, jobs))
+        except Exception as exc:  # noqa: BLE001 (undone below, each caller gets it)
+            failed.update((i, exc) for i, _ in jobs)
+        if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
+            return await self._one_by_one(batch, failed)
+        for i, record in enumerate(batch):
+            error = failed.get(i)
+            if error is not None:
+                error = await self._undo(record, error)
+            if record.done.done():  # its caller gave up waiting
+                continue
+            if error is None:
+                record.done.set_result((record.job, record.exe))
+            else:
+                record.done.set_exception(error)
+
+    async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
+        """Delete what was written of a record whose write failed with `error` (unless its job
+        was written after all and only the answer was lost); the error its caller gets."""
+        written = ([("trigger_events", {"id": record.event["id"]})] if record.event else []) \
+            + [("job_exes", {"_id": record.exe["id"]})]
+        job_id = record.job["id"]
+        await undo_partial(self.db, error, written, lambda: self._exists(self.jobs, job_id))
+        return unstorable(error) or error
+
+    async def _one_by_one(self, batch: list["_Record"], failed: dict) -> None:
+        """A batch one of whose documents cannot be encoded (refused whole, before anything
+        was sent): what was written of it goes, and each record is written alone, so only the
+        bad one fails."""
+        for record in batch:
+            if record.event is not None:
+                await self.db.remove_leftover("trigger_events", {"id": record.event["id"]})
+            await self.db.remove_leftover("job_exes", {"_id": record.exe["id"]})
+        for record in batch:
+            try:
+                await self._write_batch([record])
+            except BaseException as exc:  # noqa: BLE001 (the caller gets it)
+                if not record.done.done():
+                    record.done.set_exception(exc)
+
+    @staticmethod
+    async def _insert_many(collection, docs: Sequence[tuple[int, Mapping[str, Any]]]
+                           ) -> dict[int, BaseException]:
+        """Insert the (record index, document) pairs in one unordered insert (insert_one for
+        one); {index: error} for the documents the store refused. Any other failure (the connection, a document
+        pymongo cannot encode: nothing sent) is raised for all of them."""
+        if not docs:
+            return {}
+        if len(docs) == 1:
+            index, doc = docs[0]
+            try:
+                await collection.insert_one(doc)
+            except OperationFailure as exc:  # a write the store refused (WriteError, full disk)
+                return {index: exc}
+            return {}
+        try:
+            await collection.insert_many([doc for _, doc in docs], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors:
+                raise
+            return {docs[err["index"]][0]: WriteError(err.get("errmsg", ""), err.get("code"),
+                                                     err) for err in errors}
+        return {}
 
     @staticmethod
     async def _exists(collection, doc_id: int) -> bool:
@@ -556,23 +676,52 @@ class JobStore:
                       "last_status_change": when, "last_modified": when}})
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
-        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution.
+        """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
+        return (await self.cancel_job_and_exe(job_id, when))[0]
 
-        Only a FAILED job has an error (Scale's update_status), so canceling clears it.
-        """
+    async def cancel_job_and_exe(self, job_id: int,
+                                 when: int | None = None) -> tuple[dict, dict | None]:
+        """cancel_job: the job as written, and its execution if this canceled one.
+
+        First one findAndModify on the job for the statuses that sort after COMPLETED
+        (CANCEL_RANGE: a plain range, which nx-27017 evaluates in SQL on the document `_id`
+        names, unlike `$in`), answering the job as it was, so the execution to finish is known
+        without reading either: a QUEUED or RUNNING job's latest execution is updated on that
+        same status, by equality. Anything else (BLOCKED, a final status, no such `_id`, a write
+        the store failed) takes the general path: read, then update on the status read."""
         when = now_ms() if when is None else when
-        job = await self._update_one(
-            self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
-            {"$set": {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
-                      "last_status_change": when, "last_modified": when}})
-        if job is None:
-            current = await self._find_one(self.jobs, job_id, None, {"status": 1})
-            if current is None:
-                raise JobNotFound(f"job {job_id} does not exist")
-            raise InvalidTransition(cancel_refusal(job_id, current["status"]))
-        if job.get("latest_exe_id") is not None:
-            await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
-        return job
+        changes = {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
+                   "last_status_change": when, "last_modified": when}
+        before = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": CANCEL_RANGE}, {"$set": changes},
+            return_document=ReturnDocument.BEFORE)
+        if before is None:
+            job = await self._update_one(
+                self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
+                {"$set": changes})
+            if job is None:
+                current = await self._find_one(self.jobs, job_id, None, {"status": 1})
+                if current is None:
+                    raise JobNotFound(f"job {job_id} does not exist")
+                raise InvalidTransition(cancel_refusal(job_id, current["status"]))
+            exe = None
+            if job.get("latest_exe_id") is not None:
+                exe = await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
+            return job, exe
+        job = {**before, **changes}
+        exe_id = job.get("latest_exe_id")
+        exe = None
+        if exe_id is not None and before["status"] in (JobStatus.QUEUED, JobStatus.RUNNING):
+            exe = await self.exes.find_one_and_update(
+                {"_id": exe_id, "status": before["status"]},
+                {"$set": {"status": ExeStatus.CANCELED, "ended": when, "last_modified": when,
+                          "error_id": None}}, return_document=AFTER)
+        if exe is None and exe_id is not None and before["status"] != JobStatus.FAILED:
+            # A claim cut off between its two writes, an execution without `_id`, a PENDING
+            # job's: finished only if it is not already. A FAILED job's execution is finished
+            # before the job is (fail_execution).
+            exe = await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
+        return job, exe
 
     async def requeue_job(self, job_id: int, priority: int | None = None,
                           command_arguments: str = "", when: int | None = None) -> dict | None:

@@ -7,7 +7,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core.model import BUILTIN_ERRORS
 from store import Store
-from store.db import INDEXES, UNIQUE
+from store.db import ID_BLOCK, INDEXES, UNIQUE
 
 
 @pytest.mark.gen_test
@@ -79,8 +79,31 @@ async def test_concurrent_next_id_callers_never_share_an_id(store, backend):
         ranges = await asyncio.gather(*(store.db.next_ids("jobs", 3) for _ in range(4)))
     finally:
         await other.close()
-    assert sorted(ids) == list(range(1, 21))
-    assert sorted(i for r in ranges for i in r) == list(range(21, 33))
+    # Unique, not gap-free: each process takes its ids from a block it reserved (store/db.py
+    # BLOCK_ALLOCATED), and a range of `next_ids` is consecutive.
+    taken = ids + [i for r in ranges for i in r]
+    assert len(set(taken)) == len(taken) == 32
+    assert all(r == range(r[0], r[0] + 3) for r in ranges)
+    mine, theirs = ids[0::2], ids[1::2]
+    assert mine == sorted(mine) and theirs == sorted(theirs)
+
+
+@pytest.mark.gen_test
+async def test_submission_ids_come_in_blocks_and_other_ids_one_by_one(store):
+    """One findAndModify on the counter per ID_BLOCK jobs; the counter is ahead of every id
+    handed out, so a restart (which drops the block) never repeats one."""
+    first = [await store.db.next_id("jobs") for _ in range(ID_BLOCK)]
+    assert first == list(range(1, ID_BLOCK + 1))
+    counter = await store.db["counters"].find_one({"_id": "jobs"})
+    assert counter["seq"] == ID_BLOCK + 1
+    restarted = Store(store.db._url, store.db.db.name)
+    try:
+        assert await restarted.db.next_id("jobs") == ID_BLOCK + 2
+    finally:
+        await restarted.close()
+    assert await store.db.next_id("jobs") == ID_BLOCK + 1
+    assert [await store.db.next_id("workspaces") for _ in range(3)] == [1, 2, 3]
+    assert (await store.db["counters"].find_one({"_id": "workspaces"}))["seq"] == 3
 
 
 async def indexes_of(store, collection: str) -> dict[tuple, bool]:

@@ -20,6 +20,7 @@ from pymongo.errors import PyMongoError
 
 from core.model import BUILTIN_ERRORS
 from store import Store
+from store.db import ID_BLOCK
 from store.embedded import EmbeddedMongo
 from store.jobs import JobFilter
 from store.reads import IncompleteRead, StoreWriteFailed, aggregate_all, find_all, find_page
@@ -349,9 +350,14 @@ async def test_queue_raises_and_removes_its_execution_when_the_job_write_fails(s
 async def test_next_ids_raises_when_the_store_fails_the_increment(store, backend):
     await store.db.next_id("jobs")
     await store.db["counters"].update_one({"_id": "jobs"}, {"$set": {"seq": "seven"}})
-    with pytest.raises(PyMongoError) as excinfo:
-        await store.db.next_id("jobs")
+    with pytest.raises(PyMongoError) as excinfo:  # more than this process's block holds
+        await store.db.next_ids("jobs", ID_BLOCK + 1)
     assert_write_failed(backend, excinfo, "counters jobs")
+    await store.db.next_id("files")
+    await store.db["counters"].update_one({"_id": "files"}, {"$set": {"seq": "seven"}})
+    with pytest.raises(PyMongoError) as excinfo:
+        await store.db.next_id("files")
+    assert_write_failed(backend, excinfo, "counters files")
 
 
 @pytest.mark.gen_test
