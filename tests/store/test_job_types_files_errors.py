@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.model import JOB_TYPE_DEFAULTS
+from core.model import BUILTIN_ERRORS, JOB_TYPE_DEFAULTS
 from store.job_types import JobTypeExists
 
 T1, T2, T3 = 1_700_000_001_000, 1_700_000_002_000, 1_700_000_003_000
@@ -197,13 +197,16 @@ async def test_user_errors(store):
     stored = await store.errors.get(created["id"])
     assert {k: stored[k] for k in ("id", "name", "title", "description", "category",
                                    "is_builtin")} == {
-        "id": 13, "name": "bad-input", "title": "Bad input", "description": "The input was bad.",
+        "id": len(BUILTIN_ERRORS) + 1, "name": "bad-input", "title": "Bad input",
+        "description": "The input was bad.",
         "category": "DATA", "is_builtin": False}
     with pytest.raises(ValueError, match='error named "bad-input" already exists'):
         await store.errors.create("bad-input", None, None, "DATA")
     with pytest.raises(ValueError, match="category must be one of SYSTEM, ALGORITHM, DATA"):
         await store.errors.create("odd", None, None, "OTHER")
     assert await store.errors.by_name("odd") is None
-    assert "bad-input" in await store.errors.names() and len(await store.errors.names()) == 13
+    builtin = len(BUILTIN_ERRORS)
+    assert "bad-input" in await store.errors.names() and len(await store.errors.names()) == \
+        builtin + 1
     count, rows = await store.errors.list_errors(2, 10)
-    assert (count, [r["id"] for r in rows]) == (13, [11, 12, 13])
+    assert (count, [r["id"] for r in rows]) == (builtin + 1, list(range(11, builtin + 2)))
