@@ -2,6 +2,7 @@
 the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
 add live updates and the actions (which call the REST API)."""
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlencode
@@ -28,7 +29,10 @@ TIME_PRESETS = (("PT1H", "Last hour"), ("PT6H", "Last 6 hours"), ("PT24H", "Last
 # Sortable columns of the jobs table: (heading, API order name).
 JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"),
                ("Priority", "priority"), ("Runs", "num_exes"), ("Created", "created"),
+               ("Started", "started"), ("Ended", "ended"),
                ("Status changed", "last_status_change"), ("Last modified", "last_modified"))
+# The longest search text the jobs page accepts.
+MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
 PAGE_SIZES = (25, 50, 100, 250, 1000)
 
@@ -193,12 +197,27 @@ class JobsPage(DashboardPage):
                 field_errors[name if name in ("started", "ended") else "form"] = exc.message
         page, page_size = self.parse_page()
         order = job_order(self.order_arguments)
+        q = self.get_query_argument("q", "").strip()
+        truncated = False
+        if len(q) > MAX_SEARCH:
+            field_errors["q"] = f"Search text is {len(q)} characters; at most {MAX_SEARCH}."
+        elif q and not field_errors:
+            found = await self.store.search.job_ids(q)
+            truncated = found.truncated
+            ids = set(found.job_ids)
+            flt.job_ids = [i for i in flt.job_ids if i in ids] if flt.job_ids else found.job_ids
+        filter_body = None
         if not field_errors:
-            count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
-                                                          LIST_PROJECTION)
+            if q and not flt.job_ids:
+                count, jobs = 0, []
+            else:
+                count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
+                                                              LIST_PROJECTION)
             if page > 1 and (page - 1) * page_size >= count:
                 raise APIError(404, f"page {page} is past the last page of {count} results")
-            rows = await Serializer(self.store, self.base_url).job_rows(jobs)
+            rows = [row_cells(r, self.started_at) for r in await Serializer(
+                self.store, self.base_url).job_rows(jobs, latest_exe=True)]
+            filter_body = requeue_body(flt) if count else None
         else:
             self.set_status(400)
         all_types = await self.store.job_types.all_job_types()
@@ -222,7 +241,8 @@ class JobsPage(DashboardPage):
             custom_ended=local_input(ended[-1]) if ended else "", ended=bool(ended),
             field_errors=field_errors, raw_started=custom[-1] if custom else "",
             raw_ended=ended[-1] if ended else "",
-            page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
+            page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders, q=q,
+            truncated=truncated, filter_json=json.dumps(filter_body) if filter_body else "",
             explicit_order=self.query_strings("order"),
             page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 
@@ -240,6 +260,41 @@ class JobsPage(DashboardPage):
             columns.append({"label": label, "name": name, "direction": direction,
                             "url": self.url_with(order=target, page=None)})
         return columns
+
+
+def requeue_body(flt) -> dict:
+    """The filter as POST /queue/requeue-jobs/ reads it (GET /jobs/ reads the same names,
+    singular): what the page's bulk actions send for "all matching the filter"."""
+    body: dict = {}
+    for name, values in (("status", flt.statuses), ("job_ids", flt.job_ids),
+                         ("job_type_ids", flt.job_type_ids),
+                         ("job_type_names", flt.job_type_names),
+                         ("job_type_categories", flt.job_type_categories)):
+        if values:
+            body[name] = list(values)
+    if flt.started is not None:
+        body["started"] = format_ms(flt.started)
+    if flt.ended is not None:
+        body["ended"] = format_ms(flt.ended)
+    return body
+
+
+def row_cells(row: dict, now: int) -> dict:
+    """A /jobs/executions/ row with what the jobs table shows beyond it: the duration (ticking
+    while it runs), the running job's elapsed seconds against its timeout, and the failing exit
+    code of its latest execution."""
+    started = parse_instant(row["started"]) if row.get("started") else None
+    ended = parse_instant(row["ended"]) if row.get("ended") else None
+    running = row["status"] == "RUNNING" and started is not None
+    duration = None
+    if started is not None and (ended is not None or running):
+        duration = elapsed_text(max(0, (ended if ended is not None else now) - started) / 1000)
+    exe = row.get("latest_job_exe") or {}
+    codes = [exe.get(f"{p}_exit_code") for p in ("pre", "job", "post")]
+    exit_code = next((c for c in codes if c not in (None, 0)), None)
+    elapsed = round((now - started) / 1000) if running and started is not None else None
+    return {**row, "duration": duration, "running": running, "exit_code": exit_code,
+            "elapsed_s": elapsed}
 
 
 def local_input(value: str) -> str:
