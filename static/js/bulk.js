@@ -110,7 +110,7 @@
   const bar = document.querySelector('[data-bulk]');
   const table = document.querySelector('table[data-jobs]');
   if (!bar || !table) return;
-  const total = Number(bar.dataset.count);
+  const total = Number(bar.dataset.bulkCount);
   const state = bar.querySelector('[data-bulk-state]');
   const selectAll = bar.querySelector('[data-bulk-all]');
   const clear = bar.querySelector('[data-bulk-clear]');

@@ -25,6 +25,7 @@
   let pending = new Map();
   let scheduled = false;
   let outside = 0;
+  const searching = !!new URLSearchParams(window.location.search).get('q');
 
   function cell(className, label) {
     const td = document.createElement('td');
@@ -293,7 +294,8 @@
       if (trValue(tr) !== before) resort(tr);
       return;
     }
-    if (!matches) return;
+    // A search's matches are resolved by the server: live updates only refresh its rows.
+    if (!matches || searching) return;
     const isNew = row.created >= started;
     // Counted once: a new job, or (one status filtered) a job that just entered that status.
     if ((isNew || statuses.length === 1) && countEl) {
@@ -339,7 +341,7 @@
       for (const el of form.elements) {
         const value = el.value || '';
         const unused = !value.trim() || value === el.dataset.default;
-        const typed = el.type === 'text' || el.type === 'datetime-local' || el.tagName === 'SELECT';
+        const typed = el.type === 'text' || el.type === 'search' || el.type === 'datetime-local' || el.tagName === 'SELECT';
         if (el.name && typed && unused) el.disabled = true;
       }
       window.addEventListener('pageshow', function () {
@@ -351,7 +353,7 @@
   const hasEnd = new URLSearchParams(window.location.search).get('ended');
   if (!hasEnd && !('invalid' in table.dataset)) {
     J.live({
-      params: J.pageParams(['status', 'page', 'page_size', 'order', 'started', 'ended']),
+      params: J.pageParams(['status', 'page', 'page_size', 'order', 'started', 'ended', 'q']),
       started: started, onUpdates: applyUpdates,
     });
   }

@@ -24,10 +24,13 @@ async def shown_ids(page) -> list[int]:
 def accept_dialogs(page) -> list[str]:
     """Accept every confirm; the messages, in order."""
     messages: list[str] = []
+    pending: set = set()
 
     def on_dialog(dialog):
         messages.append(dialog.message)
-        asyncio.ensure_future(dialog.accept())
+        task = asyncio.ensure_future(dialog.accept())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
     page.on("dialog", on_dialog)
     return messages
 
@@ -58,10 +61,10 @@ async def test_bulk_cancel_of_selected_rows_states_the_count(base_url, make, api
         await expect(state).to_have_text("4 jobs selected")
         await page.get_by_role("button", name="Cancel selected").click()
         await expect(page.locator("[data-message]")).to_have_text("Canceled 3 jobs.")
-        assert dialogs == ["Cancel 3 jobs? 1 of the 4 selected cannot be canceled and stay as "
-                           "they are. Running executions are stopped."]
+        assert dialogs == [("Cancel 3 jobs? 1 of the 4 selected cannot be canceled and stay as "
+                            "they are. Running executions are stopped.")]
         await expect(state).to_have_text("No jobs selected")
-        assert await statuses(api, queued + [done]) == ["CANCELED"] * 3 + ["COMPLETED"]
+        assert await statuses(api, [*queued, done]) == ["CANCELED"] * 3 + ["COMPLETED"]
         # The rows follow: canceled jobs offer Requeue, no longer Cancel.
         row = page.locator(f'tr[data-job-id="{queued[0]}"]')
         await expect(row).to_have_attribute("data-status", "CANCELED")
@@ -87,7 +90,7 @@ async def test_bulk_requeue_of_all_jobs_matching_the_filter(base_url, make, api)
         await page.get_by_role("button", name="Requeue selected").click()
         await expect(page.locator("[data-message]")).to_have_text("Requeued 5 jobs.")
         assert dialogs == ["Requeue 5 jobs?"]
-    assert await statuses(api, failed + [other]) == ["QUEUED"] * 6
+    assert await statuses(api, [*failed, other]) == ["QUEUED"] * 6
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -103,7 +106,7 @@ async def test_requeue_all_failed_on_the_job_type_and_jobs_pages(base_url, make,
         await page.get_by_role("button", name="Requeue all failed").click()
         await expect(page.locator("[data-message]")).to_have_text("Requeued 2 of 2 failed jobs.")
         assert dialogs == ["Requeue all 2 failed jobs?"]
-        assert await statuses(api, a_failed + [a_done, b_failed]) == [
+        assert await statuses(api, [*a_failed, a_done, b_failed]) == [
             "QUEUED", "QUEUED", "COMPLETED", "FAILED"]
         await page.goto(f"{base_url}/dashboard/jobs")
         await page.get_by_role("button", name="Requeue all failed").click()
