@@ -3,6 +3,7 @@ the API, so each page shows exactly what its REST endpoint returns; small script
 add live updates and the actions (which call the REST API)."""
 
 import json
+import math
 import re
 from pathlib import Path
 from urllib.parse import urlencode
@@ -34,6 +35,10 @@ JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"
 # The longest search text the jobs page accepts.
 MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
+# The job type page's run statistics windows: name -> (ms, label).
+STATS_WINDOWS = {"1h": (HOUR_MS, "1 hour"), "24h": (24 * HOUR_MS, "24 hours"),
+                 "7d": (7 * 24 * HOUR_MS, "7 days")}
+DEFAULT_STATS_WINDOW = "24h"
 PAGE_SIZES = (25, 50, 100, 250, 1000)
 
 
@@ -297,6 +302,20 @@ def row_cells(row: dict, now: int) -> dict:
             "elapsed_s": elapsed}
 
 
+def percentile(sorted_ms: list[int], fraction: float) -> int:
+    """Nearest-rank percentile of sorted values."""
+    return sorted_ms[max(0, math.ceil(len(sorted_ms) * fraction) - 1)]
+
+
+def run_summary(stats: dict) -> dict:
+    """Run count, failure rate (of finished runs) and p50/p95 durations, as the page prints."""
+    runs, durations = stats["runs"], stats["durations"]
+    return {"runs": runs, "failed": stats["failed"], "capped": stats["capped"],
+            "failure_rate": f"{stats['failed'] / runs * 100:.1f}%" if runs else "—",
+            "p50": elapsed_text(percentile(durations, 0.5) / 1000) if durations else "—",
+            "p95": elapsed_text(percentile(durations, 0.95) / 1000) if durations else "—"}
+
+
 def local_input(value: str) -> str:
     """A `started`/`ended` value as a datetime-local input shows it (UTC, to the second); ""
     when it is not a datetime (a duration, or text that does not parse)."""
@@ -425,5 +444,12 @@ class JobTypePage(DashboardPage):
         mapping = sorted(((code, by_name.get(name), name) for code, name in
                           details["error_mapping"].get("exit_codes", {}).items()),
                          key=lambda row: int(row[0]) if row[0].lstrip("-").isdigit() else 0)
+        window = self.get_query_argument("window", DEFAULT_STATS_WINDOW)
+        if window not in STATS_WINDOWS:
+            raise APIError(400, f"window must be one of {', '.join(STATS_WINDOWS)}, "
+                                f"not '{window}'")
+        stats = run_summary(await self.store.job_types.run_stats(
+            job_type["id"], now - STATS_WINDOWS[window][0]))
         self.render_page("job_type.html", job_type=details, mapping=mapping,
-                         windows=COUNT_WINDOWS)
+                         windows=COUNT_WINDOWS, stats=stats, window=window,
+                         stats_windows=STATS_WINDOWS)

@@ -280,3 +280,44 @@ async def test_time_display_local_or_relative_is_remembered(base_url, make, stor
         await expect(page.locator("[data-time-note]")).to_have_text(
             "Times are relative; local and UTC on hover.")
 
+
+
+# -- per job type run statistics ---------------------------------------------------------------
+
+@pytest.mark.gen_test(timeout=90)
+async def test_job_type_run_count_failure_rate_and_percentiles_over_a_window(base_url, make,
+                                                                             store):
+    jt = await make.job_type("stats")
+    now = now_ms()
+    hour, day = 3600_000, 24 * 3600_000
+
+    async def run(seconds: float, ended_ago: int, failed: bool = False) -> None:
+        _, exe = await (make.failed(jt) if failed else make.completed(jt))
+        ended = now - ended_ago
+        await store.db["job_exes"].update_one({"id": exe["id"]}, {"$set": {
+            "started": ended - int(seconds * 1000), "ended": ended, "last_modified": ended}})
+
+    for seconds in (10, 20, 30, 40):
+        await run(seconds, 2 * hour)
+    await run(100, 2 * hour, failed=True)
+    await run(5, 2 * day)
+    stats = {}
+    async with chromium(base_url) as page:
+        await page.goto(f"{base_url}/dashboard/job-types/{jt['id']}")
+        section = page.locator("[data-run-stats]")
+        for window, heading in (("24 hours", "Runs in the last 24 hours"),
+                                ("7 days", "Runs in the last 7 days")):
+            await section.get_by_role("link", name=window).click()
+            await expect(section.locator("h2")).to_have_text(heading)
+            stats[window] = dict(zip(
+                await section.locator("dt").all_inner_texts(),
+                await section.locator("dd").all_inner_texts(), strict=True))
+        await section.get_by_role("link", name="1 hour").click()
+        await expect(section.locator("[data-stat=empty]")).to_have_text(
+            "No runs finished in the last 1 hour.")
+    assert stats["24 hours"] == {"Runs": "5", "Failed": "1", "Failure rate": "20.0%",
+                                 "Median duration (p50)": "30.0 s",
+                                 "95th percentile (p95)": "1 min 40 s"}
+    assert stats["7 days"] == {"Runs": "6", "Failed": "1", "Failure rate": "16.7%",
+                               "Median duration (p50)": "20.0 s",
+                               "95th percentile (p95)": "1 min 40 s"}

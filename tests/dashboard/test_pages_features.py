@@ -91,3 +91,14 @@ async def test_job_type_page_offers_requeue_all_failed_for_its_jobs(api, make):
     assert status == 200
     assert (f'<button type="button" class="btn" data-requeue-failed data-filter="{{&#34;'
             f'job_type_ids&#34;: [{jt["id"]}]}}">Requeue all failed</button>') in body
+
+
+@pytest.mark.gen_test
+async def test_job_type_stats_window_must_be_one_of_the_choices(api, make):
+    jt = await make.job_type("windowed")
+    status, body, _ = await api.get(f"/dashboard/job-types/{jt['id']}?window=2h")
+    assert status == 400
+    assert "window must be one of 1h, 24h, 7d, not &#39;2h&#39;" in body
+    status, body, _ = await api.get(f"/dashboard/job-types/{jt['id']}?window=7d")
+    assert status == 200
+    assert '<p class="subtle" data-stat="empty">No runs finished in the last 7 days.</p>' in body
