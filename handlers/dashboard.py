@@ -32,6 +32,9 @@ JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"
                ("Priority", "priority"), ("Runs", "num_exes"), ("Created", "created"),
                ("Started", "started"), ("Ended", "ended"),
                ("Status changed", "last_status_change"), ("Last modified", "last_modified"))
+# The jobs page's filters (the narrow screen's Filters button counts those in use).
+FILTER_NAMES = ("q", "status", "job_id", "job_type_id", "job_type_name", "job_type_category",
+                "started", "ended")
 # The longest search text the jobs page accepts.
 MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
@@ -246,6 +249,7 @@ class JobsPage(DashboardPage):
             custom_ended=local_input(ended[-1]) if ended else "", ended=bool(ended),
             field_errors=field_errors, raw_started=custom[-1] if custom else "",
             raw_ended=ended[-1] if ended else "",
+            active_filters=sum(bool(self.query_strings(name)) for name in FILTER_NAMES),
             page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders, q=q,
             truncated=truncated, filter_json=json.dumps(filter_body) if filter_body else "",
             explicit_order=self.query_strings("order"),

@@ -325,7 +325,13 @@
     if (typing) return;
     if (event.key === '/') {
       const search = document.querySelector('[data-search]');
-      if (search) { event.preventDefault(); search.focus(); search.select(); }
+      if (search) {
+        event.preventDefault();
+        const toggle = document.querySelector('[data-filters-toggle]');
+        if (search.offsetParent === null && toggle) toggle.click();
+        search.focus();
+        search.select();
+      }
     } else if (event.key === 'j' || event.key === 'k') {
       moveRow(event.key === 'j' ? 1 : -1);
     } else if (event.key === 'Enter' && !target.closest('a, button')) {

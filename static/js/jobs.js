@@ -329,6 +329,15 @@
   document.addEventListener('jobdeck:jobs', function (event) { applyUpdates(event.detail); });
 
   const form = document.querySelector('[data-filters]');
+  const filtersToggle = document.querySelector('[data-filters-toggle]');
+  if (form && filtersToggle) {
+    // Narrow screens: the filters collapse behind this button (CSS hides it on wide ones).
+    filtersToggle.addEventListener('click', function () {
+      const open = !form.classList.contains('filters-open');
+      form.classList.toggle('filters-open', open);
+      filtersToggle.setAttribute('aria-expanded', String(open));
+    });
+  }
   if (form) {
     // A preset range and a custom From are alternatives: choosing one clears the other, so
     // neither is dropped silently on submit.

@@ -321,3 +321,34 @@ async def test_job_type_run_count_failure_rate_and_percentiles_over_a_window(bas
     assert stats["7 days"] == {"Runs": "6", "Failed": "1", "Failure rate": "16.7%",
                                "Median duration (p50)": "20.0 s",
                                "95th percentile (p95)": "1 min 40 s"}
+
+
+# -- mobile ------------------------------------------------------------------------------------
+
+@pytest.mark.gen_test(timeout=90)
+async def test_filters_collapse_behind_a_button_at_360px(base_url, make):
+    jt = await make.job_type("narrow")
+    await make.queued(jt)
+    async with chromium(base_url, viewport={"width": 360, "height": 740}, is_mobile=True) as page:
+        await page.goto(f"{base_url}/dashboard/jobs?status=QUEUED&q=narrow")
+        form = page.locator("form[data-filters]")
+        toggle = page.get_by_role("button", name="Filters (2 active)")
+        await expect(form).to_be_hidden()
+        await expect(toggle).to_have_attribute("aria-expanded", "false")
+        await toggle.click()
+        await expect(form).to_be_visible()
+        await expect(toggle).to_have_attribute("aria-expanded", "true")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        await toggle.click()
+        await expect(form).to_be_hidden()
+        # `/` opens them to reach the search.
+        await page.keyboard.press("/")
+        await expect(page.get_by_label("Search")).to_be_focused()
+        await expect(toggle).to_have_attribute("aria-expanded", "true")
+        # A bad value keeps them open, next to its error.
+        await page.goto(f"{base_url}/dashboard/jobs?started=yesterday")
+        await expect(form).to_be_visible()
+    async with chromium(base_url, viewport={"width": 1366, "height": 800}) as page:
+        await page.goto(f"{base_url}/dashboard/jobs")
+        await expect(page.locator("[data-filters-toggle]")).to_be_hidden()
+        await expect(page.locator("form[data-filters]")).to_be_visible()
