@@ -333,8 +333,8 @@
   if (form && filtersToggle) {
     // Narrow screens: the filters collapse behind this button (CSS hides it on wide ones).
     filtersToggle.addEventListener('click', function () {
-      const open = !form.classList.contains('filters-open');
-      form.classList.toggle('filters-open', open);
+      const open = !form.hasAttribute('data-open');
+      form.toggleAttribute('data-open', open);
       filtersToggle.setAttribute('aria-expanded', String(open));
     });
   }
