@@ -82,16 +82,21 @@
     if (!iso || isNaN(date.getTime())) return;
     const mode = timeMode();
     const utc = shortTime(iso) + ' UTC';
+    let text;
+    let title;
     if (mode === 'local') {
-      t.textContent = localTime(date);
-      t.title = utc;
+      text = localTime(date);
+      title = utc;
     } else if (mode === 'relative') {
-      t.textContent = relativeTime(date, serverNow());
-      t.title = localTime(date) + ' local · ' + utc;
+      text = relativeTime(date, serverNow());
+      title = localTime(date) + ' local · ' + utc;
     } else {
-      t.textContent = shortTime(iso);
-      t.title = localTime(date) + ' local';
+      text = shortTime(iso);
+      title = localTime(date) + ' local';
     }
+    // Written only when changed: relative times are re-rendered every second.
+    if (t.textContent !== text) t.textContent = text;
+    if (t.title !== title) t.title = title;
   }
   function renderTimes(scope) {
     for (const t of (scope || document).querySelectorAll('time[datetime]')) renderTime(t);
