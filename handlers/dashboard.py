@@ -223,8 +223,12 @@ class JobsPage(DashboardPage):
                                                               LIST_PROJECTION)
             if page > 1 and (page - 1) * page_size >= count:
                 raise APIError(404, f"page {page} is past the last page of {count} results")
-            rows = [row_cells(r, self.started_at) for r in await Serializer(
-                self.store, self.base_url).job_rows(jobs, latest_exe=True)]
+            # Exit codes: only a failed job's latest execution is read (few rows, usually none).
+            exes = await self.store.jobs.exes_by_ids(
+                j.get("latest_exe_id") for j in jobs if j["status"] == JobStatus.FAILED)
+            rows = [row_cells(r, j, self.started_at, exes.get(j.get("latest_exe_id")))
+                    for r, j in zip(await Serializer(self.store, self.base_url).job_rows(jobs),
+                                    jobs, strict=True)]
             filter_body = requeue_body(flt) if count else None
         else:
             self.set_status(400)
@@ -288,17 +292,17 @@ def requeue_body(flt) -> dict:
     return body
 
 
-def row_cells(row: dict, now: int) -> dict:
-    """A /jobs/executions/ row with what the jobs table shows beyond it: the duration (ticking
-    while it runs), the running job's elapsed seconds against its timeout, and the failing exit
-    code of its latest execution."""
-    started = parse_instant(row["started"]) if row.get("started") else None
-    ended = parse_instant(row["ended"]) if row.get("ended") else None
+def row_cells(row: dict, job: dict, now: int, exe: dict | None = None) -> dict:
+    """A /jobs/ row with what the jobs table shows beyond it: the duration (ticking while it
+    runs), the running job's elapsed seconds against its timeout, and the failing exit code of
+    its latest execution `exe` (the stored document, given for FAILED jobs). `job` is the
+    stored document, whose times are ms."""
+    started, ended = job.get("started"), job.get("ended")
     running = row["status"] == "RUNNING" and started is not None
     duration = None
     if started is not None and (ended is not None or running):
         duration = elapsed_text(max(0, (ended if ended is not None else now) - started) / 1000)
-    exe = row.get("latest_job_exe") or {}
+    exe = exe or {}
     codes = [exe.get(f"{p}_exit_code") for p in ("pre", "job", "post")]
     exit_code = next((c for c in codes if c not in (None, 0)), None)
     elapsed = round((now - started) / 1000) if running and started is not None else None
