@@ -59,6 +59,7 @@
     tr.dataset.status = row.status;
     const select = document.createElement('td');
     select.className = 'col-select';
+    select.dataset.label = 'Select';
     const box = document.createElement('input');
     box.type = 'checkbox';
     box.dataset.select = '';
