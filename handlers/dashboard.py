@@ -212,12 +212,14 @@ class JobsPage(DashboardPage):
         elif q and not field_errors:
             found = await self.store.search.job_ids(q)
             truncated = found.truncated
-            ids = set(found.job_ids)
-            flt.job_ids = [i for i in flt.job_ids if i in ids] if flt.job_ids else found.job_ids
         filter_body = None
         if not field_errors:
-            if q and not flt.job_ids:
-                count, jobs = 0, []
+            if q:
+                count, jobs = await self.store.search.list_matches(
+                    found.job_ids, flt, order, page, page_size, LIST_PROJECTION)
+                ids = set(found.job_ids)
+                flt.job_ids = [i for i in flt.job_ids if i in ids] if flt.job_ids \
+                    else found.job_ids
             else:
                 count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
                                                               LIST_PROJECTION)

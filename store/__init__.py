@@ -34,7 +34,7 @@ class Store:
         self.products = ProductStore(self.db)
         self.stats = StatsStore(self.db)
         self.sessions = SessionStore(self.db)
-        self.search = JobSearch(self.db)
+        self.search = JobSearch(self.db, self.jobs)
 
     async def open(self) -> "Store":
         await self.db.prepare()

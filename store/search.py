@@ -4,20 +4,22 @@ and error names, resolved to a bounded set of job ids that the usual JobFilter t
 Bounded at any store size (say 1M jobs), and every read but the last uses an index:
 - a number is a job id (one equality lookup);
 - job types and errors are small collections: their names and titles are matched there, then
-  each matched type's newest `limit` jobs are read through the (job_type_id, last_status_change)
-  index, and each matched error's newest `limit` FAILED jobs through the status index;
+  each matched type's newest `limit` jobs (highest ids) are read through the job_type_id
+  indexes, and each matched error's newest `limit` FAILED jobs through the status indexes;
 - input values cannot be indexed without a field written at submission, so only the newest
-  `scan` jobs (the (last_status_change, id) index, newest first) have their inputs compared.
+  `scan` jobs (the highest ids, through the `_id` index) have their inputs compared.
+The page is then read by `_id` (list_matches), which nx-27017 indexes.
 The result keeps the newest `limit` ids and says whether more matched (`truncated`)."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from store.db import Database
+from store.jobs import JobFilter, JobStore
 from store.reads import find_all, find_page
 
 SEARCH_LIMIT = 1000
-SEARCH_SCAN = 10_000
+SEARCH_SCAN = 2000
 
 
 @dataclass
@@ -40,8 +42,27 @@ def _values(data) -> list[str]:
 
 
 class JobSearch:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, jobs: JobStore):
         self.db = db
+        self.jobs = jobs
+
+    async def list_matches(self, ids: list[int], flt: JobFilter, order: list[tuple[str, int]],
+                           page: int, page_size: int, projection=None) -> tuple[int, list[dict]]:
+        """JobStore.list_jobs over the search's `ids` (and `flt`'s own job_ids, if any), found
+        by `_id` (`id` has no index on nx-27017: 26 ms against 168 ms for 1000 ids at 100k)."""
+        wanted = sorted(set(ids) & set(flt.job_ids) if flt.job_ids else set(ids))
+        query = await self.jobs.build_query(replace(flt, job_ids=[]))
+        if query is None or not wanted:
+            return 0, []
+        query["_id"] = wanted[0] if len(wanted) == 1 else {"$in": wanted}
+        count = await self.db.count("jobs", query)
+        if count == 0 or (page - 1) * page_size >= count:
+            return count, []
+        sort = list(order)
+        if not any(name == "id" for name, _ in sort):
+            sort.append(("id", 1))
+        return count, await find_page(self.db["jobs"], query, projection=projection, sort=sort,
+                                      skip=(page - 1) * page_size, limit=page_size)
 
     async def job_ids(self, text: str, limit: int = SEARCH_LIMIT,
                       scan: int = SEARCH_SCAN) -> SearchResult:
@@ -63,7 +84,7 @@ class JobSearch:
         for jt in types:
             docs = await find_page(self.db["jobs"], {"job_type_id": jt["id"]},
                                    projection={"id": 1},
-                                   sort=[("last_status_change", -1), ("id", -1)], limit=limit)
+                                   sort=[("_id", -1)], limit=limit)
             truncated |= len(docs) == limit
             ids.update(d["id"] for d in docs)
         errors = await find_all(self.db["errors"],
@@ -72,11 +93,12 @@ class JobSearch:
         for error in errors:
             docs = await find_page(self.db["jobs"], {"status": "FAILED", "error_id": error["id"]},
                                    projection={"id": 1},
-                                   sort=[("last_status_change", -1), ("id", -1)], limit=limit)
+                                   sort=[("_id", -1)], limit=limit)
             truncated |= len(docs) == limit
             ids.update(d["id"] for d in docs)
-        recent = await find_page(self.db["jobs"], {}, projection={"id": 1, "data": 1},
-                                 sort=[("last_status_change", -1), ("id", -1)], limit=scan)
+        recent = await find_page(self.db["jobs"], {},
+                                 projection={"id": 1, "data": 1},
+                                 sort=[("_id", -1)], limit=scan)
         ids.update(d["id"] for d in recent
                    if any(needle in v.lower() for v in _values(d.get("data"))))
         newest = sorted(ids, reverse=True)
