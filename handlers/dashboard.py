@@ -18,6 +18,7 @@ from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
 from presentation.templates import ENV
+from store.search import SEARCH_LIMIT
 from store.stats import MINUTE_MS, StatsStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +258,8 @@ class JobsPage(DashboardPage):
             raw_ended=ended[-1] if ended else "",
             active_filters=sum(bool(self.query_strings(name)) for name in FILTER_NAMES),
             page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders, q=q,
-            truncated=truncated, filter_json=json.dumps(filter_body) if filter_body else "",
+            truncated=truncated, search_limit=SEARCH_LIMIT,
+            filter_json=json.dumps(filter_body) if filter_body else "",
             explicit_order=self.query_strings("order"),
             page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 

@@ -102,3 +102,21 @@ async def test_job_type_stats_window_must_be_one_of_the_choices(api, make):
     status, body, _ = await api.get(f"/dashboard/job-types/{jt['id']}?window=7d")
     assert status == 200
     assert '<p class="subtle" data-stat="empty">No runs finished in the last 7 days.</p>' in body
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_truncated_search_says_so_and_its_bulk_filter_fits_a_get(api, make):
+    jt = await make.job_type("plenty")
+    docs = await make.bulk_jobs(jt, range(1_000_000, 1_000_000 + 501))
+    status, body, _ = await api.get("/dashboard/jobs?q=plenty&page_size=1000")
+    assert status == 200
+    assert ("The search found more jobs than it shows: only the newest 500 matches are "
+            "listed.") in body
+    assert len(re.findall(r'<tr data-job-id="(\d+)"', body)) == 500
+    flt = bulk_filter(body)
+    assert list(flt) == ["job_ids"]
+    assert sorted(flt["job_ids"]) == sorted(d["id"] for d in docs)[1:]
+    # What static/js/bulk.js asks for "Requeue all failed" on this view.
+    query = "&".join(f"job_id={i}" for i in flt["job_ids"])
+    status, body, _ = await api.get(f"/jobs/?{query}&status=FAILED&page_size=1")
+    assert (status, body["count"]) == (200, 0)
