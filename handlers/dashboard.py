@@ -2,6 +2,8 @@
 the API, so each page shows exactly what its REST endpoint returns; small scripts in static/js
 add live updates and the actions (which call the REST API)."""
 
+import json
+import math
 import re
 from pathlib import Path
 from urllib.parse import urlencode
@@ -16,6 +18,7 @@ from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
 from presentation.templates import ENV
+from store.search import SEARCH_LIMIT
 from store.stats import MINUTE_MS, StatsStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +31,18 @@ TIME_PRESETS = (("PT1H", "Last hour"), ("PT6H", "Last 6 hours"), ("PT24H", "Last
 # Sortable columns of the jobs table: (heading, API order name).
 JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"),
                ("Priority", "priority"), ("Runs", "num_exes"), ("Created", "created"),
+               ("Started", "started"), ("Ended", "ended"),
                ("Status changed", "last_status_change"), ("Last modified", "last_modified"))
+# The jobs page's filters (the narrow screen's Filters button counts those in use).
+FILTER_NAMES = ("q", "status", "job_id", "job_type_id", "job_type_name", "job_type_category",
+                "started", "ended")
+# The longest search text the jobs page accepts.
+MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
+# The job type page's run statistics windows: name -> (ms, label).
+STATS_WINDOWS = {"1h": (HOUR_MS, "1 hour"), "24h": (24 * HOUR_MS, "24 hours"),
+                 "7d": (7 * 24 * HOUR_MS, "7 days")}
+DEFAULT_STATS_WINDOW = "24h"
 PAGE_SIZES = (25, 50, 100, 250, 1000)
 
 
@@ -193,12 +206,33 @@ class JobsPage(DashboardPage):
                 field_errors[name if name in ("started", "ended") else "form"] = exc.message
         page, page_size = self.parse_page()
         order = job_order(self.order_arguments)
+        q = self.get_query_argument("q", "").strip()
+        truncated = False
+        if len(q) > MAX_SEARCH:
+            field_errors["q"] = f"Search text is {len(q)} characters; at most {MAX_SEARCH}."
+        elif q and not field_errors:
+            found = await self.store.search.job_ids(q)
+            truncated = found.truncated
+        filter_body = None
         if not field_errors:
-            count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
-                                                          LIST_PROJECTION)
+            if q:
+                count, jobs = await self.store.search.list_matches(
+                    found.job_ids, flt, order, page, page_size, LIST_PROJECTION)
+                ids = set(found.job_ids)
+                flt.job_ids = [i for i in flt.job_ids if i in ids] if flt.job_ids \
+                    else found.job_ids
+            else:
+                count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
+                                                              LIST_PROJECTION)
             if page > 1 and (page - 1) * page_size >= count:
                 raise APIError(404, f"page {page} is past the last page of {count} results")
-            rows = await Serializer(self.store, self.base_url).job_rows(jobs)
+            # Exit codes: only a failed job's latest execution is read (few rows, usually none).
+            exes = await self.store.jobs.exes_by_ids(
+                j.get("latest_exe_id") for j in jobs if j["status"] == JobStatus.FAILED)
+            rows = [row_cells(r, j, self.started_at, exes.get(j.get("latest_exe_id")))
+                    for r, j in zip(await Serializer(self.store, self.base_url).job_rows(jobs),
+                                    jobs, strict=True)]
+            filter_body = requeue_body(flt) if count else None
         else:
             self.set_status(400)
         all_types = await self.store.job_types.all_job_types()
@@ -222,7 +256,10 @@ class JobsPage(DashboardPage):
             custom_ended=local_input(ended[-1]) if ended else "", ended=bool(ended),
             field_errors=field_errors, raw_started=custom[-1] if custom else "",
             raw_ended=ended[-1] if ended else "",
-            page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders,
+            active_filters=sum(bool(self.query_strings(name)) for name in FILTER_NAMES),
+            page_sizes=PAGE_SIZES, columns=self.columns(orders), order=orders, q=q,
+            truncated=truncated, search_limit=SEARCH_LIMIT,
+            filter_json=json.dumps(filter_body) if filter_body else "",
             explicit_order=self.query_strings("order"),
             page_url=lambda p: self.url_with(page=p), api_url="/jobs/" + query)
 
@@ -240,6 +277,55 @@ class JobsPage(DashboardPage):
             columns.append({"label": label, "name": name, "direction": direction,
                             "url": self.url_with(order=target, page=None)})
         return columns
+
+
+def requeue_body(flt) -> dict:
+    """The filter as POST /queue/requeue-jobs/ reads it (GET /jobs/ reads the same names,
+    singular): what the page's bulk actions send for "all matching the filter"."""
+    body: dict = {}
+    for name, values in (("status", flt.statuses), ("job_ids", flt.job_ids),
+                         ("job_type_ids", flt.job_type_ids),
+                         ("job_type_names", flt.job_type_names),
+                         ("job_type_categories", flt.job_type_categories)):
+        if values:
+            body[name] = list(values)
+    if flt.started is not None:
+        body["started"] = format_ms(flt.started)
+    if flt.ended is not None:
+        body["ended"] = format_ms(flt.ended)
+    return body
+
+
+def row_cells(row: dict, job: dict, now: int, exe: dict | None = None) -> dict:
+    """A /jobs/ row with what the jobs table shows beyond it: the duration (ticking while it
+    runs), the running job's elapsed seconds against its timeout, and the failing exit code of
+    its latest execution `exe` (the stored document, given for FAILED jobs). `job` is the
+    stored document, whose times are ms."""
+    started, ended = job.get("started"), job.get("ended")
+    running = row["status"] == "RUNNING" and started is not None
+    duration = None
+    if started is not None and (ended is not None or running):
+        duration = elapsed_text(max(0, (ended if ended is not None else now) - started) / 1000)
+    exe = exe or {}
+    codes = [exe.get(f"{p}_exit_code") for p in ("pre", "job", "post")]
+    exit_code = next((c for c in codes if c not in (None, 0)), None)
+    elapsed = round((now - started) / 1000) if running and started is not None else None
+    return {**row, "duration": duration, "running": running, "exit_code": exit_code,
+            "elapsed_s": elapsed}
+
+
+def percentile(sorted_ms: list[int], fraction: float) -> int:
+    """Nearest-rank percentile of sorted values."""
+    return sorted_ms[max(0, math.ceil(len(sorted_ms) * fraction) - 1)]
+
+
+def run_summary(stats: dict) -> dict:
+    """Run count, failure rate (of finished runs) and p50/p95 durations, as the page prints."""
+    runs, durations = stats["runs"], stats["durations"]
+    return {"runs": runs, "failed": stats["failed"], "capped": stats["capped"],
+            "failure_rate": f"{stats['failed'] / runs * 100:.1f}%" if runs else "—",
+            "p50": elapsed_text(percentile(durations, 0.5) / 1000) if durations else "—",
+            "p95": elapsed_text(percentile(durations, 0.95) / 1000) if durations else "—"}
 
 
 def local_input(value: str) -> str:
@@ -370,5 +456,12 @@ class JobTypePage(DashboardPage):
         mapping = sorted(((code, by_name.get(name), name) for code, name in
                           details["error_mapping"].get("exit_codes", {}).items()),
                          key=lambda row: int(row[0]) if row[0].lstrip("-").isdigit() else 0)
+        window = self.get_query_argument("window", DEFAULT_STATS_WINDOW)
+        if window not in STATS_WINDOWS:
+            raise APIError(400, f"window must be one of {', '.join(STATS_WINDOWS)}, "
+                                f"not '{window}'")
+        stats = run_summary(await self.store.job_types.run_stats(
+            job_type["id"], now - STATS_WINDOWS[window][0]))
         self.render_page("job_type.html", job_type=details, mapping=mapping,
-                         windows=COUNT_WINDOWS)
+                         windows=COUNT_WINDOWS, stats=stats, window=window,
+                         stats_windows=STATS_WINDOWS)

@@ -9,6 +9,7 @@ from store.job_types import JobTypeStore
 from store.jobs import JobStore
 from store.nodes import NodeStore
 from store.products import ProductStore
+from store.search import JobSearch
 from store.sessions import SessionStore
 from store.stats import StatsStore
 from store.writes import WriteHealth
@@ -33,6 +34,7 @@ class Store:
         self.products = ProductStore(self.db)
         self.stats = StatsStore(self.db)
         self.sessions = SessionStore(self.db)
+        self.search = JobSearch(self.db, self.jobs)
 
     async def open(self) -> "Store":
         await self.db.prepare()

@@ -10,6 +10,9 @@ from store.documents import JOB_TYPE_FLAGS, with_flags
 from store.reads import aggregate_all, find_all, find_page
 from store.writes import undo_partial, unstorable
 
+# The most executions a job type's run statistics read (the newest in the window).
+RUN_STATS_LIMIT = 50_000
+
 
 class JobTypeExists(ValueError):
     pass
@@ -148,6 +151,25 @@ class JobTypeStore:
     async def all_job_types(self) -> list[dict]:
         return [with_flags(doc, JOB_TYPE_FLAGS)
                 for doc in await find_all(self.db["job_types"], {})]
+
+    async def run_stats(self, type_id: int, since: int, limit: int = RUN_STATS_LIMIT) -> dict:
+        """The type's executions that finished since `since`: how many, how many failed, and
+        their durations (ended - started, ms, sorted). Read through the (job_type_id,
+        last_modified) index (a finished execution is not modified again), newest first, at
+        most `limit` of them (`capped` says when the window held more)."""
+        docs = await find_page(
+            self.db["job_exes"], {"job_type_id": type_id, "last_modified": {"$gte": since}},
+            projection={"status": 1, "started": 1, "ended": 1},
+            sort=[("job_type_id", 1), ("last_modified", -1), ("id", -1)], limit=limit + 1)
+        capped = len(docs) > limit
+        finished = [d for d in docs[:limit] if d["status"] in (JobStatus.COMPLETED,
+                                                               JobStatus.FAILED)
+                    and d.get("ended") is not None and d["ended"] >= since]
+        durations = sorted(d["ended"] - d["started"] for d in finished
+                           if d.get("started") is not None)
+        return {"runs": len(finished),
+                "failed": sum(d["status"] == JobStatus.FAILED for d in finished),
+                "durations": durations, "capped": capped}
 
     async def job_counts(self, type_id: int, since: int) -> list[dict]:
         """Scale's job_counts_Nh: jobs by (status, error category) whose status changed since.

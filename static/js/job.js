@@ -47,6 +47,8 @@
     }
     const elapsed = li.querySelector('[data-elapsed]');
     if (elapsed && running) elapsed.textContent = 'running for ' + elapsedText((end - start) / 1000);
+    const bar = li.querySelector('[data-timeout-bar]');
+    if (bar && running) J.setTimeoutBar(bar, Math.round((end - start) / 1000));
     return running;
   }
 

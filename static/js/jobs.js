@@ -25,6 +25,7 @@
   let pending = new Map();
   let scheduled = false;
   let outside = 0;
+  const searching = !!new URLSearchParams(window.location.search).get('q');
 
   function cell(className, label) {
     const td = document.createElement('td');
@@ -56,6 +57,15 @@
     const tr = document.createElement('tr');
     tr.dataset.jobId = row.id;
     tr.dataset.status = row.status;
+    const select = document.createElement('td');
+    select.className = 'col-select';
+    select.dataset.label = 'Select';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.dataset.select = '';
+    box.value = row.id;
+    box.setAttribute('aria-label', 'Select job ' + row.id);
+    select.appendChild(box);
     const id = cell('col-id', 'ID');
     id.appendChild(link('/dashboard/jobs/' + row.id, String(row.id)));
     const type = cell('col-job_type__name', 'Job type');
@@ -75,11 +85,17 @@
     runs.dataset.field = 'num_exes';
     const created = cell('col-created', 'Created');
     J.setTime(created, row.created);
+    const startedCell = cell('col-started', 'Started');
+    startedCell.dataset.field = 'started';
+    const endedCell = cell('col-ended', 'Ended');
+    endedCell.dataset.field = 'ended';
+    const durationCell = cell('col-duration num', 'Duration');
+    durationCell.dataset.field = 'duration';
     const changed = cell('col-last_status_change', 'Status changed');
     changed.dataset.field = 'last_status_change';
     const modified = cell('col-last_modified', 'Last modified');
     modified.dataset.field = 'last_modified';
-    const error = cell('col-error', 'Error');
+    const error = cell('col-error', 'Failure');
     error.dataset.field = 'error';
     const actions = cell('col-actions', 'Actions');
     const span = document.createElement('span');
@@ -87,7 +103,8 @@
     span.append(actionButton('cancel', row.id, 'Cancel', true),
       actionButton('requeue', row.id, 'Requeue', false));
     actions.appendChild(span);
-    tr.append(id, type, status, priority, runs, created, changed, modified, error, actions);
+    tr.append(select, id, type, status, priority, runs, created, startedCell, endedCell, changed,
+      modified, durationCell, error, actions);
     updateRow(tr, row, true);
     return tr;
   }
@@ -115,11 +132,72 @@
     setText(cells.num_exes, String(row.num_exes));
     J.setTime(cells.last_status_change, row.last_status_change);
     J.setTime(cells.last_modified, row.last_modified);
-    setText(cells.error, row.error ? row.error.title : '');
+    J.setTime(cells.started, row.started);
+    J.setTime(cells.ended, row.ended);
+    setDuration(cells.duration, row);
+    setFailure(cells.error, row);
     J.setActions(tr, row.status);
     tr.classList.toggle('stale', !matches);
     if (matches) tr.removeAttribute('title');
     else tr.title = 'No longer matches the status filter';
+  }
+
+  /* Duration: ended - started, or ticking (with the timeout bar) while it runs. */
+  function setDuration(td, row) {
+    const running = row.status === 'RUNNING' && row.started;
+    const key = (running ? 'run:' : '') + row.started + '/' + row.ended;
+    if (td.dataset.key === key) return;
+    td.dataset.key = key;
+    td.textContent = '';
+    if (!row.started || (!row.ended && !running)) {
+      const dash = document.createElement('span');
+      dash.className = 'none';
+      dash.textContent = '—';
+      td.appendChild(dash);
+      return;
+    }
+    const span = document.createElement('span');
+    span.dataset.duration = '';
+    const end = row.ended ? Date.parse(row.ended) : J.serverNow();
+    const seconds = (end - Date.parse(row.started)) / 1000;
+    span.textContent = J.duration(seconds);
+    td.appendChild(span);
+    if (running) {
+      span.dataset.since = row.started;
+      if (row.timeout) {
+        const bar = document.createElement('progress');
+        bar.className = 'timeout-bar';
+        bar.dataset.timeoutBar = '';
+        bar.max = row.timeout;
+        td.appendChild(bar);
+        J.setTimeoutBar(bar, Math.round(seconds));
+      }
+    }
+  }
+
+  /* Failure reason: the error's name, and the exit code the page was rendered with while the
+     job stays FAILED (live rows do not carry executions). */
+  function setFailure(td, row) {
+    const code = row.status === 'FAILED' ? td.dataset.exitCode : undefined;
+    const name = row.error ? row.error.name : '';
+    const text = name + (code !== undefined ? ' · exit ' + code : '');
+    if (td.textContent === text) return;
+    td.textContent = '';
+    if (name) {
+      const span = document.createElement('span');
+      span.className = 'error-name';
+      span.title = row.error.title || '';
+      span.textContent = name;
+      td.appendChild(span);
+    }
+    if (code !== undefined) {
+      const exit = document.createElement('span');
+      exit.className = 'exit-code';
+      exit.textContent = ' · exit ' + code;
+      td.appendChild(exit);
+    } else {
+      delete td.dataset.exitCode;
+    }
   }
 
   /* The order's value of an API row, and of a row on the page (read from its cells). */
@@ -217,7 +295,8 @@
       if (trValue(tr) !== before) resort(tr);
       return;
     }
-    if (!matches) return;
+    // A search's matches are resolved by the server: live updates only refresh its rows.
+    if (!matches || searching) return;
     const isNew = row.created >= started;
     // Counted once: a new job, or (one status filtered) a job that just entered that status.
     if ((isNew || statuses.length === 1) && countEl) {
@@ -251,6 +330,15 @@
   document.addEventListener('jobdeck:jobs', function (event) { applyUpdates(event.detail); });
 
   const form = document.querySelector('[data-filters]');
+  const filtersToggle = document.querySelector('[data-filters-toggle]');
+  if (form && filtersToggle) {
+    // Narrow screens: the filters collapse behind this button (CSS hides it on wide ones).
+    filtersToggle.addEventListener('click', function () {
+      const open = !form.hasAttribute('data-open');
+      form.toggleAttribute('data-open', open);
+      filtersToggle.setAttribute('aria-expanded', String(open));
+    });
+  }
   if (form) {
     // A preset range and a custom From are alternatives: choosing one clears the other, so
     // neither is dropped silently on submit.
@@ -263,7 +351,7 @@
       for (const el of form.elements) {
         const value = el.value || '';
         const unused = !value.trim() || value === el.dataset.default;
-        const typed = el.type === 'text' || el.type === 'datetime-local' || el.tagName === 'SELECT';
+        const typed = el.type === 'text' || el.type === 'search' || el.type === 'datetime-local' || el.tagName === 'SELECT';
         if (el.name && typed && unused) el.disabled = true;
       }
       window.addEventListener('pageshow', function () {
@@ -275,7 +363,7 @@
   const hasEnd = new URLSearchParams(window.location.search).get('ended');
   if (!hasEnd && !('invalid' in table.dataset)) {
     J.live({
-      params: J.pageParams(['status', 'page', 'page_size', 'order', 'started', 'ended']),
+      params: J.pageParams(['status', 'page', 'page_size', 'order', 'started', 'ended', 'q']),
       started: started, onUpdates: applyUpdates,
     });
   }
