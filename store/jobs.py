@@ -23,6 +23,7 @@ from core.model import (
     JobStatus,
 )
 from core.times import now_ms
+from store.counts import JobCounts, uncounted
 from store.db import Database, time_span
 from store.documents import ExeDoc, JobDoc
 from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
@@ -94,9 +95,10 @@ class JobFilter:
 
 
 class JobStore:
-    def __init__(self, db: Database, job_types):
+    def __init__(self, db: Database, job_types, counts: JobCounts):
         self.db = db
         self.job_types = job_types
+        self.counts = counts
         self.jobs = db["jobs"]
         self.exes = db["job_exes"]
 
@@ -281,21 +283,29 @@ class JobStore:
     async def queue_status(self) -> list[dict]:
         """QUEUED jobs per job type: {job_type, count, longest_queued (the oldest `queued`),
         highest_priority (the lowest number)}, unpaused types first, then by priority, then
-        longest queued. Types no longer in the store are left out."""
-        rows = await aggregate_all(self.jobs, [
-            {"$match": {"status": JobStatus.QUEUED}},
-            {"$group": {"_id": "$job_type_id", "count": {"$sum": 1},
-                        "longest_queued": {"$min": "$queued"},
-                        "highest_priority": {"$min": "$priority"}}},
-        ])
-        job_types = await self.job_types.by_ids(row["_id"] for row in rows)
-        queue = [{"job_type": job_types[row["_id"]], "count": row["count"],
-                  "longest_queued": row["longest_queued"],
-                  "highest_priority": row["highest_priority"]}
-                 for row in rows if row["_id"] in job_types]
+        longest queued. Types no longer in the store are left out. The counts are the kept
+        ones (store/counts.py), the two others the head of an index per type: nothing scans."""
+        queued = await self.counts.of_status(JobStatus.QUEUED)
+        job_types = await self.job_types.by_ids(queued)
+        queue = []
+        for type_id, count in sorted(queued.items()):
+            if type_id not in job_types:
+                continue
+            priority = await self._first_queued(type_id, "priority")
+            if priority is None:  # all left the queue since the counts were read
+                continue
+            queue.append({"job_type": job_types[type_id], "count": count,
+                          "longest_queued": await self._first_queued(type_id, "queued"),
+                          "highest_priority": priority})
         queue.sort(key=lambda q: (q["job_type"]["is_paused"], q["highest_priority"],
                                   -1 if q["longest_queued"] is None else q["longest_queued"]))
         return queue
+
+    async def _first_queued(self, type_id: int, field: str):
+        """The lowest `field` among the type's QUEUED jobs, from the head of its index."""
+        first = await self.jobs.find_one({"status": JobStatus.QUEUED, "job_type_id": type_id},
+                                         {field: 1}, sort=[(field, 1)])
+        return None if first is None else first.get(field)
 
     async def count_queued(self, job_type_ids) -> int:
         """QUEUED jobs of any of these job types."""
@@ -324,6 +334,7 @@ class JobStore:
             "created": now, "queued": None, "started": None, "ended": None,
             "last_status_change": now, "last_modified": now, "data": data, "results": None,
             "input_file_ids": sorted(set(input_file_ids)), "latest_exe_id": None,
+            "tv": 1, "uncounted": True,  # store/counts.py: counted by the next fold
         }
 
     def _new_event(self, event_id: int, event_type: str, description: dict) -> dict:
@@ -436,8 +447,8 @@ class JobStore:
             changes["priority"] = priority
         try:
             await self.exes.insert_one({"_id": exe["id"], **exe})
-            updated = await self._update_one(self.jobs, job["id"], cond,
-                                             {"$set": changes, "$inc": {"num_exes": 1}})
+            updated = await self._update_one(self.jobs, job["id"], cond, uncounted(
+                {"$set": changes, "$inc": {"num_exes": 1}}))
         except BaseException as exc:
             # Unless the job points at it after all (a connection lost after the update was
             # sent), the execution goes: now, or once the store writes again.
@@ -471,8 +482,8 @@ class JobStore:
             return None
         job = await self._update_one(
             self.jobs, exe["job_id"], {"status": JobStatus.QUEUED, "latest_exe_id": exe_id},
-            {"$set": {"status": JobStatus.RUNNING, "started": when, "last_status_change": when,
-                      "last_modified": when}})
+            uncounted({"$set": {"status": JobStatus.RUNNING, "started": when,
+                                "last_status_change": when, "last_modified": when}}))
         if job is None:
             await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
             return None
@@ -511,8 +522,8 @@ class JobStore:
             return None
         return await self._update_one(
             self.jobs, exe["job_id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe_id},
-            {"$set": {"status": JobStatus.COMPLETED, "results": results, "ended": when,
-                      "last_status_change": when, "last_modified": when}})
+            uncounted({"$set": {"status": JobStatus.COMPLETED, "results": results, "ended": when,
+                                "last_status_change": when, "last_modified": when}}))
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "",
@@ -552,8 +563,9 @@ class JobStore:
                 return requeued
         return await self._update_one(
             self.jobs, job["id"], running,
-            {"$set": {"status": JobStatus.FAILED, "error_id": error["id"], "ended": when,
-                      "last_status_change": when, "last_modified": when}})
+            uncounted({"$set": {"status": JobStatus.FAILED, "error_id": error["id"],
+                                "ended": when, "last_status_change": when,
+                                "last_modified": when}}))
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
         """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution.
@@ -563,8 +575,8 @@ class JobStore:
         when = now_ms() if when is None else when
         job = await self._update_one(
             self.jobs, job_id, {"status": {"$in": list(CANCELABLE_JOB_STATUSES)}},
-            {"$set": {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
-                      "last_status_change": when, "last_modified": when}})
+            uncounted({"$set": {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
+                                "last_status_change": when, "last_modified": when}}))
         if job is None:
             current = await self._find_one(self.jobs, job_id, None, {"status": 1})
             if current is None:
@@ -589,8 +601,9 @@ class JobStore:
         if job["num_exes"] == 0:
             return await self._update_one(
                 self.jobs, job_id, {"status": job["status"], "num_exes": 0},
-                {"$set": {"status": JobStatus.BLOCKED, "error_id": None, "ended": None,
-                          "last_status_change": when, "last_modified": when}})
+                uncounted({"$set": {"status": JobStatus.BLOCKED, "error_id": None,
+                                    "ended": None, "last_status_change": when,
+                                    "last_modified": when}}))
         return await self._queue(
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
             extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,

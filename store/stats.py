@@ -2,6 +2,7 @@
 queue and node use. Each is one `$group` pass (or a few), never a scan per row shown."""
 
 from core.model import JOB_STATUSES, ExeStatus, JobStatus
+from store.counts import JobCounts
 from store.db import Database
 from store.reads import aggregate_all
 
@@ -10,16 +11,16 @@ FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 
 class StatsStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, counts: JobCounts):
         self.db = db
+        self.counts = counts
 
     async def _group(self, collection: str, pipeline: list[dict]) -> list[dict]:
         return await aggregate_all(self.db[collection], pipeline)
 
     async def counts_by_status(self) -> dict[str, int]:
-        """Jobs per status right now."""
-        rows = await self._group("jobs", [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
-        return {row["_id"]: row["n"] for row in rows}
+        """Jobs per status right now, from the kept counts (store/counts.py): no scan."""
+        return await self.counts.by_status()
 
     async def finished_per_minute(self, since: int) -> dict[JobStatus, dict[int, int]]:
         """{status: {minute start in ms: count}} of jobs that became COMPLETED or FAILED since
