@@ -9,7 +9,8 @@
   and nothing is lost if the process dies right after it: the job itself says it is not counted.
 - A job also carries `ctv` and `cst`: the version and the status the counters include it at
   (absent: not counted yet). The counters are one document in `job_counts`,
-  `{_id: "jobs", counts: {"<job type id>": {"<status>": n}}, gen, batch}`.
+  `{_id: "jobs", "n:<job type id>:<status>": n, ..., gen, batch}` (top-level fields: nx-27017
+  may write a dotted `$inc` path as a literal field name).
 - A **fold** moves uncounted jobs into the counters, exactly once, in four operations whatever
   the batch size: (1) read the counters document (its `gen`, with no batch in flight); (2) read
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
@@ -41,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
 
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -58,6 +58,9 @@ FOLD_INTERVAL = 1.0
 FOLD_RETRIES = 8
 # What the transition writes add to their update: the job is one version further and uncounted.
 COUNTED_FIELDS = ("tv", "ctv", "cst", "uncounted")
+# `$eq`, not a bare value: nx-27017 (neosqlite) turns a bare value into "equals, or an array
+# containing it", which no index serves; `$eq` is plain SQL equality on the index.
+UNCOUNTED = {"uncounted": {"$eq": True}}
 UNCOUNTED_PROJECTION = {"_id": 1, "job_type_id": 1, "status": 1, "tv": 1, "ctv": 1, "cst": 1}
 
 
@@ -65,6 +68,10 @@ def uncounted(update: dict) -> dict:
     """`update` (a `$set`/`$inc` update of a job's status) with the counting marks added."""
     return {**update, "$set": {**update.get("$set", {}), "uncounted": True},
             "$inc": {**update.get("$inc", {}), "tv": 1}}
+
+
+def count_key(type_id, status: str) -> str:
+    return f"n:{type_id}:{status}"
 
 
 def _add(table: dict, type_id, status, n: int) -> None:
@@ -95,15 +102,14 @@ class JobCounts:
             await self.jobs.update_many({"tv": {"$exists": False}},
                                         {"$set": {"tv": 1, "uncounted": True}})
             with contextlib.suppress(DuplicateKeyError):
-                await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "counts": {},
-                                                "batch": None})
+                await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "batch": None})
         self._ready = True
 
     async def add_counted(self, deltas: dict[int, dict[str, int]]) -> None:
         """Add to the counters directly: for the bulk seeder, whose jobs are inserted already
         counted (`ctv` = `tv`); not exact across a crash, as seeding is no transition."""
         await self.ensure()
-        inc = {f"counts.{t}.{s}": n for t, row in deltas.items() for s, n in row.items() if n}
+        inc = {count_key(t, s): n for t, row in deltas.items() for s, n in row.items() if n}
         if inc:
             await self.counters.update_one({"_id": COUNTS_ID}, {"$inc": inc})
 
@@ -115,7 +121,7 @@ class JobCounts:
         self.keep()
         for _ in range(FOLD_RETRIES):
             doc = await self.counters.find_one({"_id": COUNTS_ID})
-            pending = await find_page(self.jobs, {"uncounted": True},
+            pending = await find_page(self.jobs, UNCOUNTED,
                                       projection=UNCOUNTED_PROJECTION, limit=FOLD_LIMIT + 1)
             if len(pending) <= FOLD_LIMIT:
                 return self._combine(doc or {}, pending)
@@ -125,8 +131,9 @@ class JobCounts:
     @staticmethod
     def _combine(doc: dict, pending: list[dict]) -> dict[int, dict[str, int]]:
         table: dict[int, dict[str, int]] = {}
-        for type_id, row in (doc.get("counts") or {}).items():
-            for status, n in row.items():
+        for key, n in doc.items():
+            if key.startswith("n:"):
+                _, type_id, status = key.split(":", 2)
                 _add(table, type_id, status, n)
         in_batch = {entry[0]: entry for entry in ((doc.get("batch") or {}).get("jobs") or [])}
         for job in pending:
@@ -163,14 +170,12 @@ class JobCounts:
         await self.ensure()
         for _ in range(FOLD_RETRIES):
             doc = await self.counters.find_one({"_id": COUNTS_ID}, {"gen": 1, "batch": 1})
-            if doc is None:
-                self._ready = False
-                await self.ensure()
-                continue
+            if doc is None:  # a database dropped under us: nothing to fold into
+                return 0
             if doc.get("batch"):
                 await self._finish(doc["batch"])
                 continue
-            jobs = await find_page(self.jobs, {"uncounted": True},
+            jobs = await find_page(self.jobs, UNCOUNTED,
                                    projection=UNCOUNTED_PROJECTION, limit=limit)
             if not jobs:
                 return 0
@@ -181,7 +186,7 @@ class JobCounts:
                 if old != new:
                     for status, n in ((old, -1), (new, 1)):
                         if status is not None:
-                            key = f"counts.{job['job_type_id']}.{status}"
+                            key = count_key(job["job_type_id"], status)
                             inc[key] = inc.get(key, 0) + n
                 entries.append([job["_id"], job.get("ctv"), job.get("tv"), new])
             batch = {"tok": uuid.uuid4().hex, "at": now_ms(), "jobs": entries}
@@ -228,7 +233,7 @@ class JobCounts:
     async def _loop(self) -> None:
         while True:
             try:
-                if await self.jobs.find_one({"uncounted": True}, {"_id": 1}) is not None:
+                if await self.jobs.find_one(UNCOUNTED, {"_id": 1}) is not None:
                     await self.fold()
             except PyMongoError as exc:
                 log.debug("job counts: fold failed (%s); retried", exc)
@@ -241,10 +246,3 @@ class JobCounts:
                 await self._task
             self._task = None
 
-
-def statuses_of(table: dict[int, dict[str, int]], type_ids: Iterable[int]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for type_id in type_ids:
-        for status, n in table.get(type_id, {}).items():
-            totals[status] = totals.get(status, 0) + n
-    return totals

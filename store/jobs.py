@@ -58,9 +58,11 @@ CONDITION_RETRIES = 5
 
 
 def match_any(values):
-    """Plain equality for one value (nx-27017 uses its indexes only for equality), else `$in`."""
+    """Plain equality for one value (nx-27017 uses its indexes only for equality), else `$in`.
+    Written `$eq`: a bare value means "equals, or an array containing it" there, which no index
+    serves."""
     values = sorted(set(values))
-    return values[0] if len(values) == 1 else {"$in": values}
+    return {"$eq": values[0]} if len(values) == 1 else {"$in": values}
 
 
 class JobNotFound(LookupError):
@@ -302,9 +304,11 @@ class JobStore:
         return queue
 
     async def _first_queued(self, type_id: int, field: str):
-        """The lowest `field` among the type's QUEUED jobs, from the head of its index."""
-        first = await self.jobs.find_one({"status": JobStatus.QUEUED, "job_type_id": type_id},
-                                         {field: 1}, sort=[(field, 1)])
+        """The lowest `field` among the type's QUEUED jobs, from the head of its index (`$eq`:
+        see store/counts.py UNCOUNTED)."""
+        first = await self.jobs.find_one(
+            {"status": {"$eq": JobStatus.QUEUED}, "job_type_id": {"$eq": type_id}}, {field: 1},
+            sort=[(field, 1)])
         return None if first is None else first.get(field)
 
     async def count_queued(self, job_type_ids) -> int:
