@@ -618,7 +618,7 @@ class JobStore:
     async def queued_jobs(self, limit: int) -> list[dict]:
         """QUEUED jobs in scheduling order: lower priority number first, then oldest queued."""
         return await find_page(
-            self.jobs, {"status": JobStatus.QUEUED},
+            self.jobs, {"status": {"$eq": JobStatus.QUEUED}},
             projection={"id": 1, "job_type_id": 1, "latest_exe_id": 1, "priority": 1,
                         "queued": 1, "cpus_required": 1, "mem_required": 1,
                         "disk_in_required": 1, "disk_out_required": 1},
@@ -627,7 +627,7 @@ class JobStore:
     async def running_counts_by_type(self) -> dict[int, int]:
         """How many jobs of each job type are RUNNING (for max_scheduled)."""
         rows = await aggregate_all(self.jobs, [
-            {"$match": {"status": JobStatus.RUNNING}},
+            {"$match": {"status": {"$eq": JobStatus.RUNNING}}},
             {"$group": {"_id": "$job_type_id", "count": {"$sum": 1}}},
         ])
         return {row["_id"]: row["count"] for row in rows}
