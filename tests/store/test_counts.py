@@ -172,12 +172,22 @@ async def test_jobs_written_before_counting_are_counted(store, make):
 
 
 class Aggregates(monitoring.CommandListener):
+    """The collections aggregated or counted, and the `$match` of each aggregate on jobs."""
+
     def __init__(self):
         self.on: list[str] = []
+        self.job_matches: list[dict] = []
+
+    def clear(self):
+        self.on.clear()
+        self.job_matches.clear()
 
     def started(self, event):
         if event.command_name in ("aggregate", "count"):
             self.on.append(event.command.get(event.command_name))
+        if event.command_name == "aggregate" and event.command.get("aggregate") == "jobs":
+            first = (event.command.get("pipeline") or [{}])[0]
+            self.job_matches.append(first.get("$match", {}))
 
     def succeeded(self, event):
         pass
@@ -198,7 +208,7 @@ async def test_queue_status_and_status_counts_do_not_scan_the_jobs(store, api, m
     await make.running(second)
     await make.queued(second)
     await make.completed(first)
-    AGGREGATES.on.clear()
+    AGGREGATES.clear()
     status, body, _ = await api.get("/queue/status/")
     counts = await store.stats.counts_by_status()
     assert "jobs" not in AGGREGATES.on
@@ -292,3 +302,25 @@ async def test_counts_stay_exact_with_two_server_processes_and_one_killed(  # no
             stop_server(process)
         await store.db.client.drop_database(db_name)
         await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_overview_and_queue_pages_count_without_scanning(store, api, make):
+    """The overview's counts by status and the queue table come from the kept counts; what
+    the overview still aggregates over the jobs is bounded to the last hour."""
+    worker = await make.job_type("worker")
+    for _ in range(2):
+        await make.queued(worker)
+    await make.completed(worker)
+    await make.cancel((await make.queued(worker))[0])
+    AGGREGATES.clear()
+    status, _, _ = await api.get("/")
+    assert status == 200
+    assert all("last_status_change" in match for match in AGGREGATES.job_matches), \
+        AGGREGATES.job_matches
+    assert await store.stats.counts_by_status() == {
+        JobStatus.QUEUED: 2, JobStatus.COMPLETED: 1, JobStatus.CANCELED: 1}
+    AGGREGATES.clear()
+    status, _, _ = await api.get("/dashboard/queue")
+    assert status == 200
+    assert "jobs" not in AGGREGATES.on
