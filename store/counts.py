@@ -232,12 +232,13 @@ class JobCounts:
 
     async def _loop(self) -> None:
         while True:
+            # Sleep first: the read that started the loop is not followed by folds of its own.
+            await asyncio.sleep(FOLD_INTERVAL)
             try:
                 if await self.jobs.find_one(UNCOUNTED, {"_id": 1}) is not None:
                     await self.fold()
             except PyMongoError as exc:
                 log.debug("job counts: fold failed (%s); retried", exc)
-            await asyncio.sleep(FOLD_INTERVAL)
 
     async def stop(self) -> None:
         if self._task is not None:
