@@ -29,10 +29,15 @@
   uncounted (jobs in a recorded batch count at the batch's version): two operations, exact at
   rest, and exact under load unless a whole fold of another process lands between its two
   reads. A read that finds more than FOLD_LIMIT uncounted jobs folds first.
-- Folding runs in the background (every FOLD_INTERVAL seconds, started by the first read, one
-  operation when there is nothing to fold) and at the first read: that is the repair pass, for
-  a process that died before a fold too. A store whose jobs predate counting is marked
-  uncounted once, when the counters document is first created.
+- Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
+  nothing to fold), started by server.py at start-up or else by the first read: that is the
+  repair pass for a process that died before or during a fold. A store whose jobs predate
+  counting is marked uncounted once, when the counters document is first created.
+- Who reads them: the overview's counts by status, GET /queue/status/ (and the queue pages),
+  and the total of GET /jobs/ (and /jobs/updates/ and the dashboard's list) when it filters on
+  status and job type only.
+- Jobs must be written through store/jobs.py (or carry `tv`/`uncounted` as `new_job_doc` makes
+  them; the seeder inserts them counted and adds to the counters itself).
 
 No multi-document transaction is needed (a standalone MongoDB has none), and the transition
 path is unchanged in operation count.
