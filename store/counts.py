@@ -34,7 +34,7 @@
   repair pass for a process that died before or during a fold. A store whose jobs predate
   counting is marked uncounted once, when the counters document is first created.
 - Who reads them: the overview's counts by status, GET /queue/status/ (and the queue pages),
-  and the total of GET /jobs/ (and /jobs/updates/ and the dashboard's list) when it filters on
+  and the total of GET /jobs/ (and of the dashboard's jobs list) when it filters on
   status and job type only.
 - Jobs must be written through store/jobs.py (or carry `tv`/`uncounted` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
