@@ -69,6 +69,7 @@ async def serve(settings: Settings) -> int:
                       settings.store_timeout_ms)
             return 2
         await store.open()
+        store.counts.keep()  # fold job counts in the background (store/counts.py)
         hub = LiveHub(store, settings.live_stale_after)
         engine_service = await EngineService(store, settings).start()
         if embedded is not None:

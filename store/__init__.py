@@ -1,6 +1,7 @@
 """The only code that talks to MongoDB."""
 
 from core.settings import DEFAULTS
+from store.counts import JobCounts
 from store.db import Database
 from store.engines import EngineStore
 from store.errors import ErrorStore
@@ -28,19 +29,22 @@ class Store:
         self.errors = ErrorStore(self.db)
         self.files = FileStore(self.db)
         self.job_types = JobTypeStore(self.db)
-        self.jobs = JobStore(self.db, self.job_types)
+        self.counts = JobCounts(self.db)
+        self.jobs = JobStore(self.db, self.job_types, self.counts)
         self.nodes = NodeStore(self.db)
         self.engines = EngineStore(self.db)
         self.products = ProductStore(self.db)
-        self.stats = StatsStore(self.db)
+        self.stats = StatsStore(self.db, self.counts)
         self.sessions = SessionStore(self.db)
         self.search = JobSearch(self.db, self.jobs)
 
     async def open(self) -> "Store":
         await self.db.prepare()
+        await self.counts.ensure()
         return self
 
     async def close(self) -> None:
+        await self.counts.stop()
         await self.writes.close()
         await self.db.close()
 

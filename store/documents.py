@@ -54,6 +54,12 @@ class JobDoc(TypedDict):
     results: dict[str, Any] | None
     input_file_ids: list[int]
     latest_exe_id: int | None
+    # store/counts.py: the transition version, and whether the counters lag behind it; `ctv`
+    # and `cst` (the version and status counted) are written by the folds.
+    tv: int
+    uncounted: NotRequired[bool]
+    ctv: NotRequired[int]
+    cst: NotRequired[str]
 
 
 class ExeDoc(TypedDict):

@@ -203,13 +203,20 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
         for exe, exe_id in zip(builder.exes, exe_ids, strict=True):
             exe["id"] = exe_id
             exe["_id"] = exe_id
+        counted: dict[int, dict[str, int]] = {}
         for job in jobs:
             if job["latest_exe_id"] is not None:
                 job["latest_exe_id"] = job["latest_exe_id"]["id"]
+            # Inserted already counted (store/counts.py), the counters added below.
+            job.pop("uncounted", None)
+            job["ctv"], job["cst"] = job["tv"], job["status"]
+            row = counted.setdefault(job["job_type_id"], {})
+            row[job["status"]] = row.get(job["status"], 0) + 1
         await store.db["trigger_events"].insert_many(events, ordered=False)
         if builder.exes:
             await store.db["job_exes"].insert_many(builder.exes, ordered=False)
         await store.db["jobs"].insert_many(jobs, ordered=False)
+        await store.counts.add_counted(counted)
         totals["jobs"] += size
         totals["job_exes"] += len(builder.exes)
         totals["trigger_events"] += size

@@ -1,7 +1,10 @@
 """Aggregates for the dashboards: counts by status, throughput per minute, busiest job types,
-queue and node use. Each is one `$group` pass (or a few), never a scan per row shown."""
+queue and node use. Counts by status are the kept ones (store/counts.py); the windowed ones are
+one `$group` pass (or a few) over an index, never a scan per row shown. Equality is written
+`$eq` (nx-27017 serves only that form from an index, see store/counts.py UNCOUNTED)."""
 
 from core.model import JOB_STATUSES, ExeStatus, JobStatus
+from store.counts import JobCounts
 from store.db import Database
 from store.reads import aggregate_all
 
@@ -10,16 +13,16 @@ FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 
 class StatsStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, counts: JobCounts):
         self.db = db
+        self.counts = counts
 
     async def _group(self, collection: str, pipeline: list[dict]) -> list[dict]:
         return await aggregate_all(self.db[collection], pipeline)
 
     async def counts_by_status(self) -> dict[str, int]:
-        """Jobs per status right now."""
-        rows = await self._group("jobs", [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
-        return {row["_id"]: row["n"] for row in rows}
+        """Jobs per status right now, from the kept counts (store/counts.py): no scan."""
+        return await self.counts.by_status()
 
     async def finished_per_minute(self, since: int) -> dict[JobStatus, dict[int, int]]:
         """{status: {minute start in ms: count}} of jobs that became COMPLETED or FAILED since
@@ -28,7 +31,7 @@ class StatsStore:
         per_status: dict[JobStatus, dict[int, int]] = {}
         for status in FINISHED:
             rows = await self._group("jobs", [
-                {"$match": {"status": status, "last_status_change": {"$gte": since}}},
+                {"$match": {"status": {"$eq": status}, "last_status_change": {"$gte": since}}},
                 {"$project": {"minute": {"$subtract": [
                     "$last_status_change", {"$mod": ["$last_status_change", MINUTE_MS]}]}}},
                 {"$group": {"_id": "$minute", "n": {"$sum": 1}}},
@@ -41,7 +44,7 @@ class StatsStore:
         when None); one `$group` per status, as nx-27017 ignores compound `$group` keys."""
         counts: dict[int, dict] = {}
         for status in JOB_STATUSES:
-            match: dict = {"status": status}
+            match: dict = {"status": {"$eq": status}}
             if since is not None:
                 match["last_status_change"] = {"$gte": since}
             rows = await self._group("jobs", [
@@ -54,7 +57,7 @@ class StatsStore:
         """Per node id (None: not on a node): {running, cpus, mem}, the RUNNING executions and
         the CPU and memory they were scheduled with."""
         rows = await self._group("job_exes", [
-            {"$match": {"status": ExeStatus.RUNNING}},
+            {"$match": {"status": {"$eq": ExeStatus.RUNNING}}},
             {"$group": {"_id": "$node_id", "running": {"$sum": 1},
                         "cpus": {"$sum": "$cpus_scheduled"}, "mem": {"$sum": "$mem_scheduled"}}},
         ])

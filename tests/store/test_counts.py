@@ -1,0 +1,326 @@
+"""Job counts kept as the transitions happen (store/counts.py): exact against a full recount
+after random transitions, with two stores (or two server processes) folding at once, a fold
+cut off after its commit point and a server killed mid-way; and the queue status counts from
+them without scanning the jobs."""
+
+import asyncio
+import contextlib
+import random
+import signal
+import uuid
+
+import pytest
+from pymongo import monitoring
+from tornado.httpclient import HTTPClientError
+
+from core.model import JobStatus
+from store import Store
+from store.counts import COUNTS_ID, JobCounts
+from tests.live.test_processes import call, spawn_server, stop_server, until_ready
+
+
+async def counted_doc(store) -> dict:
+    """The counters document's counts as {type id: {status: n}}, zeros left out."""
+    doc = await store.db["job_counts"].find_one({"_id": COUNTS_ID})
+    table: dict[int, dict[str, int]] = {}
+    for key, n in doc.items():
+        if key.startswith("n:") and n:
+            _, type_id, status = key.split(":", 2)
+            table.setdefault(int(type_id), {})[status] = n
+    return table
+
+
+async def assert_exact(*stores) -> None:
+    """Every store's read equals a recount now; after folding everything, so does the
+    counters document itself, with no job left uncounted."""
+    recount = await stores[0].counts.recount()
+    for store in stores:
+        assert await store.counts.current() == recount
+    await asyncio.gather(*(store.counts.fold_all() for store in stores))
+    assert await counted_doc(stores[0]) == recount
+    assert await stores[0].db["jobs"].count_documents({"uncounted": True}) == 0
+    assert await stores[0].counts.current() == recount
+
+
+async def random_transition(  # noqa: C901 (one branch per transition)
+        store, rng: random.Random, job_types: list[dict]) -> None:
+    """One of: submit, create (PENDING), queue, start, complete, fail (retried or not),
+    cancel, requeue; on a random job, which may refuse it."""
+    jobs = store.jobs
+    kind = rng.choice(("submit", "submit", "create", "queue", "start", "start", "complete",
+                       "fail", "cancel", "requeue"))
+    job_type = rng.choice(job_types)
+    if kind == "submit":
+        event = await jobs.create_event("USER", {"user": "test"})
+        await jobs.submit_job(job_type, {}, event, "")
+        return
+    if kind == "create":
+        await jobs.create_job(job_type, {}, await jobs.create_event("USER", {}))
+        return
+    top = (await store.db["counters"].find_one({"_id": "jobs"}))["seq"]
+    if top == 0:
+        return
+    job = await jobs.get_job(rng.randint(1, top))
+    if job is None:
+        return
+    exe_id = job.get("latest_exe_id")
+    if kind == "queue":
+        await jobs.queue_job(job["id"])
+    elif kind == "start" and exe_id is not None:
+        await jobs.start_execution(exe_id, None)
+    elif kind == "complete" and exe_id is not None:
+        await jobs.complete_execution(exe_id, {})
+    elif kind == "fail" and exe_id is not None:
+        name = rng.choice(("node-lost", "algorithm-unknown"))
+        await jobs.fail_execution(exe_id, await store.errors.by_name(name))
+    elif kind == "cancel":
+        with contextlib.suppress(ValueError):  # InvalidTransition
+            await jobs.cancel_job(job["id"])
+    elif kind == "requeue":
+        await jobs.requeue_job(job["id"])
+
+
+@pytest.fixture
+def second_store(store, io_loop):
+    """Another Store on the same database: what a second server process has."""
+    other = Store(store.db._url, store.db.db.name)
+    io_loop.run_sync(other.open)
+    yield other
+    io_loop.run_sync(other.close)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_counts_match_a_recount_after_random_transitions(store, second_store, make):
+    rng = random.Random(1313)
+    job_types = [await make.job_type(f"t{i}", max_tries=2) for i in range(3)]
+
+    async def worker(s, seed, steps):
+        r = random.Random(seed)
+        for step in range(steps):
+            await random_transition(s, r, job_types)
+            if step % 25 == 0:
+                await s.counts.fold()
+
+    async def folder(s, done):
+        while not done.is_set():
+            await s.counts.fold(limit=7)
+            await asyncio.sleep(0)
+
+    # Two stores transition and fold concurrently, as two server processes do; each also folds
+    # in small batches all along, so folds of both overlap.
+    done = asyncio.Event()
+    folders = [asyncio.create_task(folder(s, done)) for s in (store, second_store)]
+    await asyncio.gather(worker(store, rng.random(), 250), worker(second_store, rng.random(), 250))
+    done.set()
+    await asyncio.gather(*folders)
+    recount = await store.counts.recount()
+    assert sum(n for row in recount.values() for n in row.values()) > 100
+    assert {s for row in recount.values() for s in row} >= {
+        JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.CANCELED}
+    await assert_exact(store, second_store)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_fold_cut_off_after_its_commit_is_finished_by_another_store(
+        store, second_store, make):
+    job_type = await make.job_type("cut")
+    for _ in range(5):
+        await make.queued(job_type)
+    _, exe = await make.running(job_type)
+
+    class Killed(Exception):
+        pass
+
+    async def die(batch):  # the process dies right after the counters' commit point
+        raise Killed
+
+    cut = JobCounts(store.db)
+    cut._finish = die
+    with pytest.raises(Killed):
+        await cut.fold()
+    doc = await store.db["job_counts"].find_one({"_id": COUNTS_ID})
+    assert len(doc["batch"]["jobs"]) == 6
+    # Reads are exact meanwhile: the batch's jobs count at the batch's version.
+    expected = {job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.RUNNING: 1}}
+    assert await second_store.counts.current() == expected
+    # A transition of a job in the cut-off batch, before anyone finishes it.
+    await store.jobs.complete_execution(exe["id"], {})
+    expected = {job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.COMPLETED: 1}}
+    assert await second_store.counts.current() == expected
+    await second_store.counts.fold_all()
+    doc = await store.db["job_counts"].find_one({"_id": COUNTS_ID})
+    assert doc["batch"] is None
+    assert await counted_doc(store) == expected == await store.counts.recount()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_jobs_written_before_counting_are_counted(store, make):
+    """A store from before the counters: its jobs have no marks; the first open counts them."""
+    job_type = await make.job_type("old")
+    await make.queued(job_type)
+    await make.completed(job_type)
+    await store.db["jobs"].update_many({}, {"$unset": {"tv": "", "uncounted": "", "ctv": "",
+                                                       "cst": ""}})
+    await store.db["job_counts"].delete_many({})
+    reopened = await Store(store.db._url, store.db.db.name).open()
+    try:
+        expected = {job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.COMPLETED: 1}}
+        assert await reopened.counts.current() == expected
+        await assert_exact(reopened)
+    finally:
+        await reopened.close()
+
+
+class Aggregates(monitoring.CommandListener):
+    """The collections aggregated or counted, and the `$match` of each aggregate on jobs."""
+
+    def __init__(self):
+        self.on: list[str] = []
+        self.job_matches: list[dict] = []
+
+    def clear(self):
+        self.on.clear()
+        self.job_matches.clear()
+
+    def started(self, event):
+        if event.command_name in ("aggregate", "count"):
+            self.on.append(event.command.get(event.command_name))
+        if event.command_name == "aggregate" and event.command.get("aggregate") == "jobs":
+            first = (event.command.get("pipeline") or [{}])[0]
+            self.job_matches.append(first.get("$match", {}))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+AGGREGATES = Aggregates()
+monitoring.register(AGGREGATES)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_queue_status_and_status_counts_do_not_scan_the_jobs(store, api, make):
+    first, second = await make.job_type("first"), await make.job_type("second", priority=5)
+    for _ in range(3):
+        await make.queued(first)
+    await make.running(second)
+    await make.queued(second)
+    await make.completed(first)
+    AGGREGATES.clear()
+    status, body, _ = await api.get("/queue/status/")
+    counts = await store.stats.counts_by_status()
+    assert "jobs" not in AGGREGATES.on
+    assert status == 200
+    assert [(row["job_type_name"], row["count"], row["highest_priority"])
+            for row in body["queue_status"]] == [("second", 1, 5), ("first", 3, first["priority"])]
+    assert counts == {JobStatus.QUEUED: 4, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 1}
+
+
+@pytest.mark.alone
+@pytest.mark.gen_test(timeout=180)
+async def test_counts_stay_exact_with_two_server_processes_and_one_killed(  # noqa: C901
+        backend, tmp_path):
+    """Two servers on one store take random submits, cancels and requeues; this process runs
+    and fails jobs through the store; one server is killed mid-way (SIGKILL) and started
+    again. The counts that both serve, and the counters once folded, equal a recount."""
+    if backend[0] != "nx":
+        pytest.skip("one backend is enough for the process test")
+    mongo_url = backend[1]
+    db_name = f"test_counts_{uuid.uuid4().hex[:12]}"
+    store = await Store(mongo_url, db_name).open()
+    servers = {}
+    try:
+        for name in ("a", "b"):
+            servers[name] = spawn_server(mongo_url, db_name, tmp_path / f"{name}.log")
+        for name, (process, url) in servers.items():
+            await until_ready(process, url, tmp_path / f"{name}.log")
+        job_type = await call(servers["a"][1] + "/job-types/", "POST", {
+            "name": "counted", "version": "1.0", "title": "Counted",
+            "interface": {"version": "1.0", "command": "run.sh", "command_arguments": "",
+                          "input_data": [], "output_data": []}})
+        rng = random.Random(27017)
+        unknown = await store.errors.by_name("algorithm-unknown")
+
+        async def client(name, steps):
+            for _ in range(steps):
+                process, url = servers[name]
+                if process.poll() is not None:
+                    return
+                kind = rng.choice(("submit", "submit", "cancel", "requeue", "status"))
+                top = (await store.db["counters"].find_one({"_id": "jobs"}))["seq"]
+                job_id = rng.randint(1, max(top, 1))
+                try:
+                    if kind == "submit":
+                        await call(url + "/queue/new-job/", "POST", {
+                            "job_type_id": job_type["id"],
+                            "job_data": {"version": "1.0", "input_data": [],
+                                         "output_data": []}})
+                    elif kind == "cancel":
+                        await call(f"{url}/jobs/{job_id}/", "PATCH", {"status": "CANCELED"})
+                    elif kind == "requeue":
+                        await call(url + "/queue/requeue-jobs/", "POST", {"job_ids": [job_id]})
+                    else:
+                        await call(url + "/queue/status/")
+                except (HTTPClientError, OSError):  # a refused transition, the killed server
+                    continue
+
+        async def engine(steps):
+            for _ in range(steps):
+                job = await store.db["jobs"].find_one(
+                    {"status": rng.choice((JobStatus.QUEUED, JobStatus.RUNNING))},
+                    {"latest_exe_id": 1, "status": 1})
+                if job is None:
+                    await asyncio.sleep(0.01)
+                    continue
+                if job["status"] == JobStatus.QUEUED:
+                    await store.jobs.start_execution(job["latest_exe_id"], None)
+                elif rng.random() < 0.6:
+                    await store.jobs.complete_execution(job["latest_exe_id"], {})
+                else:
+                    await store.jobs.fail_execution(job["latest_exe_id"], unknown)
+
+        async def killer():
+            await asyncio.sleep(3)
+            servers["b"][0].send_signal(signal.SIGKILL)
+            servers["b"][0].wait(timeout=20)
+
+        await asyncio.gather(client("a", 150), client("b", 150), engine(200), killer())
+        servers["b"] = spawn_server(mongo_url, db_name, tmp_path / "b2.log")
+        await until_ready(servers["b"][0], servers["b"][1], tmp_path / "b2.log")
+        recount = await store.counts.recount()
+        assert recount and sum(recount[job_type["id"]].values()) > 20
+        queued = recount[job_type["id"]].get(JobStatus.QUEUED, 0)
+        for _, url in servers.values():
+            served = await call(url + "/queue/status/")
+            assert [row["count"] for row in served["queue_status"]] == \
+                ([queued] if queued else [])
+        await assert_exact(store)
+    finally:
+        for process, _ in servers.values():
+            stop_server(process)
+        await store.db.client.drop_database(db_name)
+        await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_overview_and_queue_pages_count_without_scanning(store, api, make):
+    """The overview's counts by status and the queue table come from the kept counts; what
+    the overview still aggregates over the jobs is bounded to the last hour."""
+    worker = await make.job_type("worker")
+    for _ in range(2):
+        await make.queued(worker)
+    await make.completed(worker)
+    await make.cancel((await make.queued(worker))[0])
+    AGGREGATES.clear()
+    status, _, _ = await api.get("/")
+    assert status == 200
+    assert all("last_status_change" in match for match in AGGREGATES.job_matches), \
+        AGGREGATES.job_matches
+    assert await store.stats.counts_by_status() == {
+        JobStatus.QUEUED: 2, JobStatus.COMPLETED: 1, JobStatus.CANCELED: 1}
+    AGGREGATES.clear()
+    status, _, _ = await api.get("/dashboard/queue")
+    assert status == 200
+    assert "jobs" not in AGGREGATES.on
