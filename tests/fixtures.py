@@ -92,6 +92,14 @@ def hub(store, io_loop):
 
 
 @pytest.fixture
+def data_dir(tmp_path):
+    """A data folder of the test's own, for the tests whose app or engine runs jobs."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def app_settings():
     """Settings the test's app changes (name: value) from TEST_SETTINGS; a test module or a
     folder's conftest.py overrides this fixture."""

@@ -1,17 +1,11 @@
-"""Engine fixtures: the app with a data folder, and engines a test starts explicitly (the shared
-`app` fixture never runs one), stopped before the test's database is dropped."""
+"""Engine fixtures: the app with its data folder (tests/fixtures.py `data_dir`), and engines a
+test starts explicitly (the shared `app` fixture never runs one), stopped before the test's
+database is dropped."""
 
 import pytest
 
 from engine.scheduler import Engine
 from tests.engine.processes import Gate
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -36,13 +36,6 @@ STUBBORN = ("import signal, sys, time\n"
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def app_settings(data_dir):
     return {"data_dir": str(data_dir)}
 
