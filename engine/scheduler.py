@@ -247,7 +247,11 @@ class Engine:
         if recovered:
             log.warning("failed %d executions left running by a dead server, or whose outcome "
                         "the store could not write (node-lost)", recovered)
-        return recovered
+        finished = await self.store.jobs.finish_half_ended_jobs()
+        if finished:
+            log.warning("finished %d jobs left RUNNING after their execution ended (the store "
+                        "went down between the two writes)", finished)
+        return recovered + finished
 
     async def _attach(self, exe: dict) -> bool:
         """Take over an execution a stopped engine left running on the cluster (Slurm): a

@@ -804,6 +804,32 @@ class JobStore:
         ])
         return {row["_id"]: row["count"] for row in rows}
 
+    async def finish_half_ended_jobs(self) -> int:
+        """Jobs left RUNNING although their latest execution ended: complete_execution and
+        fail_execution write the execution first, and a store that died between the two writes
+        kept only the first. Each such job takes its execution's end (COMPLETED with its
+        results, else FAILED with its error; no retry is made), on the same conditions as the
+        second write. How many were finished."""
+        running = await find_all(self.jobs, {"status": {"$eq": JobStatus.RUNNING}},
+                                 projection={"id": 1, "latest_exe_id": 1})
+        exes = await self.db.by_ids("job_exes", [job["latest_exe_id"] for job in running
+                                                 if job.get("latest_exe_id") is not None])
+        finished = 0
+        for job in running:
+            exe = exes.get(job["latest_exe_id"]) if job.get("latest_exe_id") is not None else None
+            if exe is None or exe["status"] not in (ExeStatus.COMPLETED, ExeStatus.FAILED):
+                continue
+            when = exe.get("ended") or now_ms()
+            changes = ({"status": JobStatus.COMPLETED, "results": exe.get("results")}
+                       if exe["status"] == ExeStatus.COMPLETED else
+                       {"status": JobStatus.FAILED, "error_id": exe.get("error_id")})
+            done = await self._update_one(
+                self.jobs, job["id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe["id"]},
+                uncounted({"$set": {**changes, "ended": when, "last_status_change": now_ms(),
+                                    "last_modified": now_ms()}}))
+            finished += done is not None
+        return finished
+
     async def running_exes_of_node(self, node_id: int) -> list[dict]:
         return await find_all(self.exes, {"status": ExeStatus.RUNNING, "node_id": node_id})
 

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from engine.sandbox import probe
+from tests.api.test_records_security import Failing
 from tests.engine.processes import all_gone, running_exe
 from tests.waiting import wait_for, wait_job
 
@@ -78,3 +80,34 @@ async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, 
     else:
         assert (await store.jobs.get_exe(done["latest_exe_id"]))["status"] == "COMPLETED"
     assert await store.db.count("job_exes", {"status": "RUNNING"}) == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("end", ["completed", "failed"])
+async def test_a_job_whose_end_was_half_written_is_finished_at_recovery(api, make, store,
+                                                                        monkeypatch, start_engine,
+                                                                        end):
+    """The store died between an ending's two writes (the execution's, then the job's): the
+    job was left RUNNING forever. Recovery (at start, and when the store is back) finishes it
+    from its execution."""
+    job_type = await make.job_type()
+    job = await make.start(await make.submit(job_type))
+    exe_id = job["latest_exe_id"]
+    Failing(monkeypatch, "find_one_and_update", "jobs", AutoReconnect("connection reset"))
+    with pytest.raises(AutoReconnect):
+        if end == "completed":
+            await store.jobs.complete_execution(exe_id, {"output_data": []})
+        else:
+            await store.jobs.fail_execution(exe_id, await store.errors.by_name("unknown"))
+    monkeypatch.undo()
+    exe = await store.jobs.get_exe(exe_id)
+    assert ((await store.jobs.get_job(job["id"]))["status"], exe["status"]) == \
+        ("RUNNING", end.upper())
+
+    await start_engine()
+    finished = await wait_job(store, job["id"], end.upper())
+    expected = ({"status": "COMPLETED", "results": {"output_data": []}} if end == "completed"
+                else {"status": "FAILED", "error_id": exe["error_id"]})
+    assert {key: finished.get(key) for key in expected} == expected
+    assert finished["ended"] == exe["ended"]
+    assert await store.jobs.finish_half_ended_jobs() == 0  # nothing left to finish
