@@ -21,6 +21,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from core.interface import validate_error_mapping, validate_interface
+from engine.scheduler import Engine
 from live.hub import LiveHub
 from server import make_app
 from slurm.cluster import ClusterUnavailable, start_cluster
@@ -97,6 +98,30 @@ def data_dir(tmp_path):
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def engine_options():
+    """The options of the engines `start_engine` makes; a test module overrides this fixture
+    (tests/slurm/test_slurm_backend.py: the Slurm backend)."""
+    return {"cpus": 4, "mem": 4096, "cancel_grace": 2.0, "poll_interval": 0.05}
+
+
+@pytest.fixture
+def start_engine(store, data_dir, io_loop, engine_options):
+    """`await start_engine(cpus=..., ...)`: a running engine on this test's store, stopped
+    before the test's database is dropped (the shared `app` fixture never runs one)."""
+    engines = []
+
+    async def start(**options):
+        engine = Engine(store, data_dir, **{**engine_options, **options})
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        io_loop.run_sync(engine.stop, timeout=60)
 
 
 @pytest.fixture

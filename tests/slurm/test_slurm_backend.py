@@ -16,8 +16,8 @@ import pytest
 
 from core.model import BUILTIN_ERRORS
 from engine.executor import EXITED, LOST, ExitReport
-from engine.scheduler import Engine
 from engine.slurm import SlurmBackend, SlurmJob
+from tests.engine.test_engine_failures import error_name, exes_of
 from tests.waiting import PY, wait_for, wait_job
 
 pytestmark = pytest.mark.alone
@@ -41,23 +41,12 @@ def app_settings(data_dir):
 
 
 @pytest.fixture
-def start_engine(store, data_dir, io_loop, slurm_cluster, monkeypatch):
-    """`await start_engine(...)`: an engine with executor=slurm on the test cluster."""
+def engine_options(slurm_cluster, monkeypatch):
+    """start_engine's engines (tests/fixtures.py) use executor=slurm on the test cluster; its
+    jobs are canceled once those engines are stopped."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
-    engines = []
-
-    async def start(**options):
-        settings = {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
-                    "slurm_poll_interval": POLL}
-        settings.update(options)
-        engine = Engine(store, data_dir, **settings)
-        await engine.start()
-        engines.append(engine)
-        return engine
-
-    yield start
-    for engine in engines:
-        io_loop.run_sync(engine.stop, timeout=60)
+    yield {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
+           "slurm_poll_interval": POLL}
     slurm_cluster.cancel_all()
 
 
@@ -66,12 +55,6 @@ def scontrol(cluster, job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\S+?)=(\S*)", out))
 
 
-async def exes_of(store, job_id):
-    return list(reversed(await store.jobs.exes_for_job(job_id)))
-
-
-async def error_name(store, error_id):
-    return (await store.errors.get(error_id))["name"]
 
 
 async def slurm_job_of(store, job_id) -> tuple[dict, str]:
