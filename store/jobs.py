@@ -819,14 +819,15 @@ class JobStore:
             exe = exes.get(job["latest_exe_id"]) if job.get("latest_exe_id") is not None else None
             if exe is None or exe["status"] not in (ExeStatus.COMPLETED, ExeStatus.FAILED):
                 continue
-            when = exe.get("ended") or now_ms()
+            now = now_ms()
+            when = exe.get("ended") or now
             changes = ({"status": JobStatus.COMPLETED, "results": exe.get("results")}
                        if exe["status"] == ExeStatus.COMPLETED else
                        {"status": JobStatus.FAILED, "error_id": exe.get("error_id")})
             done = await self._update_one(
                 self.jobs, job["id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe["id"]},
-                uncounted({"$set": {**changes, "ended": when, "last_status_change": now_ms(),
-                                    "last_modified": now_ms()}}))
+                uncounted({"$set": {**changes, "ended": when, "last_status_change": now,
+                                    "last_modified": now}}))
             finished += done is not None
         return finished
 
