@@ -7,6 +7,8 @@ the same three calls.
 """
 
 import abc
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -61,6 +63,20 @@ class LaunchSpec:
     network: bool = False
     # The job's Scale priority (lower runs first), for a backend that queues jobs itself.
     priority: int = 0
+
+
+def check_program(spec: LaunchSpec) -> None:
+    """LaunchError unless the command's program is an executable file (found on its PATH):
+    what a backend checks before a wrapper (bwrap, sbatch) would start and the command fail."""
+    program = spec.argv[0]
+    if "/" in program:
+        found = str(spec.work_dir / program) if os.access(spec.work_dir / program, os.X_OK) \
+            and (spec.work_dir / program).is_file() else None
+    else:
+        found = shutil.which(program, path=spec.env.get("PATH", os.defpath))
+    if found is None:
+        raise LaunchError(f"cannot start {program!r}: [Errno 2] No such file or directory: "
+                          f"{program!r}")
 
 
 @dataclass

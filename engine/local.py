@@ -12,7 +12,6 @@ process left in the job's PID namespace.
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 
 import psutil
@@ -29,6 +28,7 @@ from engine.executor import (
     LaunchSpec,
     ProcessRef,
     Running,
+    check_program,
     open_log,
 )
 from engine.sandbox import NO_SANDBOX, Sandbox
@@ -60,25 +60,12 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def _check_program(spec: LaunchSpec) -> None:
-    """LaunchError unless the command's program is an executable file (found on its PATH)."""
-    program = spec.argv[0]
-    if "/" in program:
-        found = str(spec.work_dir / program) if os.access(spec.work_dir / program, os.X_OK) \
-            and (spec.work_dir / program).is_file() else None
-    else:
-        found = shutil.which(program, path=spec.env.get("PATH", os.defpath))
-    if found is None:
-        raise LaunchError(f"cannot start {program!r}: [Errno 2] No such file or directory: "
-                          f"{program!r}")
-
-
 def _prepare(spec: LaunchSpec, sandbox: Sandbox):
     """The job's stdout and stderr files (appended to: a retried execution keeps the first
     attempt's lines; the child holds its own copies of the descriptors) and its command line.
     Called in a worker thread, like the runner's folder creation."""
     if sandbox.on:  # bwrap would start, and its command then fail: say so as without it
-        _check_program(spec)
+        check_program(spec)
     spec.stdout_path.parent.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
     # Closed by start() once the child holds its copies.
     out, err = open_log(spec.stdout_path), open_log(spec.stderr_path)

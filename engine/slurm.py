@@ -56,9 +56,9 @@ from engine.executor import (
     LaunchSpec,
     ProcessRef,
     Running,
+    check_program,
     open_log,
 )
-from engine.local import _check_program
 from engine.sandbox import CLEAN_ENV, NO_SANDBOX, Sandbox
 
 log = logging.getLogger("jobdeck.engine")
@@ -183,7 +183,7 @@ def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
 def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:
     """The execution's logs (made here, so their modes are the server's; Slurm appends to them)
     and its command line. In a worker thread."""
-    _check_program(spec)
+    check_program(spec)
     spec.stdout_path.parent.mkdir(mode=EXECUTION_DIR_MODE, parents=True, exist_ok=True)
     for path in (spec.stdout_path, spec.stderr_path):
         open_log(path).close()
