@@ -1,7 +1,8 @@
 """`server.py --demo`: real demo job types and a steady trickle of jobs, so a new user sees the
 engine, the API and the dashboards at work at once.
 
-Three job types run small scripts from engine/demo_jobs/: a word count of a text file, a SHA-256
+Three job types run small scripts from engine/demo_jobs/ (their source on the command line, so
+a sandboxed job needs no access to the checkout): a word count of a text file, a SHA-256
 checksum of a file (both write products into the `demo` workspace), and one that sleeps a few
 seconds and fails one time in four (exit code 3, mapped to the `demo-flaky` error). The inputs are
 this project's own source files, uploaded into the workspace like any user's file.
@@ -43,8 +44,11 @@ PYTHON = shutil.which("python3", path=CLEAN_PATH) or sys.executable
 def demo_type(name: str, title: str, description: str, script: str, arguments: str,
               **fields) -> dict:
     """A demo job type: version 1.0, category `demo`, 128 MiB, three tries."""
+    # The script's source goes on the command line (`python3 -c SOURCE ARGS`): a sandboxed job
+    # sees neither /tmp nor folders only root may enter, where a checkout may lie.
+    source = (SCRIPTS / script).read_text()
     interface = {"command": shlex.quote(PYTHON),
-                 "command_arguments": f"{shlex.quote(str(SCRIPTS / script))} {arguments}",
+                 "command_arguments": f"-c {shlex.quote(source)} {arguments}",
                  "input_data": fields.pop("inputs"), "output_data": fields.pop("outputs", [])}
     return {"name": name, "version": "1.0", "title": title, "description": description,
             "category": "demo", "mem_required": 128.0, "max_tries": 3, **fields,

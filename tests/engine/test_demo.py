@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import JOB_TYPES, Demo
+from engine.demo import JOB_TYPES, SCRIPTS, Demo
 from tests.waiting import wait_job
 
 
@@ -43,3 +43,12 @@ async def test_demo_jobs_run_and_write_products(store, start_engine, data_dir):
     text, source = await product_text(store, summed)
     assert text == f"{hashlib.sha256(source.read_bytes()).hexdigest()}  {source.name}\n"
     assert demo.submitted == 2
+
+
+def test_demo_jobs_do_not_read_the_checkout():
+    """A sandboxed job sees neither /tmp nor folders only root may enter, and a checkout may be
+    in either (a clean clone under /tmp failed every demo job): the scripts travel on the
+    command line."""
+    for spec in JOB_TYPES:
+        assert str(SCRIPTS) not in json.dumps(spec), spec["name"]
+        assert spec["interface"]["command_arguments"].startswith("-c ")
