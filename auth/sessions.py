@@ -51,7 +51,7 @@ def is_loopback(host: str) -> bool:
 
 def write_private(path: Path, data: dict) -> None:
     """Written readable by the owner only (0600), replaced atomically."""
-    temp = path.with_suffix(".tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several servers may start at once
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)

@@ -239,15 +239,13 @@ class JobStore:
                                       skip=(page - 1) * page_size, limit=page_size)
 
     async def count_jobs(self, query: dict) -> int:
-        """The kept counts (store/counts.py) when `query` only names statuses and job types;
-        otherwise a sum of equality counts over the `$in` values of status and job type.
+        """A sum of equality counts over the `$in` values of status and job type. (The kept
+        counts of store/counts.py serve the overview and queue pages; a list's total is counted
+        here, since the kept counts lagged by one under two processes and outages.)
 
         The values are distinct, so the sum is exact; nx-27017 uses an index for equality but
         scans for `$in` (27 ms against 0.7 ms at 20,000 jobs).
         """
-        kept = await self._kept_count(query)
-        if kept is not None:
-            return kept
         splits: list[dict[str, Any]] = [{}]
         for key in ("status", "job_type_id"):
             values = query.get(key, {}).get("$in") if isinstance(query.get(key), dict) else None
@@ -256,25 +254,6 @@ class JobStore:
         if len(splits) == 1:
             return await self.db.count("jobs", query)
         return sum([await self.db.count("jobs", {**query, **split}) for split in splits])
-
-    async def _kept_count(self, query: dict) -> int | None:
-        """The count from the kept counts, or None when `query` has other conditions."""
-        wanted: dict[str, set | None] = {"status": None, "job_type_id": None}
-        for key, value in query.items():
-            if key not in wanted:
-                return None
-            if isinstance(value, dict) and set(value) == {"$eq"}:
-                wanted[key] = {value["$eq"]}
-            elif isinstance(value, dict) and set(value) == {"$in"}:
-                wanted[key] = set(value["$in"])
-            elif not isinstance(value, dict | list):
-                wanted[key] = {value}
-            else:
-                return None
-        statuses, type_ids = wanted["status"], wanted["job_type_id"]
-        return sum(n for type_id, row in (await self.counts.current()).items()
-                   if type_ids is None or type_id in type_ids
-                   for status, n in row.items() if statuses is None or status in statuses)
 
     async def get_job(self, job_id: int) -> dict | None:
         return await self._find_one(self.jobs, job_id)

@@ -140,17 +140,8 @@ async def within_budget(counted, name: str, method: str, path: str, body=None,
     return answer
 
 
-# Kept counts (store/counts.py) read two documents where a count aggregate read one: the lists
-# that also read files or executions go one over. Known, and open in issue 13.
-OVER_BY_KEPT_COUNTS = pytest.mark.xfail(
-    strict=True, reason="issue 13: kept counts cost 2 reads (counters + uncounted jobs); the "
-                        "lists that read files or executions too are one over")
-
-
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.parametrize("path", [
-    "/jobs/", pytest.param("/jobs/updates/", marks=OVER_BY_KEPT_COUNTS),
-    pytest.param("/jobs/executions/", marks=OVER_BY_KEPT_COUNTS)])
+@pytest.mark.parametrize("path", ["/jobs/", "/jobs/updates/", "/jobs/executions/"])
 async def test_job_lists_within_budget(make, counted, path):
     await seed(make)
     await counted("GET", path)  # warm-up
@@ -202,7 +193,7 @@ async def test_new_job_within_budget(make, counted):
     pytest.param("GET / (overview)", "/", marks=pytest.mark.xfail(
         strict=True, reason="issue 13 item 4: counts are kept now, but node usage and the "
                             "last-hour aggregates still read per request")),
-    pytest.param("GET /dashboard/jobs", "/dashboard/jobs", marks=OVER_BY_KEPT_COUNTS),
+    ("GET /dashboard/jobs", "/dashboard/jobs"),
                                        ("GET /dashboard/jobs/{id}", "/dashboard/jobs/{id}")])
 async def test_pages_within_budget(make, counted, name, path):
     seeded = await seed(make)
