@@ -12,6 +12,7 @@ from handlers.job_types import JobTypeDetailsHandler, JobTypesHandler
 from handlers.jobs import (
     JobDetailsHandler,
     JobExecutionsHandler,
+    JobSeriesHandler,
     JobsHandler,
     JobUpdatesHandler,
 )
@@ -26,6 +27,7 @@ API_ROUTES = [
     (rf"/jobs/{ID}/", JobDetailsHandler),
     (r"/jobs/updates/", JobUpdatesHandler),
     (r"/jobs/executions/", JobExecutionsHandler),
+    (r"/jobs/series/", JobSeriesHandler),
     (r"/job-types/", JobTypesHandler),
     (rf"/job-types/{ID}/", JobTypeDetailsHandler),
     (r"/job-executions/", ExecutionsHandler),

@@ -70,6 +70,7 @@ async def serve(settings: Settings) -> int:
             return 2
         await store.open()
         store.counts.keep()  # fold job counts in the background (store/counts.py)
+        store.samples.keep()  # queue depth and running, once a minute (store/samples.py)
         hub = LiveHub(store, settings.live_stale_after)
         engine_service = await EngineService(store, settings).start()
         if embedded is not None:

@@ -13,13 +13,13 @@ from pymongo.errors import PyMongoError
 from core.model import JobStatus
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import BaseHandler
-from handlers.jobs import LIST_PROJECTION
+from handlers.jobs import DEFAULT_SERIES_RANGE, LIST_PROJECTION
 from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
 from presentation.templates import ENV
 from store.search import SEARCH_LIMIT
-from store.stats import MINUTE_MS, StatsStore
+from store.stats import StatsStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_CLIENT = ROOT / "static" / "js" / "live.js"
@@ -36,6 +36,8 @@ JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"
 # The jobs page's filters (the narrow screen's Filters button counts those in use).
 FILTER_NAMES = ("q", "status", "job_id", "job_type_id", "job_type_name", "job_type_category",
                 "started", "ended")
+# The overview's chart ranges (GET /jobs/series/ `range`) and their buttons' labels.
+CHART_RANGES = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 # The longest search text the jobs page accepts.
 MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
@@ -100,27 +102,9 @@ class DashboardPage(BaseHandler):
         return self.store.stats
 
 
-def throughput_chart(per_status: dict[JobStatus, dict[int, int]], now: int) -> dict:
-    """The last 60 whole minutes of COMPLETED and FAILED counts, as SVG bar geometry."""
-    last = now - now % MINUTE_MS
-    minutes = [last - i * MINUTE_MS for i in range(59, -1, -1)]
-    completed = [per_status.get(JobStatus.COMPLETED, {}).get(m, 0) for m in minutes]
-    failed = [per_status.get(JobStatus.FAILED, {}).get(m, 0) for m in minutes]
-    peak = max([c + f for c, f in zip(completed, failed, strict=True)] + [1])
-    width, height, bar = 600, 160, 10
-    bars = []
-    for i, (minute, done, bad) in enumerate(zip(minutes, completed, failed, strict=True)):
-        done_h = round(done / peak * (height - 20), 1)
-        bad_h = round(bad / peak * (height - 20), 1)
-        bars.append({"x": i * bar, "minute": format_ms(minute)[11:16], "completed": done,
-                     "failed": bad, "completed_y": height - done_h, "completed_h": done_h,
-                     "failed_y": height - done_h - bad_h, "failed_h": bad_h})
-    return {"bars": bars, "peak": peak, "width": width, "height": height, "bar": bar,
-            "completed": sum(completed), "failed": sum(failed)}
-
-
 class OverviewPage(DashboardPage):
-    """Counts by status, throughput over the last hour, busiest types, queue and nodes.
+    """Counts by status, busiest types, queue and nodes; the time charts below them load
+    GET /jobs/series/ (static/js/charts.js), so the page's own store budget stays the same.
 
     With `partial=True` it renders only the live region, which the page refetches."""
 
@@ -130,7 +114,6 @@ class OverviewPage(DashboardPage):
         now = now_ms()
         stats = self.stats
         counts = await stats.counts_by_status()
-        chart = throughput_chart(await stats.finished_per_minute(now - HOUR_MS), now)
         by_type = await stats.counts_by_type_and_status(now - HOUR_MS)
         job_types = await self.store.job_types.by_ids(by_type)
         busiest = sorted(({"job_type": job_types[type_id], "counts": c,
@@ -142,9 +125,15 @@ class OverviewPage(DashboardPage):
         nodes = [{"node": node, "use": running.get(node["id"], {})}
                  for node in await self.store.nodes.all()]
         self.render_page("overview_live.html" if self.partial else "overview.html",
-                         counts=counts, total=sum(counts.values()), chart=chart, busiest=busiest,
+                         counts=counts, total=sum(counts.values()), busiest=busiest,
                          queue=queue, queue_depth=sum(r["count"] for r in queue), nodes=nodes,
-                         unassigned=running.get(None, {}).get("running", 0))
+                         unassigned=running.get(None, {}).get("running", 0),
+                         chart_ranges=CHART_RANGES, chart_range=self.chart_range())
+
+    def chart_range(self) -> str:
+        """The charts' range from `?range=` (the page keeps it in its URL), 1 hour unless valid."""
+        chosen = self.get_query_argument("range", DEFAULT_SERIES_RANGE)
+        return chosen if chosen in dict(CHART_RANGES) else DEFAULT_SERIES_RANGE
 
 
 

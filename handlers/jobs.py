@@ -6,13 +6,16 @@ its extra columns); the details handler stands beside them on BaseHandler."""
 from typing import ClassVar
 
 from core.model import JobStatus
+from core.times import now_ms
 from handlers.base import BaseHandler
 from presentation.errors import APIError, sentence
 from presentation.filters import job_filter, job_order
-from presentation.serializers import Serializer
+from presentation.models import SERIES_RANGES
+from presentation.serializers import Serializer, job_series
 from store.jobs import InvalidTransition, JobNotFound
 
 LIST_PROJECTION = {"data": 0, "results": 0}
+DEFAULT_SERIES_RANGE = "1h"
 
 
 class JobListBase(BaseHandler):
@@ -76,3 +79,23 @@ class JobDetailsHandler(BaseHandler):
 
 def json_repr(value) -> str:
     return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
+class JobSeriesHandler(BaseHandler):
+    """The overview's time charts: finished jobs per interval (an indexed range read of the
+    jobs finished in the range) and queue depth and running jobs (the minute samples of
+    store/samples.py), over `range` 1h, 24h or 7d."""
+
+    async def get(self):
+        values = self.query_strings("range") or [DEFAULT_SERIES_RANGE]
+        range_name = values[-1]
+        if range_name not in SERIES_RANGES:
+            raise APIError(400, f"range must be one of {', '.join(SERIES_RANGES)}, "
+                                f"not '{range_name}'")
+        range_s, interval_s = SERIES_RANGES[range_name]
+        now = now_ms()
+        since = now - now % (interval_s * 1000) - (range_s - interval_s) * 1000
+        finished = await self.store.stats.finished_per_interval(since, interval_s * 1000)
+        samples = await self.store.samples.between(since, now + 1)
+        current = await self.store.stats.counts_by_status()
+        self.write_json(job_series(range_name, now, finished, samples, current))

@@ -311,6 +311,25 @@ QueueStatusEntry = Model(None, {
 QueueStatus = Model("QueueStatus", {"queue_status": array(ref(QueueStatusEntry))},
                     "QUEUED jobs per job type: unpaused first, then by priority, then longest "
                     "queued")
+# GET /jobs/series/: the overview's time charts.
+SERIES_RANGES = {"1h": (3600, 60), "24h": (24 * 3600, 1800), "7d": (7 * 24 * 3600, 3 * 3600)}
+COUNT = {**INT, "minimum": 0}
+JobSeriesPoint = Model(None, {
+    "time": DATETIME,
+    "completed": described(COUNT, "Jobs that became COMPLETED in the interval"),
+    "failed": described(COUNT, "Jobs that became FAILED in the interval"),
+    "queued": described(nullable(COUNT), "Most jobs QUEUED at once in the interval, sampled "
+                                         "once a minute (null: no sample)"),
+    "running": described(nullable(COUNT), "Most jobs RUNNING at once in the interval, sampled "
+                                          "once a minute (null: no sample)"),
+})
+JobSeries = Model("JobSeries", {
+    "range": {"enum": list(SERIES_RANGES)},
+    "interval_seconds": {**INT, "minimum": 1},
+    "started": DATETIME, "ended": DATETIME,
+    "points": array(ref(JobSeriesPoint)),
+}, "Finished jobs, queue depth and running jobs per interval over the range, oldest first; the "
+   "last interval ends now and includes the counts of now")
 HealthStore = Model(None, {
     "reachable": BOOL, "ping_ms": {**NUMBER, "minimum": 0}, "writable": BOOL,
     "problem": nullable(STRING),
@@ -366,5 +385,6 @@ COMPONENTS = (
     JobTypeRevision, TriggerEventBase, TriggerRuleDetails, TriggerEventDetails, ErrorBase, Error,
     Job, JobUpdate, JobWithExecution, JobDetails, JobBase, JobInput, JobOutput, Recipe,
     JobExecutionBase, JobExecution, JobExecutionDetails, JobExecutionLog, NodeBase, Node,
-    NodeStatus, Workspace, WorkspaceDetails, ScaleFile, ProductFile, QueueStatus, Health, *PAGES,
+    NodeStatus, Workspace, WorkspaceDetails, ScaleFile, ProductFile, QueueStatus, JobSeries, Health,
+    *PAGES,
 )

@@ -292,6 +292,14 @@ def paths() -> dict:
             "Jobs with their newest execution", tags=jobs, parameters=params(*JOB_FILTERS),
             responses={"200": json_response("A page of jobs", "JobWithExecutionPage"),
                        **errors(*listing)})},
+        "/jobs/series/": {"get": operation(
+            "Finished jobs, queue depth and running jobs over time (the overview's charts)",
+            tags=jobs, parameters=[query("range", {"enum": list(m.SERIES_RANGES),
+                                                   "default": "1h"},
+                                         "How far back: 1 hour (1-minute intervals), 24 hours "
+                                         "(30 minutes) or 7 days (3 hours)")],
+            responses={"200": json_response("The series", "JobSeries"),
+                       **errors("BadRequest", "StoreUnavailable")})},
         "/job-types/": {
             "get": operation(
                 "Job types, filtered on last_modified", tags=types,

@@ -10,6 +10,7 @@ from store.job_types import JobTypeStore
 from store.jobs import JobStore
 from store.nodes import NodeStore
 from store.products import ProductStore
+from store.samples import JobSamples
 from store.search import JobSearch
 from store.sessions import SessionStore
 from store.stats import StatsStore
@@ -35,6 +36,7 @@ class Store:
         self.engines = EngineStore(self.db)
         self.products = ProductStore(self.db)
         self.stats = StatsStore(self.db, self.counts)
+        self.samples = JobSamples(self.db, self.counts)
         self.sessions = SessionStore(self.db)
         self.search = JobSearch(self.db, self.jobs)
 
@@ -45,6 +47,7 @@ class Store:
 
     async def close(self) -> None:
         await self.counts.stop()
+        await self.samples.stop()
         await self.writes.close()
         await self.db.close()
 

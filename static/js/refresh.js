@@ -1,5 +1,6 @@
 /* Overview and queue: re-renders the server-side region (escaped by Jinja2) when live updates
-   arrive, at most once a second, and every 10 seconds anyway (the chart moves with time). */
+   arrive, at most once a second, and every 10 seconds anyway; then tells the page's other parts
+   (static/js/charts.js) with a `jobdeck:refreshed` event. */
 (function () {
   'use strict';
   const J = window.Jobdeck;
@@ -29,6 +30,7 @@
     const html = await response.text();
     region.innerHTML = html;
     J.showMessage('');
+    document.dispatchEvent(new CustomEvent('jobdeck:refreshed'));
   }
 
   function soon() {

@@ -108,7 +108,7 @@ async def test_bad_filters_are_explained_on_an_html_page(api):
 
 
 @pytest.mark.gen_test
-async def test_overview_counts_statuses_and_finished_per_minute(api, make, store):
+async def test_overview_counts_statuses_and_queue(api, make, store):
     jt = await make.posted_type("counted")
     jobs = [await make.submit(jt, value()) for _ in range(4)]
     await make.start(jobs[0])
@@ -120,7 +120,6 @@ async def test_overview_counts_statuses_and_finished_per_minute(api, make, store
     assert 'data-count-status="RUNNING">1<' in html
     assert 'data-count-status="COMPLETED">2<' in html
     assert 'data-count-status="FAILED">0<' in html
-    assert "2 completed, 0 failed" in html
     assert '<span data-queue-depth>1</span> queued' in html
 
 

@@ -1,0 +1,30 @@
+"""GET /jobs/series/: the overview charts' series, and its one parameter."""
+
+import pytest
+
+from core.times import format_ms, now_ms
+
+
+@pytest.mark.gen_test
+async def test_series_counts_finished_jobs_per_interval_and_the_queue_now(api, make, store):
+    jt = await make.job_type("series")
+    job, _ = await make.completed(jt)
+    minute = now_ms() // 60_000 * 60_000
+    await make.touch(job["id"], minute - 120_000, minute - 120_000)
+    await make.queued(jt)
+    status, body, headers = await api.get("/jobs/series/?range=1h")
+    assert status == 200 and headers["Content-Type"] == "application/json; charset=UTF-8"
+    assert (body["range"], body["interval_seconds"], len(body["points"])) == ("1h", 60, 60)
+    assert list(body["points"][0]) == ["time", "completed", "failed", "queued", "running"]
+    marked = [p for p in body["points"] if p["completed"] or p["failed"]]
+    assert marked == [{"time": format_ms(minute - 120_000), "completed": 1, "failed": 0,
+                       "queued": None, "running": None}]
+    assert (body["points"][-1]["queued"], body["points"][-1]["running"]) == (1, 0)
+    assert body["started"] == body["points"][0]["time"]
+
+
+@pytest.mark.gen_test
+async def test_series_names_a_bad_range(api):
+    status, body, headers = await api.get("/jobs/series/?range=2h")
+    assert status == 400 and headers["Content-Type"].startswith("text/plain")
+    assert body.strip() == "range must be one of 1h, 24h, 7d, not '2h'"
