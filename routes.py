@@ -70,6 +70,8 @@ ENGINE_ROUTES: list = [
     (r"/nodes/", engine_api.NodesHandler),
     (rf"/nodes/{ID}/", engine_api.NodeDetailsHandler),
     (rf"/job-executions/{ID}/logs/", engine_api.ExecutionLogsHandler),
+    *[(rf"/job-executions/{ID}/logs/{stream}/", engine_api.ExecutionLogDownloadHandler,
+       {"stream": stream}) for stream in ("stdout", "stderr")],
 ]
 
 # Live updates over WebSocket.

@@ -70,6 +70,34 @@ class EngineHandler(BaseHandler):
             raise APIError(404, f"Workspace {workspace_id} does not exist")
         return ws
 
+    async def send_attachment(self, path: Path | None, content_type: str, file_name: str) -> None:
+        """The file's bytes as a download, as they are when the request comes (a file that
+        grows meanwhile, a running job's log, is sent up to that size; no file: empty).
+        Never active content in this origin: an attachment, a type no browser runs
+        (handlers/uploads.py SAFE_DOWNLOAD_TYPES), a sandbox CSP and no sniffing."""
+        try:
+            handle = await asyncio.to_thread(open, path, "rb") if path else None
+        except FileNotFoundError:
+            handle = None
+        self.set_header("Content-Type", content_type)
+        self.set_header("Content-Disposition", content_disposition(file_name))
+        self.set_header("Content-Security-Policy", DOWNLOAD_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        if handle is None:
+            self.set_header("Content-Length", "0")
+            self.finish()
+            return
+        try:
+            left = os.fstat(handle.fileno()).st_size
+            self.set_header("Content-Length", str(left))
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(CHUNK, left))):
+                left -= len(chunk)
+                self.write(chunk)
+                await self.flush()
+        finally:
+            handle.close()
+        self.finish()
+
 
 class WorkspacesHandler(EngineHandler):
     async def get(self):
@@ -347,21 +375,7 @@ class FileDownloadHandler(EngineHandler):
         path = (base / doc["file_path"]).resolve()
         if not path.is_relative_to(base) or not path.is_file():
             raise APIError(404, f"The bytes of file {file_id} are missing from its workspace")
-        # Never active content in this origin: an attachment, a type no browser runs
-        # (handlers/uploads.py SAFE_DOWNLOAD_TYPES), a sandbox CSP and no sniffing.
-        self.set_header("Content-Type", download_type(doc["media_type"]))
-        self.set_header("Content-Length", str(path.stat().st_size))
-        self.set_header("Content-Disposition", content_disposition(doc["file_name"]))
-        self.set_header("Content-Security-Policy", DOWNLOAD_CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        handle = await asyncio.to_thread(open, path, "rb")
-        try:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK):
-                self.write(chunk)
-                await self.flush()
-        finally:
-            handle.close()
-        self.finish()
+        await self.send_attachment(path, download_type(doc["media_type"]), doc["file_name"])
 
 
 class ProductsHandler(EngineHandler):
@@ -438,3 +452,19 @@ class ExecutionLogsHandler(EngineHandler):
         stdout = await asyncio.to_thread(read_log, exe.get("stdout_file"))
         stderr = await asyncio.to_thread(read_log, exe.get("stderr_file"))
         self.write_json(await Serializer(self.store, self.base_url).exe_log(exe, stdout, stderr))
+
+
+class ExecutionLogDownloadHandler(EngineHandler):
+    """One log of an execution (`stream`: stdout or stderr), whole, as raw text to download
+    (the dashboard's Download links); a running job's log as far as it is written."""
+
+    def initialize(self, stream: str):
+        self.stream = stream
+
+    async def get(self, exe_id):
+        exe = await self.store.jobs.get_exe(int(exe_id))
+        if exe is None:
+            raise APIError(404, f"Job execution {exe_id} does not exist")
+        path = exe.get(f"{self.stream}_file")
+        await self.send_attachment(Path(path) if path else None, "text/plain; charset=utf-8",
+                                   f"execution-{exe_id}-{self.stream}.log")

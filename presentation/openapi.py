@@ -502,6 +502,15 @@ def engine_paths() -> dict:
                                                              "JobExecutionLog"),
                                         **errors("NotFound", "StoreUnavailable")}),
         },
+        **{f"/job-executions/{{id}}/logs/{stream}/": {
+            "parameters": params("id"),
+            "get": operation(f"The execution's whole {stream} as raw text, an attachment "
+                             "(CSP sandbox, nosniff); while it runs, as far as it is written",
+                             tags=("Job executions",),
+                             responses={"200": {"description": f"The {stream} log",
+                                                "content": {"text/plain": {"schema": STRING}}},
+                                        **errors("NotFound", "StoreUnavailable")}),
+        } for stream in ("stdout", "stderr")},
     }
 
 

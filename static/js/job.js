@@ -1,7 +1,8 @@
 /* Job details: everything on the page follows the live feed (status, summary, execution cards,
    phases, buttons, error), a running execution's elapsed time and phase bars tick on, and the
    latest execution's log (stdout/stderr tabs) follows a running job by polling
-   GET /job-executions/{id}/logs/ until it is finished. */
+   GET /job-executions/{id}/logs/ until it is finished, also while it is searched (matches
+   marked, counted, stepped through); each log downloads whole from .../logs/{stream}/. */
 (function () {
   'use strict';
   const J = window.Jobdeck;
@@ -14,6 +15,7 @@
   const SETTLE_MS = 400;
   const SETTLE_TRIES = 5;
   const TAIL_LINES = 5;
+  const MAX_MARKS = 1000;  // matches marked in one log (the count then says "1000+")
   const FINAL = ['COMPLETED', 'FAILED', 'CANCELED'];
   // The server's clock minus this one, so elapsed times agree with the server's timestamps.
   const clockOffset = (Date.parse(root.dataset.started) || Date.now()) - Date.now();
@@ -157,6 +159,11 @@
     let stopped = false;
     let chosen = false;
     let stderrText = '';
+    const texts = {stdout: '', stderr: ''};
+    const search = section.querySelector('[data-log-search]');
+    const count = section.querySelector('[data-log-count]');
+    const steps = Array.from(section.querySelectorAll('[data-log-step]'));
+    let current = -1;  // the current match of the shown stream, -1: none
 
     function select(tab, focus) {
       for (const t of tabs) {
@@ -166,14 +173,75 @@
         document.getElementById(t.getAttribute('aria-controls')).hidden = !on;
       }
       if (focus) tab.focus();
+      current = search.value ? 0 : -1;
+      showMatches(false);
     }
 
-    function render(stream, text) {
+    /* Draws a stream's text, its matches of the search marked (the current one `.current`);
+       a log that grows while searching keeps its marks and the current match's place. */
+    function render(stream, text, force) {
       const pre = section.querySelector('pre[data-stream="' + stream + '"]');
-      if (pre.textContent === text) return;
+      if (!force && pre.textContent === text) return;
       const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.textContent = text;
-      if (follow.checked && atBottom) pre.scrollTop = pre.scrollHeight;
+      const query = search.value;
+      if (!query) {
+        pre.textContent = text;
+      } else {
+        const pattern = new RegExp(query.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi');
+        const parts = [];
+        let from = 0;
+        let marks = 0;
+        for (const match of text.matchAll(pattern)) {
+          if (marks === MAX_MARKS) break;
+          parts.push(text.slice(from, match.index));
+          const mark = document.createElement('mark');
+          mark.textContent = match[0];
+          parts.push(mark);
+          from = match.index + match[0].length;
+          marks += 1;
+        }
+        parts.push(text.slice(from));
+        pre.replaceChildren(...parts);
+      }
+      if (follow.checked && atBottom && current < 0) pre.scrollTop = pre.scrollHeight;
+      if (stream === shownStream()) showMatches(false);
+    }
+
+    function shownStream() {
+      return tabs.find((t) => t.getAttribute('aria-selected') === 'true').dataset.tab;
+    }
+
+    /* The count and the current match of the shown stream; `scroll` brings it into view. */
+    function showMatches(scroll) {
+      const marks = section.querySelectorAll('pre[data-stream="' + shownStream() + '"] mark');
+      for (const step of steps) step.disabled = !marks.length;
+      if (!search.value) {
+        count.textContent = '';
+        return;
+      }
+      if (!marks.length) {
+        current = -1;
+        count.textContent = 'No matches';
+        return;
+      }
+      current = Math.min(Math.max(current, 0), marks.length - 1);
+      marks.forEach((mark, i) => mark.classList.toggle('current', i === current));
+      count.textContent = (current + 1) + ' of ' + marks.length +
+        (marks.length === MAX_MARKS ? '+' : '') + (marks.length === 1 ? ' match' : ' matches');
+      if (scroll) marks[current].scrollIntoView({block: 'center'});
+    }
+
+    function step(by) {
+      const marks = section.querySelectorAll('pre[data-stream="' + shownStream() + '"] mark');
+      if (!marks.length) return;
+      current = (current + by + marks.length) % marks.length;
+      showMatches(true);
+    }
+
+    function searchAgain() {
+      current = search.value ? 0 : -1;
+      for (const stream of ['stdout', 'stderr']) render(stream, texts[stream], true);
+      showMatches(true);
     }
 
     /* The failure's last stderr lines, under the error in the summary. */
@@ -199,8 +267,10 @@
       }
       const stdout = result.body.stdout || '';
       stderrText = result.body.stderr || '';
-      render('stdout', stdout);
-      render('stderr', stderrText);
+      texts.stdout = stdout;
+      texts.stderr = stderrText;
+      render('stdout', stdout, false);
+      render('stderr', stderrText, false);
       // A failure opens on stderr; when stderr is empty but stdout is not, stdout holds it.
       if (!chosen && section.dataset.exeStatus === 'FAILED' && !stderrText && stdout) {
         select(tabs[0], false);
@@ -233,6 +303,15 @@
       });
     }
     follow.addEventListener('change', function () { if (follow.checked) resume(); });
+    search.addEventListener('input', searchAgain);
+    search.addEventListener('keydown', function (event) {
+      if (event.key !== 'Enter') return;
+      event.preventDefault();
+      step(event.shiftKey ? -1 : 1);
+    });
+    for (const button of steps) {
+      button.addEventListener('click', function () { step(Number(button.dataset.logStep)); });
+    }
     document.addEventListener('visibilitychange', schedule);
     fetchLog();
     return {
