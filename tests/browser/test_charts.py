@@ -22,7 +22,8 @@ async def finished_at(make, job_type, status: str, at: int) -> None:
 
 async def known_activity(make, store, now: int) -> dict:
     """3 completed and 1 failed 10 minutes ago, 2 failed 5 minutes ago; a queue sample of 2
-    queued 8 minutes ago; now 2 queued and 1 running. The minutes, by name."""
+    queued 8 minutes ago; now 2 queued and 1 running. The minutes, by name, and the job type's
+    id."""
     minute = now - now % MINUTE
     jt = await make.job_type("charted")
     ten, five, eight = minute - 10 * MINUTE, minute - 5 * MINUTE, minute - 8 * MINUTE
@@ -35,7 +36,7 @@ async def known_activity(make, store, now: int) -> dict:
     await make.queued(jt)
     assert await store.samples.take(eight + 30_000) == {"_id": eight, "queued": 2, "running": 0}
     await make.running(jt)
-    return {"ten": ten, "five": five, "eight": eight}
+    return {"ten": ten, "five": five, "eight": eight, "job_type_id": jt["id"]}
 
 
 async def drawn_bars(page) -> dict[str, tuple[int, int, float, float]]:
@@ -87,6 +88,14 @@ async def test_charts_draw_known_counts_and_follow_the_range(base_url, make, sto
             "f.querySelector('[data-chart-body]').clientWidth, f.clientWidth]")
         assert widths[0] == widths[1] and widths[1] >= widths[2] - 20
         await page.screenshot(path=str(artifacts / "overview-charts-1h.png"), full_page=True)
+        # It follows the live feed: a job finishing now is counted in the newest interval.
+        await expect(page.locator("[data-live]")).to_have_attribute("data-state", "live",
+                                                                   timeout=15000)
+        job, _ = await make.completed(await store.job_types.get(at["job_type_id"]))
+        await expect(page.locator('[data-chart="finished"] [data-chart-summary]')).to_have_text(
+            "4 completed, 3 failed", timeout=20000)
+        done = job["last_status_change"]
+        assert (await drawn_bars(page))[format_ms(done - done % MINUTE)][:2] == (1, 0)
 
         await page.get_by_role("button", name="24 hours").click()
         await expect(charts).to_have_attribute("data-drawn", "24h")
@@ -97,9 +106,9 @@ async def test_charts_draw_known_counts_and_follow_the_range(base_url, make, sto
         assert len(bars) == 48
         half_hour = 30 * MINUTE
         expected: dict[str, list[int]] = {}
-        for t, done, bad in ((at["ten"], 3, 1), (at["five"], 0, 2)):
+        for t, ok, bad in ((at["ten"], 3, 1), (at["five"], 0, 2), (done, 1, 0)):
             entry = expected.setdefault(format_ms(t - t % half_hour), [0, 0])
-            entry[0] += done
+            entry[0] += ok
             entry[1] += bad
         assert {t: b[:2] for t, b in bars.items() if b[:2] != (0, 0)} == \
             {t: tuple(v) for t, v in expected.items()}

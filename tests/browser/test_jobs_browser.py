@@ -200,6 +200,12 @@ async def test_job_type_pause_toggle_calls_the_api(base_url, make, api):
         assert not body["is_paused"]
 
 
+async def charts_drawn(page) -> None:
+    """Wait for the overview's time charts (static/js/charts.js), when the page has them."""
+    if await page.locator("[data-charts]").count():
+        await page.wait_for_selector("[data-charts][data-drawn]")
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_dark_mode_and_narrow_screenshots(base_url, make, store, artifacts):
     jt = await make.posted_type("screenshot", title="Screenshot job", category="demo")
@@ -213,12 +219,14 @@ async def test_dark_mode_and_narrow_screenshots(base_url, make, store, artifacts
                         viewport={"width": 1280, "height": 900}) as page:
         for name, path in pages.items():
             await page.goto(base_url + path)
+            await charts_drawn(page)
             background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
             assert background == "rgb(15, 19, 24)", (name, background)
             await page.screenshot(path=str(artifacts / f"dark-{name}.png"), full_page=True)
     async with chromium(base_url, viewport={"width": 360, "height": 740}, is_mobile=True) as page:
         for name, path in pages.items():
             await page.goto(base_url + path)
+            await charts_drawn(page)
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 360, (name, width)
             await page.screenshot(path=str(artifacts / f"narrow-360-{name}.png"), full_page=True)
