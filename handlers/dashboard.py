@@ -13,7 +13,7 @@ from pymongo.errors import PyMongoError
 from core.model import JobStatus
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import BaseHandler
-from handlers.jobs import DEFAULT_SERIES_RANGE, LIST_PROJECTION
+from handlers.jobs import LIST_PROJECTION
 from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
@@ -36,8 +36,6 @@ JOB_COLUMNS = (("ID", "id"), ("Job type", "job_type__name"), ("Status", "status"
 # The jobs page's filters (the narrow screen's Filters button counts those in use).
 FILTER_NAMES = ("q", "status", "job_id", "job_type_id", "job_type_name", "job_type_category",
                 "started", "ended")
-# The overview's chart ranges (GET /jobs/series/ `range`) and their buttons' labels.
-CHART_RANGES = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 # The longest search text the jobs page accepts.
 MAX_SEARCH = 200
 COUNT_WINDOWS = (6, 12, 24)
@@ -127,13 +125,7 @@ class OverviewPage(DashboardPage):
         self.render_page("overview_live.html" if self.partial else "overview.html",
                          counts=counts, total=sum(counts.values()), busiest=busiest,
                          queue=queue, queue_depth=sum(r["count"] for r in queue), nodes=nodes,
-                         unassigned=running.get(None, {}).get("running", 0),
-                         chart_ranges=CHART_RANGES, chart_range=self.chart_range())
-
-    def chart_range(self) -> str:
-        """The charts' range from `?range=` (the page keeps it in its URL), 1 hour unless valid."""
-        chosen = self.get_query_argument("range", DEFAULT_SERIES_RANGE)
-        return chosen if chosen in dict(CHART_RANGES) else DEFAULT_SERIES_RANGE
+                         unassigned=running.get(None, {}).get("running", 0))
 
 
 

@@ -313,6 +313,7 @@ QueueStatus = Model("QueueStatus", {"queue_status": array(ref(QueueStatusEntry))
                     "queued")
 # GET /jobs/series/: the overview's time charts.
 SERIES_RANGES = {"1h": (3600, 60), "24h": (24 * 3600, 1800), "7d": (7 * 24 * 3600, 3 * 3600)}
+SERIES_LABELS = {"1h": "1 hour", "24h": "24 hours", "7d": "7 days"}
 COUNT = {**INT, "minimum": 0}
 JobSeriesPoint = Model(None, {
     "time": DATETIME,

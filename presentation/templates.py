@@ -13,6 +13,7 @@ from core.model import (
     REQUEUEABLE_JOB_STATUSES,
 )
 from core.text import is_http_url
+from presentation.models import SERIES_LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,4 +59,5 @@ ENV.filters.update(file_size=file_size, mib=mib, short_time=short_time, pretty_j
 # (or written straight into the store) are shown as text.
 ENV.tests["http_url"] = is_http_url
 ENV.globals.update(JOB_STATUSES=JOB_STATUSES, CANCELABLE=CANCELABLE_JOB_STATUSES,
-                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES, MIN_CPUS=MIN_CPUS, MIN_MEM=MIN_MEM)
+                   REQUEUEABLE=REQUEUEABLE_JOB_STATUSES, MIN_CPUS=MIN_CPUS, MIN_MEM=MIN_MEM,
+                   SERIES_LABELS=SERIES_LABELS)

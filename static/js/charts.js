@@ -1,7 +1,7 @@
 /* The overview's time charts: finished jobs per interval (completed and failed, stacked), queue
    depth and running jobs, from GET /jobs/series/?range=1h|24h|7d. Hand-written SVG sized to the
    card's width in pixels (text keeps its size at 360 px); redrawn on resize, on a range change
-   (kept in the page's URL) and after the overview's live refresh (at most every 5 s). */
+   and after the overview's live refresh (at most every 5 s). */
 (function () {
   'use strict';
   const J = window.Jobdeck;
@@ -14,7 +14,8 @@
   const EVERY_MS = 60000;
   const RANGE_WORDS = {'1h': 'the last hour', '24h': 'the last 24 hours', '7d': 'the last 7 days'};
   const state = section.querySelector('[data-charts-state]');
-  let range = section.querySelector('[data-range][aria-pressed="true"]').dataset.range;
+  const buttons = Array.from(section.querySelectorAll('[data-range]'));
+  let range = buttons[0].dataset.range;
   let series = null;
   let asked = 0;
   let last = 0;
@@ -66,6 +67,7 @@
     const failed = points.reduce((n, p) => n + p.failed, 0);
     figure.querySelector('[data-chart-summary]').textContent = `${completed} completed, ${failed} failed`;
     const body = figure.querySelector('[data-chart-body]');
+    figure.querySelector('.legend').hidden = !completed && !failed;
     if (!completed && !failed) {
       body.replaceChildren(emptyNote(`No job finished in ${RANGE_WORDS[range]}.`));
       return;
@@ -112,7 +114,7 @@
       const x = chart.x(i) + chart.slot / 2;
       const y = chart.y(p[field]);
       run.push(`${x},${y}`);
-      const dot = node('circle', {class: 'dot-' + field, cx: x, cy: y, r: 2, 'data-point': '',
+      const dot = node('circle', {class: 'dot-' + field, cx: x, cy: y, r: 3, 'data-point': '',
         'data-time': p.time, 'data-value': p[field]});
       dot.append(node('title', {}, `${tickText(p.time)} UTC: at most ${p[field]} ${words}`));
       chart.svg.append(dot);
@@ -160,12 +162,14 @@
     queued = window.setTimeout(load, Math.max(0, last + AT_MOST_MS - Date.now()));
   }
 
-  for (const button of section.querySelectorAll('[data-range]')) {
+  function choose(button) {
+    range = button.dataset.range;
+    for (const other of buttons) other.setAttribute('aria-pressed', String(other === button));
+  }
+
+  for (const button of buttons) {
     button.addEventListener('click', function () {
-      range = button.dataset.range;
-      for (const other of section.querySelectorAll('[data-range]')) {
-        other.setAttribute('aria-pressed', String(other === button));
-      }
+      choose(button);
       const url = new URL(window.location.href);
       url.searchParams.set('range', range);
       window.history.replaceState(null, '', url);
@@ -173,6 +177,9 @@
       load();
     });
   }
+  // The range is kept in the page's URL (?range=), so a reload or a shared link shows it.
+  const kept = buttons.find((b) => b.dataset.range === new URLSearchParams(window.location.search).get('range'));
+  if (kept) choose(kept);
   document.addEventListener('jobdeck:refreshed', soon);
   window.setInterval(soon, EVERY_MS);
   new ResizeObserver(draw).observe(section);
