@@ -181,7 +181,7 @@ def overview_case():
     async def work(store, base_url):
         now = now_ms()
         counts = await store.stats.counts_by_status()
-        chart = await store.stats.finished_per_interval(now - HOUR_MS)
+        chart = await store.stats.finished_per_minute(now - HOUR_MS)
         by_type = await store.stats.counts_by_type_and_status(now - HOUR_MS)
         await store.job_types.by_ids(by_type)
         queue = await store.jobs.queue_status()

@@ -82,9 +82,8 @@ def json_repr(value) -> str:
 
 
 class JobSeriesHandler(BaseHandler):
-    """The overview's time charts: finished jobs per interval (an indexed range read of the
-    jobs finished in the range) and queue depth and running jobs (the minute samples of
-    store/samples.py), over `range` 1h, 24h or 7d."""
+    """The overview's time charts over `range` 1h, 24h or 7d: finished jobs, queue depth and
+    running jobs per interval, from the per-minute figures of store/samples.py."""
 
     async def get(self):
         values = self.query_strings("range") or [DEFAULT_SERIES_RANGE]
@@ -95,7 +94,6 @@ class JobSeriesHandler(BaseHandler):
         range_s, interval_s = SERIES_RANGES[range_name]
         now = now_ms()
         since = now - now % (interval_s * 1000) - (range_s - interval_s) * 1000
-        finished = await self.store.stats.finished_per_interval(since, interval_s * 1000)
-        samples = await self.store.samples.between(since, now + 1)
+        samples, finished = await self.store.samples.between(since, now + 1)
         current = await self.store.stats.counts_by_status()
-        self.write_json(job_series(range_name, now, finished, samples, current))
+        self.write_json(job_series(range_name, now, samples, finished, current))

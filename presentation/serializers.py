@@ -314,16 +314,21 @@ class Serializer:
         return node_status(node, await self.store.jobs.node_usage(node["id"]))
 
 
-def job_series(range_name: str, now: int, finished: dict, samples: list[dict],
+def job_series(range_name: str, now: int, samples: list[dict], finished: dict,
                current: dict[str, int]) -> dict:
-    """GET /jobs/series/: `finished` ({status: {interval start: n}}, StatsStore's) and the
-    queue samples (JobSamples') per interval of the range, the last interval ending now; an
-    interval's queued/running is the most of its samples, and the last one counts `current`
-    (jobs per status now) as a sample too."""
+    """GET /jobs/series/ from JobSamples.between's minutes (queue samples, and finished jobs
+    {status: {minute: n}}), summed or maximised per interval of the range, the last interval
+    ending now: an interval's queued/running is the most of its samples, and the last one
+    counts `current` (jobs per status now) as a sample too."""
     range_s, interval_s = m.SERIES_RANGES[range_name]
     interval = interval_s * 1000
     last = now - now % interval
     starts = [last - i * interval for i in range(range_s // interval_s - 1, -1, -1)]
+    done: dict[str, dict[int, int]] = {}
+    for status, minutes in finished.items():
+        for minute, n in minutes.items():
+            slot = done.setdefault(status, {})
+            slot[minute - minute % interval] = slot.get(minute - minute % interval, 0) + n
     peaks: dict[int, dict[str, int]] = {}
     now_sample = {"_id": now, "queued": current.get("QUEUED", 0),
                   "running": current.get("RUNNING", 0)}
@@ -332,8 +337,8 @@ def job_series(range_name: str, now: int, finished: dict, samples: list[dict],
         for name in ("queued", "running"):
             peak[name] = max(peak.get(name, 0), sample[name])
     points = [shape(m.JobSeriesPoint, time=t(start),
-                    completed=finished.get("COMPLETED", {}).get(start, 0),
-                    failed=finished.get("FAILED", {}).get(start, 0),
+                    completed=done.get("COMPLETED", {}).get(start, 0),
+                    failed=done.get("FAILED", {}).get(start, 0),
                     queued=peaks.get(start, {}).get("queued"),
                     running=peaks.get(start, {}).get("running")) for start in starts]
     return shape(m.JobSeries, range=range_name, interval_seconds=interval_s, started=t(starts[0]),

@@ -24,19 +24,17 @@ class StatsStore:
         """Jobs per status right now, from the kept counts (store/counts.py): no scan."""
         return await self.counts.by_status()
 
-    async def finished_per_interval(self, since: int, interval_ms: int = MINUTE_MS
-                                    ) -> dict[JobStatus, dict[int, int]]:
-        """{status: {interval start in ms: count}} of jobs that became COMPLETED or FAILED
-        since `since` (intervals counted from the epoch). nx-27017 evaluates expressions in
-        `$project` but not inside a `$group` key, so the interval is projected first, and each
-        status is its own pass over its (status, last_status_change) index."""
+    async def finished_per_minute(self, since: int) -> dict[JobStatus, dict[int, int]]:
+        """{status: {minute start in ms: count}} of jobs that became COMPLETED or FAILED since
+        `since`. nx-27017 evaluates expressions in `$project` but not inside a `$group` key,
+        so the minute is projected first, and each status is its own pass over its index."""
         per_status: dict[JobStatus, dict[int, int]] = {}
         for status in FINISHED:
             rows = await self._group("jobs", [
                 {"$match": {"status": {"$eq": status}, "last_status_change": {"$gte": since}}},
-                {"$project": {"interval": {"$subtract": [
-                    "$last_status_change", {"$mod": ["$last_status_change", interval_ms]}]}}},
-                {"$group": {"_id": "$interval", "n": {"$sum": 1}}},
+                {"$project": {"minute": {"$subtract": [
+                    "$last_status_change", {"$mod": ["$last_status_change", MINUTE_MS]}]}}},
+                {"$group": {"_id": "$minute", "n": {"$sum": 1}}},
             ])
             per_status[status] = {int(row["_id"]): row["n"] for row in rows}
         return per_status

@@ -208,7 +208,7 @@ async def test_every_store_read_is_whole_when_cursors_die(store, make, dying_cur
         "counts_by_type_and_status": (stats.counts_by_type_and_status, 150),
         "running_by_node": (stats.running_by_node, 1),
         "counts_by_status": (stats.counts_by_status, 3),
-        "finished_per_interval": (partial(stats.finished_per_interval, 0),
+        "finished_per_minute": (partial(stats.finished_per_minute, 0),
                                 {"COMPLETED": 400, "FAILED": 0}),
     }
     got = {}
@@ -220,7 +220,7 @@ async def test_every_store_read_is_whole_when_cursors_die(store, make, dying_cur
             continue
         if isinstance(result, tuple):
             got[name] = (result[0], len(result[1]))
-        elif name == "finished_per_interval":
+        elif name == "finished_per_minute":
             got[name] = {status: len(rows) for status, rows in result.items()}
         else:
             got[name] = len(result)

@@ -1,0 +1,51 @@
+"""store/samples.py: the charts' per-minute figures: queue samples (first writer of a minute
+wins), finished jobs of closed minutes recorded once and kept when a job moves on, caught up
+after a pause, and the open minutes counted from the jobs."""
+
+import pytest
+
+from core.times import now_ms
+from store.samples import FINISHED_GRACE_MS, KEEP_MS, MINUTE_MS
+
+pytestmark = pytest.mark.gen_test
+
+
+async def failed_at(make, job_type, at: int) -> dict:
+    job, _ = await make.failed(job_type)
+    await make.touch(job["id"], at, at)
+    return job
+
+
+async def test_finished_minutes_are_recorded_once_and_kept(store, make):
+    jt = await make.job_type("sampled")
+    minute = now_ms() // MINUTE_MS * MINUTE_MS
+    old = minute - 30 * MINUTE_MS
+    job = await failed_at(make, jt, old + 1000)
+    first = await store.samples.take(minute - 20 * MINUTE_MS)
+    assert first == {"_id": minute - 20 * MINUTE_MS, "queued": 0, "running": 0}
+    await make.queued(jt)
+    # A second sample of the same minute keeps the first.
+    assert await store.samples.take(minute - 20 * MINUTE_MS + 30_000) == first
+    # The failed job is requeued: its recorded minute still counts it (it did fail then).
+    await store.jobs.requeue_job(job["id"])
+    recent = await failed_at(make, jt, minute - 5 * MINUTE_MS)
+    samples, finished = await store.samples.between(minute - 60 * MINUTE_MS, now_ms() + 1)
+    assert samples == [first]
+    assert finished == {"COMPLETED": {}, "FAILED": {old: 1, minute - 5 * MINUTE_MS: 1}}
+    # A later sample catches up on the minutes since (the requeued job now counts where it
+    # failed last); the first minute recorded stays as it was.
+    await store.samples.take(minute + FINISHED_GRACE_MS)
+    recorded = {doc["_id"]: doc["failed"] async for doc in store.db["job_finished"].find(
+        {"_id": {"$gte": old}})}
+    assert recorded[old] == 1 and recorded[minute - 5 * MINUTE_MS] == 1
+    assert sorted(recorded) == list(range(old, minute, MINUTE_MS))
+    assert recent["id"] != job["id"]
+
+
+async def test_samples_past_the_kept_span_are_removed(store):
+    now = now_ms()
+    await store.samples.take(now - KEEP_MS - 5 * MINUTE_MS)
+    await store.samples.take(now)
+    samples, _ = await store.samples.between(now - 2 * KEEP_MS, now + 1)
+    assert [s["_id"] for s in samples] == [now - now % MINUTE_MS]
+    assert await store.db["job_finished"].find_one({"_id": {"$lt": now - KEEP_MS}}) is None
