@@ -32,7 +32,8 @@ from pymongo.errors import PyMongoError
 from core.model import JobStatus
 from core.times import now_ms
 from handlers.jobs import LIST_PROJECTION
-from presentation.serializers import Serializer
+from presentation.models import SERIES_RANGES
+from presentation.serializers import Serializer, job_series
 from store import Store
 from store.embedded import EmbeddedMongo
 from store.jobs import JobFilter
@@ -129,7 +130,7 @@ class StoreTimer:
 
     def wrap(self, store: Store):
         timed = type("TimedStore", (), {})()
-        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes"):
+        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes", "samples"):
             setattr(timed, name, _Timed(getattr(store, name), self))
         return timed
 
@@ -191,6 +192,19 @@ def overview_case():
     return work
 
 
+def series_case(range_name: str):
+    """The work JobSeriesHandler.get does (GET /jobs/series/): the minute figures of the range
+    (store/samples.py, recorded by the server's sampler) and the counts of now."""
+    async def work(store, base_url):
+        range_s, interval_s = SERIES_RANGES[range_name]
+        now = now_ms()
+        since = now - now % (interval_s * 1000) - (range_s - interval_s) * 1000
+        samples, finished = await store.samples.between(since, now + 1)
+        current = await store.stats.counts_by_status()
+        return json.dumps(job_series(range_name, now, samples, finished, current))
+    return work
+
+
 def details_case(job_ids):
     """The work JobDetailsHandler.get does, cycling over `job_ids`."""
     turn = iter(range(10**9))
@@ -227,6 +241,7 @@ async def build_cases(store: Store, size: int) -> list[tuple[str, str, object]]:
                                      time_field="last_status_change"),
                    UPDATES_ORDER, 1, {"input_files": True})),
         ("overview page", "/", overview_case()),
+        ("series range=7d", "/jobs/series/?range=7d", series_case("7d")),
     ]
 
 

@@ -37,7 +37,9 @@ async def test_log_search_marks_counts_steps_and_keeps_the_tail_live(base_url, m
         await expect(stdout).to_have_text("tick 1\nok\ntick 2\nTICK 3 <b>\n")
         count = page.locator("[data-log-count]")
         search = page.get_by_label("Search the log")
-        await search.fill("tick")
+        await page.keyboard.press("/")  # the search shortcut finds the log's search here
+        await expect(search).to_be_focused()
+        await page.keyboard.type("tick")
         await expect(count).to_have_text("1 of 3 matches")
         await expect(stdout.locator("mark")).to_have_text(["tick", "tick", "TICK"])
         await expect(stdout.locator("mark.current")).to_have_count(1)
