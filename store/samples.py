@@ -1,29 +1,33 @@
-"""The overview's time charts' figures, kept per minute so a chart reads at most KEEP_MS of
-minutes (11,520 small documents), however many jobs there are.
+"""The overview's time charts' figures, kept per minute in one document per hour
+(`job_minutes`: `{_id: hour start in ms, q<m>, r<m>, c<m>, f<m>}` for minute m of the hour), so
+a 7-day chart reads 169 small documents however many jobs there are (one document per minute
+took 0.5 s to read for 7 days on nx-27017). Fields are top-level: nx-27017 may write a dotted
+path as a literal field name.
 
-- **Queue depth and running jobs.** The jobs only say how many are QUEUED or RUNNING now;
-  rebuilding the past from their queued/started/ended times would read every job of the range
-  (and a requeued job's earlier times are overwritten). So once a minute the kept counts
-  (store/counts.py, no scan) are written as `{_id: minute start in ms, queued, running}` to
-  `job_samples`. A minute the server was down has no sample: the chart shows a gap.
-- **Finished jobs.** Once a minute has closed (FINISHED_GRACE_MS after its end, for writes
-  stamped just before it), its COMPLETED and FAILED jobs are counted from the jobs'
-  (status, last_status_change) index and written as `{_id: minute, completed, failed}` to
-  `job_finished` (zeros too: every minute from the first recorded on is there). Each sample
-  counts the minutes since the last recorded one, so after a pause it catches up (at most
-  KEEP_MS back; the first sample of a store reads that much once). A job requeued and finished
-  again later counts in both minutes, as it finished in both. The minutes not recorded yet (the
-  current one or two) are counted from the jobs at read time.
+- **Queue depth and running jobs** (`q<m>`, `r<m>`). The jobs only say how many are QUEUED or
+  RUNNING now; rebuilding the past from their queued/started/ended times would read every job
+  of the range (and a requeued job's earlier times are overwritten). So once a minute the kept
+  counts (store/counts.py, no scan) are written. A minute the server was down has no sample:
+  the chart shows a gap.
+- **Finished jobs** (`c<m>`, `f<m>`). Once a minute has closed (FINISHED_GRACE_MS after its
+  end, for writes stamped just before it), its COMPLETED and FAILED jobs are counted from the
+  jobs' (status, last_status_change) index and written, zeros too; `job_minutes_state`
+  `{_id: "finished", through}` says up to which minute they are. Each sample records the
+  minutes since then, so after a pause it catches up (at most KEEP_MS back; the first sample of
+  a store reads that much once). A job requeued and finished again later counts in both
+  minutes, as it finished in both. The minutes after `through` (the open one or two) are
+  counted from the jobs at read time.
 
-Several processes may sample: the first to write a minute wins (its `_id` is taken); documents
-older than KEEP_MS are removed.
+Several processes may sample: they write the same figures; `through` only moves forward.
+Hours older than KEEP_MS are removed.
 """
 
 import asyncio
 import contextlib
 import logging
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo import UpdateOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.model import JobStatus
 from core.times import now_ms
@@ -34,56 +38,74 @@ from store.reads import aggregate_all, find_page
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-KEEP_MS = 8 * 24 * 3600 * 1000
+HOUR_MS = 60 * MINUTE_MS
+KEEP_MS = 8 * 24 * HOUR_MS
 FINISHED_GRACE_MS = 5000
-FINISHED = {JobStatus.COMPLETED: "completed", JobStatus.FAILED: "failed"}
-SAMPLE_FIELDS = {"_id": 1, "queued": 1, "running": 1}
-FINISHED_FIELDS = {"_id": 1, "completed": 1, "failed": 1}
+# Each figure's field prefix in an hour's document.
+FINISHED = {JobStatus.COMPLETED: "c", JobStatus.FAILED: "f"}
+QUEUE = {"queued": "q", "running": "r"}
 
 
 def minute_of(ms: int) -> int:
     return ms - ms % MINUTE_MS
 
 
+def hour_of(ms: int) -> int:
+    return ms - ms % HOUR_MS
+
+
+def field(prefix: str, minute: int) -> str:
+    """A minute's field in its hour's document: `q17` is the queue sample of minute 17."""
+    return f"{prefix}{minute % HOUR_MS // MINUTE_MS}"
+
+
 class JobSamples:
     def __init__(self, db: Database, counts: JobCounts):
         self.jobs = db["jobs"]
-        self.samples = db["job_samples"]
-        self.finished = db["job_finished"]
+        self.hours = db["job_minutes"]
+        self.state = db["job_minutes_state"]
         self.counts = counts
         self._task: asyncio.Task | None = None
 
     async def take(self, at: int | None = None) -> dict:
         """Record the QUEUED and RUNNING counts of now under the minute of `at` (now unless
-        given; an existing sample of that minute is kept), and the finished jobs of the minutes
-        closed by then. The queue sample written or kept."""
+        given), and the finished jobs of the minutes closed by then. The queue sample."""
         at = now_ms() if at is None else at
         counts = await self.counts.by_status()
-        sample = {"_id": minute_of(at), "queued": counts.get(JobStatus.QUEUED, 0),
+        minute = minute_of(at)
+        sample = {"_id": minute, "queued": counts.get(JobStatus.QUEUED, 0),
                   "running": counts.get(JobStatus.RUNNING, 0)}
-        try:
-            await self.samples.insert_one(dict(sample))
-        except DuplicateKeyError:
-            sample = await self.samples.find_one({"_id": sample["_id"]}, SAMPLE_FIELDS) or sample
+        await self.hours.update_one(
+            {"_id": hour_of(minute)},
+            {"$set": {field(prefix, minute): sample[name] for name, prefix in QUEUE.items()}},
+            upsert=True)
         await self._record_finished(minute_of(at - FINISHED_GRACE_MS))
-        for collection in (self.samples, self.finished):
-            await collection.delete_many({"_id": {"$lt": at - KEEP_MS}})
+        await self.hours.delete_many({"_id": {"$lt": hour_of(at - KEEP_MS)}})
         return sample
+
+    async def _through(self) -> int | None:
+        """The minute the recorded finished counts reach (exclusive), None before the first."""
+        doc = await self.state.find_one({"_id": "finished"})
+        return None if doc is None else doc["through"]
 
     async def _record_finished(self, closed: int) -> None:
         """Write the finished counts of the minutes before `closed` not recorded yet."""
-        newest = await find_page(self.finished, {}, projection={"_id": 1},
-                                 sort=[("_id", -1)], limit=1)
-        start = max(newest[0]["_id"] + MINUTE_MS if newest else 0, closed - KEEP_MS)
+        through = await self._through()
+        start = max(through or 0, closed - KEEP_MS)
         if start >= closed:
             return
         counted = await self.finished_per_minute(start, closed)
-        docs = [{"_id": minute, **{name: counted[status].get(minute, 0)
-                                   for status, name in FINISHED.items()}}
-                for minute in range(start, closed, MINUTE_MS)]
-        # Another process may have written some of these minutes meanwhile: theirs stay.
-        with contextlib.suppress(BulkWriteError):
-            await self.finished.insert_many(docs, ordered=False)
+        updates: dict[int, dict] = {}
+        for minute in range(start, closed, MINUTE_MS):
+            fields = updates.setdefault(hour_of(minute), {})
+            for status, prefix in FINISHED.items():
+                fields[field(prefix, minute)] = counted[status].get(minute, 0)
+        await self.hours.bulk_write([UpdateOne({"_id": hour}, {"$set": fields}, upsert=True)
+                                     for hour, fields in updates.items()], ordered=False)
+        # Forward only: another process that recorded further keeps its `through`.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.state.update_one({"_id": "finished", "through": {"$lt": closed}},
+                                        {"$set": {"through": closed}}, upsert=True)
 
     async def finished_per_minute(self, start: int, end: int | None = None
                                   ) -> dict[str, dict[int, int]]:
@@ -105,19 +127,26 @@ class JobSamples:
 
     async def between(self, start: int, end: int) -> tuple[list[dict], dict[str, dict[int, int]]]:
         """The queue samples of the minutes in [start, end), oldest first, and the finished
-        jobs per minute ({status: {minute: n}}): recorded ones, then the minutes after the
-        newest recorded one counted from the jobs."""
-        limit = max(1, -(-(end - start) // MINUTE_MS))
-        samples = await find_page(self.samples, {"_id": {"$gte": start, "$lt": end}},
-                                  projection=SAMPLE_FIELDS, sort=[("_id", 1)], limit=limit)
-        recorded = await find_page(self.finished, {"_id": {"$gte": start, "$lt": end}},
-                                   projection=FINISHED_FIELDS, sort=[("_id", 1)], limit=limit)
-        tail = recorded[-1]["_id"] + MINUTE_MS if recorded else start
+        jobs per minute ({status: {minute: n}}, minutes without any left out): recorded ones,
+        then the minutes after the recorded ones counted from the jobs."""
+        first = hour_of(start)
+        docs = await find_page(self.hours, {"_id": {"$gte": first, "$lt": end}},
+                               sort=[("_id", 1)], limit=max(1, -(-(end - first) // HOUR_MS)))
+        through = await self._through()
+        tail = start if through is None else max(start, min(through, end))
         finished = await self.finished_per_minute(tail, end)
-        for doc in recorded:
-            for status, name in FINISHED.items():
-                if doc[name]:
-                    finished[status][doc["_id"]] = doc[name]
+        samples = []
+        for doc in docs:
+            for minute in range(doc["_id"], doc["_id"] + HOUR_MS, MINUTE_MS):
+                if not start <= minute < end:
+                    continue
+                if field("q", minute) in doc:
+                    samples.append({"_id": minute, **{name: doc[field(prefix, minute)]
+                                                      for name, prefix in QUEUE.items()}})
+                if minute < tail:
+                    for status, prefix in FINISHED.items():
+                        if doc.get(field(prefix, minute)):
+                            finished[status][minute] = doc[field(prefix, minute)]
         return samples, finished
 
     def keep(self) -> None:

@@ -1,11 +1,11 @@
-"""store/samples.py: the charts' per-minute figures: queue samples (first writer of a minute
-wins), finished jobs of closed minutes recorded once and kept when a job moves on, caught up
-after a pause, and the open minutes counted from the jobs."""
+"""store/samples.py: the charts' per-minute figures: queue samples, finished jobs of closed
+minutes recorded once and kept when a job moves on, caught up after a pause, and the open
+minutes counted from the jobs."""
 
 import pytest
 
 from core.times import now_ms
-from store.samples import FINISHED_GRACE_MS, KEEP_MS, MINUTE_MS
+from store.samples import FINISHED_GRACE_MS, KEEP_MS, MINUTE_MS, field, hour_of
 
 pytestmark = pytest.mark.gen_test
 
@@ -24,8 +24,9 @@ async def test_finished_minutes_are_recorded_once_and_kept(store, make):
     first = await store.samples.take(minute - 20 * MINUTE_MS)
     assert first == {"_id": minute - 20 * MINUTE_MS, "queued": 0, "running": 0}
     await make.queued(jt)
-    # A second sample of the same minute keeps the first.
-    assert await store.samples.take(minute - 20 * MINUTE_MS + 30_000) == first
+    # A later sample of the same minute writes what it sees then.
+    first = await store.samples.take(minute - 20 * MINUTE_MS + 30_000)
+    assert first == {"_id": minute - 20 * MINUTE_MS, "queued": 1, "running": 0}
     # The failed job is requeued: its recorded minute still counts it (it did fail then).
     await store.jobs.requeue_job(job["id"])
     recent = await failed_at(make, jt, minute - 5 * MINUTE_MS)
@@ -35,17 +36,22 @@ async def test_finished_minutes_are_recorded_once_and_kept(store, make):
     # A later sample catches up on the minutes since (the requeued job now counts where it
     # failed last); the first minute recorded stays as it was.
     await store.samples.take(minute + FINISHED_GRACE_MS)
-    recorded = {doc["_id"]: doc["failed"] async for doc in store.db["job_finished"].find(
-        {"_id": {"$gte": old}})}
-    assert recorded[old] == 1 and recorded[minute - 5 * MINUTE_MS] == 1
-    assert sorted(recorded) == list(range(old, minute, MINUTE_MS))
+    hours = {doc["_id"]: doc async for doc in store.db["job_minutes"].find({})}
+    recorded = {m: hours[hour_of(m)][field("f", m)] for m in range(old, minute, MINUTE_MS)}
+    assert recorded == {m: 1 if m in (old, minute - 5 * MINUTE_MS) else 0
+                        for m in range(old, minute, MINUTE_MS)}
+    assert await store.db["job_minutes_state"].find_one({}) == {"_id": "finished",
+                                                                "through": minute}
+    _, finished = await store.samples.between(minute - 60 * MINUTE_MS, now_ms() + 1)
+    assert finished == {"COMPLETED": {}, "FAILED": {old: 1, minute - 5 * MINUTE_MS: 1}}
     assert recent["id"] != job["id"]
 
 
 async def test_samples_past_the_kept_span_are_removed(store):
     now = now_ms()
-    await store.samples.take(now - KEEP_MS - 5 * MINUTE_MS)
+    await store.samples.take(now - KEEP_MS - 2 * 3600_000)
     await store.samples.take(now)
     samples, _ = await store.samples.between(now - 2 * KEEP_MS, now + 1)
     assert [s["_id"] for s in samples] == [now - now % MINUTE_MS]
-    assert await store.db["job_finished"].find_one({"_id": {"$lt": now - KEEP_MS}}) is None
+    hours = [doc["_id"] async for doc in store.db["job_minutes"].find({}, {"_id": 1})]
+    assert min(hours) >= hour_of(now - KEEP_MS) and max(hours) == hour_of(now)
