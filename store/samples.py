@@ -164,8 +164,7 @@ class JobSamples:
             await asyncio.sleep((MINUTE_MS - now_ms() % MINUTE_MS + FINISHED_GRACE_MS) / 1000)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
