@@ -7,7 +7,7 @@ from pymongo.errors import DuplicateKeyError
 from core.times import now_ms
 from store.cache import Cache
 from store.db import Database
-from store.reads import find_all
+from store.reads import find_all, find_page
 
 
 class WorkspaceExists(ValueError):
@@ -71,6 +71,16 @@ class FileStore:
 
     async def files_by_ids(self, ids) -> dict[int, dict]:
         return await self.db.by_ids("files", ids)
+
+    async def newest_files(self, media_types, limit: int = 200) -> list[dict]:
+        """The newest `limit` files (uploads and products) of these media types, or of any when
+        none are given, newest first: what a job input may name. One equality read per type."""
+        found: dict[int, dict] = {}
+        for flt in [{"media_type": t} for t in media_types] or [{}]:
+            for doc in await find_page(self.db["files"], flt, sort=[("id", -1)], limit=limit):
+                if not doc.get("is_deleted"):
+                    found[doc["id"]] = doc
+        return sorted(found.values(), key=lambda doc: -doc["id"])[:limit]
 
     async def products_of_job(self, job_id: int) -> list[dict]:
         return await find_all(self.db["files"], {"job_id": job_id})

@@ -16,16 +16,19 @@
     return meta ? meta.content : '';
   }
 
-  /* Calls the REST API; failures carry the API's text/plain message. */
+  /* Calls the REST API with a JSON body, or a FormData one (a multipart upload); failures
+     carry the API's text/plain message. */
   async function api(method, path, body) {
+    const form = body instanceof FormData;
+    const headers = {Accept: 'application/json', 'X-XSRFToken': xsrfToken()};
+    if (!form) headers['Content-Type'] = 'application/json';
     let response;
     try {
       response = await fetch(path, {
         method,
         credentials: 'same-origin',
-        headers: {'Content-Type': 'application/json', Accept: 'application/json',
-          'X-XSRFToken': xsrfToken()},
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: headers,
+        body: body === undefined || form ? body : JSON.stringify(body),
       });
     } catch (err) {
       return {ok: false, status: 0, message: 'The server could not be reached (' + err.message + ').'};
