@@ -109,6 +109,7 @@
     span.className = 'actions';
     span.append(actionButton('cancel', row.id, 'Cancel', true),
       actionButton('requeue', row.id, 'Requeue', false));
+    J.setActions(span, row.status);
     actions.appendChild(span);
     tr.append(select, id, type, status, priority, runs, created, startedCell, endedCell, changed,
       modified, durationCell, error, actions);
@@ -122,8 +123,6 @@
     return true;
   }
 
-  /* Writes only the cells whose value changed; a state older than the one shown is ignored
-     (a catch-up batch can arrive after a newer change). */
   function rowCells(tr) {
     let cells = cellsByRow.get(tr);
     if (!cells) {
@@ -134,6 +133,8 @@
     return cells;
   }
 
+  /* Writes only the cells whose value changed; a state older than the one shown is ignored
+     (a catch-up batch can arrive after a newer change). */
   function updateRow(tr, row, matches) {
     const cells = rowCells(tr);
     const shown = cells.last_modified.firstElementChild;

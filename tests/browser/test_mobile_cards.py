@@ -80,4 +80,15 @@ async def test_job_cards_fit_in_three_lines_at_360px_without_empty_labels(base_u
         await expect(card).to_have_attribute("data-status", "CANCELED")
         shape = await card.evaluate(CARD_SHAPE)
         assert shape["rows"] <= 3 and shape["empty"] == [], shape
+        # A new job arriving live, already finished: a card without actions either.
+        await page.evaluate("""async id => {
+          const row = (await (await fetch('/jobs/?job_id=' + id)).json()).results[0];
+          Object.assign(row, {id: 9999, status: 'COMPLETED'});
+          row.created = row.last_modified = row.last_status_change = new Date().toISOString();
+          window.JobdeckJobs.applyUpdates([row]);
+        }""", completed["id"])
+        card = page.locator('tr[data-job-id="9999"]')
+        await expect(card).to_have_attribute("data-status", "COMPLETED")
+        await expect(card.locator(".col-actions")).to_be_hidden()
+        assert (await card.evaluate(CARD_SHAPE))["empty"] == []
         assert await page.evaluate("document.documentElement.scrollWidth") <= 360
