@@ -77,9 +77,17 @@ class FileStore:
         none are given, newest first: what a job input may name. One equality read per type."""
         found: dict[int, dict] = {}
         for flt in [{"media_type": t} for t in media_types] or [{}]:
-            for doc in await find_page(self.db["files"], flt, sort=[("id", -1)], limit=limit):
-                if not doc.get("is_deleted"):
-                    found[doc["id"]] = doc
+            kept, page_filter = 0, flt
+            while kept < limit:
+                docs = await find_page(self.db["files"], page_filter, sort=[("id", -1)],
+                                       limit=limit)
+                for doc in docs:
+                    if not doc.get("is_deleted"):  # deleted files are skipped, then read past
+                        found[doc["id"]] = doc
+                        kept += 1
+                if len(docs) < limit:
+                    break
+                page_filter = {**flt, "id": {"$lt": docs[-1]["id"]}}
         return sorted(found.values(), key=lambda doc: -doc["id"])[:limit]
 
     async def products_of_job(self, job_id: int) -> list[dict]:
