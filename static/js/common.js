@@ -366,6 +366,10 @@
     }
   });
 
+  // A choice made in another tab applies here too.
+  window.addEventListener('storage', function (event) {
+    if (event.key === TIME_KEY) { chosenMode = null; applyTimeMode(); }
+  });
   const modeSelect = document.querySelector('[data-time-mode]');
   if (modeSelect) modeSelect.addEventListener('change', function () { setTimeMode(modeSelect.value); });
   applyTimeMode();
