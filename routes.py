@@ -87,6 +87,7 @@ DASHBOARD_ROUTES: list = [
     (rf"/dashboard/jobs/{ID}", dashboard.JobPage),
     (r"/dashboard/job-types", dashboard.JobTypesPage),
     (rf"/dashboard/job-types/{ID}", dashboard.JobTypePage),
+    (rf"/dashboard/job-types/{ID}/new-job", dashboard.NewJobPage),
     (r"/dashboard/queue", dashboard.QueuePage),
     (r"/dashboard/queue/live", dashboard.QueuePage, {"partial": True}),
 ]

@@ -446,3 +446,24 @@ class JobTypePage(DashboardPage):
         self.render_page("job_type.html", job_type=details, mapping=mapping,
                          windows=COUNT_WINDOWS, stats=stats, window=window,
                          stats_windows=STATS_WINDOWS)
+
+
+class NewJobPage(DashboardPage):
+    """A form for POST /queue/new-job/ made from the job type's interface: a field per property
+    input, a choice of files (or an upload on the spot, POST /files/) per file input and a
+    workspace per output. static/js/new_job.js sends it to the API, so the same roles and XSRF
+    rules apply, and shows a refusal next to the field it names."""
+
+    nav = "job-types"
+
+    async def get(self, type_id):
+        job_type = await self.store.job_types.get(int(type_id))
+        if job_type is None:
+            raise APIError(404, f"Job type {type_id} does not exist")
+        interface = job_type["interface"]
+        files = {spec["name"]: await self.store.files.newest_files(
+                     spec.get("media_types") or [])
+                 for spec in interface["input_data"] if spec["type"] != "property"}
+        self.render_page("new_job.html", job_type=job_type_full(job_type),
+                         inputs=interface["input_data"], outputs=interface["output_data"],
+                         files=files, workspaces=await self.store.files.list_workspaces())

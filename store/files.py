@@ -7,7 +7,7 @@ from pymongo.errors import DuplicateKeyError
 from core.times import now_ms
 from store.cache import Cache
 from store.db import Database
-from store.reads import find_all
+from store.reads import find_all, find_page
 
 
 class WorkspaceExists(ValueError):
@@ -71,6 +71,24 @@ class FileStore:
 
     async def files_by_ids(self, ids) -> dict[int, dict]:
         return await self.db.by_ids("files", ids)
+
+    async def newest_files(self, media_types, limit: int = 200) -> list[dict]:
+        """The newest `limit` files (uploads and products) of these media types, or of any when
+        none are given, newest first: what a job input may name. One equality read per type."""
+        found: dict[int, dict] = {}
+        for flt in [{"media_type": t} for t in media_types] or [{}]:
+            kept, page_filter = 0, flt
+            while kept < limit:
+                docs = await find_page(self.db["files"], page_filter, sort=[("id", -1)],
+                                       limit=limit)
+                for doc in docs:
+                    if not doc.get("is_deleted"):  # deleted files are skipped, then read past
+                        found[doc["id"]] = doc
+                        kept += 1
+                if len(docs) < limit:
+                    break
+                page_filter = {**flt, "id": {"$lt": docs[-1]["id"]}}
+        return sorted(found.values(), key=lambda doc: -doc["id"])[:limit]
 
     async def products_of_job(self, job_id: int) -> list[dict]:
         return await find_all(self.db["files"], {"job_id": job_id})

@@ -22,6 +22,9 @@ DASHBOARD_ROWS = [
      "page_ms": 25.0, "page_ratio": 1.25, "target": "<= 2.0", "met": True},
     {"bench": "dashboard", "jobs": 100_000, "case": "browser: complete jobs page (load event)",
      "api_ms": 20.0, "page_ms": 110.0, "page_ratio": 5.5},
+    {"bench": "dashboard", "jobs": 100_000, "case": "browser: 50 changes/s for 5 s",
+     "updates": 250, "update_median_ms": 3.24, "update_p95_ms": 9.5, "update_max_ms": 20.0,
+     "long_tasks": 1, "cpu_per_change_ms": 12.34, "target": "<= 4.0", "met": True},
     {"bench": "dashboard", "jobs": 100_000, "case": "browser", "note": "chromium is missing"},
 ]
 
@@ -87,6 +90,10 @@ def test_summary_has_one_row_per_figure_with_target_and_met():
          "<= 2.0", True),
         ("dashboard", ("browser: complete jobs page (load event), 100,000 jobs: whole jobs "
                       "page / GET /jobs/"), 5.5, "(report)", None),
+        ("dashboard", ("browser: 50 changes/s for 5 s: main-thread ms per change (median / "
+                      "p95), long tasks"), "3.2 / 9.5, 1", "<= 4.0 (median)", True),
+        ("dashboard", ("browser: 50 changes/s for 5 s: main-thread CPU ms per change, frames "
+                      "included"), "12.3", "(report)", None),
         ("dashboard", "browser", "chromium is missing", "(report)", None),
         ("live", "p99 delivery, 1,000 subscribers / 1 (400 ms / 50 ms)", 8.0, "<= 10", True),
         ("live", "messages lost (1, 1,000 subscribers)", 2, "= 0", False),

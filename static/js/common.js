@@ -16,16 +16,19 @@
     return meta ? meta.content : '';
   }
 
-  /* Calls the REST API; failures carry the API's text/plain message. */
+  /* Calls the REST API with a JSON body, or a FormData one (a multipart upload); failures
+     carry the API's text/plain message. */
   async function api(method, path, body) {
+    const form = body instanceof FormData;
+    const headers = {Accept: 'application/json', 'X-XSRFToken': xsrfToken()};
+    if (!form) headers['Content-Type'] = 'application/json';
     let response;
     try {
       response = await fetch(path, {
         method,
         credentials: 'same-origin',
-        headers: {'Content-Type': 'application/json', Accept: 'application/json',
-          'X-XSRFToken': xsrfToken()},
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: headers,
+        body: body === undefined || form ? body : JSON.stringify(body),
       });
     } catch (err) {
       return {ok: false, status: 0, message: 'The server could not be reached (' + err.message + ').'};
@@ -55,10 +58,14 @@
      the other forms are on hover. */
   const TIME_MODES = ['utc', 'local', 'relative'];
   const TIME_KEY = 'jobdeck.timeMode';
+  let chosenMode = null;  // read from localStorage once: live updates render many times
   function timeMode() {
-    let mode = null;
-    try { mode = window.localStorage.getItem(TIME_KEY); } catch (err) { mode = null; }
-    return TIME_MODES.includes(mode) ? mode : 'utc';
+    if (chosenMode === null) {
+      let mode = null;
+      try { mode = window.localStorage.getItem(TIME_KEY); } catch (err) { mode = null; }
+      chosenMode = TIME_MODES.includes(mode) ? mode : 'utc';
+    }
+    return chosenMode;
   }
   function pad(n) { return String(n).padStart(2, '0'); }
   function localTime(date) {
@@ -105,6 +112,7 @@
     relative: 'Times are relative; local and UTC on hover.'};
   function setTimeMode(mode) {
     try { window.localStorage.setItem(TIME_KEY, mode); } catch (err) { /* private mode */ }
+    chosenMode = null;
     applyTimeMode();
   }
   function applyTimeMode() {
@@ -157,6 +165,11 @@
   function setTime(cell, iso) {
     const current = cell.querySelector('time');
     if (current && current.getAttribute('datetime') === iso) return false;
+    if (current && iso) {
+      current.setAttribute('datetime', iso);
+      renderTime(current);
+      return true;
+    }
     cell.textContent = '';
     if (iso) {
       const t = document.createElement('time');
@@ -181,9 +194,9 @@
   }
 
   /* Highlights a changed element; the Web Animations API restarts it without forcing layout. */
+  const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
   function flash(el) {
-    if (typeof el.animate !== 'function' ||
-        window.matchMedia('(prefers-reduced-motion: reduce)').matches) return;
+    if (typeof el.animate !== 'function' || reducedMotion.matches) return;
     el.animate([{backgroundColor: 'var(--flash)'}, {backgroundColor: 'transparent'}],
       {duration: 1200, easing: 'ease-out'});
   }
@@ -353,6 +366,10 @@
     }
   });
 
+  // A choice made in another tab applies here too.
+  window.addEventListener('storage', function (event) {
+    if (event.key === TIME_KEY) { chosenMode = null; applyTimeMode(); }
+  });
   const modeSelect = document.querySelector('[data-time-mode]');
   if (modeSelect) modeSelect.addEventListener('change', function () { setTimeMode(modeSelect.value); });
   applyTimeMode();

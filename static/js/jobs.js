@@ -7,7 +7,8 @@
   if (!table) return;
   const tbody = table.tBodies[0];
   const rowsById = new Map();
-  for (const tr of tbody.rows) rowsById.set(tr.dataset.jobId, tr);
+  // Each row's cells by data-field, found once: updates write to them without querying.
+  const cellsByRow = new WeakMap();
 
   const page = Number(table.dataset.page);
   const pageSize = Number(table.dataset.pageSize);
@@ -26,6 +27,12 @@
   let scheduled = false;
   let outside = 0;
   const searching = !!new URLSearchParams(window.location.search).get('q');
+  // Each shown job's value of the order's field, kept here so placing a row reads no cells.
+  const keys = new Map();
+  for (const tr of tbody.rows) {
+    rowsById.set(tr.dataset.jobId, tr);
+    keys.set(tr.dataset.jobId, trValue(tr));
+  }
 
   function cell(className, label) {
     const td = document.createElement('td');
@@ -102,6 +109,7 @@
     span.className = 'actions';
     span.append(actionButton('cancel', row.id, 'Cancel', true),
       actionButton('requeue', row.id, 'Requeue', false));
+    J.setActions(span, row.status);
     actions.appendChild(span);
     tr.append(select, id, type, status, priority, runs, created, startedCell, endedCell, changed,
       modified, durationCell, error, actions);
@@ -115,19 +123,28 @@
     return true;
   }
 
+  function rowCells(tr) {
+    let cells = cellsByRow.get(tr);
+    if (!cells) {
+      cells = {badge: tr.querySelector('[data-status-badge]')};
+      for (const td of tr.querySelectorAll('[data-field]')) cells[td.dataset.field] = td;
+      cellsByRow.set(tr, cells);
+    }
+    return cells;
+  }
+
   /* Writes only the cells whose value changed; a state older than the one shown is ignored
      (a catch-up batch can arrive after a newer change). */
   function updateRow(tr, row, matches) {
-    const shown = tr.querySelector('[data-field="last_modified"] time');
-    if (shown && row.last_modified && row.last_modified < shown.getAttribute('datetime')) return;
-    const badge = tr.querySelector('[data-status-badge]');
-    if (J.setStatus(badge, row.status)) {
+    const cells = rowCells(tr);
+    const shown = cells.last_modified.firstElementChild;
+    if (shown && shown.tagName === 'TIME' && row.last_modified &&
+        row.last_modified < shown.getAttribute('datetime')) return;
+    if (J.setStatus(cells.badge, row.status)) {
       tr.dataset.status = row.status;
       J.setActions(tr, row.status);
       J.flash(tr);
     }
-    const cells = {};
-    for (const td of tr.querySelectorAll('[data-field]')) cells[td.dataset.field] = td;
     setText(cells.priority, String(row.priority));
     setText(cells.num_exes, String(row.num_exes));
     J.setTime(cells.last_status_change, row.last_status_change);
@@ -136,10 +153,11 @@
     J.setTime(cells.ended, row.ended);
     setDuration(cells.duration, row);
     setFailure(cells.error, row);
-    J.setActions(tr, row.status);
-    tr.classList.toggle('stale', !matches);
-    if (matches) tr.removeAttribute('title');
-    else tr.title = 'No longer matches the status filter';
+    if (tr.classList.contains('stale') === matches) {
+      tr.classList.toggle('stale', !matches);
+      if (matches) tr.removeAttribute('title');
+      else tr.title = 'No longer matches the status filter';
+    }
   }
 
   /* Duration: ended - started, or ticking (with the timeout bar) while it runs. */
@@ -226,13 +244,22 @@
     return ((id < otherId) !== tieDescending) ? -1 : 1;
   }
 
-  /* Where a job with this order value goes among the page's rows (skipping `except`). */
+  /* Where a job with this order value goes among the page's rows (skipping `except`): a
+     binary search over the kept keys, the rows being in order. */
   function position(value, id, except) {
-    const rows = Array.from(tbody.rows).filter(function (tr) { return tr !== except; });
-    let i = 0;
-    while (i < rows.length &&
-           compare(value, id, trValue(rows[i]), Number(rows[i].dataset.jobId)) > 0) i += 1;
-    return {index: i, before: rows[i] || null, count: rows.length};
+    const rows = tbody.rows;
+    const skip = except ? except.sectionRowIndex : -1;
+    const count = rows.length - (skip >= 0 ? 1 : 0);
+    let low = 0;
+    let high = count;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      const tr = rows[mid >= skip && skip >= 0 ? mid + 1 : mid];
+      if (compare(value, id, keys.get(tr.dataset.jobId), Number(tr.dataset.jobId)) > 0) low = mid + 1;
+      else high = mid;
+    }
+    const before = rows[low >= skip && skip >= 0 ? low + 1 : low] || null;
+    return {index: low, before: before, count: count};
   }
 
   /* Whether the row belongs on this page: not before its first row past page 1, not after
@@ -246,6 +273,7 @@
     while (tbody.rows.length > pageSize) {
       const last = tbody.rows[tbody.rows.length - 1];
       rowsById.delete(last.dataset.jobId);
+      keys.delete(last.dataset.jobId);
       last.remove();
     }
   }
@@ -259,14 +287,16 @@
   function addRow(row, place) {
     const tr = makeRow(row);
     rowsById.set(String(row.id), tr);
+    keys.set(String(row.id), rowValue(row));
     tbody.insertBefore(tr, place.before);
     trimPage();
     highlightNew(tr);
   }
 
   /* A row whose order value changed moves to its sorted place (kept on the page). */
-  function resort(tr) {
-    const place = position(trValue(tr), Number(tr.dataset.jobId), tr);
+  function resort(tr, value) {
+    keys.set(tr.dataset.jobId, value);
+    const place = position(value, Number(tr.dataset.jobId), tr);
     if (place.before !== tr.nextElementSibling) tbody.insertBefore(tr, place.before);
   }
 
@@ -279,20 +309,20 @@
     const empty = document.querySelector('[data-empty]');
     if (!first || !last || !countEl) return;
     const start = shown ? (page - 1) * pageSize + 1 : 0;
-    first.textContent = String(start);
-    last.textContent = String(shown ? start + shown - 1 : 0);
+    setText(first, String(start));
+    setText(last, String(shown ? start + shown - 1 : 0));
     if (Number(countEl.textContent) < start + shown - 1) countEl.textContent = String(start + shown - 1);
-    if (range) range.hidden = !shown;
-    if (empty) empty.hidden = !!shown;
+    if (range && range.hidden !== !shown) range.hidden = !shown;
+    if (empty && empty.hidden !== !!shown) empty.hidden = !!shown;
   }
 
   function applyRow(row) {
     const matches = !statuses.length || statuses.includes(row.status);
     const tr = rowsById.get(String(row.id));
     if (tr) {
-      const before = trValue(tr);
       updateRow(tr, row, matches);
-      if (trValue(tr) !== before) resort(tr);
+      const value = trValue(tr);
+      if (value !== keys.get(String(row.id))) resort(tr, value);
       return;
     }
     // A search's matches are resolved by the server: live updates only refresh its rows.
@@ -314,6 +344,7 @@
   function flush() {
     scheduled = false;
     const batch = pending;
+    if (!batch.size) return;
     pending = new Map();
     for (const row of batch.values()) applyRow(row);
     updateSummary();

@@ -279,7 +279,13 @@ async def test_time_display_local_or_relative_is_remembered(base_url, make, stor
         await page.goto(f"{base_url}/dashboard/jobs/{old}")
         await expect(page.locator("[data-time-note]")).to_have_text(
             "Times are relative; local and UTC on hover.")
-
+        # The page keeps the choice in memory (live updates render often), yet follows a
+        # choice made in another tab.
+        other = await page.context.new_page()
+        await other.goto(f"{base_url}/dashboard/jobs")
+        await other.get_by_label("Show times as").select_option("utc")
+        await expect(page.locator("[data-time-note]")).to_have_text("Times are UTC.")
+        await expect(page.get_by_label("Show times as")).to_have_value("utc")
 
 
 # -- per job type run statistics ---------------------------------------------------------------

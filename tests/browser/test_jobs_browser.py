@@ -214,7 +214,8 @@ async def test_dark_mode_and_narrow_screenshots(base_url, make, store, artifacts
         if i % 2:
             await store.jobs.start_execution(job["job_exes"][0]["id"], None)
     pages = {"overview": "/", "jobs": "/dashboard/jobs", "job": f"/dashboard/jobs/{job['id']}",
-             "job-types": "/dashboard/job-types", "queue": "/dashboard/queue"}
+             "job-types": "/dashboard/job-types", "queue": "/dashboard/queue",
+             "new-job": f"/dashboard/job-types/{jt['id']}/new-job"}
     async with chromium(base_url, color_scheme="dark",
                         viewport={"width": 1280, "height": 900}) as page:
         for name, path in pages.items():

@@ -192,6 +192,23 @@ async def test_files_and_products(store, make):
 
 
 @pytest.mark.gen_test
+async def test_newest_files_of_media_types(store):
+    """What a job input may name (the dashboard's submit form): newest first, of the input's
+    media types or any, without deleted files, at most `limit`."""
+    workspace = await store.files.create_workspace("raw", "Raw", "/data")
+    made = [await store.files.create_file(workspace["id"], name, media_type, 1, name)
+            for name, media_type in (("a.txt", "text/plain"), ("b.png", "image/png"),
+                                     ("c.csv", "text/csv"), ("d.txt", "text/plain"),
+                                     ("gone.txt", "text/plain"))]
+    await store.db["files"].update_one({"id": made[4]["id"]}, {"$set": {"is_deleted": True}})
+    names = [f["file_name"] for f in await store.files.newest_files(["text/plain", "text/csv"])]
+    assert names == ["d.txt", "c.csv", "a.txt"]
+    assert [f["file_name"] for f in await store.files.newest_files([], limit=2)] == \
+        ["d.txt", "c.csv"]
+    assert await store.files.newest_files(["video/mp4"]) == []
+
+
+@pytest.mark.gen_test
 async def test_user_errors(store):
     created = await store.errors.create("bad-input", "Bad input", "The input was bad.", "DATA")
     stored = await store.errors.get(created["id"])
