@@ -139,8 +139,13 @@ def placement_problem(cpus: float, mem: float, nodes: list[ClusterNode]) -> str 
     if not nodes or any(n.cpus >= need_cpus and n.mem >= need_mem for n in nodes):
         return None
     biggest = max(nodes, key=lambda n: (n.cpus, n.mem))
-    return (f"it needs {need_cpus} CPUs and {need_mem} MiB, more than any cluster node has "
-            f"(the largest, {biggest.name}, has {biggest.cpus:g} CPUs and {biggest.mem:g} MiB)")
+    return (f"it needs {cpus_text(need_cpus)} and {need_mem} MiB, more than any cluster node "
+            f"has (the largest, {biggest.name}, has {cpus_text(biggest.cpus)} and "
+            f"{biggest.mem:g} MiB)")
+
+
+def cpus_text(cpus: float) -> str:
+    return f"{cpus:g} CPU" + ("" if cpus == 1 else "s")
 
 
 class Running(abc.ABC):
