@@ -281,12 +281,12 @@ JobDetails = Job.extend("JobDetails", {
     "data": ref("JobData"),
     "results": nullable(described(JSON_OBJECT, "The job results (output_data)")),
     "recipes": array(ref(Recipe)),
-    "queued_reason": described(nullable(STRING), "Why a QUEUED job is not started: with "
-                               "executor slurm, when no node of the cluster is big enough"),
     "job_exes": described(array(ref(JobExecutionBase)), "Newest first"),
     "inputs": array(ref(JobInput)), "outputs": array(ref(JobOutput)),
     "input_files": described(array(ref(ScaleFile)), "Deprecated: see inputs"),
     "products": described(array(ref(ProductFile)), "Deprecated: see outputs"),
+    "queued_reason": described(nullable(STRING), "Why a QUEUED job is not started: with "
+                               "executor slurm, when no node of the cluster is big enough"),
 }, "JobDetailsSerializer")
 JobBase = Model("JobBase", {
     "id": INT, "job_type": ref(JobTypeBase), "job_type_rev": ID_REF, "event": ID_REF,
