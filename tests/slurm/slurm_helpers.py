@@ -5,8 +5,6 @@ import re
 
 from tests.waiting import wait_for
 
-POLL = 0.25  # slurm_poll_interval of the tests' engines
-
 
 def scontrol(cluster, job_id: str) -> dict[str, str]:
     out = cluster.run("scontrol", "-o", "show", "job", str(job_id))

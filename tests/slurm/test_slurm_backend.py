@@ -87,28 +87,6 @@ async def test_success_runs_as_a_slurm_job_and_collects_the_product(api, make, s
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_failing_exit_code_fails_with_its_mapped_error(api, make, store, start_engine,
-                                                               slurm_cluster):
-    await store.errors.create("bad-pixels", "Bad pixels", "The image is unreadable.", "DATA")
-    job_type = await make.command_type("exits", PY,
-                                       "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
-                                       inputs=[{"name": "code", "type": "property"}],
-                                       error_mapping={"4": "bad-pixels"}, max_tries=3)
-    mapped = await make.submit(job_type, inputs=[{"name": "code", "value": "4"}])
-    unmapped = await make.submit(job_type, inputs=[{"name": "code", "value": "5"}])
-    await start_engine()
-    for job, name, code in ((mapped, "bad-pixels", 4), (unmapped, "algorithm-unknown", 5)):
-        done = await wait_job(store, job["id"], "FAILED")
-        assert done["num_exes"] == 1
-        assert await error_name(store, done["error_id"]) == name
-        [exe] = await exes_of(store, job["id"])
-        assert (exe["status"], exe["job_exit_code"], exe["post_started"]) == \
-            ("FAILED", code, None)
-        info = scontrol(slurm_cluster, exe["process"]["job_id"])
-        assert (info["JobState"], info["ExitCode"]) == ("FAILED", f"{code}:0")
-
-
-@pytest.mark.gen_test(timeout=120)
 async def test_timeout_is_enforced_by_jobdeck_from_running(api, make, store, start_engine,
                                                            slurm_cluster):
     job_type = await make.command_type("sleeper", "sh", "-c 'date +%s.%N; exec sleep 300'",
