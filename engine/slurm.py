@@ -10,8 +10,11 @@ The cluster is the one `SLURM_CONF` (or the CLI's defaults) names.
   neither the server's nor the node's login one. `--time` is only a safety net (the timeout
   plus SAFETY_MARGIN and the grace, in whole minutes): Slurm rounds it up and checks it about every
   30 s, so Jobdeck enforces the timeout itself from the moment it sees the job RUNNING. sbatch
-  refusing the job (a partition or QOS that does not exist, more CPUs or memory than any node
-  has) fails the execution with `slurm-rejected`.
+  refusing the job (a partition or QOS that does not exist) fails the execution with
+  `slurm-rejected`; a job bigger than every node is never handed to Slurm (the scheduler keeps
+  it QUEUED, engine/executor.py's placement_problem says why).
+- Nodes: `sinfo` lists the partition's nodes (read_nodes; the engine records them each second
+  for /nodes/), and `scontrol update` drains or resumes one (drain_node, PATCH /nodes/{id}/).
 - One poller task reads the state of every submitted job in a single `squeue --json -t all -j
   ...` each `slurm_poll_interval` (and at once after a cancel). Never a loop per job.
 - Cancel: a job still PENDING is removed with a plain scancel; a running one gets

@@ -2,6 +2,9 @@
 node can take, memory enforcement and the live feed, on the real two-node cluster of the
 `slurm_cluster` fixture (n1 and n2, 2 CPUs and 1024 MiB each)."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.engine.test_engine_failures import error_name, exes_of
@@ -197,3 +200,23 @@ async def test_a_live_subscriber_sees_a_slurm_job_queued_running_completed(
         assert seen == ["QUEUED", "RUNNING", "COMPLETED"]
     finally:
         subscriber.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_drain_slurm_cannot_make_is_a_503_naming_the_node_and_changes_nothing(
+        api, start_engine, slurm_cluster, tmp_path, monkeypatch):
+    await start_engine()
+    n1 = (await slurm_nodes(api))["n1"]
+    dead = tmp_path / "slurm.conf"
+    dead.write_text(re.sub(r"(?m)^SlurmctldPort=\d+", "SlurmctldPort=1",
+                           Path(slurm_cluster.env["SLURM_CONF"]).read_text()))
+    monkeypatch.setenv("SLURM_CONF", str(dead))
+    status, body, headers = await api.patch(f"/nodes/{n1['id']}/", {"is_paused": True})
+    assert status == 503
+    assert headers["Content-Type"].startswith("text/plain")
+    assert body == ("scontrol could not drain Slurm node n1: slurm_update error: Unable to "
+                    "contact slurm controller (connect failure)\n")
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    assert slurm_cluster.run("sinfo", "-h", "-n", "n1", "-o", "%T").strip() == "idle"
+    _, node, _ = await api.get(f"/nodes/{n1['id']}/")
+    assert (node["is_paused"], node["slurm_state"]) == (False, "idle")
