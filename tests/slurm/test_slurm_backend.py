@@ -23,7 +23,8 @@ from tests.waiting import PY, wait_for, wait_job
 pytestmark = pytest.mark.alone
 
 ROOT = Path(__file__).resolve().parents[2]
-from tests.slurm.slurm_helpers import POLL, scontrol, slurm_job_of, wait_slurm
+from tests.fixtures import SLURM_POLL as POLL
+from tests.slurm.slurm_helpers import scontrol, slurm_job_of, wait_slurm
 
 WRITE_OUT = ("import json, os, sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); "
              "print(json.dumps(sorted(os.environ)))")
