@@ -125,6 +125,14 @@ def free_ports(count: int) -> list[int]:
 # Read from slurm.conf's folder: jobs are held to their --mem (no swap on top).
 CGROUP_CONF = ("CgroupPlugin=cgroup/v1\nConstrainRAMSpace=yes\nConstrainSwapSpace=yes\n"
                "AllowedSwapSpace=0\n")
+# cgroup v1's memory controller: where it is mounted, the cluster holds jobs to their --mem.
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def memory_limits() -> bool:
+    """Whether this machine lets the cluster enforce jobs' memory (Slurm 22.05's cgroup/v2
+    needs systemd, which these machines lack)."""
+    return CGROUP_V1_MEMORY.is_dir()
 
 
 def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
@@ -150,10 +158,10 @@ def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
         "SlurmdDebug=info",
         # The fake nodes would be drained for not matching the real hardware without this.
         "SlurmdParameters=config_overrides",
-        # cgroup v1: each job's memory is limited to its --mem (cgroup.conf), and one that goes
-        # over it ends OUT_OF_MEMORY.
-        "ProctrackType=proctrack/cgroup",
-        "TaskPlugin=task/cgroup",
+        # cgroup v1 where mounted: each job's memory is limited to its --mem (cgroup.conf), and
+        # one that goes over it ends OUT_OF_MEMORY.
+        *(("ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup") if memory_limits()
+          else ("ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none")),
         "MpiDefault=none",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU_Memory",

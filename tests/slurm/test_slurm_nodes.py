@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from slurm.cluster import CGROUP_V1_MEMORY, memory_limits
 from tests.engine.test_engine_failures import error_name, exes_of
 from tests.live_client import Subscriber, until_live
 from tests.slurm.slurm_helpers import scontrol, slurm_job_of, wait_slurm
@@ -164,6 +165,8 @@ async def test_a_job_no_node_can_take_stays_queued_and_says_why(api, make, store
     assert engine._loop_task is not None and not engine._loop_task.done()
 
 
+@pytest.mark.skipif(not memory_limits(), reason=f"no cgroup v1 memory controller at "
+                    f"{CGROUP_V1_MEMORY}: the test cluster cannot enforce jobs' memory")
 @pytest.mark.gen_test(timeout=120)
 async def test_a_job_over_its_memory_fails_out_of_memory(api, make, store, start_engine,
                                                          slurm_cluster):
