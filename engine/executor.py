@@ -7,6 +7,7 @@ the same three calls.
 """
 
 import abc
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -111,6 +112,42 @@ class ProcessRef:
         return doc
 
 
+@dataclass
+class ClusterNode:
+    """A node of the cluster a backend places jobs on: its name, its state in the cluster's own
+    words (Slurm's sinfo %T: idle, mixed, drained, down*...), its CPUs and memory (MiB), whether
+    it is drained (or draining) and why."""
+
+    name: str
+    state: str
+    cpus: float
+    mem: float
+    drained: bool = False
+    reason: str | None = None
+
+
+def cluster_node_fields(node: ClusterNode) -> dict:
+    """A cluster node as store.nodes.sync_cluster records it."""
+    return {"hostname": node.name, "cpus": node.cpus, "mem": node.mem, "slurm_state": node.state,
+            "is_paused": node.drained, "pause_reason": node.reason if node.drained else None}
+
+
+def placement_problem(cpus: float, mem: float, nodes: list[ClusterNode]) -> str | None:
+    """Why a job needing `cpus` and `mem` MiB can run on none of `nodes` (the cluster would
+    refuse it), or None when one is big enough (or no node is known)."""
+    need_cpus, need_mem = max(1, math.ceil(cpus)), max(1, math.ceil(mem))
+    if not nodes or any(n.cpus >= need_cpus and n.mem >= need_mem for n in nodes):
+        return None
+    biggest = max(nodes, key=lambda n: (n.cpus, n.mem))
+    return (f"it needs {cpus_text(need_cpus)} and {need_mem} MiB, more than any cluster node "
+            f"has (the largest, {biggest.name}, has {cpus_text(biggest.cpus)} and "
+            f"{biggest.mem:g} MiB)")
+
+
+def cpus_text(cpus: float) -> str:
+    return f"{cpus:g} CPU" + ("" if cpus == 1 else "s")
+
+
 class Running(abc.ABC):
     """One started job phase."""
 
@@ -123,6 +160,9 @@ class Running(abc.ABC):
     @abc.abstractmethod
     async def cancel(self, grace: float) -> None:
         """Stop it: a polite signal first, a forced stop after `grace` seconds."""
+
+    async def placed(self) -> None:  # noqa: B027 (a local process is placed when started)
+        """Wait until the job runs on a node of the cluster (ref.node set), or has ended."""
 
 
 class Backend(abc.ABC):
@@ -138,6 +178,11 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Stop what open() started."""
+
+    async def cluster_nodes(self) -> list[ClusterNode] | None:
+        """The nodes of the cluster a backend that places jobs runs them on; None when it has no
+        cluster (the local backend) or the cluster did not answer."""
+        return None
 
     async def attach(self, exe: dict) -> "Running | None":
         """The job phase a previous server started for `exe` and left running (a backend that

@@ -407,7 +407,19 @@ class ExecutionRunner:
         trip fewer). Until then a restarted engine finds the process by its environment."""
         await asyncio.sleep(START_RECORD_DELAY)
         self._start_recorded = True
+        if self.running is not None:  # with its node, when the cluster has placed it already
+            fields = {**fields, "process": self.running.ref.as_doc()}
         await self.store.jobs.update_execution(self.exe_id, **fields)
+        await self._record_node(fields["process"])
+
+    async def _record_node(self, recorded: dict) -> None:
+        """Write the process again once the cluster has placed the job on a node (the API shows
+        where an execution runs while it runs); nothing for a local process."""
+        if self.running is None or recorded.get("node") is not None:
+            return
+        await self.running.placed()
+        if self.running.ref.node is not None:
+            await self.store.jobs.update_execution(self.exe_id, process=self.running.ref.as_doc())
 
     def _make_folders(self) -> None:
         """In a worker thread: folder creation is slow on some file systems and would hold up

@@ -34,7 +34,7 @@ from core.model import FINAL_EXE_STATUSES
 from core.private import private_dir
 from core.settings import DEFAULTS
 from core.times import now_ms
-from engine.executor import Backend, Running
+from engine.executor import Backend, ClusterNode, Running, cluster_node_fields, placement_problem
 from engine.local import LocalBackend
 from engine.runner import ExecutionRunner, claim_fields
 from engine.sandbox import make_sandbox
@@ -123,6 +123,8 @@ class Engine:
         self.passes = 0
         self.interfaces: dict[int, dict] = {}
         self.node_paused = False
+        # The cluster's nodes, as the backend last reported them (a backend that places jobs).
+        self.cluster: list[ClusterNode] = []
         self._node_checked = 0.0
         self._cancels_checked = 0.0
         self._wake = asyncio.Event()
@@ -407,6 +409,22 @@ class Engine:
         node = await self.nodes.get(self.node_id)
         self.node_paused = node is None or bool(node.get("is_paused"))
         await self.nodes.touch(self.node_id)
+        await self._sync_cluster()
+
+    async def _sync_cluster(self) -> None:
+        """Record the cluster's nodes (a backend that places jobs: their state, size and drain)
+        in the store, for /nodes/ and for holding back jobs no node can take."""
+        nodes = await self.backend.cluster_nodes()
+        if nodes is None:
+            return
+        self.cluster = nodes
+        await self.nodes.sync_cluster([cluster_node_fields(n) for n in nodes])
+
+    def _unplaceable(self, job: dict) -> bool:
+        """Whether no node of the cluster can take the job (it stays QUEUED, and the API says
+        why, rather than being refused by the cluster)."""
+        return self.backend.places_jobs and placement_problem(
+            job["cpus_required"], job["mem_required"], self.cluster) is not None
 
     async def schedule(self) -> int:
         """One pass: start every QUEUED execution that fits, best priority first.
@@ -430,7 +448,8 @@ class Engine:
             if self.draining:
                 break
             job_type = job_types.get(job["job_type_id"])
-            if job_type is None or job_type.get("is_paused") or job.get("latest_exe_id") is None:
+            if job_type is None or job_type.get("is_paused") or job.get("latest_exe_id") is None \
+                    or self._unplaceable(job):
                 continue
             limit = job_type.get("max_scheduled")
             if limit is not None and running.get(job_type["id"], 0) >= limit:

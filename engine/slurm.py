@@ -10,8 +10,11 @@ The cluster is the one `SLURM_CONF` (or the CLI's defaults) names.
   neither the server's nor the node's login one. `--time` is only a safety net (the timeout
   plus SAFETY_MARGIN and the grace, in whole minutes): Slurm rounds it up and checks it about every
   30 s, so Jobdeck enforces the timeout itself from the moment it sees the job RUNNING. sbatch
-  refusing the job (a partition or QOS that does not exist, more CPUs or memory than any node
-  has) fails the execution with `slurm-rejected`.
+  refusing the job (a partition or QOS that does not exist) fails the execution with
+  `slurm-rejected`; a job bigger than every node is never handed to Slurm (the scheduler keeps
+  it QUEUED, engine/executor.py's placement_problem says why).
+- Nodes: `sinfo` lists the partition's nodes (read_nodes; the engine records them each second
+  for /nodes/), and `scontrol update` drains or resumes one (drain_node, PATCH /nodes/{id}/).
 - One poller task reads the state of every submitted job in a single `squeue --json -t all -j
   ...` each `slurm_poll_interval` (and at once after a cancel). Never a loop per job.
 - Cancel: a job still PENDING is removed with a plain scancel; a running one gets
@@ -51,6 +54,7 @@ from engine.executor import (
     LOST,
     TIMED_OUT,
     Backend,
+    ClusterNode,
     ExitReport,
     LaunchError,
     LaunchSpec,
@@ -111,6 +115,57 @@ async def run_cli(*argv: str, env: dict[str, str] | None = None,
         return CliResult(-1, "", f"{argv[0]} did not answer within {timeout:g} s")
     return CliResult(proc.returncode or 0, out.decode(errors="replace"),
                      err.decode(errors="replace"))
+
+
+class SlurmCommandFailed(RuntimeError):
+    """A Slurm command (scontrol, sinfo) failed; the message says what it answered."""
+
+
+# sinfo's fields for a node: name, state (%T: idle, mixed, drained, down*...), CPUs, memory in
+# MiB, and the reason it is drained or down (last: it may hold the separator).
+NODE_FORMAT = "%N|%T|%c|%m|%E"
+# Slurm's reason for a drain asked for without one (scontrol requires a reason).
+DEFAULT_DRAIN_REASON = "paused through Jobdeck"
+
+
+async def read_nodes(partition: str | None = None, names: tuple[str, ...] = ()) \
+        -> list[ClusterNode]:
+    """The cluster's nodes (those of `partition`, or only `names` when given), once each, as
+    `sinfo` shows them; SlurmCommandFailed when it does not answer."""
+    args = ["sinfo", "-h", "-N", "-o", NODE_FORMAT]
+    if partition:
+        args += ["-p", partition]
+    if names:
+        args += ["-n", ",".join(names)]
+    done = await run_cli(*args)
+    if done.code != 0:
+        raise SlurmCommandFailed(f"sinfo failed: {done.message()}")
+    nodes: dict[str, ClusterNode] = {}
+    for line in done.out.splitlines():
+        fields = line.strip().split("|", 4)
+        if len(fields) != 5 or fields[0] in nodes:
+            continue
+        name, state, cpus, mem, reason = fields
+        with contextlib.suppress(ValueError):
+            nodes[name] = ClusterNode(
+                name, state, float(cpus), float(mem.rstrip("+")),
+                drained=state.rstrip("*~#!%$@^-").startswith("drain"),
+                reason=None if reason == "none" else reason)
+    return list(nodes.values())
+
+
+async def drain_node(name: str, drained: bool, reason: str | None) -> None:
+    """Drain a node (it finishes its jobs and starts no new ones) with `reason`, or resume it,
+    through `scontrol update`; SlurmCommandFailed with what scontrol said when it refuses."""
+    args = ["scontrol", "update", f"nodename={name}"]
+    if drained:
+        args += ["state=drain", f"reason={reason or DEFAULT_DRAIN_REASON}"]
+    else:
+        args.append("state=resume")
+    done = await run_cli(*args)
+    if done.code != 0:
+        raise SlurmCommandFailed(f"scontrol could not {'drain' if drained else 'resume'} "
+                                 f"Slurm node {name}: {done.message()}")
 
 
 def slurm_priority(priority: int) -> int:
@@ -230,6 +285,15 @@ class SlurmJob(Running):
         if self.state in FINAL_STATES and not self.ended.done():
             self.ended.set_result(record)
 
+    async def placed(self) -> None:
+        ended = asyncio.ensure_future(asyncio.shield(self.ended))
+        started = asyncio.ensure_future(self.started.wait())
+        try:
+            await asyncio.wait([ended, started], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            started.cancel()
+
     def vanished(self) -> None:
         """Not in squeue's answer: lost after MISSING_POLLS polls in a row."""
         self.missing += 1
@@ -262,10 +326,7 @@ class SlurmJob(Running):
     async def wait(self) -> ExitReport:
         try:
             if self.timeout:
-                ended = asyncio.ensure_future(asyncio.shield(self.ended))
-                started = asyncio.ensure_future(self.started.wait())
-                await asyncio.wait([ended, started], return_when=asyncio.FIRST_COMPLETED)
-                started.cancel()
+                await self.placed()
                 if not self.ended.done() and self.running_since is not None:
                     await self._own_start()
                     left = self.running_since + self.timeout - time.monotonic()
@@ -369,6 +430,14 @@ class SlurmBackend(Backend):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+
+    async def cluster_nodes(self) -> list[ClusterNode] | None:
+        """The nodes of `slurm_partition` (every node without one); None when sinfo fails."""
+        try:
+            return await read_nodes(self.partition)
+        except SlurmCommandFailed as exc:
+            log.warning("%s", exc)
+            return None
 
     # -- the CLI -------------------------------------------------------------------------------
 

@@ -145,6 +145,13 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     def base_url(self) -> str:
         return http.base_url(self.request)
 
+    async def cluster_nodes(self) -> list[dict]:
+        """The Slurm nodes the engine recorded, with executor slurm (no store read otherwise):
+        what a QUEUED job's reason for waiting is found from."""
+        if self.settings["config"].executor != "slurm":
+            return []
+        return await self.store.nodes.cluster()
+
     def write_json(self, body, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")

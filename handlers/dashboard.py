@@ -10,13 +10,19 @@ from urllib.parse import urlencode
 
 from pymongo.errors import PyMongoError
 
-from core.model import JobStatus
+from core.model import MIN_CPUS, MIN_MEM, JobStatus
 from core.times import format_ms, now_ms, parse_instant
 from handlers.base import BaseHandler
 from handlers.jobs import LIST_PROJECTION
 from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
-from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
+from presentation.serializers import (
+    Serializer,
+    job_type_details,
+    job_type_full,
+    queue_table,
+    queued_reason,
+)
 from presentation.templates import ENV
 from store.search import SEARCH_LIMIT
 from store.stats import StatsStore
@@ -141,6 +147,12 @@ class QueuePage(DashboardPage):
 
     async def get(self):
         queue = await queue_rows(self.store)
+        nodes = await self.cluster_nodes()
+        for row in queue:
+            job_type = row["job_type"]
+            row["queued_reason"] = queued_reason(
+                "QUEUED", max(float(job_type["cpus_required"]), MIN_CPUS),
+                max(float(job_type["mem_required"]), MIN_MEM), nodes)
         self.render_page("queue_live.html" if self.partial else "queue.html", queue=queue,
                          queue_depth=sum(r["count"] for r in queue))
 
@@ -331,7 +343,8 @@ class JobPage(DashboardPage):
         job = await self.store.jobs.get_job(int(job_id))
         if job is None:
             raise APIError(404, f"Job {job_id} does not exist")
-        details = await Serializer(self.store, self.base_url).job_details(job)
+        details = await Serializer(self.store, self.base_url).job_details(
+            job, cluster=await self.cluster_nodes())
         errors = await self.store.errors.by_ids(
             e["error"]["id"] for e in details["job_exes"] if e["error"])
         exes = [timeline(e, self.started_at) for e in details["job_exes"]]

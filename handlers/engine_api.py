@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import tornado.web
 
+from engine.executor import cluster_node_fields
+from engine.slurm import SlurmCommandFailed, drain_node, read_nodes
 from handlers.base import BaseHandler
 from handlers.uploads import (
     DOWNLOAD_CSP,
@@ -421,10 +423,28 @@ class NodeDetailsHandler(EngineHandler):
         reason = body.get("pause_reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 250):
             raise APIError(400, "pause_reason must be a string of at most 250 characters")
-        node = await self.store.nodes.set_paused(int(node_id), body["is_paused"], reason)
+        node = await self.store.nodes.get(int(node_id))
+        if node is None:
+            raise APIError(404, f"Node {node_id} does not exist")
+        if node.get("slurm_state") is not None:
+            node = await self._drain_in_slurm(node, body["is_paused"], reason)
+        else:
+            node = await self.store.nodes.set_paused(int(node_id), body["is_paused"], reason)
         if node is None:
             raise APIError(404, f"Node {node_id} does not exist")
         self.write_json(await Serializer(self.store, self.base_url).node(node))
+
+    async def _drain_in_slurm(self, node: dict, paused: bool, reason: str | None) -> dict | None:
+        """A Slurm node is paused by draining it in Slurm (`scontrol update`), its running jobs
+        going on; it is then recorded as Slurm shows it."""
+        try:
+            await drain_node(node["hostname"], paused, reason)
+            found = await read_nodes(names=(node["hostname"],))
+        except SlurmCommandFailed as exc:
+            raise APIError(503, str(exc)) from None
+        await self.store.nodes.sync_cluster([cluster_node_fields(n) for n in found],
+                                            complete=False)
+        return await self.store.nodes.get(node["id"])
 
 
 def read_log(path: str | None) -> str:

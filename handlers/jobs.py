@@ -53,7 +53,8 @@ class JobDetailsHandler(BaseHandler):
         job = await self.store.jobs.get_job(int(job_id))
         if job is None:
             raise APIError(404, f"Job {job_id} does not exist")
-        self.write_json(await Serializer(self.store, self.base_url).job_details(job))
+        self.write_json(await Serializer(self.store, self.base_url).job_details(
+            job, cluster=await self.cluster_nodes()))
 
     async def patch(self, job_id):
         body = self.json_body()

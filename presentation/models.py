@@ -224,7 +224,10 @@ NodeBase = Model("NodeBase", {
 Node = NodeBase.extend("Node", {
     "pause_reason": NULLABLE_TEXT, "is_paused": BOOL, "is_paused_errors": BOOL,
     "is_active": BOOL, "archived": nullable(DATETIME), "created": DATETIME,
-    "last_offer": nullable(DATETIME), "last_modified": DATETIME})
+    "last_offer": nullable(DATETIME), "last_modified": DATETIME,
+    "slurm_state": described(nullable(STRING), "A Slurm node's state as sinfo shows it (idle, "
+                             "mixed, allocated, drained, draining, down*...); null for the node "
+                             "of a Jobdeck engine")})
 NodeCapacity = Model(None, {"cpus": nullable(NUMBER), "mem": described(nullable(NUMBER), "MiB")},
                      "What the node's engine offers")
 NodeUse = Model(None, {"cpus": NUMBER, "mem": described(NUMBER, "MiB"),
@@ -244,6 +247,10 @@ JobExecutionBase = Model("JobExecutionBase", {
     "created": DATETIME, "queued": nullable(DATETIME), "started": nullable(DATETIME),
     "ended": nullable(DATETIME), "last_modified": DATETIME,
     "job": ID_REF, "node": nullable(ID_REF), "error": nullable(ID_REF),
+    "cluster_job_id": described(nullable(STRING), "Its Slurm job id (executor: slurm), once "
+                                "submitted; null for a local process"),
+    "cluster_node": described(nullable(STRING), "The Slurm node it runs or ran on, once the "
+                              "cluster has placed it; null for a local process"),
 }, "JobExecutionBaseSerializer")
 Job = Model("Job", {
     "id": INT, "job_type": ref(JobTypeBase), "job_type_rev": ref(JobTypeRevisionBase),
@@ -278,6 +285,8 @@ JobDetails = Job.extend("JobDetails", {
     "inputs": array(ref(JobInput)), "outputs": array(ref(JobOutput)),
     "input_files": described(array(ref(ScaleFile)), "Deprecated: see inputs"),
     "products": described(array(ref(ProductFile)), "Deprecated: see outputs"),
+    "queued_reason": described(nullable(STRING), "Why a QUEUED job is not started: with "
+                               "executor slurm, when no node of the cluster is big enough"),
 }, "JobDetailsSerializer")
 JobBase = Model("JobBase", {
     "id": INT, "job_type": ref(JobTypeBase), "job_type_rev": ID_REF, "event": ID_REF,

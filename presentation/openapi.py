@@ -489,7 +489,8 @@ def engine_paths() -> dict:
                              responses={"200": json_response("The node", "NodeStatus"),
                                         **errors("NotFound", "StoreUnavailable")}),
             "patch": operation(
-                "Pause a node (it starts no new executions) or resume it", tags=engine,
+                "Pause a node (it starts no new executions; a Slurm node is drained in Slurm, "
+                "503 when Slurm refuses) or resume it", tags=engine,
                 body="NodePause",
                 responses={"200": json_response("The node", "NodeStatus"),
                            **errors("BadRequest", "NotFound", "UnsupportedMediaType",

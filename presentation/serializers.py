@@ -6,6 +6,7 @@ from typing import Any
 from core.interface import merge_inputs, merge_outputs, referenced_file_ids
 from core.model import FINAL_EXE_STATUSES
 from core.times import format_ms as t
+from engine.executor import ClusterNode, placement_problem
 from presentation import models as m
 
 
@@ -111,9 +112,29 @@ def product_base(f: dict, workspaces: dict, base_url: str) -> dict:
                  job=ref(f.get("job_id")), job_exe=ref(f.get("job_exe_id")))
 
 
+def cluster_fields(exe: dict) -> dict:
+    """Where a cluster backend runs the execution: its Slurm job id and node (ProcessRef)."""
+    process = exe.get("process") or {}
+    return {"cluster_job_id": process.get("job_id"), "cluster_node": process.get("node")}
+
+
 def exe_base(exe: dict) -> dict:
     return shape(m.JobExecutionBase, exe, job=ref(exe["job_id"]), node=ref(exe["node_id"]),
-                 error=ref(exe["error_id"]))
+                 error=ref(exe["error_id"]), **cluster_fields(exe))
+
+
+def cluster_node(node: dict) -> ClusterNode:
+    """A Slurm node the engine recorded (store.nodes.cluster), as engine/executor.py sees it."""
+    return ClusterNode(node["hostname"], node["slurm_state"], node["cpus"], node["mem"])
+
+
+def queued_reason(status: str, cpus: float, mem: float, nodes: list[dict]) -> str | None:
+    """Why a QUEUED job needing `cpus` and `mem` MiB does not start on the cluster `nodes`
+    (store.nodes.cluster), or None."""
+    if status != "QUEUED":
+        return None
+    problem = placement_problem(cpus, mem, [cluster_node(n) for n in nodes])
+    return None if problem is None else f"Waiting: {problem}."
 
 
 # -- nodes and workspaces --------------------------------------------------------------------
@@ -218,9 +239,11 @@ class Serializer:
                 for job, extra in zip(jobs, extras, strict=True)]
 
     async def job_details(self, job: dict, exes: list[dict] | None = None,
-                          inputs: dict[int, dict] | None = None) -> dict:
+                          inputs: dict[int, dict] | None = None,
+                          cluster: list[dict] | None = None) -> dict:
         """Job details; `exes` (newest first) and `inputs` ({id: file}) when the caller already
-        holds all of them (a submission), so they are not read again. Job types, revisions,
+        holds all of them (a submission), so they are not read again; `cluster`, the Slurm
+        nodes (store.nodes.cluster) a QUEUED job's `queued_reason` is found from. Job types, revisions,
         errors and workspaces come through this process's caches (store/cache.py); the event's
         description from the job itself (written there since issue 13; older jobs read it).
         Products are read only for a job one of whose executions started: the engine writes
@@ -254,6 +277,8 @@ class Serializer:
                         description=event.get("description", {})),
             error=error_full(error),
             data=data, results=job.get("results"), recipes=[],
+            queued_reason=queued_reason(job["status"], job["cpus_required"],
+                                        job["mem_required"], cluster or []),
             job_exes=[exe_base(e) for e in exes],
             inputs=merge_inputs(rev["interface"], data, files_json),
             outputs=merge_outputs(rev["interface"], job.get("results"), products_json),
@@ -280,7 +305,7 @@ class Serializer:
                                   event=id_ref(job["event"]["id"]),
                                   error=ref(job["error_id"])),
                 node=node_base(nodes.get(exe["node_id"])),
-                error=error_base(errors.get(exe["error_id"]))))
+                error=error_base(errors.get(exe["error_id"])), **cluster_fields(exe)))
         return rows
 
     async def exe_details(self, exe: dict) -> dict:
@@ -292,7 +317,7 @@ class Serializer:
         return shape(
             m.JobExecutionDetails, exe,
             job=(await self.job_rows([job]))[0] if job else None,
-            node=node_full(node), error=error_full(error), **added)
+            node=node_full(node), error=error_full(error), **added, **cluster_fields(exe))
 
     async def exe_log(self, exe: dict, stdout: str, stderr: str) -> dict:
         """The /job-executions/ row with the execution's logs."""

@@ -122,6 +122,19 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+# Read from slurm.conf's folder: jobs are held to their --mem (no swap on top).
+CGROUP_CONF = ("CgroupPlugin=cgroup/v1\nConstrainRAMSpace=yes\nConstrainSwapSpace=yes\n"
+               "AllowedSwapSpace=0\n")
+# cgroup v1's memory controller: where it is mounted, the cluster holds jobs to their --mem.
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def memory_limits() -> bool:
+    """Whether this machine lets the cluster enforce jobs' memory (Slurm 22.05's cgroup/v2
+    needs systemd, which these machines lack)."""
+    return CGROUP_V1_MEMORY.is_dir()
+
+
 def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
     """slurm.conf for one host posing as NODES; `ports`: slurmctld's, then one per node."""
     host = socket.gethostname().split(".", 1)[0]
@@ -145,8 +158,10 @@ def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
         "SlurmdDebug=info",
         # The fake nodes would be drained for not matching the real hardware without this.
         "SlurmdParameters=config_overrides",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
+        # cgroup v1 where mounted: each job's memory is limited to its --mem (cgroup.conf), and
+        # one that goes over it ends OUT_OF_MEMORY.
+        *(("ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup") if memory_limits()
+          else ("ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none")),
         "MpiDefault=none",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU_Memory",
@@ -157,7 +172,6 @@ def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
         "SchedulerParameters=batch_sched_delay=0",
         "PriorityType=priority/basic",
         "JobAcctGatherType=jobacct_gather/linux",
-        "JobAcctGatherParams=OverMemoryKill",
         "AccountingStorageType=accounting_storage/none",
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={d}/log/jobcomp.txt",
@@ -339,6 +353,7 @@ class Cluster:
             (d / sub).mkdir(exist_ok=True)
         ports = free_ports(1 + len(self.nodes))
         self.conf.write_text(slurm_conf(d, ports, kill_wait))
+        (d / "cgroup.conf").write_text(CGROUP_CONF)
         (d / STATE_FILE).write_text(json.dumps({"nodes": list(self.nodes), "ports": ports}))
         self._start_munged()
         self._launch(["/usr/sbin/slurmctld", "-f", str(self.conf)],

@@ -41,6 +41,54 @@ class NodeStore:
             return with_flags(node, NODE_FLAGS)
         return doc
 
+    async def sync_cluster(self, nodes: list[dict], complete: bool = True) -> int:
+        """Record a cluster's nodes as its scheduler reports them: each dict has `hostname`,
+        `cpus`, `mem`, `slurm_state`, `is_paused` and `pause_reason` (the cluster's own drain
+        state and reason). A node is created the first time, written only when one of those
+        changed; with `complete`, cluster nodes no longer reported become inactive. How many
+        nodes were written."""
+        known = {n["hostname"]: n for n in await find_all(
+            self.nodes, {"slurm_state": {"$ne": None}} if complete
+            else {"hostname": {"$in": [n["hostname"] for n in nodes]}})}
+        written = 0
+        for node in nodes:
+            fields = {"cpus": float(node["cpus"]), "mem": float(node["mem"]),
+                      "slurm_state": node["slurm_state"], "is_paused": bool(node["is_paused"]),
+                      "pause_reason": node["pause_reason"], "is_active": True,
+                      "archived": None}
+            old = known.pop(node["hostname"], None)
+            if old is not None and all(old.get(k) == v for k, v in fields.items()):
+                continue
+            await self._write(node["hostname"], fields)
+            written += 1
+        for hostname, old in known.items() if complete else ():
+            if old.get("is_active"):
+                await self._write(hostname, {"is_active": False})
+                written += 1
+        return written
+
+    async def _write(self, hostname: str, fields: dict) -> None:
+        """Set `fields` on the node `hostname`, creating it (with a new id) when it is new."""
+        now = now_ms()
+        fields = {**fields, "last_offer": now, "last_modified": now}
+        node = await self.nodes.find_one_and_update({"hostname": hostname}, {"$set": fields})
+        if node is not None:
+            return
+        doc = {"id": await self.db.next_id("nodes"), "hostname": hostname, "slave_id": hostname,
+               "port": None, "is_paused_errors": False, "created": now, "pause_reason": None,
+               "is_paused": False, **fields}
+        try:
+            await self.nodes.insert_one(doc)
+        except DuplicateKeyError:
+            if await self.nodes.find_one_and_update({"hostname": hostname},
+                                                    {"$set": fields}) is None:
+                raise StoreWriteFailed("nodes", hostname) from None
+
+    async def cluster(self) -> list[dict]:
+        """The active nodes of the cluster a backend places jobs on (those with a slurm_state)."""
+        return [with_flags(node, NODE_FLAGS) for node in await find_all(
+            self.nodes, {"slurm_state": {"$ne": None}, "is_active": {"$eq": True}})]
+
     async def get(self, node_id: int) -> dict | None:
         return with_flags(await self.nodes.find_one({"id": node_id}), NODE_FLAGS)
 

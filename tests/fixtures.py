@@ -30,6 +30,8 @@ from store.embedded import EmbeddedMongo
 from tests.isolation import assert_databases_isolated
 from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
+# slurm_poll_interval of the Slurm tests' engines (seconds).
+SLURM_POLL = 0.25
 # The job types' interface unless a test gives one: a command without inputs or outputs.
 SIMPLE_INTERFACE = {"command": "run", "command_arguments": ""}
 # Job types made through POST /job-types/ (`JobBuilder.posted_type`): one optional `value` input.
@@ -103,8 +105,18 @@ def data_dir(tmp_path):
 @pytest.fixture
 def engine_options():
     """The options of the engines `start_engine` makes; a test module overrides this fixture
-    (tests/slurm/test_slurm_backend.py: the Slurm backend)."""
+    (tests/slurm/conftest.py: the Slurm backend)."""
     return {"cpus": 4, "mem": 4096, "cancel_grace": 2.0, "poll_interval": 0.05}
+
+
+@pytest.fixture
+def slurm_engine_options(slurm_cluster, monkeypatch):
+    """Engine options for executor=slurm on the `slurm_cluster` cluster (SLURM_CONF set for the
+    test); its jobs are canceled once the test's engines are stopped."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    yield {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
+           "slurm_poll_interval": SLURM_POLL}
+    slurm_cluster.cancel_all()
 
 
 @pytest.fixture

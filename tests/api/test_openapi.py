@@ -199,7 +199,7 @@ def test_rows_are_closed_objects_with_every_field_required(doc):
     assert len(component(doc, "JobType")["required"]) == 30
     assert component(doc, "JobDetails")["required"][20:] == [
         "data", "results", "recipes", "job_exes", "inputs", "outputs", "input_files",
-        "products"]
+        "products", "queued_reason"]
 
 
 async def upload(api, workspace_id: int, name: str, media_type: str, data: bytes) -> dict:

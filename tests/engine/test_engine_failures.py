@@ -16,8 +16,15 @@ async def error_name(store, error_id):
     return (await store.errors.get(error_id))["name"]
 
 
+@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.alone)])
+def backend(request) -> dict:
+    """start_engine's options for each backend: the local one, then Slurm on the test cluster
+    (tests/fixtures.py `slurm_cluster`)."""
+    return request.getfixturevalue("slurm_engine_options") if request.param == "slurm" else {}
+
+
 @pytest.mark.gen_test(timeout=120)
-async def test_exit_codes_map_to_errors(api, make, store, start_engine):
+async def test_exit_codes_map_to_errors(api, make, store, start_engine, backend):
     await store.errors.create("bad-pixels", "Bad pixels", "The image is unreadable.", "DATA")
     job_type = await make.command_type("exits", PY,
                                        "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
@@ -25,7 +32,7 @@ async def test_exit_codes_map_to_errors(api, make, store, start_engine):
                                        error_mapping={"4": "bad-pixels"}, max_tries=3)
     mapped = await make.submit(job_type, inputs=[{"name": "code", "value": "4"}])
     unmapped = await make.submit(job_type, inputs=[{"name": "code", "value": "5"}])
-    await start_engine()
+    await start_engine(**backend)
     for job, name, code in ((mapped, "bad-pixels", 4), (unmapped, "algorithm-unknown", 5)):
         done = await wait_job(store, job["id"], "FAILED")
         assert done["num_exes"] == 1  # DATA and ALGORITHM errors are not retried

@@ -23,7 +23,9 @@ from tests.waiting import PY, wait_for, wait_job
 pytestmark = pytest.mark.alone
 
 ROOT = Path(__file__).resolve().parents[2]
-POLL = 0.25  # slurm_poll_interval of the tests' engines
+from tests.fixtures import SLURM_POLL as POLL
+from tests.slurm.slurm_helpers import scontrol, slurm_job_of, wait_slurm
+
 WRITE_OUT = ("import json, os, sys; open(sys.argv[1] + '/out.txt', 'w').write('hello'); "
              "print(json.dumps(sorted(os.environ)))")
 # Prints "got TERM" on SIGTERM and goes on sleeping: only the SIGKILL after the grace ends it.
@@ -33,45 +35,6 @@ STUBBORN = ("import signal, sys, time\n"
             "signal.signal(signal.SIGTERM, term)\n"
             "print('ready', flush=True)\n"
             "for _ in range(600): time.sleep(0.5)\n")
-
-
-@pytest.fixture
-def app_settings(data_dir):
-    return {"data_dir": str(data_dir)}
-
-
-@pytest.fixture
-def engine_options(slurm_cluster, monkeypatch):
-    """start_engine's engines (tests/fixtures.py) use executor=slurm on the test cluster; its
-    jobs are canceled once those engines are stopped."""
-    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
-    yield {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
-           "slurm_poll_interval": POLL}
-    slurm_cluster.cancel_all()
-
-
-def scontrol(cluster, job_id: str) -> dict[str, str]:
-    out = cluster.run("scontrol", "-o", "show", "job", str(job_id))
-    return dict(re.findall(r"(\S+?)=(\S*)", out))
-
-
-
-
-async def slurm_job_of(store, job_id) -> tuple[dict, str]:
-    """The job's latest execution once its Slurm job id is recorded, and that id."""
-    async def check():
-        job = await store.jobs.get_job(job_id)
-        exe = await store.jobs.get_exe(job["latest_exe_id"]) if job["latest_exe_id"] else None
-        return exe if exe and (exe.get("process") or {}).get("job_id") else None
-    exe = await wait_for(check, f"job {job_id} to be submitted to Slurm")
-    return exe, exe["process"]["job_id"]
-
-
-async def wait_slurm(cluster, job_id, *states, deadline=60.0) -> dict:
-    async def check():
-        info = await asyncio.to_thread(scontrol, cluster, job_id)
-        return info if info["JobState"] in states else None
-    return await wait_for(check, f"Slurm job {job_id} to be {'/'.join(states)}", deadline)
 
 
 async def wait_log(work_dir: str, text: str, name="stdout.log") -> None:
@@ -122,28 +85,6 @@ async def test_success_runs_as_a_slurm_job_and_collects_the_product(api, make, s
     status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
     assert status == 200 and logs["stderr"] == ""
     assert json.loads(logs["stdout"]) == sorted(exe["environment"])
-
-
-@pytest.mark.gen_test(timeout=120)
-async def test_a_failing_exit_code_fails_with_its_mapped_error(api, make, store, start_engine,
-                                                               slurm_cluster):
-    await store.errors.create("bad-pixels", "Bad pixels", "The image is unreadable.", "DATA")
-    job_type = await make.command_type("exits", PY,
-                                       "-c 'import sys; sys.exit(int(sys.argv[1]))' ${code}",
-                                       inputs=[{"name": "code", "type": "property"}],
-                                       error_mapping={"4": "bad-pixels"}, max_tries=3)
-    mapped = await make.submit(job_type, inputs=[{"name": "code", "value": "4"}])
-    unmapped = await make.submit(job_type, inputs=[{"name": "code", "value": "5"}])
-    await start_engine()
-    for job, name, code in ((mapped, "bad-pixels", 4), (unmapped, "algorithm-unknown", 5)):
-        done = await wait_job(store, job["id"], "FAILED")
-        assert done["num_exes"] == 1
-        assert await error_name(store, done["error_id"]) == name
-        [exe] = await exes_of(store, job["id"])
-        assert (exe["status"], exe["job_exit_code"], exe["post_started"]) == \
-            ("FAILED", code, None)
-        info = scontrol(slurm_cluster, exe["process"]["job_id"])
-        assert (info["JobState"], info["ExitCode"]) == ("FAILED", f"{code}:0")
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -225,29 +166,6 @@ async def test_cancel_of_a_job_pending_in_slurm_removes_it_unstarted(
     assert (await store.jobs.get_exe(exe["id"]))["status"] == "CANCELED"
     assert (Path(exe["work_dir"]) / "stdout.log").read_text() == ""
     assert [scontrol(slurm_cluster, b)["JobState"] for b in blockers] == ["RUNNING"] * 2
-
-
-@pytest.mark.gen_test(timeout=120)
-async def test_a_job_bigger_than_every_node_fails_with_slurm_rejected(api, make, store,
-                                                                      start_engine):
-    big = await make.command_type("big", "true", cpus_required=3.0, max_tries=3)
-    small = await make.command_type("small", "true")
-    refused = await make.submit(big)
-    fine = await make.submit(small)
-    engine = await start_engine()
-    done = await wait_job(store, refused["id"], "FAILED")
-    assert done["num_exes"] == 1  # not retried: it would be refused again
-    assert await error_name(store, done["error_id"]) == "slurm-rejected"
-    [exe] = await exes_of(store, refused["id"])
-    assert "job_id" not in (exe.get("process") or {})
-    status, logs, _ = await api.get(f"/job-executions/{exe['id']}/logs/")
-    assert status == 200
-    assert logs["stderr"] == ("jobdeck: Slurm refused the job: sbatch: error: CPU count per "
-                              "node can not be satisfied; sbatch: error: Batch job submission "
-                              "failed: Requested node configuration is not available\n")
-    # The engine goes on.
-    await wait_job(store, fine["id"], "COMPLETED")
-    assert engine._loop_task is not None and not engine._loop_task.done()
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -402,8 +320,8 @@ async def test_a_restarted_engine_attaches_to_running_jobs_and_records_their_out
 
 @pytest.mark.gen_test
 async def test_slurm_end_states_map_to_reports_and_errors():
-    """The end states this cluster can't produce on demand (OUT_OF_MEMORY needs the cgroup
-    plugins, Slurm's TIMEOUT a minute or more), read as squeue gives them."""
+    """End states read as squeue gives them, also those this cluster can't produce on demand
+    (Slurm's TIMEOUT takes a minute or more)."""
     job = SlurmJob(SlurmBackend(), "7", None)
     job.node = "n1"
     assert job._report({"job_state": "OUT_OF_MEMORY", "exit_code": 9}) == ExitReport(
