@@ -5,10 +5,13 @@
 - Every write that creates a job or changes its status (store/jobs.py: submit, create, queue,
   run, complete, fail, cancel, requeue; node-lost recovery goes through fail) also does, in that
   same atomic document write, `$inc: {tv: 1}` (the job's transition version) and
-  `$set: {uncounted: true}` (an indexed flag). No extra store operation on the transition path,
-  and nothing is lost if the process dies right after it: the job itself says it is not counted.
+  `$set: {fold_gen: NOT_COUNTED}` (an indexed mark). No extra store operation on the
+  transition path, and nothing is lost if the process dies right after it: the job itself says
+  it is not counted.
 - A job also carries `ctv` and `cst`: the version and the status the counters include it at
-  (absent: not counted yet). The counters are one document in `job_counts`,
+  (absent: not counted yet), `cg`: the counters' `gen` at which the fold that counted it
+  committed, and `pcst`/`pcg`: the same two for the fold before. A counted job keeps `fold_gen`
+  = `cg` (not removed): so a read can find the jobs folded after it read the counters. The counters are one document in `job_counts`,
   `{_id: "jobs", "n:<job type id>:<status>": n, ..., gen, batch}` (top-level fields: nx-27017
   may write a dotted `$inc` path as a literal field name).
 - A **fold** moves uncounted jobs into the counters, exactly once, in four operations whatever
@@ -16,27 +19,30 @@
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
   unchanged and no batch) that applies the summed deltas (`cst` -1, `status` +1 per job), bumps
   `gen` and records the batch (each job's id, old `ctv`, new version and status); (4) one
-  `bulk_write` setting each job's `ctv`/`cst` where `ctv` is still the old one (and clearing
-  `uncounted` where no newer transition came since), then the batch is removed (`gen` bumped
-  again). Step 3 is the commit point: the counters and the batch change in one document write.
+  `bulk_write` setting each job's `ctv`/`cst`/`cg` (and `pcst`/`pcg`) where `ctv` is still the
+  old one (and `fold_gen` = `cg` where no newer transition came since), then the batch is
+  removed (`gen` bumped again). Step 3 is the commit point: the counters and the batch change in one document write.
   Whoever finds a batch recorded (a process that died after step 3, or one slow to finish) can
   finish it: step 4 is idempotent (conditioned on the old `ctv`, which only grows), and the
   removal is conditioned on the batch's token. Because step 3 requires `gen` unchanged since
   step 1, and `gen` moves when a batch starts and when it ends, a fold never applies a job
   state read before another fold finished: two processes can fold at once, one wins, the
   other retries.
-- A **read** (`current`) is the counters document plus, in memory, the deltas of the jobs still
-  uncounted (jobs in a recorded batch count at the batch's version): two operations, exact at
-  rest, and exact under load unless a whole fold of another process lands between its two
-  reads. A read that finds more than FOLD_LIMIT uncounted jobs folds first.
+- A **read** (`current`) is two operations, exact at every instant: the counters document (its
+  `gen` G), then the jobs with `fold_gen` > G: those not yet counted (NOT_COUNTED) and those
+  a fold committed after G counted (a fold that lands between the two reads; before, a read missed the
+  jobs such a fold had already marked counted, and a list total came out one short under two
+  processes). In memory, each of these jobs moves from the status the counters document as read
+  includes it at (`pcst` if its last fold committed after G, the recorded batch's status if it
+  is in that batch, else `cst`) to its status now. A job folded twice since G (`pcg` > G too)
+  makes the read start again. A read that finds more than FOLD_LIMIT such jobs folds first.
 - Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
   nothing to fold), started by server.py at start-up or else by the first read: that is the
   repair pass for a process that died before or during a fold. A store whose jobs predate
   counting is marked uncounted once, when the counters document is first created.
 - Who reads them: the overview's counts by status, GET /queue/status/ (and the queue pages),
-  and the total of GET /jobs/ (and of the dashboard's jobs list) when it filters on
-  status and job type only.
-- Jobs must be written through store/jobs.py (or carry `tv`/`uncounted` as `new_job_doc` makes
+  and the total of GET /jobs/ when it filters on status and job type only (`JobStore.kept_count`).
+- Jobs must be written through store/jobs.py (or carry `tv`/`fold_gen` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
 
 No multi-document transaction is needed (a standalone MongoDB has none), and the transition
@@ -62,16 +68,25 @@ FOLD_LIMIT = 2000
 FOLD_INTERVAL = 1.0
 FOLD_RETRIES = 8
 # What the transition writes add to their update: the job is one version further and uncounted.
-COUNTED_FIELDS = ("tv", "ctv", "cst", "uncounted")
+COUNTED_FIELDS = ("tv", "ctv", "cst", "cg", "pcst", "pcg", "fold_gen")
+# `fold_gen` of a job the counters do not include at its version yet: above any `gen`, so one
+# indexed range (`fold_gen` > G) finds these and the jobs folded after gen G. (A job counted at
+# its version has `fold_gen` = the `gen` its fold committed at.)
+NOT_COUNTED = 2**53
 # `$eq`, not a bare value: nx-27017 (neosqlite) turns a bare value into "equals, or an array
 # containing it", which no index serves; `$eq` is plain SQL equality on the index.
-UNCOUNTED = {"uncounted": {"$eq": True}}
-UNCOUNTED_PROJECTION = {"_id": 1, "job_type_id": 1, "status": 1, "tv": 1, "ctv": 1, "cst": 1}
+UNCOUNTED = {"fold_gen": {"$eq": NOT_COUNTED}}
+UNCOUNTED_PROJECTION = {"_id": 1, "job_type_id": 1, "status": 1, "tv": 1, "ctv": 1, "cst": 1,
+                        "cg": 1, "pcst": 1, "pcg": 1}
+
+
+class ReadAgain(Exception):
+    """A job was folded twice between a read's two operations: the read starts again."""
 
 
 def uncounted(update: dict) -> dict:
     """`update` (a `$set`/`$inc` update of a job's status) with the counting marks added."""
-    return {**update, "$set": {**update.get("$set", {}), "uncounted": True},
+    return {**update, "$set": {**update.get("$set", {}), "fold_gen": NOT_COUNTED},
             "$inc": {**update.get("$inc", {}), "tv": 1}}
 
 
@@ -100,12 +115,16 @@ class JobCounts:
 
     async def ensure(self) -> None:
         """Create the counters document; jobs written before counting existed are marked
-        uncounted first (once per store), so the folds count them."""
+        uncounted first (once per store), so the folds count them. Marks of the earlier
+        `uncounted: true` form become `fold_gen` NOT_COUNTED."""
         if self._ready:
             return
+        await self.jobs.update_many(
+            {"uncounted": {"$eq": True}},
+            {"$set": {"fold_gen": NOT_COUNTED}, "$unset": {"uncounted": ""}})
         if await self.counters.find_one({"_id": COUNTS_ID}, {"_id": 1}) is None:
             await self.jobs.update_many({"tv": {"$exists": False}},
-                                        {"$set": {"tv": 1, "uncounted": True}})
+                                        {"$set": {"tv": 1, "fold_gen": NOT_COUNTED}})
             with contextlib.suppress(DuplicateKeyError):
                 await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "batch": None})
         self._ready = True
@@ -125,25 +144,42 @@ class JobCounts:
         await self.ensure()
         self.keep()
         for _ in range(FOLD_RETRIES):
-            doc = await self.counters.find_one({"_id": COUNTS_ID})
-            pending = await find_page(self.jobs, UNCOUNTED,
+            doc = await self.read_counters()
+            if doc is None:
+                raise RuntimeError("job counts: the counters document is missing")
+            since = {"fold_gen": {"$gt": doc.get("gen", 0)}}
+            changed = await find_page(self.jobs, since,
                                       projection=UNCOUNTED_PROJECTION, limit=FOLD_LIMIT + 1)
-            if len(pending) <= FOLD_LIMIT:
-                return self._combine(doc or {}, pending)
-            await self.fold_all()
-        raise RuntimeError("job counts: too many uncounted jobs to read")
+            if len(changed) > FOLD_LIMIT:
+                await self.fold_all()
+                continue
+            with contextlib.suppress(ReadAgain):
+                return self._combine(doc, changed)
+        raise RuntimeError("job counts: no consistent read after several tries")
+
+    async def read_counters(self) -> dict | None:
+        """The counters document (a read's first operation)."""
+        return await self.counters.find_one({"_id": COUNTS_ID})
 
     @staticmethod
-    def _combine(doc: dict, pending: list[dict]) -> dict[int, dict[str, int]]:
+    def _combine(doc: dict, changed: list[dict]) -> dict[int, dict[str, int]]:
+        """The counters of `doc` moved on by `changed`: the jobs with `fold_gen` above its
+        `gen`, each from the status `doc` includes it at to its status now."""
         table: dict[int, dict[str, int]] = {}
         for key, n in doc.items():
             if key.startswith("n:"):
                 _, type_id, status = key.split(":", 2)
                 _add(table, type_id, status, n)
+        gen = doc.get("gen", 0)
         in_batch = {entry[0]: entry for entry in ((doc.get("batch") or {}).get("jobs") or [])}
-        for job in pending:
+        for job in changed:
             entry = in_batch.get(job["_id"])
-            counted = entry[3] if entry is not None else job.get("cst")
+            if job.get("cg", 0) > gen:  # counted by a fold that committed after `doc`
+                if job.get("pcg", 0) > gen:
+                    raise ReadAgain
+                counted = job.get("pcst")
+            else:
+                counted = entry[3] if entry is not None else job.get("cst")
             if counted != job["status"]:
                 _add(table, job["job_type_id"], counted, -1)
                 _add(table, job["job_type_id"], job["status"], 1)
@@ -193,8 +229,10 @@ class JobCounts:
                         if status is not None:
                             key = count_key(job["job_type_id"], status)
                             inc[key] = inc.get(key, 0) + n
-                entries.append([job["_id"], job.get("ctv"), job.get("tv"), new])
-            batch = {"tok": uuid.uuid4().hex, "at": now_ms(), "jobs": entries}
+                entries.append([job["_id"], job.get("ctv"), job.get("tv"), new, old,
+                                job.get("cg", 0)])
+            gen = doc.get("gen", 0) + 1
+            batch = {"tok": uuid.uuid4().hex, "at": now_ms(), "gen": gen, "jobs": entries}
             inc = {k: n for k, n in inc.items() if n}
             result = await self.counters.update_one(
                 {"_id": COUNTS_ID, "gen": doc.get("gen", 0), "batch": None},
@@ -207,17 +245,23 @@ class JobCounts:
 
     async def _finish(self, batch: dict) -> None:
         """Step 4: the jobs of a recorded batch are marked counted, then the batch goes."""
-        ops = []
-        for job_id, old, version, status in batch["jobs"]:
-            ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
-                                 {"$set": {"ctv": version, "cst": status},
-                                  "$unset": {"uncounted": ""}}))
-            ops.append(UpdateOne({"_id": job_id, "ctv": old},
-                                 {"$set": {"ctv": version, "cst": status}}))
-        if ops:
-            await self.jobs.bulk_write(ops, ordered=True)
+        await self._mark(batch)
         await self.counters.update_one({"_id": COUNTS_ID, "batch.tok": batch["tok"]},
                                        {"$set": {"batch": None}, "$inc": {"gen": 1}})
+
+    async def _mark(self, batch: dict) -> None:
+        """Each job of `batch` counted at the batch's version and `gen` (once: the writes are
+        conditioned on the job's counted version before the batch)."""
+        ops = []
+        gen = batch["gen"]
+        for job_id, old, version, status, old_status, old_gen in batch["jobs"]:
+            counted = {"ctv": version, "cst": status, "cg": gen, "pcst": old_status,
+                       "pcg": old_gen}
+            ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
+                                 {"$set": {**counted, "fold_gen": gen}}))
+            ops.append(UpdateOne({"_id": job_id, "ctv": old}, {"$set": counted}))
+        if ops:
+            await self.jobs.bulk_write(ops, ordered=True)
 
     async def fold_all(self) -> int:
         """Fold until no job is uncounted; how many were moved."""

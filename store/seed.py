@@ -208,7 +208,7 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
             if job["latest_exe_id"] is not None:
                 job["latest_exe_id"] = job["latest_exe_id"]["id"]
             # Inserted already counted (store/counts.py), the counters added below.
-            job.pop("uncounted", None)
+            job.pop("fold_gen", None)
             job["ctv"], job["cst"] = job["tv"], job["status"]
             row = counted.setdefault(job["job_type_id"], {})
             row[job["status"]] = row.get(job["status"], 0) + 1

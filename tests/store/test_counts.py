@@ -15,7 +15,7 @@ from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
 from store import Store
-from store.counts import COUNTS_ID, JobCounts
+from store.counts import COUNTS_ID, UNCOUNTED, JobCounts
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
 
@@ -38,7 +38,7 @@ async def assert_exact(*stores) -> None:
         assert await store.counts.current() == recount
     await asyncio.gather(*(store.counts.fold_all() for store in stores))
     assert await counted_doc(stores[0]) == recount
-    assert await stores[0].db["jobs"].count_documents({"uncounted": True}) == 0
+    assert await stores[0].db["jobs"].count_documents(UNCOUNTED) == 0
     assert await stores[0].counts.current() == recount
 
 
@@ -104,6 +104,16 @@ async def test_counts_match_a_recount_after_random_transitions(store, second_sto
             await random_transition(s, r, job_types)
             if step % 25 == 0:
                 await s.counts.fold()
+            if step % 10 == 0:
+                await read_between_recounts(s)
+
+    async def read_between_recounts(s):
+        """Jobs are never removed, so a read's total lies between the number of jobs just
+        before it and just after it, whatever folds and transitions run meanwhile."""
+        before = await s.db["jobs"].count_documents({})
+        read = total(await s.counts.current())
+        after = await s.db["jobs"].count_documents({})
+        assert before <= read <= after
 
     async def folder(s, done):
         while not done.is_set():
@@ -122,6 +132,92 @@ async def test_counts_match_a_recount_after_random_transitions(store, second_sto
     assert {s for row in recount.values() for s in row} >= {
         JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.CANCELED}
     await assert_exact(store, second_store)
+
+
+def fold_between_reads(store, *folds) -> list[dict]:
+    """Make `store`'s next count read run `folds` (coroutine functions) right after reading the
+    counters document, before it reads the jobs: another process's fold landing between a
+    read's two operations. Returns the list the counters documents read are appended to."""
+    seen: list[dict] = []
+    read_counters = store.counts.read_counters
+    pending = list(folds)
+
+    async def read_then_fold():
+        doc = await read_counters()
+        seen.append(doc)
+        while pending:
+            await pending.pop(0)()
+        return doc
+
+    store.counts.read_counters = read_then_fold
+    return seen
+
+
+def total(table: dict) -> int:
+    return sum(n for row in table.values() for n in row.values())
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_is_exact_when_a_fold_lands_between_its_two_reads(
+        store, second_store, make):
+    """The cause of the chaos test's total one short: a read took the counters document, then
+    another process folded (its commit, and its jobs marked counted), then the read found those
+    jobs counted and the document without them."""
+    job_type = await make.job_type("between")
+    for _ in range(4):
+        await make.queued(job_type)
+    await store.counts.fold_all()
+    await make.queued(job_type)
+    await make.running(job_type)
+    fold_between_reads(store, second_store.counts.fold)
+    assert await store.counts.current() == await store.counts.recount() == {
+        job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.RUNNING: 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_is_exact_while_a_fold_is_in_flight_between_its_reads(
+        store, second_store, make):
+    """Another process's fold commits and marks only some of its jobs counted (it is still
+    writing the rest, or it died there) between a read's two operations; a transition of a job
+    it counted comes in between too."""
+    job_type = await make.job_type("in-flight")
+    created = [await make.queued(job_type) for _ in range(6)]
+    halted = JobCounts(second_store.db)
+
+    async def half_of(batch):
+        await halted._mark({**batch, "jobs": batch["jobs"][:3]})
+        raise Halted
+
+    class Halted(Exception):
+        pass
+
+    halted._finish = half_of
+
+    async def fold_half():
+        with pytest.raises(Halted):
+            await halted.fold()
+        await store.jobs.start_execution(created[0][1]["id"], None)
+
+    fold_between_reads(store, fold_half)
+    expected = {job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.RUNNING: 1}}
+    assert await store.counts.current() == await store.counts.recount() == expected
+    await assert_exact(store, second_store)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_job_folded_twice_between_a_reads_two_operations_makes_it_read_again(
+        store, second_store, make):
+    job_type = await make.job_type("twice")
+    _, exe = await make.queued(job_type)
+
+    async def run_and_fold():
+        await second_store.counts.fold_all()
+        await store.jobs.start_execution(exe["id"], None)
+        await second_store.counts.fold_all()
+
+    seen = fold_between_reads(store, second_store.counts.fold_all, run_and_fold)
+    assert await store.counts.current() == {job_type["id"]: {JobStatus.RUNNING: 1}}
+    assert len(seen) == 2  # the first read found the job folded twice since its document
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -163,8 +259,9 @@ async def test_jobs_written_before_counting_are_counted(store, make):
     job_type = await make.job_type("old")
     await make.queued(job_type)
     await make.completed(job_type)
-    await store.db["jobs"].update_many({}, {"$unset": {"tv": "", "uncounted": "", "ctv": "",
-                                                       "cst": ""}})
+    await store.db["jobs"].update_many({}, {"$unset": {"tv": "", "fold_gen": "", "ctv": "",
+                                                       "cst": "", "cg": "", "pcst": "",
+                                                       "pcg": ""}})
     await store.db["job_counts"].delete_many({})
     reopened = await Store(store.db._url, store.db.db.name).open()
     try:
