@@ -18,12 +18,14 @@ from presentation.errors import APIError
 from presentation.filters import job_filter, job_order
 from presentation.serializers import Serializer, job_type_details, job_type_full, queue_table
 from presentation.templates import ENV
+from store.counts import MINUTE_MS
 from store.search import SEARCH_LIMIT
-from store.stats import MINUTE_MS, StatsStore
+from store.stats import StatsStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_CLIENT = ROOT / "static" / "js" / "live.js"
 HOUR_MS = 3600 * 1000
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 # Time range presets of the jobs page (ISO-8601 durations, as `started` accepts them).
 TIME_PRESETS = (("PT1H", "Last hour"), ("PT6H", "Last 6 hours"), ("PT24H", "Last 24 hours"),
@@ -127,18 +129,25 @@ class OverviewPage(DashboardPage):
     nav = "overview"
 
     async def get(self):
+        """Four store commands whatever the store's size: the kept counts (two), the job types
+        shown and the nodes."""
         now = now_ms()
-        stats = self.stats
-        counts = await stats.counts_by_status()
-        chart = throughput_chart(await stats.finished_per_minute(now - HOUR_MS), now)
-        by_type = await stats.counts_by_type_and_status(now - HOUR_MS)
-        job_types = await self.store.job_types.by_ids(by_type)
+        kept = await self.store.counts.read()
+        counts = kept.by_status()
+        chart = throughput_chart(kept.per_minute(FINISHED, now - HOUR_MS), now)
+        by_type = kept.changed_since(now - HOUR_MS)
+        queued = kept.of_status(JobStatus.QUEUED)
+        job_types = await self.store.job_types.by_ids(set(by_type) | set(queued))
         busiest = sorted(({"job_type": job_types[type_id], "counts": c,
                            "total": sum(c.values())}
                           for type_id, c in by_type.items() if type_id in job_types),
                          key=lambda row: (-row["total"], row["job_type"]["id"]))[:8]
-        queue = await queue_rows(self.store)
-        running = await stats.running_by_node()
+        oldest = kept.oldest_queued()
+        queue = queue_table(sorted(
+            ({"job_type": job_types[type_id], "count": n, "longest_queued": oldest.get(type_id)}
+             for type_id, n in queued.items() if type_id in job_types),
+            key=lambda q: (q["job_type"]["is_paused"], q["longest_queued"] or 0)))
+        running = kept.node_use()
         nodes = [{"node": node, "use": running.get(node["id"], {})}
                  for node in await self.store.nodes.all()]
         self.render_page("overview_live.html" if self.partial else "overview.html",

@@ -1,4 +1,6 @@
-"""Job counts by job type and status, kept as the transitions happen: no read scans the jobs.
+"""Job counts kept as the transitions happen: by job type and status, by minute of the last
+status change (the overview's last hour, the oldest queued) and by node while RUNNING. No read
+scans the jobs.
 
 **Design: the transition write is the log, folds are idempotent batches.**
 
@@ -8,40 +10,47 @@
   `$set: {fold_gen: NOT_COUNTED}` (an indexed mark). No extra store operation on the
   transition path, and nothing is lost if the process dies right after it: the job itself says
   it is not counted.
-- A job also carries `ctv` and `cst`: the version and the status the counters include it at
-  (absent: not counted yet), `cg`: the counters' `gen` at which the fold that counted it
-  committed, and `pcst`/`pcg`: the same two for the fold before. A counted job keeps `fold_gen`
-  = `cg` (not removed): so a read can find the jobs folded after it read the counters. The counters are one document in `job_counts`,
-  `{_id: "jobs", "n:<job type id>:<status>": n, ..., gen, batch}` (top-level fields: nx-27017
-  may write a dotted `$inc` path as a literal field name).
+- What a job counts as is its **state** (`state_of`): [status, minute of its last status change,
+  [node, cpus, mem] while RUNNING]. A job also carries `ctv` and `cs`: the version and the state
+  the counters include it at (absent: not counted yet), `cg`: the counters' `gen` at which the
+  fold that counted it committed, and `pcs`/`pcg`: the same two for the fold before. A counted
+  job keeps `fold_gen` = `cg` (not removed), so a read can find the jobs folded after it read
+  the counters.
+- The counters are one document in `job_counts`, `{_id: "jobs", gen, batch, ...}` with one
+  top-level field per counter (`add_state`: `n:<type>:<status>`, `m:<type>:<status>:<minute>`,
+  `u:<node>:running|cpus|mem`; top-level, as nx-27017 may write a dotted `$inc` path as a
+  literal field name). Minute counters older than MINUTES_KEPT_MS (but QUEUED's) and spent
+  ones at zero are dropped by the folds, so the document stays small.
 - A **fold** moves uncounted jobs into the counters, exactly once, in four operations whatever
   the batch size: (1) read the counters document (its `gen`, with no batch in flight); (2) read
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
-  unchanged and no batch) that applies the summed deltas (`cst` -1, `status` +1 per job), bumps
-  `gen` and records the batch (each job's id, old `ctv`, new version and status); (4) one
-  `bulk_write` setting each job's `ctv`/`cst`/`cg` (and `pcst`/`pcg`) where `ctv` is still the
-  old one (and `fold_gen` = `cg` where no newer transition came since), then the batch is
-  removed (`gen` bumped again). Step 3 is the commit point: the counters and the batch change in one document write.
-  Whoever finds a batch recorded (a process that died after step 3, or one slow to finish) can
-  finish it: step 4 is idempotent (conditioned on the old `ctv`, which only grows), and the
-  removal is conditioned on the batch's token. Because step 3 requires `gen` unchanged since
-  step 1, and `gen` moves when a batch starts and when it ends, a fold never applies a job
-  state read before another fold finished: two processes can fold at once, one wins, the
-  other retries.
-- A **read** (`current`) is two operations, exact at every instant: the counters document (its
-  `gen` G), then the jobs with `fold_gen` > G: those not yet counted (NOT_COUNTED) and those
-  a fold committed after G counted (a fold that lands between the two reads; before, a read missed the
-  jobs such a fold had already marked counted, and a list total came out one short under two
-  processes). In memory, each of these jobs moves from the status the counters document as read
-  includes it at (`pcst` if its last fold committed after G, the recorded batch's status if it
-  is in that batch, else `cst`) to its status now. A job folded twice since G (`pcg` > G too)
-  makes the read start again. A read that finds more than FOLD_LIMIT such jobs folds first.
+  unchanged and no batch) that applies the summed deltas (old state -1, new state +1 per job),
+  bumps `gen` and records the batch (each job's id, old `ctv`, new version and state, old state
+  and `cg`); (4) one `bulk_write` setting each job's `ctv`/`cs`/`cg` (and `pcs`/`pcg`) where
+  `ctv` is still the old one (and `fold_gen` = `cg` where no newer transition came since), then
+  the batch is removed (`gen` bumped again). Step 3 is the commit point: the counters and the
+  batch change in one document write. Whoever finds a batch recorded (a process that died after
+  step 3, or one slow to finish) can finish it: step 4 is idempotent (conditioned on the old
+  `ctv`, which only grows), and the removal is conditioned on the batch's token. Because step 3
+  requires `gen` unchanged since step 1, and `gen` moves when a batch starts and when it ends, a
+  fold never applies a job state read before another fold finished: two processes can fold at
+  once, one wins, the other retries.
+- A **read** (`read`, `current`) is two operations, exact at every instant: the counters
+  document (its `gen` G), then the jobs with `fold_gen` > G: those not yet counted
+  (NOT_COUNTED) and those a fold that committed after G counted. (Before, a read missed the
+  jobs such a fold, landing between its two operations, had already marked counted: a list
+  total came out one short under two processes.) In memory, each of these jobs moves from the
+  state the document as read includes it in (`pcs` if its last fold committed after G, the
+  recorded batch's state if it is in that batch, else `cs`) to its state now. A job folded
+  twice since G (`pcg` > G too) makes the read start again. A read that finds more than
+  FOLD_LIMIT such jobs folds first.
 - Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
   nothing to fold), started by server.py at start-up or else by the first read: that is the
   repair pass for a process that died before or during a fold. A store whose jobs predate
   counting is marked uncounted once, when the counters document is first created.
-- Who reads them: the overview's counts by status, GET /queue/status/ (and the queue pages),
-  and the total of GET /jobs/ when it filters on status and job type only (`JobStore.kept_count`).
+- Who reads them: the overview (counts by status, its last hour, queue and node use),
+  GET /queue/status/ (and the queue page), and the total of GET /jobs/ when it filters on
+  status and job type only (`JobStore.kept_count`).
 - Jobs must be written through store/jobs.py (or carry `tv`/`fold_gen` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
 
@@ -57,6 +66,7 @@ import uuid
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from core.model import JobStatus
 from core.times import now_ms
 from store.db import Database
 from store.reads import find_page
@@ -68,7 +78,7 @@ FOLD_LIMIT = 2000
 FOLD_INTERVAL = 1.0
 FOLD_RETRIES = 8
 # What the transition writes add to their update: the job is one version further and uncounted.
-COUNTED_FIELDS = ("tv", "ctv", "cst", "cg", "pcst", "pcg", "fold_gen")
+COUNTED_FIELDS = ("tv", "ctv", "cs", "cg", "pcs", "pcg", "fold_gen")
 # `fold_gen` of a job the counters do not include at its version yet: above any `gen`, so one
 # indexed range (`fold_gen` > G) finds these and the jobs folded after gen G. (A job counted at
 # its version has `fold_gen` = the `gen` its fold committed at.)
@@ -76,8 +86,16 @@ NOT_COUNTED = 2**53
 # `$eq`, not a bare value: nx-27017 (neosqlite) turns a bare value into "equals, or an array
 # containing it", which no index serves; `$eq` is plain SQL equality on the index.
 UNCOUNTED = {"fold_gen": {"$eq": NOT_COUNTED}}
-UNCOUNTED_PROJECTION = {"_id": 1, "job_type_id": 1, "status": 1, "tv": 1, "ctv": 1, "cst": 1,
-                        "cg": 1, "pcst": 1, "pcg": 1}
+# What a job is counted as (state_of), and what a fold or a read needs besides.
+STATE_PROJECTION = {"job_type_id": 1, "status": 1, "last_status_change": 1, "run_on": 1}
+UNCOUNTED_PROJECTION = {"_id": 1, **STATE_PROJECTION, "tv": 1, "ctv": 1, "cs": 1, "cg": 1,
+                        "pcs": 1, "pcg": 1}
+MINUTE_MS = 60_000
+# Minute counts of a status other than QUEUED go from the counters document once this old (the
+# overview reads the last hour); those of QUEUED stay while jobs are in them (the oldest queued).
+MINUTES_KEPT_MS = 3 * 3600 * 1000
+# Sums of floats (cpus, mem) this close to zero are zero.
+ZERO = 1e-9
 
 
 class ReadAgain(Exception):
@@ -90,17 +108,107 @@ def uncounted(update: dict) -> dict:
             "$inc": {**update.get("$inc", {}), "tv": 1}}
 
 
-def count_key(type_id, status: str) -> str:
-    return f"n:{type_id}:{status}"
+def state_of(job: dict) -> list:
+    """What the counters count a job as: [status, the minute of its last status change,
+    [node id, cpus, mem] while RUNNING (else None)]."""
+    changed = job.get("last_status_change")
+    run = job.get("run_on") if job["status"] == JobStatus.RUNNING else None
+    return [job["status"], None if changed is None else changed - changed % MINUTE_MS, run]
 
 
-def _add(table: dict, type_id, status, n: int) -> None:
-    if status is None or n == 0:
+def add_state(out: dict[str, float], type_id, state: list | None, sign: int,
+              cutoff: int | None = None) -> None:
+    """Add to `out` `sign` times the counters a job of `type_id` in `state` counts in: jobs by
+    job type and status (`n:type:status`), by job type, status and minute of the last status
+    change (`m:type:status:minute`; none before `cutoff` but for QUEUED), and by node while
+    RUNNING (`u:node:running|cpus|mem`)."""
+    if state is None:
         return
-    row = table.setdefault(int(type_id), {})
-    row[status] = row.get(status, 0) + n
-    if row[status] == 0:
-        del row[status]
+    status, minute, run = state
+    _inc(out, f"n:{type_id}:{status}", sign)
+    if minute is not None and (cutoff is None or minute >= cutoff or status == JobStatus.QUEUED):
+        _inc(out, f"m:{type_id}:{status}:{minute}", sign)
+    if run is not None:
+        node, cpus, mem = run
+        _inc(out, f"u:{node}:running", sign)
+        _inc(out, f"u:{node}:cpus", sign * (cpus or 0))
+        _inc(out, f"u:{node}:mem", sign * (mem or 0))
+
+
+def _inc(out: dict[str, float], key: str, n: float) -> None:
+    out[key] = out.get(key, 0) + n
+
+
+def _is_count(key: str) -> bool:
+    return key[:2] in ("n:", "m:", "u:")
+
+
+class Kept:
+    """One read of the kept counts: {counter key: n} as at one instant (see add_state)."""
+
+    def __init__(self, values: dict[str, float]):
+        self.values = values
+
+    def _rows(self, prefix: str):
+        for key, n in self.values.items():
+            if key.startswith(prefix) and abs(n) > ZERO:
+                yield key.split(":")[1:], n
+
+    def by_type(self) -> dict[int, dict[str, int]]:
+        """{job type id: {status: jobs}} (statuses with no jobs left out)."""
+        table: dict[int, dict[str, int]] = {}
+        for (type_id, status), n in self._rows("n:"):
+            table.setdefault(int(type_id), {})[status] = int(n)
+        return table
+
+    def by_status(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for (_, status), n in self._rows("n:"):
+            totals[status] = totals.get(status, 0) + int(n)
+        return totals
+
+    def of_status(self, status: str) -> dict[int, int]:
+        """{job type id: jobs in `status`} for the types that have any."""
+        return {type_id: row[status] for type_id, row in self.by_type().items()
+                if row.get(status)}
+
+    def changed_since(self, since: int) -> dict[int, dict[str, int]]:
+        """{job type id: {status: jobs}} of the jobs whose last status change is in the minute
+        of `since` or later."""
+        first = since - since % MINUTE_MS
+        table: dict[int, dict[str, int]] = {}
+        for (type_id, status, minute), n in self._rows("m:"):
+            if int(minute) >= first:
+                row = table.setdefault(int(type_id), {})
+                row[status] = row.get(status, 0) + int(n)
+        return table
+
+    def per_minute(self, statuses, since: int) -> dict[str, dict[int, int]]:
+        """{status: {minute start in ms: jobs now in it whose last change was then}} for
+        `statuses`, from the minute of `since` on."""
+        first = since - since % MINUTE_MS
+        table: dict[str, dict[int, int]] = {status: {} for status in statuses}
+        for (_, status, minute), n in self._rows("m:"):
+            if status in table and int(minute) >= first:
+                table[status][int(minute)] = table[status].get(int(minute), 0) + int(n)
+        return table
+
+    def oldest_queued(self) -> dict[int, int]:
+        """{job type id: the minute its longest-queued QUEUED job was queued in}."""
+        oldest: dict[int, int] = {}
+        for (type_id, status, minute), _ in self._rows("m:"):
+            if status == JobStatus.QUEUED:
+                oldest[int(type_id)] = min(int(minute), oldest.get(int(type_id), int(minute)))
+        return oldest
+
+    def node_use(self) -> dict[int | None, dict]:
+        """Per node id (None: not on a node): {running, cpus, mem} of its RUNNING jobs."""
+        use: dict[int | None, dict] = {}
+        for (node, field), n in self._rows("u:"):
+            node_id = None if node == "None" else int(node)
+            row = use.setdefault(node_id, {"running": 0, "cpus": 0, "mem": 0})
+            row[field] = round(n, 6) if field != "running" else int(n)
+        return {node: row for node, row in use.items() if row.get("running")}
 
 
 class JobCounts:
@@ -129,11 +237,17 @@ class JobCounts:
                 await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "batch": None})
         self._ready = True
 
-    async def add_counted(self, deltas: dict[int, dict[str, int]]) -> None:
-        """Add to the counters directly: for the bulk seeder, whose jobs are inserted already
-        counted (`ctv` = `tv`); not exact across a crash, as seeding is no transition."""
+    async def add_counted(self, jobs: list[dict]) -> None:
+        """Count `jobs` (each given `ctv` = `tv` and its state) by adding to the counters
+        directly: for the bulk seeder, which inserts them so; not exact across a crash, as
+        seeding is no transition."""
         await self.ensure()
-        inc = {count_key(t, s): n for t, row in deltas.items() for s, n in row.items() if n}
+        totals: dict[str, float] = {}
+        cutoff = now_ms() - MINUTES_KEPT_MS
+        for job in jobs:
+            job["ctv"], job["cs"] = job["tv"], state_of(job)
+            add_state(totals, job["job_type_id"], job["cs"], 1, cutoff)
+        inc = {key: n for key, n in totals.items() if n}
         if inc:
             await self.counters.update_one({"_id": COUNTS_ID}, {"$inc": inc})
 
@@ -141,6 +255,10 @@ class JobCounts:
 
     async def current(self) -> dict[int, dict[str, int]]:
         """{job type id: {status: jobs}} right now (statuses with no jobs left out)."""
+        return (await self.read()).by_type()
+
+    async def read(self) -> Kept:
+        """The kept counts at one instant (two store operations)."""
         await self.ensure()
         self.keep()
         for _ in range(FOLD_RETRIES):
@@ -162,14 +280,10 @@ class JobCounts:
         return await self.counters.find_one({"_id": COUNTS_ID})
 
     @staticmethod
-    def _combine(doc: dict, changed: list[dict]) -> dict[int, dict[str, int]]:
+    def _combine(doc: dict, changed: list[dict]) -> Kept:
         """The counters of `doc` moved on by `changed`: the jobs with `fold_gen` above its
-        `gen`, each from the status `doc` includes it at to its status now."""
-        table: dict[int, dict[str, int]] = {}
-        for key, n in doc.items():
-            if key.startswith("n:"):
-                _, type_id, status = key.split(":", 2)
-                _add(table, type_id, status, n)
+        `gen`, each from the state `doc` includes it in to its state now."""
+        values = {key: n for key, n in doc.items() if _is_count(key)}
         gen = doc.get("gen", 0)
         in_batch = {entry[0]: entry for entry in ((doc.get("batch") or {}).get("jobs") or [])}
         for job in changed:
@@ -177,31 +291,21 @@ class JobCounts:
             if job.get("cg", 0) > gen:  # counted by a fold that committed after `doc`
                 if job.get("pcg", 0) > gen:
                     raise ReadAgain
-                counted = job.get("pcst")
+                counted = job.get("pcs")
             else:
-                counted = entry[3] if entry is not None else job.get("cst")
-            if counted != job["status"]:
-                _add(table, job["job_type_id"], counted, -1)
-                _add(table, job["job_type_id"], job["status"], 1)
-        return table
-
-    async def by_status(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for row in (await self.current()).values():
-            for status, n in row.items():
-                totals[status] = totals.get(status, 0) + n
-        return totals
-
-    async def of_status(self, status: str) -> dict[int, int]:
-        """{job type id: jobs in `status`} for the types that have any."""
-        return {type_id: row[status] for type_id, row in (await self.current()).items()
-                if row.get(status)}
+                counted = entry[3] if entry is not None else job.get("cs")
+            now = state_of(job)
+            if counted != now:
+                add_state(values, job["job_type_id"], counted, -1)
+                add_state(values, job["job_type_id"], now, 1)
+        return Kept(values)
 
     async def recount(self) -> dict[int, dict[str, int]]:
         """A full recount from the jobs (a scan: for tests and checks, never for a page)."""
         table: dict[int, dict[str, int]] = {}
         async for job in self.jobs.find({}, {"job_type_id": 1, "status": 1}):
-            _add(table, job["job_type_id"], job["status"], 1)
+            row = table.setdefault(job["job_type_id"], {})
+            row[job["status"]] = row.get(job["status"], 0) + 1
         return table
 
     # -- folding -------------------------------------------------------------------------------
@@ -210,7 +314,7 @@ class JobCounts:
         """Move up to `limit` uncounted jobs into the counters; how many were moved."""
         await self.ensure()
         for _ in range(FOLD_RETRIES):
-            doc = await self.counters.find_one({"_id": COUNTS_ID}, {"gen": 1, "batch": 1})
+            doc = await self.counters.find_one({"_id": COUNTS_ID})
             if doc is None:  # a database dropped under us: nothing to fold into
                 return 0
             if doc.get("batch"):
@@ -220,28 +324,46 @@ class JobCounts:
                                    projection=UNCOUNTED_PROJECTION, limit=limit)
             if not jobs:
                 return 0
-            inc: dict[str, int] = {"gen": 1}
+            now = now_ms()
+            cutoff = now - MINUTES_KEPT_MS
+            totals: dict[str, float] = {}
             entries = []
             for job in jobs:
-                old, new = job.get("cst"), job["status"]
+                old, new = job.get("cs"), state_of(job)
                 if old != new:
-                    for status, n in ((old, -1), (new, 1)):
-                        if status is not None:
-                            key = count_key(job["job_type_id"], status)
-                            inc[key] = inc.get(key, 0) + n
+                    add_state(totals, job["job_type_id"], old, -1, cutoff)
+                    add_state(totals, job["job_type_id"], new, 1, cutoff)
                 entries.append([job["_id"], job.get("ctv"), job.get("tv"), new, old,
                                 job.get("cg", 0)])
             gen = doc.get("gen", 0) + 1
-            batch = {"tok": uuid.uuid4().hex, "at": now_ms(), "gen": gen, "jobs": entries}
-            inc = {k: n for k, n in inc.items() if n}
+            batch = {"tok": uuid.uuid4().hex, "at": now, "gen": gen, "jobs": entries}
+            inc = {"gen": 1, **{key: n for key, n in totals.items() if n}}
+            update: dict = {"$inc": inc, "$set": {"batch": batch}}
+            if spent := self._spent(doc, cutoff, inc):
+                update["$unset"] = dict.fromkeys(spent, "")
             result = await self.counters.update_one(
-                {"_id": COUNTS_ID, "gen": doc.get("gen", 0), "batch": None},
-                {"$inc": inc, "$set": {"batch": batch}})
+                {"_id": COUNTS_ID, "gen": doc.get("gen", 0), "batch": None}, update)
             if result.matched_count == 0:
                 continue  # another fold started or ended meanwhile: read again
             await self._finish(batch)
             return len(jobs)
         return 0
+
+    @staticmethod
+    def _spent(doc: dict, cutoff: int, inc: dict) -> list[str]:
+        """The minute and node counters of `doc` to drop: at zero, or minutes (but QUEUED's)
+        before `cutoff`; none that `inc` adds to."""
+        spent = []
+        for key, n in doc.items():
+            if key[:2] not in ("m:", "u:") or key in inc:
+                continue
+            if abs(n) <= ZERO:
+                spent.append(key)
+            elif key.startswith("m:"):
+                _, _, status, minute = key.split(":")
+                if status != JobStatus.QUEUED and int(minute) < cutoff:
+                    spent.append(key)
+        return spent
 
     async def _finish(self, batch: dict) -> None:
         """Step 4: the jobs of a recorded batch are marked counted, then the batch goes."""
@@ -254,8 +376,8 @@ class JobCounts:
         conditioned on the job's counted version before the batch)."""
         ops = []
         gen = batch["gen"]
-        for job_id, old, version, status, old_status, old_gen in batch["jobs"]:
-            counted = {"ctv": version, "cst": status, "cg": gen, "pcst": old_status,
+        for job_id, old, version, state, old_state, old_gen in batch["jobs"]:
+            counted = {"ctv": version, "cs": state, "cg": gen, "pcs": old_state,
                        "pcg": old_gen}
             ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
                                  {"$set": {**counted, "fold_gen": gen}}))

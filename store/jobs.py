@@ -89,6 +89,12 @@ class _Record:
     done: asyncio.Future
 
 
+def run_on(node_id: int | None, scheduled: dict | None) -> list:
+    """A RUNNING job's [node id, cpus, mem], as store/counts.py keeps node use from it."""
+    scheduled = scheduled or {}
+    return [node_id, scheduled.get("cpus_scheduled"), scheduled.get("mem_scheduled")]
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -337,7 +343,7 @@ class JobStore:
         highest_priority (the lowest number)}, unpaused types first, then by priority, then
         longest queued. Types no longer in the store are left out. The counts are the kept
         ones (store/counts.py), the two others the head of an index per type: nothing scans."""
-        queued = await self.counts.of_status(JobStatus.QUEUED)
+        queued = (await self.counts.read()).of_status(JobStatus.QUEUED)
         job_types = await self.job_types.by_ids(queued)
         queue = []
         for type_id, count in sorted(queued.items()):
@@ -631,7 +637,8 @@ class JobStore:
         job = await self._update_one(
             self.jobs, exe["job_id"], {"status": JobStatus.QUEUED, "latest_exe_id": exe_id},
             uncounted({"$set": {"status": JobStatus.RUNNING, "started": when,
-                                "last_status_change": when, "last_modified": when}}))
+                                "last_status_change": when, "last_modified": when,
+                                "run_on": run_on(node_id, scheduled)}}))
         if job is None:
             await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
             return None

@@ -14,8 +14,9 @@ from pymongo import monitoring
 from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
+from core.times import now_ms
 from store import Store
-from store.counts import COUNTS_ID, UNCOUNTED, JobCounts
+from store.counts import COUNTS_ID, MINUTE_MS, UNCOUNTED, JobCounts
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
 
@@ -30,12 +31,51 @@ async def counted_doc(store) -> dict:
     return table
 
 
+async def overview_recount(store, now: int) -> dict:
+    """What the overview shows, recounted from the jobs and executions (scans: a test's
+    reference): the last hour by type and status, completed and failed per minute, the oldest
+    queued minute per type, and the RUNNING executions' use per node."""
+    since = now - HOUR_MS - (now - HOUR_MS) % MINUTE_MS
+    changed: dict[int, dict[str, int]] = {}
+    per_minute: dict[str, dict[int, int]] = {JobStatus.COMPLETED: {}, JobStatus.FAILED: {}}
+    oldest: dict[int, int] = {}
+    async for job in store.db["jobs"].find({}):
+        minute = job["last_status_change"] - job["last_status_change"] % MINUTE_MS
+        type_id, status = job["job_type_id"], job["status"]
+        if minute >= since:
+            row = changed.setdefault(type_id, {})
+            row[status] = row.get(status, 0) + 1
+            if status in per_minute:
+                per_minute[status][minute] = per_minute[status].get(minute, 0) + 1
+        if status == JobStatus.QUEUED:
+            queued = job["queued"] - job["queued"] % MINUTE_MS
+            oldest[type_id] = min(queued, oldest.get(type_id, queued))
+    use: dict = {}
+    async for exe in store.db["job_exes"].find({"status": "RUNNING"}):
+        row = use.setdefault(exe["node_id"], {"running": 0, "cpus": 0, "mem": 0})
+        row["running"] += 1
+        row["cpus"] += exe.get("cpus_scheduled") or 0
+        row["mem"] += exe.get("mem_scheduled") or 0
+    return {"changed": changed, "per_minute": per_minute, "oldest": oldest, "use": use}
+
+
+async def overview_read(store, now: int) -> dict:
+    kept = await store.counts.read()
+    return {"changed": kept.changed_since(now - HOUR_MS),
+            "per_minute": kept.per_minute((JobStatus.COMPLETED, JobStatus.FAILED),
+                                          now - HOUR_MS),
+            "oldest": kept.oldest_queued(), "use": kept.node_use()}
+
+
 async def assert_exact(*stores) -> None:
-    """Every store's read equals a recount now; after folding everything, so does the
-    counters document itself, with no job left uncounted."""
+    """Every store's read equals a recount now (the overview's figures too); after folding
+    everything, so does the counters document itself, with no job left uncounted."""
     recount = await stores[0].counts.recount()
+    now = now_ms()
+    overview = await overview_recount(stores[0], now)
     for store in stores:
         assert await store.counts.current() == recount
+        assert await overview_read(store, now) == overview
     await asyncio.gather(*(store.counts.fold_all() for store in stores))
     assert await counted_doc(stores[0]) == recount
     assert await stores[0].db["jobs"].count_documents(UNCOUNTED) == 0
@@ -67,7 +107,8 @@ async def random_transition(  # noqa: C901 (one branch per transition)
     if kind == "queue":
         await jobs.queue_job(job["id"])
     elif kind == "start" and exe_id is not None:
-        await jobs.start_execution(exe_id, None)
+        await jobs.start_execution(exe_id, rng.choice((None, 1, 2)), scheduled={
+            "cpus_scheduled": rng.choice((0.5, 1.0, 2.0)), "mem_scheduled": 256.0})
     elif kind == "complete" and exe_id is not None:
         await jobs.complete_execution(exe_id, {})
     elif kind == "fail" and exe_id is not None:
@@ -298,6 +339,7 @@ class Aggregates(monitoring.CommandListener):
 
 
 AGGREGATES = Aggregates()
+HOUR_MS = 3600 * 1000
 monitoring.register(AGGREGATES)
 
 
