@@ -51,6 +51,13 @@ UPDATES_ORDER = [("last_status_change", 1), ("id", 1)]
 SEED_BATCH = 1000
 
 
+# The cases issue 13 asks to take at most twice as long at 1M jobs as at 100k (here: at the
+# largest size measured over the smallest, if at least 10 times as large): (case, label).
+SCALED = (("page 1 (default order)", "page 1"), ("page 1 status=RUNNING", "status=RUNNING"),
+          (f"page 1 job_type_name={NAMED_TYPE}", "job_type_name"),
+          ("/jobs/updates/ started=PT1H", "updates started=PT1H"), ("overview page", "overview"))
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--api-requests", type=int, default=30,
                         help="timed requests per API case (at least 20)")
@@ -74,12 +81,13 @@ def run(args) -> list[dict]:
         except (PyMongoError, RuntimeError, OSError) as exc:  # keep the sizes already measured
             print(f"api bench at {size:,} jobs failed: {exc!r}", file=sys.stderr, flush=True)
             rows.append({"case": "FAILED", "jobs": size, "error": f"{type(exc).__name__}: {exc}"})
-    for case, label in (("page 1 (default order)", "page 1"), ("overview page", "overview")):
+    small, large = min(sizes), max(sizes)
+    for case, label in SCALED if large >= 10 * small else ():
         at = {r["jobs"]: r["e2e_ms"] for r in rows if r["case"] == case}
-        if 100_000 in at and 1_000_000 in at:
-            rows.append({"case": f"{label}: 1M over 100k", "jobs": 1_000_000,
-                         "e2e_ms": at[1_000_000], "ratio": at[1_000_000] / at[100_000],
-                         "target": "<= 2.0", "met": at[1_000_000] / at[100_000] <= 2.0})
+        if small in at and large in at:
+            rows.append({"case": f"{label}: {large:,} over {small:,} jobs", "jobs": large,
+                         "e2e_ms": at[large], "ratio": at[large] / at[small],
+                         "target": "<= 2.0", "met": at[large] / at[small] <= 2.0})
     return rows
 
 
@@ -129,7 +137,7 @@ class StoreTimer:
 
     def wrap(self, store: Store):
         timed = type("TimedStore", (), {})()
-        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes"):
+        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes", "counts"):
             setattr(timed, name, _Timed(getattr(store, name), self))
         return timed
 

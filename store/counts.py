@@ -47,7 +47,7 @@ scans the jobs.
 - Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
   nothing to fold), started by server.py at start-up or else by the first read: that is the
   repair pass for a process that died before or during a fold. A store whose jobs predate
-  counting is marked uncounted once, when the counters document is first created.
+  counting, or whose counters have an earlier FORMAT, is counted afresh once.
 - Who reads them: the overview (counts by status, its last hour, queue and node use),
   GET /queue/status/ (and the queue page), and the total of GET /jobs/ when it filters on
   status and job type only (`JobStore.kept_count`).
@@ -64,7 +64,7 @@ import logging
 import uuid
 
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from core.model import JobStatus
 from core.times import now_ms
@@ -79,6 +79,10 @@ FOLD_INTERVAL = 1.0
 FOLD_RETRIES = 8
 # What the transition writes add to their update: the job is one version further and uncounted.
 COUNTED_FIELDS = ("tv", "ctv", "cs", "cg", "pcs", "pcg", "fold_gen")
+# The counters' layout; a store counted in another is counted afresh (`ensure`), its jobs'
+# counting fields (these, with those of the earlier layouts) removed first.
+FORMAT = 2
+EARLIER_FIELDS = ("ctv", "cs", "cg", "pcs", "pcg", "cst", "uncounted")
 # `fold_gen` of a job the counters do not include at its version yet: above any `gen`, so one
 # indexed range (`fold_gen` > G) finds these and the jobs folded after gen G. (A job counted at
 # its version has `fold_gen` = the `gen` its fold committed at.)
@@ -222,19 +226,19 @@ class JobCounts:
     # -- set-up --------------------------------------------------------------------------------
 
     async def ensure(self) -> None:
-        """Create the counters document; jobs written before counting existed are marked
-        uncounted first (once per store), so the folds count them. Marks of the earlier
-        `uncounted: true` form become `fold_gen` NOT_COUNTED."""
+        """Create the counters document, counting every job afresh (once per store): a store
+        whose jobs predate counting, or were counted in an earlier FORMAT of the counters. The
+        jobs are marked uncounted first, so a crash in between only makes the next start do it
+        again; the folds then count them."""
         if self._ready:
             return
-        await self.jobs.update_many(
-            {"uncounted": {"$eq": True}},
-            {"$set": {"fold_gen": NOT_COUNTED}, "$unset": {"uncounted": ""}})
-        if await self.counters.find_one({"_id": COUNTS_ID}, {"_id": 1}) is None:
-            await self.jobs.update_many({"tv": {"$exists": False}},
-                                        {"$set": {"tv": 1, "fold_gen": NOT_COUNTED}})
-            with contextlib.suppress(DuplicateKeyError):
-                await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "batch": None})
+        doc = await self.counters.find_one({"_id": COUNTS_ID}, {"format": 1})
+        if doc is None or doc.get("format") != FORMAT:
+            await self.jobs.update_many({}, {"$inc": {"tv": 1}, "$set": {"fold_gen": NOT_COUNTED},
+                                             "$unset": dict.fromkeys(EARLIER_FIELDS, "")})
+            await self.counters.replace_one(
+                {"_id": COUNTS_ID}, {"_id": COUNTS_ID, "gen": 0, "batch": None, "format": FORMAT},
+                upsert=True)
         self._ready = True
 
     async def add_counted(self, jobs: list[dict]) -> None:

@@ -313,6 +313,29 @@ async def test_jobs_written_before_counting_are_counted(store, make):
         await reopened.close()
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_store_counted_in_the_earlier_format_is_counted_afresh(store, make):
+    """The format before fold_gen: counted jobs carry `ctv`/`cst`, uncounted ones
+    `uncounted: true`, and the counters document has no `format`."""
+    job_type = await make.job_type("earlier")
+    for _ in range(3):
+        await make.queued(job_type)
+    await make.completed(job_type)
+    jobs = store.db["jobs"]
+    await jobs.update_many({}, {"$unset": {"fold_gen": "", "cs": "", "cg": "", "pcs": "",
+                                           "pcg": ""}, "$set": {"ctv": 1, "cst": "PENDING"}})
+    await jobs.update_one({"status": "COMPLETED"}, {"$set": {"uncounted": True}})
+    await store.db["job_counts"].replace_one(
+        {"_id": COUNTS_ID}, {"gen": 7, "batch": None, f"n:{job_type['id']}:PENDING": 4})
+    reopened = await Store(store.db._url, store.db.db.name).open()
+    try:
+        assert await reopened.counts.current() == {
+            job_type["id"]: {JobStatus.QUEUED: 3, JobStatus.COMPLETED: 1}}
+        await assert_exact(reopened)
+    finally:
+        await reopened.close()
+
+
 class Aggregates(monitoring.CommandListener):
     """The collections aggregated or counted, and the `$match` of each aggregate on jobs."""
 
