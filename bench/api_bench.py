@@ -197,7 +197,7 @@ def overview_case():
         running = kept.node_use()
         await store.nodes.all()
         return json.dumps([kept.by_status(), len(chart), len(by_type), len(queued),
-                           kept.oldest_queued(), len(running)])
+                           kept.oldest_queued(now), len(running)])
     return work
 
 

@@ -142,7 +142,7 @@ class OverviewPage(DashboardPage):
                            "total": sum(c.values())}
                           for type_id, c in by_type.items() if type_id in job_types),
                          key=lambda row: (-row["total"], row["job_type"]["id"]))[:8]
-        oldest = kept.oldest_queued()
+        oldest = kept.oldest_queued(now)
         queue = queue_table(sorted(
             ({"job_type": job_types[type_id], "count": n, "longest_queued": oldest.get(type_id)}
              for type_id, n in queued.items() if type_id in job_types),

@@ -19,8 +19,10 @@ scans the jobs.
 - The counters are one document in `job_counts`, `{_id: "jobs", gen, batch, ...}` with one
   top-level field per counter (`add_state`: `n:<type>:<status>`, `m:<type>:<status>:<minute>`,
   `u:<node>:running|cpus|mem`; top-level, as nx-27017 may write a dotted `$inc` path as a
-  literal field name). Minute counters older than MINUTES_KEPT_MS (but QUEUED's) and spent
-  ones at zero are dropped by the folds, so the document stays small.
+  literal field name), and QUEUED jobs by job type and hour they were queued in
+  (`q:<type>:<hour>`). Minute counters older than MINUTES_KEPT_MS and spent ones at zero are
+  dropped by the folds: the document stays small, its size bounded by the job types, statuses
+  and minutes, not by the jobs.
 - A **fold** moves uncounted jobs into the counters, exactly once, in four operations whatever
   the batch size: (1) read the counters document (its `gen`, with no batch in flight); (2) read
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
@@ -95,9 +97,9 @@ STATE_PROJECTION = {"job_type_id": 1, "status": 1, "last_status_change": 1, "run
 UNCOUNTED_PROJECTION = {"_id": 1, **STATE_PROJECTION, "tv": 1, "ctv": 1, "cs": 1, "cg": 1,
                         "pcs": 1, "pcg": 1}
 MINUTE_MS = 60_000
-# Minute counts of a status other than QUEUED go from the counters document once this old (the
-# overview reads the last hour); those of QUEUED stay while jobs are in them (the oldest queued).
-MINUTES_KEPT_MS = 3 * 3600 * 1000
+HOUR_MS = 60 * MINUTE_MS
+# Minute counts go from the counters document once this old (the overview reads the last hour).
+MINUTES_KEPT_MS = 2 * HOUR_MS
 # Sums of floats (cpus, mem) this close to zero are zero.
 ZERO = 1e-9
 
@@ -124,14 +126,17 @@ def add_state(out: dict[str, float], type_id, state: list | None, sign: int,
               cutoff: int | None = None) -> None:
     """Add to `out` `sign` times the counters a job of `type_id` in `state` counts in: jobs by
     job type and status (`n:type:status`), by job type, status and minute of the last status
-    change (`m:type:status:minute`; none before `cutoff` but for QUEUED), and by node while
-    RUNNING (`u:node:running|cpus|mem`)."""
+    change (`m:type:status:minute`; none before `cutoff`), QUEUED ones by job type and hour
+    (`q:type:hour`, the hour of that change: when it was queued), and by node while RUNNING
+    (`u:node:running|cpus|mem`)."""
     if state is None:
         return
     status, minute, run = state
     _inc(out, f"n:{type_id}:{status}", sign)
-    if minute is not None and (cutoff is None or minute >= cutoff or status == JobStatus.QUEUED):
+    if minute is not None and (cutoff is None or minute >= cutoff):
         _inc(out, f"m:{type_id}:{status}:{minute}", sign)
+    if minute is not None and status == JobStatus.QUEUED:
+        _inc(out, f"q:{type_id}:{minute - minute % HOUR_MS}", sign)
     if run is not None:
         node, cpus, mem = run
         _inc(out, f"u:{node}:running", sign)
@@ -144,7 +149,7 @@ def _inc(out: dict[str, float], key: str, n: float) -> None:
 
 
 def _is_count(key: str) -> bool:
-    return key[:2] in ("n:", "m:", "u:")
+    return key[:2] in ("n:", "m:", "q:", "u:")
 
 
 class Kept:
@@ -197,13 +202,20 @@ class Kept:
                 table[status][int(minute)] = table[status].get(int(minute), 0) + int(n)
         return table
 
-    def oldest_queued(self) -> dict[int, int]:
-        """{job type id: the minute its longest-queued QUEUED job was queued in}."""
+    def oldest_queued(self, now: int) -> dict[int, int]:
+        """{job type id: when its longest-queued QUEUED job was queued}: the minute, if that
+        is in the minutes kept, else the hour."""
         oldest: dict[int, int] = {}
+        for (type_id, hour), _ in self._rows("q:"):
+            oldest[int(type_id)] = min(int(hour), oldest.get(int(type_id), int(hour)))
+        refined = now - MINUTES_KEPT_MS + HOUR_MS  # hours whose minutes are all kept
+        minutes: dict[int, int] = {}
         for (type_id, status, minute), _ in self._rows("m:"):
-            if status == JobStatus.QUEUED:
-                oldest[int(type_id)] = min(int(minute), oldest.get(int(type_id), int(minute)))
-        return oldest
+            hour = oldest.get(int(type_id))
+            if status == JobStatus.QUEUED and hour is not None and hour >= refined and \
+                    hour <= int(minute) < hour + HOUR_MS:
+                minutes[int(type_id)] = min(int(minute), minutes.get(int(type_id), int(minute)))
+        return {**oldest, **minutes}
 
     def node_use(self) -> dict[int | None, dict]:
         """Per node id (None: not on a node): {running, cpus, mem} of its RUNNING jobs."""
@@ -355,19 +367,13 @@ class JobCounts:
 
     @staticmethod
     def _spent(doc: dict, cutoff: int, inc: dict) -> list[str]:
-        """The minute and node counters of `doc` to drop: at zero, or minutes (but QUEUED's)
-        before `cutoff`; none that `inc` adds to."""
-        spent = []
-        for key, n in doc.items():
-            if key[:2] not in ("m:", "u:") or key in inc:
-                continue
-            if abs(n) <= ZERO:
-                spent.append(key)
-            elif key.startswith("m:"):
-                _, _, status, minute = key.split(":")
-                if status != JobStatus.QUEUED and int(minute) < cutoff:
-                    spent.append(key)
-        return spent
+        """The minute, queue and node counters of `doc` to drop: at zero, or minutes before
+        `cutoff`; none that `inc` adds to."""
+        def stale(key: str) -> bool:
+            return key.startswith("m:") and int(key.rsplit(":", 1)[1]) < cutoff
+
+        return [key for key, n in doc.items() if key[:2] in ("m:", "q:", "u:")
+                and key not in inc and (abs(n) <= ZERO or stale(key))]
 
     async def _finish(self, batch: dict) -> None:
         """Step 4: the jobs of a recorded batch are marked counted, then the batch goes."""

@@ -16,7 +16,7 @@ from tornado.httpclient import HTTPClientError
 from core.model import JobStatus
 from core.times import now_ms
 from store import Store
-from store.counts import COUNTS_ID, MINUTE_MS, UNCOUNTED, JobCounts
+from store.counts import COUNTS_ID, HOUR_MS, MINUTE_MS, MINUTES_KEPT_MS, UNCOUNTED, JobCounts
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
 
@@ -48,14 +48,17 @@ async def overview_recount(store, now: int) -> dict:
             if status in per_minute:
                 per_minute[status][minute] = per_minute[status].get(minute, 0) + 1
         if status == JobStatus.QUEUED:
-            queued = job["queued"] - job["queued"] % MINUTE_MS
-            oldest[type_id] = min(queued, oldest.get(type_id, queued))
+            oldest[type_id] = min(job["queued"], oldest.get(type_id, job["queued"]))
     use: dict = {}
     async for exe in store.db["job_exes"].find({"status": "RUNNING"}):
         row = use.setdefault(exe["node_id"], {"running": 0, "cpus": 0, "mem": 0})
         row["running"] += 1
         row["cpus"] += exe.get("cpus_scheduled") or 0
         row["mem"] += exe.get("mem_scheduled") or 0
+    for type_id, queued in oldest.items():  # to the minute within the minutes kept
+        hour = queued - queued % HOUR_MS
+        recent = hour >= now - MINUTES_KEPT_MS + HOUR_MS
+        oldest[type_id] = queued - queued % MINUTE_MS if recent else hour
     return {"changed": changed, "per_minute": per_minute, "oldest": oldest, "use": use}
 
 
@@ -64,7 +67,7 @@ async def overview_read(store, now: int) -> dict:
     return {"changed": kept.changed_since(now - HOUR_MS),
             "per_minute": kept.per_minute((JobStatus.COMPLETED, JobStatus.FAILED),
                                           now - HOUR_MS),
-            "oldest": kept.oldest_queued(), "use": kept.node_use()}
+            "oldest": kept.oldest_queued(now), "use": kept.node_use()}
 
 
 async def assert_exact(*stores) -> None:
@@ -362,7 +365,6 @@ class Aggregates(monitoring.CommandListener):
 
 
 AGGREGATES = Aggregates()
-HOUR_MS = 3600 * 1000
 monitoring.register(AGGREGATES)
 
 
