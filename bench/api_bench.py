@@ -52,6 +52,20 @@ UPDATES_ORDER = [("last_status_change", 1), ("id", 1)]
 SEED_BATCH = 1000
 
 
+# The cases issue 13 asks to take at most twice as long at 1M jobs as at 100k (here: at the
+# largest size measured over the smallest, if at least 10 times as large): (case, label).
+SCALED = (("page 1 (default order)", "page 1"), ("page 1 status=RUNNING", "status=RUNNING"),
+          (f"page 1 job_type_name={NAMED_TYPE}", "job_type_name"),
+          ("/jobs/updates/ started=PT1H", "updates started=PT1H"), ("overview page", "overview"),
+          ("series range=7d", "series 7d"))
+
+
+# A request whose store work does not grow with the jobs (three lookups by `_id`): its growth
+# between the two sizes is the machine's load drifting between their runs (shared machine), which
+# `over_control` divides out of each scaled case's ratio (reported beside it, not instead).
+CONTROL = "job details"
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--api-requests", type=int, default=30,
                         help="timed requests per API case (at least 20)")
@@ -75,13 +89,21 @@ def run(args) -> list[dict]:
         except (PyMongoError, RuntimeError, OSError) as exc:  # keep the sizes already measured
             print(f"api bench at {size:,} jobs failed: {exc!r}", file=sys.stderr, flush=True)
             rows.append({"case": "FAILED", "jobs": size, "error": f"{type(exc).__name__}: {exc}"})
-    for case, label in (("page 1 (default order)", "page 1"), ("overview page", "overview")):
-        at = {r["jobs"]: r["e2e_ms"] for r in rows if r["case"] == case}
-        if 100_000 in at and 1_000_000 in at:
-            rows.append({"case": f"{label}: 1M over 100k", "jobs": 1_000_000,
-                         "e2e_ms": at[1_000_000], "ratio": at[1_000_000] / at[100_000],
-                         "target": "<= 2.0", "met": at[1_000_000] / at[100_000] <= 2.0})
+    small, large = min(sizes), max(sizes)
+    control = growth(rows, CONTROL, small, large)
+    for case, label in SCALED if large >= 10 * small else ():
+        ratio = growth(rows, case, small, large)
+        if ratio is not None:
+            rows.append({"case": f"{label}: {large:,} over {small:,} jobs", "jobs": large,
+                         "ratio": ratio, "target": "<= 2.0", "met": ratio <= 2.0,
+                         "over_control": None if control is None else ratio / control})
     return rows
+
+
+def growth(rows: list[dict], case: str, small: int, large: int) -> float | None:
+    """`case`'s median time at `large` jobs over its time at `small`."""
+    at = {r["jobs"]: r["e2e_ms"] for r in rows if r["case"] == case}
+    return at[large] / at[small] if small in at and large in at else None
 
 
 class CommandLog(monitoring.CommandListener):
@@ -130,7 +152,8 @@ class StoreTimer:
 
     def wrap(self, store: Store):
         timed = type("TimedStore", (), {})()
-        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes", "samples"):
+        for name in ("db", "jobs", "job_types", "files", "errors", "stats", "nodes", "counts",
+                     "samples"):
             setattr(timed, name, _Timed(getattr(store, name), self))
         return timed
 
@@ -167,11 +190,12 @@ def page_body(count: int, rows: list) -> str:
     return json.dumps({"count": count, "next": None, "previous": None, "results": rows})
 
 
-def list_case(flt_factory, order, page, extras=None):
-    """The work JobListBase.get does, on a (timed) store."""
+def list_case(flt_factory, order, page, extras=None, kept_total=True):
+    """The work JobListBase.get does, on a (timed) store (GET /jobs/ reads its total from the
+    kept counts: `kept_total`)."""
     async def work(store, base_url):
         count, jobs = await store.jobs.list_jobs(flt_factory(), order, page, PAGE_SIZE,
-                                                 LIST_PROJECTION)
+                                                 LIST_PROJECTION, kept_total)
         rows = await Serializer(store, base_url).job_rows(jobs, **(extras or {}))
         return page_body(count, rows)
     return work
@@ -181,14 +205,14 @@ def overview_case():
     """The store calls the dashboard overview (/) makes (handlers/dashboard.py OverviewPage)."""
     async def work(store, base_url):
         now = now_ms()
-        counts = await store.stats.counts_by_status()
-        chart = await store.stats.finished_per_minute(now - HOUR_MS)
-        by_type = await store.stats.counts_by_type_and_status(now - HOUR_MS)
-        await store.job_types.by_ids(by_type)
-        queue = await store.jobs.queue_status()
-        running = await store.stats.running_by_node()
+        kept = await store.counts.read()
+        by_type = kept.changed_since(now - HOUR_MS)
+        queued = kept.of_status(JobStatus.QUEUED)
+        await store.job_types.by_ids(set(by_type) | set(queued))
+        running = kept.node_use()
         await store.nodes.all()
-        return json.dumps([counts, len(chart), len(by_type), len(queue), len(running)])
+        return json.dumps([kept.by_status(), len(by_type), len(queued),
+                           kept.oldest_queued(now), len(running)])
     return work
 
 
@@ -239,7 +263,7 @@ async def build_cases(store: Store, size: int) -> list[tuple[str, str, object]]:
         ("/jobs/updates/ started=PT1H", "/jobs/updates/?started=PT1H",
          list_case(lambda: JobFilter(started=now_ms() - HOUR_MS,
                                      time_field="last_status_change"),
-                   UPDATES_ORDER, 1, {"input_files": True})),
+                   UPDATES_ORDER, 1, {"input_files": True}, kept_total=False)),
         ("overview page", "/", overview_case()),
         ("series range=7d", "/jobs/series/?range=7d", series_case("7d")),
     ]

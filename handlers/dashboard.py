@@ -115,17 +115,24 @@ class OverviewPage(DashboardPage):
     nav = "overview"
 
     async def get(self):
+        """Four store commands whatever the store's size: the kept counts (two), the job types
+        shown and the nodes."""
         now = now_ms()
-        stats = self.stats
-        counts = await stats.counts_by_status()
-        by_type = await stats.counts_by_type_and_status(now - HOUR_MS)
-        job_types = await self.store.job_types.by_ids(by_type)
+        kept = await self.store.counts.read()
+        counts = kept.by_status()
+        by_type = kept.changed_since(now - HOUR_MS)
+        queued = kept.of_status(JobStatus.QUEUED)
+        job_types = await self.store.job_types.by_ids(set(by_type) | set(queued))
         busiest = sorted(({"job_type": job_types[type_id], "counts": c,
                            "total": sum(c.values())}
                           for type_id, c in by_type.items() if type_id in job_types),
                          key=lambda row: (-row["total"], row["job_type"]["id"]))[:8]
-        queue = await queue_rows(self.store)
-        running = await stats.running_by_node()
+        oldest = kept.oldest_queued(now)
+        queue = queue_table(sorted(
+            ({"job_type": job_types[type_id], "count": n, "longest_queued": oldest.get(type_id)}
+             for type_id, n in queued.items() if type_id in job_types),
+            key=lambda q: (q["job_type"]["is_paused"], q["longest_queued"] or 0)))
+        running = kept.node_use()
         nodes = [{"node": node, "use": running.get(node["id"], {})}
                  for node in await self.store.nodes.all()]
         self.render_page("overview_live.html" if self.partial else "overview.html",

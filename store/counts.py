@@ -1,42 +1,59 @@
-"""Job counts by job type and status, kept as the transitions happen: no read scans the jobs.
+"""Job counts kept as the transitions happen: by job type and status, by minute of the last
+status change (the overview's last hour, the oldest queued) and by node while RUNNING. No read
+scans the jobs.
 
 **Design: the transition write is the log, folds are idempotent batches.**
 
 - Every write that creates a job or changes its status (store/jobs.py: submit, create, queue,
   run, complete, fail, cancel, requeue; node-lost recovery goes through fail) also does, in that
   same atomic document write, `$inc: {tv: 1}` (the job's transition version) and
-  `$set: {uncounted: true}` (an indexed flag). No extra store operation on the transition path,
-  and nothing is lost if the process dies right after it: the job itself says it is not counted.
-- A job also carries `ctv` and `cst`: the version and the status the counters include it at
-  (absent: not counted yet). The counters are one document in `job_counts`,
-  `{_id: "jobs", "n:<job type id>:<status>": n, ..., gen, batch}` (top-level fields: nx-27017
-  may write a dotted `$inc` path as a literal field name).
+  `$set: {fold_gen: NOT_COUNTED}` (an indexed mark). No extra store operation on the
+  transition path, and nothing is lost if the process dies right after it: the job itself says
+  it is not counted.
+- What a job counts as is its **state** (`state_of`): [status, minute of its last status change,
+  [node, cpus, mem] while RUNNING]. A job also carries `ctv` and `cs`: the version and the state
+  the counters include it at (absent: not counted yet), `cg`: the counters' `gen` at which the
+  fold that counted it committed, and `pcs`/`pcg`: the same two for the fold before. A counted
+  job keeps `fold_gen` = `cg` (not removed), so a read can find the jobs folded after it read
+  the counters.
+- The counters are one document in `job_counts`, `{_id: "jobs", gen, batch, ...}` with one
+  top-level field per counter (`add_state`: `n:<type>:<status>`, `m:<type>:<status>:<minute>`,
+  `u:<node>:running|cpus|mem`; top-level, as nx-27017 may write a dotted `$inc` path as a
+  literal field name), and QUEUED jobs by job type and hour they were queued in
+  (`q:<type>:<hour>`). Minute counters older than MINUTES_KEPT_MS and spent ones at zero are
+  dropped by the folds: the document stays small, its size bounded by the job types, statuses
+  and minutes, not by the jobs.
 - A **fold** moves uncounted jobs into the counters, exactly once, in four operations whatever
   the batch size: (1) read the counters document (its `gen`, with no batch in flight); (2) read
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
-  unchanged and no batch) that applies the summed deltas (`cst` -1, `status` +1 per job), bumps
-  `gen` and records the batch (each job's id, old `ctv`, new version and status); (4) one
-  `bulk_write` setting each job's `ctv`/`cst` where `ctv` is still the old one (and clearing
-  `uncounted` where no newer transition came since), then the batch is removed (`gen` bumped
-  again). Step 3 is the commit point: the counters and the batch change in one document write.
-  Whoever finds a batch recorded (a process that died after step 3, or one slow to finish) can
-  finish it: step 4 is idempotent (conditioned on the old `ctv`, which only grows), and the
-  removal is conditioned on the batch's token. Because step 3 requires `gen` unchanged since
-  step 1, and `gen` moves when a batch starts and when it ends, a fold never applies a job
-  state read before another fold finished: two processes can fold at once, one wins, the
-  other retries.
-- A **read** (`current`) is the counters document plus, in memory, the deltas of the jobs still
-  uncounted (jobs in a recorded batch count at the batch's version): two operations, exact at
-  rest, and exact under load unless a whole fold of another process lands between its two
-  reads. A read that finds more than FOLD_LIMIT uncounted jobs folds first.
+  unchanged and no batch) that applies the summed deltas (old state -1, new state +1 per job),
+  bumps `gen` and records the batch (each job's id, old `ctv`, new version and state, old state
+  and `cg`); (4) one `bulk_write` setting each job's `ctv`/`cs`/`cg` (and `pcs`/`pcg`) where
+  `ctv` is still the old one (and `fold_gen` = `cg` where no newer transition came since), then
+  the batch is removed (`gen` bumped again). Step 3 is the commit point: the counters and the
+  batch change in one document write. Whoever finds a batch recorded (a process that died after
+  step 3, or one slow to finish) can finish it: step 4 is idempotent (conditioned on the old
+  `ctv`, which only grows), and the removal is conditioned on the batch's token. Because step 3
+  requires `gen` unchanged since step 1, and `gen` moves when a batch starts and when it ends, a
+  fold never applies a job state read before another fold finished: two processes can fold at
+  once, one wins, the other retries.
+- A **read** (`read`, `current`) is two operations, exact at every instant: the counters
+  document (its `gen` G), then the jobs with `fold_gen` > G: those not yet counted
+  (NOT_COUNTED) and those a fold that committed after G counted. (Before, a read missed the
+  jobs such a fold, landing between its two operations, had already marked counted: a list
+  total came out one short under two processes.) In memory, each of these jobs moves from the
+  state the document as read includes it in (`pcs` if its last fold committed after G, the
+  recorded batch's state if it is in that batch, else `cs`) to its state now. A job folded
+  twice since G (`pcg` > G too) makes the read start again. A read that finds more than
+  FOLD_LIMIT such jobs folds first.
 - Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
   nothing to fold), started by server.py at start-up or else by the first read: that is the
   repair pass for a process that died before or during a fold. A store whose jobs predate
-  counting is marked uncounted once, when the counters document is first created.
-- Who reads them: the overview's counts by status, GET /queue/status/ (and the queue pages),
-  and the total of GET /jobs/ (and of the dashboard's jobs list) when it filters on
-  status and job type only.
-- Jobs must be written through store/jobs.py (or carry `tv`/`uncounted` as `new_job_doc` makes
+  counting, or whose counters have an earlier FORMAT, is counted afresh once.
+- Who reads them: the overview (counts by status, its last hour, queue and node use),
+  GET /queue/status/ (and the queue page), and the total of GET /jobs/ when it filters on
+  status and job type only (`JobStore.kept_count`).
+- Jobs must be written through store/jobs.py (or carry `tv`/`fold_gen` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
 
 No multi-document transaction is needed (a standalone MongoDB has none), and the transition
@@ -49,8 +66,9 @@ import logging
 import uuid
 
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
+from core.model import JobStatus
 from core.times import now_ms
 from store.db import Database
 from store.reads import find_page
@@ -62,30 +80,141 @@ FOLD_LIMIT = 2000
 FOLD_INTERVAL = 1.0
 FOLD_RETRIES = 8
 # What the transition writes add to their update: the job is one version further and uncounted.
-COUNTED_FIELDS = ("tv", "ctv", "cst", "uncounted")
+COUNTED_FIELDS = ("tv", "ctv", "cs", "cg", "pcs", "pcg", "fold_gen")
+# The counters' layout; a store counted in another is counted afresh (`ensure`), its jobs'
+# counting fields (these, with those of the earlier layouts) removed first.
+FORMAT = 2
+EARLIER_FIELDS = ("ctv", "cs", "cg", "pcs", "pcg", "cst", "uncounted")
+# `fold_gen` of a job the counters do not include at its version yet: above any `gen`, so one
+# indexed range (`fold_gen` > G) finds these and the jobs folded after gen G. (A job counted at
+# its version has `fold_gen` = the `gen` its fold committed at.)
+NOT_COUNTED = 2**53
 # `$eq`, not a bare value: nx-27017 (neosqlite) turns a bare value into "equals, or an array
 # containing it", which no index serves; `$eq` is plain SQL equality on the index.
-UNCOUNTED = {"uncounted": {"$eq": True}}
-UNCOUNTED_PROJECTION = {"_id": 1, "job_type_id": 1, "status": 1, "tv": 1, "ctv": 1, "cst": 1}
+UNCOUNTED = {"fold_gen": {"$eq": NOT_COUNTED}}
+# What a job is counted as (state_of), and what a fold or a read needs besides.
+STATE_PROJECTION = {"job_type_id": 1, "status": 1, "last_status_change": 1, "run_on": 1}
+UNCOUNTED_PROJECTION = {"_id": 1, **STATE_PROJECTION, "tv": 1, "ctv": 1, "cs": 1, "cg": 1,
+                        "pcs": 1, "pcg": 1}
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+# Minute counts go from the counters document once this old (the overview reads the last hour).
+MINUTES_KEPT_MS = 2 * HOUR_MS
+# Sums of floats (cpus, mem) this close to zero are zero.
+ZERO = 1e-9
+
+
+class ReadAgain(Exception):
+    """A job was folded twice between a read's two operations: the read starts again."""
 
 
 def uncounted(update: dict) -> dict:
     """`update` (a `$set`/`$inc` update of a job's status) with the counting marks added."""
-    return {**update, "$set": {**update.get("$set", {}), "uncounted": True},
+    return {**update, "$set": {**update.get("$set", {}), "fold_gen": NOT_COUNTED},
             "$inc": {**update.get("$inc", {}), "tv": 1}}
 
 
-def count_key(type_id, status: str) -> str:
-    return f"n:{type_id}:{status}"
+def state_of(job: dict) -> list:
+    """What the counters count a job as: [status, the minute of its last status change,
+    [node id, cpus, mem] while RUNNING (else None)]."""
+    changed = job.get("last_status_change")
+    run = job.get("run_on") if job["status"] == JobStatus.RUNNING else None
+    return [job["status"], None if changed is None else changed - changed % MINUTE_MS, run]
 
 
-def _add(table: dict, type_id, status, n: int) -> None:
-    if status is None or n == 0:
+def add_state(out: dict[str, float], type_id, state: list | None, sign: int,
+              cutoff: int | None = None) -> None:
+    """Add to `out` `sign` times the counters a job of `type_id` in `state` counts in: jobs by
+    job type and status (`n:type:status`), by job type, status and minute of the last status
+    change (`m:type:status:minute`; none before `cutoff`), QUEUED ones by job type and hour
+    (`q:type:hour`, the hour of that change: when it was queued), and by node while RUNNING
+    (`u:node:running|cpus|mem`)."""
+    if state is None:
         return
-    row = table.setdefault(int(type_id), {})
-    row[status] = row.get(status, 0) + n
-    if row[status] == 0:
-        del row[status]
+    status, minute, run = state
+    _inc(out, f"n:{type_id}:{status}", sign)
+    if minute is not None and (cutoff is None or minute >= cutoff):
+        _inc(out, f"m:{type_id}:{status}:{minute}", sign)
+    if minute is not None and status == JobStatus.QUEUED:
+        _inc(out, f"q:{type_id}:{minute - minute % HOUR_MS}", sign)
+    if run is not None:
+        node, cpus, mem = run
+        _inc(out, f"u:{node}:running", sign)
+        _inc(out, f"u:{node}:cpus", sign * (cpus or 0))
+        _inc(out, f"u:{node}:mem", sign * (mem or 0))
+
+
+def _inc(out: dict[str, float], key: str, n: float) -> None:
+    out[key] = out.get(key, 0) + n
+
+
+def _is_count(key: str) -> bool:
+    return key[:2] in ("n:", "m:", "q:", "u:")
+
+
+class Kept:
+    """One read of the kept counts: {counter key: n} as at one instant (see add_state)."""
+
+    def __init__(self, values: dict[str, float]):
+        self.values = values
+
+    def _rows(self, prefix: str):
+        for key, n in self.values.items():
+            if key.startswith(prefix) and abs(n) > ZERO:
+                yield key.split(":")[1:], n
+
+    def by_type(self) -> dict[int, dict[str, int]]:
+        """{job type id: {status: jobs}} (statuses with no jobs left out)."""
+        table: dict[int, dict[str, int]] = {}
+        for (type_id, status), n in self._rows("n:"):
+            table.setdefault(int(type_id), {})[status] = int(n)
+        return table
+
+    def by_status(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for (_, status), n in self._rows("n:"):
+            totals[status] = totals.get(status, 0) + int(n)
+        return totals
+
+    def of_status(self, status: str) -> dict[int, int]:
+        """{job type id: jobs in `status`} for the types that have any."""
+        return {type_id: row[status] for type_id, row in self.by_type().items()
+                if row.get(status)}
+
+    def changed_since(self, since: int) -> dict[int, dict[str, int]]:
+        """{job type id: {status: jobs}} of the jobs whose last status change is in the minute
+        of `since` or later."""
+        first = since - since % MINUTE_MS
+        table: dict[int, dict[str, int]] = {}
+        for (type_id, status, minute), n in self._rows("m:"):
+            if int(minute) >= first:
+                row = table.setdefault(int(type_id), {})
+                row[status] = row.get(status, 0) + int(n)
+        return table
+
+    def oldest_queued(self, now: int) -> dict[int, int]:
+        """{job type id: when its longest-queued QUEUED job was queued}: the minute, if that
+        is in the minutes kept, else the hour."""
+        oldest: dict[int, int] = {}
+        for (type_id, hour), _ in self._rows("q:"):
+            oldest[int(type_id)] = min(int(hour), oldest.get(int(type_id), int(hour)))
+        refined = now - MINUTES_KEPT_MS + HOUR_MS  # hours whose minutes are all kept
+        minutes: dict[int, int] = {}
+        for (type_id, status, minute), _ in self._rows("m:"):
+            hour = oldest.get(int(type_id))
+            if status == JobStatus.QUEUED and hour is not None and hour >= refined and \
+                    hour <= int(minute) < hour + HOUR_MS:
+                minutes[int(type_id)] = min(int(minute), minutes.get(int(type_id), int(minute)))
+        return {**oldest, **minutes}
+
+    def node_use(self) -> dict[int | None, dict]:
+        """Per node id (None: not on a node): {running, cpus, mem} of its RUNNING jobs."""
+        use: dict[int | None, dict] = {}
+        for (node, field), n in self._rows("u:"):
+            node_id = None if node == "None" else int(node)
+            row = use.setdefault(node_id, {"running": 0, "cpus": 0, "mem": 0})
+            row[field] = round(n, 6) if field != "running" else int(n)
+        return {node: row for node, row in use.items() if row.get("running")}
 
 
 class JobCounts:
@@ -99,22 +228,32 @@ class JobCounts:
     # -- set-up --------------------------------------------------------------------------------
 
     async def ensure(self) -> None:
-        """Create the counters document; jobs written before counting existed are marked
-        uncounted first (once per store), so the folds count them."""
+        """Create the counters document, counting every job afresh (once per store): a store
+        whose jobs predate counting, or were counted in an earlier FORMAT of the counters. The
+        jobs are marked uncounted first, so a crash in between only makes the next start do it
+        again; the folds then count them."""
         if self._ready:
             return
-        if await self.counters.find_one({"_id": COUNTS_ID}, {"_id": 1}) is None:
-            await self.jobs.update_many({"tv": {"$exists": False}},
-                                        {"$set": {"tv": 1, "uncounted": True}})
-            with contextlib.suppress(DuplicateKeyError):
-                await self.counters.insert_one({"_id": COUNTS_ID, "gen": 0, "batch": None})
+        doc = await self.counters.find_one({"_id": COUNTS_ID}, {"format": 1})
+        if doc is None or doc.get("format") != FORMAT:
+            await self.jobs.update_many({}, {"$inc": {"tv": 1}, "$set": {"fold_gen": NOT_COUNTED},
+                                             "$unset": dict.fromkeys(EARLIER_FIELDS, "")})
+            await self.counters.replace_one(
+                {"_id": COUNTS_ID}, {"_id": COUNTS_ID, "gen": 0, "batch": None, "format": FORMAT},
+                upsert=True)
         self._ready = True
 
-    async def add_counted(self, deltas: dict[int, dict[str, int]]) -> None:
-        """Add to the counters directly: for the bulk seeder, whose jobs are inserted already
-        counted (`ctv` = `tv`); not exact across a crash, as seeding is no transition."""
+    async def add_counted(self, jobs: list[dict]) -> None:
+        """Count `jobs` (each given `ctv` = `tv` and its state) by adding to the counters
+        directly: for the bulk seeder, which inserts them so; not exact across a crash, as
+        seeding is no transition."""
         await self.ensure()
-        inc = {count_key(t, s): n for t, row in deltas.items() for s, n in row.items() if n}
+        totals: dict[str, float] = {}
+        cutoff = now_ms() - MINUTES_KEPT_MS
+        for job in jobs:
+            job["ctv"], job["cs"] = job["tv"], state_of(job)
+            add_state(totals, job["job_type_id"], job["cs"], 1, cutoff)
+        inc = {key: n for key, n in totals.items() if n}
         if inc:
             await self.counters.update_one({"_id": COUNTS_ID}, {"$inc": inc})
 
@@ -122,50 +261,57 @@ class JobCounts:
 
     async def current(self) -> dict[int, dict[str, int]]:
         """{job type id: {status: jobs}} right now (statuses with no jobs left out)."""
+        return (await self.read()).by_type()
+
+    async def read(self) -> Kept:
+        """The kept counts at one instant (two store operations)."""
         await self.ensure()
         self.keep()
         for _ in range(FOLD_RETRIES):
-            doc = await self.counters.find_one({"_id": COUNTS_ID})
-            pending = await find_page(self.jobs, UNCOUNTED,
+            doc = await self.read_counters()
+            if doc is None:
+                raise RuntimeError("job counts: the counters document is missing")
+            since = {"fold_gen": {"$gt": doc.get("gen", 0)}}
+            changed = await find_page(self.jobs, since,
                                       projection=UNCOUNTED_PROJECTION, limit=FOLD_LIMIT + 1)
-            if len(pending) <= FOLD_LIMIT:
-                return self._combine(doc or {}, pending)
-            await self.fold_all()
-        raise RuntimeError("job counts: too many uncounted jobs to read")
+            if len(changed) > FOLD_LIMIT:
+                await self.fold_all()
+                continue
+            with contextlib.suppress(ReadAgain):
+                return self._combine(doc, changed)
+        raise RuntimeError("job counts: no consistent read after several tries")
+
+    async def read_counters(self) -> dict | None:
+        """The counters document (a read's first operation)."""
+        return await self.counters.find_one({"_id": COUNTS_ID})
 
     @staticmethod
-    def _combine(doc: dict, pending: list[dict]) -> dict[int, dict[str, int]]:
-        table: dict[int, dict[str, int]] = {}
-        for key, n in doc.items():
-            if key.startswith("n:"):
-                _, type_id, status = key.split(":", 2)
-                _add(table, type_id, status, n)
+    def _combine(doc: dict, changed: list[dict]) -> Kept:
+        """The counters of `doc` moved on by `changed`: the jobs with `fold_gen` above its
+        `gen`, each from the state `doc` includes it in to its state now."""
+        values = {key: n for key, n in doc.items() if _is_count(key)}
+        gen = doc.get("gen", 0)
         in_batch = {entry[0]: entry for entry in ((doc.get("batch") or {}).get("jobs") or [])}
-        for job in pending:
+        for job in changed:
             entry = in_batch.get(job["_id"])
-            counted = entry[3] if entry is not None else job.get("cst")
-            if counted != job["status"]:
-                _add(table, job["job_type_id"], counted, -1)
-                _add(table, job["job_type_id"], job["status"], 1)
-        return table
-
-    async def by_status(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for row in (await self.current()).values():
-            for status, n in row.items():
-                totals[status] = totals.get(status, 0) + n
-        return totals
-
-    async def of_status(self, status: str) -> dict[int, int]:
-        """{job type id: jobs in `status`} for the types that have any."""
-        return {type_id: row[status] for type_id, row in (await self.current()).items()
-                if row.get(status)}
+            if job.get("cg", 0) > gen:  # counted by a fold that committed after `doc`
+                if job.get("pcg", 0) > gen:
+                    raise ReadAgain
+                counted = job.get("pcs")
+            else:
+                counted = entry[3] if entry is not None else job.get("cs")
+            now = state_of(job)
+            if counted != now:
+                add_state(values, job["job_type_id"], counted, -1)
+                add_state(values, job["job_type_id"], now, 1)
+        return Kept(values)
 
     async def recount(self) -> dict[int, dict[str, int]]:
         """A full recount from the jobs (a scan: for tests and checks, never for a page)."""
         table: dict[int, dict[str, int]] = {}
         async for job in self.jobs.find({}, {"job_type_id": 1, "status": 1}):
-            _add(table, job["job_type_id"], job["status"], 1)
+            row = table.setdefault(job["job_type_id"], {})
+            row[job["status"]] = row.get(job["status"], 0) + 1
         return table
 
     # -- folding -------------------------------------------------------------------------------
@@ -174,7 +320,7 @@ class JobCounts:
         """Move up to `limit` uncounted jobs into the counters; how many were moved."""
         await self.ensure()
         for _ in range(FOLD_RETRIES):
-            doc = await self.counters.find_one({"_id": COUNTS_ID}, {"gen": 1, "batch": 1})
+            doc = await self.counters.find_one({"_id": COUNTS_ID})
             if doc is None:  # a database dropped under us: nothing to fold into
                 return 0
             if doc.get("batch"):
@@ -184,40 +330,60 @@ class JobCounts:
                                    projection=UNCOUNTED_PROJECTION, limit=limit)
             if not jobs:
                 return 0
-            inc: dict[str, int] = {"gen": 1}
+            now = now_ms()
+            cutoff = now - MINUTES_KEPT_MS
+            totals: dict[str, float] = {}
             entries = []
             for job in jobs:
-                old, new = job.get("cst"), job["status"]
+                old, new = job.get("cs"), state_of(job)
                 if old != new:
-                    for status, n in ((old, -1), (new, 1)):
-                        if status is not None:
-                            key = count_key(job["job_type_id"], status)
-                            inc[key] = inc.get(key, 0) + n
-                entries.append([job["_id"], job.get("ctv"), job.get("tv"), new])
-            batch = {"tok": uuid.uuid4().hex, "at": now_ms(), "jobs": entries}
-            inc = {k: n for k, n in inc.items() if n}
+                    add_state(totals, job["job_type_id"], old, -1, cutoff)
+                    add_state(totals, job["job_type_id"], new, 1, cutoff)
+                entries.append([job["_id"], job.get("ctv"), job.get("tv"), new, old,
+                                job.get("cg", 0)])
+            gen = doc.get("gen", 0) + 1
+            batch = {"tok": uuid.uuid4().hex, "at": now, "gen": gen, "jobs": entries}
+            inc = {"gen": 1, **{key: n for key, n in totals.items() if n}}
+            update: dict = {"$inc": inc, "$set": {"batch": batch}}
+            if spent := self._spent(doc, cutoff, inc):
+                update["$unset"] = dict.fromkeys(spent, "")
             result = await self.counters.update_one(
-                {"_id": COUNTS_ID, "gen": doc.get("gen", 0), "batch": None},
-                {"$inc": inc, "$set": {"batch": batch}})
+                {"_id": COUNTS_ID, "gen": doc.get("gen", 0), "batch": None}, update)
             if result.matched_count == 0:
                 continue  # another fold started or ended meanwhile: read again
             await self._finish(batch)
             return len(jobs)
         return 0
 
+    @staticmethod
+    def _spent(doc: dict, cutoff: int, inc: dict) -> list[str]:
+        """The minute, queue and node counters of `doc` to drop: at zero, or minutes before
+        `cutoff`; none that `inc` adds to."""
+        def stale(key: str) -> bool:
+            return key.startswith("m:") and int(key.rsplit(":", 1)[1]) < cutoff
+
+        return [key for key, n in doc.items() if key[:2] in ("m:", "q:", "u:")
+                and key not in inc and (abs(n) <= ZERO or stale(key))]
+
     async def _finish(self, batch: dict) -> None:
         """Step 4: the jobs of a recorded batch are marked counted, then the batch goes."""
-        ops = []
-        for job_id, old, version, status in batch["jobs"]:
-            ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
-                                 {"$set": {"ctv": version, "cst": status},
-                                  "$unset": {"uncounted": ""}}))
-            ops.append(UpdateOne({"_id": job_id, "ctv": old},
-                                 {"$set": {"ctv": version, "cst": status}}))
-        if ops:
-            await self.jobs.bulk_write(ops, ordered=True)
+        await self._mark(batch)
         await self.counters.update_one({"_id": COUNTS_ID, "batch.tok": batch["tok"]},
                                        {"$set": {"batch": None}, "$inc": {"gen": 1}})
+
+    async def _mark(self, batch: dict) -> None:
+        """Each job of `batch` counted at the batch's version and `gen` (once: the writes are
+        conditioned on the job's counted version before the batch)."""
+        ops = []
+        gen = batch["gen"]
+        for job_id, old, version, state, old_state, old_gen in batch["jobs"]:
+            counted = {"ctv": version, "cs": state, "cg": gen, "pcs": old_state,
+                       "pcg": old_gen}
+            ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
+                                 {"$set": {**counted, "fold_gen": gen}}))
+            ops.append(UpdateOne({"_id": job_id, "ctv": old}, {"$set": counted}))
+        if ops:
+            await self.jobs.bulk_write(ops, ordered=True)
 
     async def fold_all(self) -> int:
         """Fold until no job is uncounted; how many were moved."""

@@ -51,7 +51,7 @@ INDEXES = {
         [("status", A), ("job_type_id", A), ("last_modified", A), ("id", A)],
         [("status", A), ("job_type_id", A), ("last_status_change", A), ("id", A)],
         [("status", A), ("priority", A), ("queued", A)],
-        [("uncounted", A)],  # store/counts.py: the jobs a fold has yet to count
+        [("fold_gen", A)],  # store/counts.py: the jobs a fold has yet to count, or folded since
         [("status", A), ("job_type_id", A), ("queued", A)],  # queue status: longest queued
         [("status", A), ("job_type_id", A), ("priority", A)],  # queue status: top priority
     ],

@@ -54,12 +54,16 @@ class JobDoc(TypedDict):
     results: dict[str, Any] | None
     input_file_ids: list[int]
     latest_exe_id: int | None
-    # store/counts.py: the transition version, and whether the counters lag behind it; `ctv`
-    # and `cst` (the version and status counted) are written by the folds.
+    # store/counts.py: the transition version; `fold_gen`: NOT_COUNTED while the counters lag
+    # behind it (else the `gen` of the fold that counted it); `ctv`, `cst`, `cg` (the version, status and
+    # gen counted) and `pcst`/`pcg` (those of the fold before) are written by the folds.
     tv: int
-    uncounted: NotRequired[bool]
+    fold_gen: NotRequired[int]
     ctv: NotRequired[int]
     cst: NotRequired[str]
+    cg: NotRequired[int]
+    pcst: NotRequired[str]
+    pcg: NotRequired[int]
 
 
 class ExeDoc(TypedDict):

@@ -71,7 +71,7 @@ class JobSamples:
         """Record the QUEUED and RUNNING counts of now under the minute of `at` (now unless
         given), and the finished jobs of the minutes closed by then. The queue sample."""
         at = now_ms() if at is None else at
-        counts = await self.counts.by_status()
+        counts = (await self.counts.read()).by_status()
         minute = minute_of(at)
         sample = {"_id": minute, "queued": counts.get(JobStatus.QUEUED, 0),
                   "running": counts.get(JobStatus.RUNNING, 0)}

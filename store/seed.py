@@ -18,6 +18,7 @@ from core.model import FINAL_JOB_STATUSES, ExeStatus, JobStatus
 from core.settings import DEFAULTS
 from core.times import now_ms
 from store.job_types import JobTypeExists
+from store.jobs import run_on
 from store.reads import find_all
 
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -203,20 +204,19 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
         for exe, exe_id in zip(builder.exes, exe_ids, strict=True):
             exe["id"] = exe_id
             exe["_id"] = exe_id
-        counted: dict[int, dict[str, int]] = {}
         for job in jobs:
-            if job["latest_exe_id"] is not None:
-                job["latest_exe_id"] = job["latest_exe_id"]["id"]
-            # Inserted already counted (store/counts.py), the counters added below.
-            job.pop("uncounted", None)
-            job["ctv"], job["cst"] = job["tv"], job["status"]
-            row = counted.setdefault(job["job_type_id"], {})
-            row[job["status"]] = row.get(job["status"], 0) + 1
+            exe = job["latest_exe_id"]
+            if exe is not None:
+                job["latest_exe_id"] = exe["id"]
+                if job["status"] == JobStatus.RUNNING:
+                    job["run_on"] = run_on(exe["node_id"], exe)
+            # Inserted already counted (store/counts.py): add_counted marks them.
+            job.pop("fold_gen", None)
+        await store.counts.add_counted(jobs)
         await store.db["trigger_events"].insert_many(events, ordered=False)
         if builder.exes:
             await store.db["job_exes"].insert_many(builder.exes, ordered=False)
         await store.db["jobs"].insert_many(jobs, ordered=False)
-        await store.counts.add_counted(counted)
         totals["jobs"] += size
         totals["job_exes"] += len(builder.exes)
         totals["trigger_events"] += size

@@ -190,9 +190,7 @@ async def test_new_job_within_budget(make, counted):
 
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("name,path", [
-    pytest.param("GET / (overview)", "/", marks=pytest.mark.xfail(
-        strict=True, reason="issue 13 item 4: counts are kept now, but node usage and the "
-                            "last-hour aggregates still read per request")),
+    ("GET / (overview)", "/"),
     ("GET /dashboard/jobs", "/dashboard/jobs"),
                                        ("GET /dashboard/jobs/{id}", "/dashboard/jobs/{id}")])
 async def test_pages_within_budget(make, counted, name, path):

@@ -4,8 +4,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from pymongo import monitoring
 
 from core.times import format_ms, now_ms
+from store import Store
 from tests.responses import (
     ERROR_BASE_KEYS,
     JOB_KEYS,
@@ -325,3 +327,68 @@ async def test_a_repeated_order_field_counts_once(api, make):
     jobs = [await make.pending(job_type) for _ in range(2)]
     status, body, _ = await api.get("/jobs/?order=-id&order=id&order=job_type.id")
     assert status == 200 and ids(body) == [jobs[1]["id"], jobs[0]["id"]]
+
+
+class JobCounts(monitoring.CommandListener):
+    """The count and aggregate commands sent on the jobs collection."""
+
+    def __init__(self):
+        self.on_jobs: list[str] = []
+
+    def started(self, event):
+        if event.command_name in ("aggregate", "count") and \
+                event.command.get(event.command_name) == "jobs":
+            self.on_jobs.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+JOB_COUNTS = JobCounts()
+monitoring.register(JOB_COUNTS)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_totals_by_status_and_job_type_are_the_kept_counts_even_mid_fold(
+        api, make, store):
+    """GET /jobs/'s total with no filter, by status or by job type reads the kept counts (no
+    count over the jobs), and equals the rows even when another process's fold lands between
+    the count's two reads (the chaos test once saw 1049 of 1050)."""
+    convert, fetch = await make.job_type("convert"), await make.job_type("fetch")
+    for _ in range(3):
+        await make.queued(convert)
+    await make.running(fetch)
+    await make.completed(convert)
+    await store.counts.fold_all()
+    await make.queued(fetch)
+    await make.pending(convert)
+    other = await Store(store.db._url, store.db.db.name).open()
+    read_counters = store.counts.read_counters
+
+    async def read_then_fold():
+        doc = await read_counters()
+        await other.counts.fold_all()
+        return doc
+
+    try:
+        for query, matching in [
+                ("", {}), ("?status=QUEUED", {"status": "QUEUED"}),
+                ("?status=RUNNING", {"status": "RUNNING"}),
+                ("?status=QUEUED&status=PENDING", {"status": {"$in": ["QUEUED", "PENDING"]}}),
+                ("?job_type_name=fetch", {"job_type_id": fetch["id"]}),
+                (f"?job_type_id={convert['id']}", {"job_type_id": convert["id"]}),
+                (f"?job_type_id={fetch['id']}&status=QUEUED",
+                 {"job_type_id": fetch["id"], "status": "QUEUED"})]:
+            await make.queued(fetch)  # one more job for the fold between the two reads
+            store.counts.read_counters = read_then_fold
+            JOB_COUNTS.on_jobs.clear()
+            status, body, _ = await api.get(f"/jobs/{query}")
+            assert (status, JOB_COUNTS.on_jobs) == (200, [])
+            assert body["count"] == len(body["results"]) == \
+                await store.db["jobs"].count_documents(matching), query
+    finally:
+        store.counts.read_counters = read_counters
+        await other.close()

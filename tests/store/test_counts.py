@@ -14,8 +14,9 @@ from pymongo import monitoring
 from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
+from core.times import now_ms
 from store import Store
-from store.counts import COUNTS_ID, JobCounts
+from store.counts import COUNTS_ID, HOUR_MS, MINUTE_MS, MINUTES_KEPT_MS, UNCOUNTED, JobCounts
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
 
@@ -30,15 +31,52 @@ async def counted_doc(store) -> dict:
     return table
 
 
+async def overview_recount(store, now: int) -> dict:
+    """What the overview shows, recounted from the jobs and executions (scans: a test's
+    reference): the last hour by type and status, the oldest
+    queued minute per type, and the RUNNING executions' use per node."""
+    since = now - HOUR_MS - (now - HOUR_MS) % MINUTE_MS
+    changed: dict[int, dict[str, int]] = {}
+    oldest: dict[int, int] = {}
+    async for job in store.db["jobs"].find({}):
+        minute = job["last_status_change"] - job["last_status_change"] % MINUTE_MS
+        type_id, status = job["job_type_id"], job["status"]
+        if minute >= since:
+            row = changed.setdefault(type_id, {})
+            row[status] = row.get(status, 0) + 1
+        if status == JobStatus.QUEUED:
+            oldest[type_id] = min(job["queued"], oldest.get(type_id, job["queued"]))
+    use: dict = {}
+    async for exe in store.db["job_exes"].find({"status": "RUNNING"}):
+        row = use.setdefault(exe["node_id"], {"running": 0, "cpus": 0, "mem": 0})
+        row["running"] += 1
+        row["cpus"] += exe.get("cpus_scheduled") or 0
+        row["mem"] += exe.get("mem_scheduled") or 0
+    for type_id, queued in oldest.items():  # to the minute within the minutes kept
+        hour = queued - queued % HOUR_MS
+        recent = hour >= now - MINUTES_KEPT_MS + HOUR_MS
+        oldest[type_id] = queued - queued % MINUTE_MS if recent else hour
+    return {"changed": changed, "oldest": oldest, "use": use}
+
+
+async def overview_read(store, now: int) -> dict:
+    kept = await store.counts.read()
+    return {"changed": kept.changed_since(now - HOUR_MS),
+            "oldest": kept.oldest_queued(now), "use": kept.node_use()}
+
+
 async def assert_exact(*stores) -> None:
-    """Every store's read equals a recount now; after folding everything, so does the
-    counters document itself, with no job left uncounted."""
+    """Every store's read equals a recount now (the overview's figures too); after folding
+    everything, so does the counters document itself, with no job left uncounted."""
     recount = await stores[0].counts.recount()
+    now = now_ms()
+    overview = await overview_recount(stores[0], now)
     for store in stores:
         assert await store.counts.current() == recount
+        assert await overview_read(store, now) == overview
     await asyncio.gather(*(store.counts.fold_all() for store in stores))
     assert await counted_doc(stores[0]) == recount
-    assert await stores[0].db["jobs"].count_documents({"uncounted": True}) == 0
+    assert await stores[0].db["jobs"].count_documents(UNCOUNTED) == 0
     assert await stores[0].counts.current() == recount
 
 
@@ -67,7 +105,8 @@ async def random_transition(  # noqa: C901 (one branch per transition)
     if kind == "queue":
         await jobs.queue_job(job["id"])
     elif kind == "start" and exe_id is not None:
-        await jobs.start_execution(exe_id, None)
+        await jobs.start_execution(exe_id, rng.choice((None, 1, 2)), scheduled={
+            "cpus_scheduled": rng.choice((0.5, 1.0, 2.0)), "mem_scheduled": 256.0})
     elif kind == "complete" and exe_id is not None:
         await jobs.complete_execution(exe_id, {})
     elif kind == "fail" and exe_id is not None:
@@ -104,6 +143,16 @@ async def test_counts_match_a_recount_after_random_transitions(store, second_sto
             await random_transition(s, r, job_types)
             if step % 25 == 0:
                 await s.counts.fold()
+            if step % 10 == 0:
+                await read_between_recounts(s)
+
+    async def read_between_recounts(s):
+        """Jobs are never removed, so a read's total lies between the number of jobs just
+        before it and just after it, whatever folds and transitions run meanwhile."""
+        before = await s.db["jobs"].count_documents({})
+        read = total(await s.counts.current())
+        after = await s.db["jobs"].count_documents({})
+        assert before <= read <= after
 
     async def folder(s, done):
         while not done.is_set():
@@ -122,6 +171,92 @@ async def test_counts_match_a_recount_after_random_transitions(store, second_sto
     assert {s for row in recount.values() for s in row} >= {
         JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.CANCELED}
     await assert_exact(store, second_store)
+
+
+def fold_between_reads(store, *folds) -> list[dict]:
+    """Make `store`'s next count read run `folds` (coroutine functions) right after reading the
+    counters document, before it reads the jobs: another process's fold landing between a
+    read's two operations. Returns the list the counters documents read are appended to."""
+    seen: list[dict] = []
+    read_counters = store.counts.read_counters
+    pending = list(folds)
+
+    async def read_then_fold():
+        doc = await read_counters()
+        seen.append(doc)
+        while pending:
+            await pending.pop(0)()
+        return doc
+
+    store.counts.read_counters = read_then_fold
+    return seen
+
+
+def total(table: dict) -> int:
+    return sum(n for row in table.values() for n in row.values())
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_is_exact_when_a_fold_lands_between_its_two_reads(
+        store, second_store, make):
+    """The cause of the chaos test's total one short: a read took the counters document, then
+    another process folded (its commit, and its jobs marked counted), then the read found those
+    jobs counted and the document without them."""
+    job_type = await make.job_type("between")
+    for _ in range(4):
+        await make.queued(job_type)
+    await store.counts.fold_all()
+    await make.queued(job_type)
+    await make.running(job_type)
+    fold_between_reads(store, second_store.counts.fold)
+    assert await store.counts.current() == await store.counts.recount() == {
+        job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.RUNNING: 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_is_exact_while_a_fold_is_in_flight_between_its_reads(
+        store, second_store, make):
+    """Another process's fold commits and marks only some of its jobs counted (it is still
+    writing the rest, or it died there) between a read's two operations; a transition of a job
+    it counted comes in between too."""
+    job_type = await make.job_type("in-flight")
+    created = [await make.queued(job_type) for _ in range(6)]
+    halted = JobCounts(second_store.db)
+
+    async def half_of(batch):
+        await halted._mark({**batch, "jobs": batch["jobs"][:3]})
+        raise Halted
+
+    class Halted(Exception):
+        pass
+
+    halted._finish = half_of
+
+    async def fold_half():
+        with pytest.raises(Halted):
+            await halted.fold()
+        await store.jobs.start_execution(created[0][1]["id"], None)
+
+    fold_between_reads(store, fold_half)
+    expected = {job_type["id"]: {JobStatus.QUEUED: 5, JobStatus.RUNNING: 1}}
+    assert await store.counts.current() == await store.counts.recount() == expected
+    await assert_exact(store, second_store)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_job_folded_twice_between_a_reads_two_operations_makes_it_read_again(
+        store, second_store, make):
+    job_type = await make.job_type("twice")
+    _, exe = await make.queued(job_type)
+
+    async def run_and_fold():
+        await second_store.counts.fold_all()
+        await store.jobs.start_execution(exe["id"], None)
+        await second_store.counts.fold_all()
+
+    seen = fold_between_reads(store, second_store.counts.fold_all, run_and_fold)
+    assert await store.counts.current() == {job_type["id"]: {JobStatus.RUNNING: 1}}
+    assert len(seen) == 2  # the first read found the job folded twice since its document
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -163,13 +298,37 @@ async def test_jobs_written_before_counting_are_counted(store, make):
     job_type = await make.job_type("old")
     await make.queued(job_type)
     await make.completed(job_type)
-    await store.db["jobs"].update_many({}, {"$unset": {"tv": "", "uncounted": "", "ctv": "",
-                                                       "cst": ""}})
+    await store.db["jobs"].update_many({}, {"$unset": {"tv": "", "fold_gen": "", "ctv": "",
+                                                       "cst": "", "cg": "", "pcst": "",
+                                                       "pcg": ""}})
     await store.db["job_counts"].delete_many({})
     reopened = await Store(store.db._url, store.db.db.name).open()
     try:
         expected = {job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.COMPLETED: 1}}
         assert await reopened.counts.current() == expected
+        await assert_exact(reopened)
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_store_counted_in_the_earlier_format_is_counted_afresh(store, make):
+    """The format before fold_gen: counted jobs carry `ctv`/`cst`, uncounted ones
+    `uncounted: true`, and the counters document has no `format`."""
+    job_type = await make.job_type("earlier")
+    for _ in range(3):
+        await make.queued(job_type)
+    await make.completed(job_type)
+    jobs = store.db["jobs"]
+    await jobs.update_many({}, {"$unset": {"fold_gen": "", "cs": "", "cg": "", "pcs": "",
+                                           "pcg": ""}, "$set": {"ctv": 1, "cst": "PENDING"}})
+    await jobs.update_one({"status": "COMPLETED"}, {"$set": {"uncounted": True}})
+    await store.db["job_counts"].replace_one(
+        {"_id": COUNTS_ID}, {"gen": 7, "batch": None, f"n:{job_type['id']}:PENDING": 4})
+    reopened = await Store(store.db._url, store.db.db.name).open()
+    try:
+        assert await reopened.counts.current() == {
+            job_type["id"]: {JobStatus.QUEUED: 3, JobStatus.COMPLETED: 1}}
         await assert_exact(reopened)
     finally:
         await reopened.close()
