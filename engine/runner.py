@@ -474,7 +474,7 @@ class ExecutionRunner:
             output_data.append(entry)
         await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
             **phases, "post_completed": now_ms(), "post_exit_code": 0,
-            "results_manifest": manifest})
+            "results_manifest": manifest}, job_id=self.job["id"])
 
     async def _product(self, spec: dict, path: Path, workspace: dict) -> int:
         base = Path(workspace["base_path"])
