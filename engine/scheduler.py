@@ -452,7 +452,8 @@ class Engine:
     async def _claim(self, claims: list[tuple[dict, dict]]) -> int:
         """Claim the pass's executions in one group (store.jobs.start_executions: a few store
         commands however many) and launch those claimed; how many were. One lost to another
-        server or a cancel leaves its room for the next pass."""
+        server or a cancel leaves its room for the next pass; a claim the store refused is
+        raised once the others are launched."""
         if not claims or self.draining:
             return 0
         when = now_ms()
@@ -466,11 +467,15 @@ class Engine:
                 "engine": self.identity,
                 **claim_fields(self.data_dir, job["latest_exe_id"], when)})
             for job, _ in claims], self.node_id, when)
-        started = 0
+        started, refused = 0, None
         for (_, job_type), claimed in zip(claims, written, strict=True):
-            if claimed is not None:
+            if isinstance(claimed, PyMongoError):
+                refused = claimed
+            elif claimed is not None:
                 self._launch(*claimed, job_type)
                 started += 1
+        if refused is not None:  # the loop notes it (a full disk: recovery once it writes)
+            raise refused
         return started
 
     def _launch(self, job: dict, exe: dict, job_type: dict, attach: Running | None = None) -> None:

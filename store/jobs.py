@@ -15,6 +15,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     OperationFailure,
+    PyMongoError,
     WriteError,
 )
 
@@ -634,11 +635,11 @@ class JobStore:
 
     async def start_executions(self, claims: Sequence[tuple[int, int, dict]],
                                node_id: int | None, when: int | None = None
-                               ) -> list[tuple[dict, dict] | None]:
+                               ) -> list[tuple[dict, dict] | PyMongoError | None]:
         """start_execution for many (exe id, job id, scheduled fields) claims at once, in one
         group (apply_transitions): (job, exe) for each claim made, None for one lost to another
-        server or to a cancel. A job canceled between the two writes has its execution
-        CANCELED, as in start_execution."""
+        server or to a cancel, the error for one the store refused. A job canceled between the
+        two writes has its execution CANCELED, as in start_execution."""
         when = now_ms() if when is None else when
         transitions = [Transition(
             exe_id, job_id, ExeStatus.QUEUED,
@@ -647,9 +648,14 @@ class JobStore:
             JobStatus.QUEUED, {"status": JobStatus.RUNNING, "started": when,
                                "last_status_change": when, "last_modified": when})
             for exe_id, job_id, scheduled in claims]
-        written = await self.apply_transitions(transitions, with_exes=True)
-        claimed: list[tuple[dict, dict] | None] = []
-        for transition, (job, exe) in zip(transitions, written, strict=True):
+        claimed: list[tuple[dict, dict] | PyMongoError | None] = []
+        for transition, outcome in zip(
+                transitions, await self.apply_transitions(transitions, with_exes=True),
+                strict=True):
+            if isinstance(outcome, PyMongoError):
+                claimed.append(outcome)
+                continue
+            job, exe = outcome
             if exe is not None and job is None:
                 await self._finish_exe(transition.exe_id, ExeStatus.CANCELED, when)
             claimed.append((job, exe) if job is not None and exe is not None else None)
@@ -657,53 +663,72 @@ class JobStore:
 
     async def apply_transitions(self, transitions: Sequence[Transition],
                                 with_exes: bool = False
-                                ) -> list[tuple[dict | None, dict | None]]:
+                                ) -> list[tuple[dict | None, dict | None] | PyMongoError]:
         """Write many status changes as one group: a `bulk_write` of the executions'
         conditional updates, then one of their jobs' (each on its status and `latest_exe_id`),
         then one read of the jobs written (and with `with_exes`, of the executions); about four
         commands however many changes. Each change is still conditional, so two servers never
-        both make one, and the job changes only after its execution did.
+        both make one, and a job changes only after its execution did.
 
-        (job, exe) as written for each transition: job None when the job's change was not made
-        (it left `job_from`), exe None when the execution's was not (then job is None too); exe
-        is read only with `with_exes`, else it is {} when written. A change the store dropped
-        without saying so (nx-27017 on a full disk) raises StoreWriteFailed."""
+        For each transition, (job, exe) as written: job None when the job's change was not made
+        (it had left `job_from`), both None when the execution's was not; exe is read only with
+        `with_exes`, else it is {} when written. Or the error of a change the store refused, or
+        dropped without saying so (StoreWriteFailed); after a job's error its execution's change
+        stands, as after a failed second write of one transition (recovery finishes it)."""
         if not transitions:
             return []
         exes_done = await self._apply(
             self.exes, [(t.exe_id, {"status": t.exe_from}, {"$set": t.exe_set}, t.exe_set)
                         for t in transitions], read=with_exes)
         moving = [(t, exe) for t, exe in zip(transitions, exes_done, strict=True)
-                  if exe is not None]
+                  if isinstance(exe, dict)]
         jobs_done = await self._apply(
             self.jobs, [(t.job_id, {"status": t.job_from, "latest_exe_id": t.exe_id},
                          uncounted({"$set": t.job_set}), t.job_set) for t, _ in moving],
             read=True)
-        written = {t.exe_id: (job, exe) for (t, exe), job in zip(moving, jobs_done, strict=True)}
-        return [written.get(t.exe_id, (None, None)) for t in transitions]
+        written = {t.exe_id: job if isinstance(job, PyMongoError) else (job, exe)
+                   for (t, exe), job in zip(moving, jobs_done, strict=True)}
+        return [written.get(t.exe_id, exe if isinstance(exe, PyMongoError) else (None, None))
+                for t, exe in zip(transitions, exes_done, strict=True)]
 
     async def _apply(self, collection, updates: list[tuple[int, dict, dict, dict]],
-                     read: bool) -> list[dict | None]:
+                     read: bool) -> list[dict | PyMongoError | None]:
         """(id, condition, update, fields it sets) updates in one unordered bulk_write; each
-        document as written ({} when not `read` and the store said every one was), None for one
-        whose condition no longer held. A document the bulk did not find by `_id` (written
-        without one) takes the one-by-one path."""
+        document as written ({} when not `read` and the store said it made every one), None for
+        one whose condition no longer held, or the error of one the store refused or dropped.
+        A document written without its `_id` takes the one-by-one path."""
         if not updates:
             return []
-        result = await collection.bulk_write(
-            [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
-            ordered=False)
-        if not read and result.modified_count == len(updates):
+        refused: dict[int, PyMongoError] = {}
+        try:
+            result = await collection.bulk_write(
+                [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
+                ordered=False)
+            modified = result.modified_count
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors:
+                raise
+            refused = {err["index"]: WriteError(err.get("errmsg", ""), err.get("code"), err)
+                       for err in errors}
+            modified = -1
+        if not read and modified == len(updates):
             return [{} for _ in updates]
         docs = await self.db.by_ids(collection.name, [doc_id for doc_id, *_ in updates])
-        out: list[dict | None] = []
-        for doc_id, cond, update, fields in updates:
+        out: list[dict | PyMongoError | None] = []
+        for index, (doc_id, cond, update, fields) in enumerate(updates):
             doc = docs.get(doc_id)
-            if doc is not None and doc.get("_id") != doc_id:  # written without its `_id`
-                doc = await self._update_one(collection, doc_id, cond, update)
-            elif doc is not None and any(doc.get(k) != v for k, v in fields.items()):
-                self._missed(collection, doc_id, doc, cond)  # raises if the store dropped it
-                doc = None
+            try:
+                if index in refused:
+                    raise refused[index]
+                if doc is not None and doc.get("_id") != doc_id:  # written without its `_id`
+                    doc = await self._update_one(collection, doc_id, cond, update)
+                elif doc is not None and any(doc.get(k) != v for k, v in fields.items()):
+                    self._missed(collection, doc_id, doc, cond)  # raises if the store dropped it
+                    doc = None
+            except PyMongoError as exc:
+                out.append(exc)
+                continue
             out.append(doc)
         return out
 
@@ -767,9 +792,13 @@ class JobStore:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (_, done), (job, _) in zip(group, written, strict=True):
-                if not done.done():
-                    done.set_result(job)
+            for (_, done), outcome in zip(group, written, strict=True):
+                if done.done():
+                    continue
+                if isinstance(outcome, PyMongoError):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome[0])
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "",
