@@ -639,7 +639,10 @@ class JobStore:
         """start_execution for many (exe id, job id, scheduled fields) claims at once, in one
         group (apply_transitions): (job, exe) for each claim made, None for one lost to another
         server or to a cancel, the error for one the store refused. A job canceled between the
-        two writes has its execution CANCELED, as in start_execution."""
+        two writes has its execution CANCELED, as in start_execution.
+
+        The execution is not read back: `exe` holds what the claim wrote, its id, job and
+        timeout (an execution's timeout is its job's, which never changes)."""
         when = now_ms() if when is None else when
         transitions = [Transition(
             exe_id, job_id, ExeStatus.QUEUED,
@@ -649,39 +652,41 @@ class JobStore:
                                "last_status_change": when, "last_modified": when})
             for exe_id, job_id, scheduled in claims]
         claimed: list[tuple[dict, dict] | PyMongoError | None] = []
-        for transition, outcome in zip(
-                transitions, await self.apply_transitions(transitions, with_exes=True),
-                strict=True):
+        for transition, outcome in zip(transitions, await self.apply_transitions(transitions),
+                                       strict=True):
             if isinstance(outcome, PyMongoError):
                 claimed.append(outcome)
                 continue
             job, exe = outcome
             if exe is not None and job is None:
                 await self._finish_exe(transition.exe_id, ExeStatus.CANCELED, when)
-            claimed.append((job, exe) if job is not None and exe is not None else None)
+            claimed.append(None if job is None else (job, {
+                "id": transition.exe_id, "job_id": job["id"], "timeout": job.get("timeout"),
+                **transition.exe_set}))
         return claimed
 
-    async def apply_transitions(self, transitions: Sequence[Transition],
-                                with_exes: bool = False
+    async def apply_transitions(self, transitions: Sequence[Transition]
                                 ) -> list[tuple[dict | None, dict | None] | PyMongoError]:
         """Write many status changes as one group: a `bulk_write` of the executions'
         conditional updates, then one of their jobs' (each on its status and `latest_exe_id`),
-        then one read of the jobs written (and with `with_exes`, of the executions); about four
-        commands however many changes. Each change is still conditional, so two servers never
-        both make one, and a job changes only after its execution did.
+        then one read of the jobs written: three commands however many changes (and a read of
+        the executions when the store made fewer of theirs than asked). Each change is still
+        conditional, so two servers never both make one, and a job changes only after its
+        execution did.
 
-        For each transition, (job, exe) as written: job None when the job's change was not made
-        (it had left `job_from`), both None when the execution's was not; exe is read only with
-        `with_exes`, else it is {} when written. Or the error of a change the store refused, or
-        dropped without saying so (StoreWriteFailed); after a job's error its execution's change
-        stands, as after a failed second write of one transition (recovery finishes it)."""
+        For each transition, (job, exe): the job as written, or None when its change was not
+        made (it had left `job_from`); exe is {} when the execution's change was made (the
+        document is not read), both are None when it was not. Or the error of a change the
+        store refused, or dropped without saying so (StoreWriteFailed); after a job's error its
+        execution's change stands, as after a failed second write of one transition (recovery
+        finishes it)."""
         if not transitions:
             return []
         exes_done = await self._apply(
             self.exes, [(t.exe_id, {"status": t.exe_from}, {"$set": t.exe_set}, t.exe_set)
-                        for t in transitions], read=with_exes)
+                        for t in transitions], read=False)
         moving = [(t, exe) for t, exe in zip(transitions, exes_done, strict=True)
-                  if isinstance(exe, dict)]
+                  if isinstance(exe, dict)]  # {} too: written, not read
         jobs_done = await self._apply(
             self.jobs, [(t.job_id, {"status": t.job_from, "latest_exe_id": t.exe_id},
                          uncounted({"$set": t.job_set}), t.job_set) for t, _ in moving],
