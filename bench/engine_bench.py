@@ -1,5 +1,6 @@
-"""Engine throughput: N trivial jobs (`true`) from submission to COMPLETED through the real
-engine (local backend, embedded store), against its peers (bench/peers.py: Celery and RQ on a
+"""Engine throughput: N trivial jobs (`true`) from submission to COMPLETED through a real
+Jobdeck server (its engine's local backend, the embedded store; the jobs submitted from the
+bench's own process), against its peers (bench/peers.py: Celery and RQ on a
 private redis-server) and against spawning the same processes directly, all with the same
 parallelism, in one run. Each job is submitted with one call, one after the other; the time runs
 from the first submission to the last completion.
@@ -16,6 +17,8 @@ execution."""
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +28,12 @@ from bench import peers
 from core.interface import validate_interface
 from core.model import ExeStatus, JobStatus
 from engine.sandbox import probe
-from engine.scheduler import Engine
 from store import Store
 from store.embedded import EmbeddedMongo
 
 TARGET_RATIO = 3.0
 TARGET_CELERY_RATIO = 1.0
+SERVER_READY = 60.0  # seconds a Jobdeck server may take to start its engine
 CPUS_PER_JOB = 0.25
 
 
@@ -80,42 +83,59 @@ async def store_floor(store: Store, count: int, parallel: int) -> float:
     return time.perf_counter() - started
 
 
+def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subprocess.Popen:
+    """A Jobdeck server (API, live feed and engine) in its own process on the bench's store, as
+    Celery's and RQ's workers run apart from the client that submits."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    return subprocess.Popen(
+        [sys.executable, "server.py", "--mongo-url", url, "--db-name", "jobdeck",
+         "--port", str(port), "--data-dir", str(work_dir / "data"),
+         "--engine-cpus", f"{parallel * CPUS_PER_JOB:g}", "--engine-mem", f"{parallel * 128.0:g}",
+         "--engine-poll-interval", "0.05", "--sandbox", sandbox],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+
 async def jobdeck(count: int, parallel: int, sandbox: str) -> tuple[float, float, float]:
-    """Seconds for `count` trivial jobs through a fresh engine and store (`sandbox`: bwrap or
-    none), the seconds until the last submission was answered (the engine runs meanwhile), and
-    the store floor's seconds measured on that store afterwards."""
+    """Seconds for `count` trivial jobs through a Jobdeck server on a fresh store (`sandbox`:
+    bwrap or none), each submitted from this process through the store; the seconds until the
+    last submission was answered (the engine runs meanwhile); and the store floor's seconds,
+    measured on that store afterwards."""
     work_dir = Path(tempfile.mkdtemp(prefix="jobdeck-engine-bench-"))
     embedded = EmbeddedMongo(work_dir / "store")
     url = await asyncio.to_thread(embedded.start)
-    engine = None
+    server = None
     try:
         store = await Store(url, "jobdeck").open()
         job_type = await store.job_types.create(
             "bench-true", "1.0", validate_interface({"command": "true", "command_arguments": ""}),
             {"cpus_required": CPUS_PER_JOB, "mem_required": 1.0, "max_tries": 1})
         event = await store.jobs.create_event("USER", {"user": "bench"})
-        engine = Engine(store, work_dir / "data", cpus=parallel * CPUS_PER_JOB,
-                        mem=parallel * 128.0, poll_interval=0.05, sandbox=sandbox)
-        await engine.start()
+        server = start_server(url, work_dir, parallel, sandbox)
+        ready = time.monotonic() + SERVER_READY
+        while not await store.engines.all():  # its engine has started
+            if server.poll() is not None or time.monotonic() > ready:
+                raise RuntimeError("the Jobdeck server did not start its engine")
+            await asyncio.sleep(0.05)
         started = time.perf_counter()
         for _ in range(count):
             await store.jobs.submit_job(job_type, {}, event, "")
         submit_s = time.perf_counter() - started
-        engine.wake()
         while await store.db.count("jobs", {"status": JobStatus.COMPLETED}) < count:
             failed = await store.db.count("jobs", {"status": JobStatus.FAILED})
             if failed:
                 raise RuntimeError(f"{failed} bench jobs failed")
             await asyncio.sleep(0.01)
         engine_s = time.perf_counter() - started
-        await engine.stop()
-        engine = None
+        await asyncio.to_thread(peers.stop, server)
         floor_s = await store_floor(store, count, parallel)
         await store.close()
         return engine_s, submit_s, floor_s
     finally:
-        if engine is not None:
-            await engine.stop()
+        if server is not None:
+            await asyncio.to_thread(peers.stop, server)
         await asyncio.to_thread(embedded.stop)
         shutil.rmtree(work_dir, ignore_errors=True)
 
