@@ -252,6 +252,9 @@ class ExecutionRunner:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")
         finally:
+            # Its room is free once its outcome is in the store: the next pass need not wait
+            # for the folders to go.
+            self.engine.wake()
             if not self.detached:  # a detached job still runs: its folders are its own
                 await asyncio.to_thread(self._clean_up)
 

@@ -419,9 +419,10 @@ class Engine:
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:
             return 0
-        usage = await self.store.jobs.node_usage(self.node_id)
+        usage, job_types = await asyncio.gather(  # side by side: one wait, not two
+            self.store.jobs.node_usage(self.node_id),
+            self.store.job_types.by_ids(c["job_type_id"] for c in candidates))
         free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
-        job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve

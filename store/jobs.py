@@ -63,10 +63,6 @@ MAX_COUNT_SPLITS = 64
 # keeps changing under it.
 CONDITION_RETRIES = 5
 
-# Seconds a group of completions waits for others before it is written (the engine's own
-# transitions may wait up to 50 ms; a group takes three commands however many it holds).
-GROUP_WINDOW = 0.005
-
 # The cancelable statuses but BLOCKED are exactly those that sort after COMPLETED: one range
 # condition, which every store evaluates on the one document named (cancel_job_and_exe).
 CANCEL_RANGE = {"$gt": JobStatus.COMPLETED}
@@ -791,7 +787,6 @@ class JobStore:
         """Write the waiting completions, group after group, until none wait: the next group
         holds every completion made while the last was being written."""
         while self._ending:
-            await asyncio.sleep(GROUP_WINDOW)  # executions that end together: one group
             group, self._ending = self._ending, []
             try:
                 written = await self.apply_transitions([t for t, _ in group])
