@@ -132,6 +132,7 @@ class Engine:
         self._heard: dict[str, tuple] = {}
         # Set by drain(): no execution starts any more; the rest of the loop goes on.
         self.draining = False
+        self._last_runner: ExecutionRunner | None = None  # the one _launch made last
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -480,7 +481,11 @@ class Engine:
         return started
 
     def _launch(self, job: dict, exe: dict, job_type: dict, attach: Running | None = None) -> None:
-        runner = ExecutionRunner(self, job, exe, job_type)
+        # A backend that places jobs (Slurm) gets them in launch order, which is priority order:
+        # claimed together, their runners would otherwise race to it.
+        turn = self._last_runner.handed if self._last_runner and self.backend.places_jobs \
+            else None
+        runner = self._last_runner = ExecutionRunner(self, job, exe, job_type, turn)
         self.runners[exe["id"]] = runner
         task = asyncio.create_task(runner.run(attach), name=f"jobdeck-exe-{exe['id']}")
         self.tasks[exe["id"]] = task
