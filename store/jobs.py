@@ -675,8 +675,8 @@ class JobStore:
         execution did.
 
         For each transition, (job, exe): the job as written, or None when its change was not
-        made (it had left `job_from`); exe is {} when the execution's change was made (the
-        document is not read), both are None when it was not. Or the error of a change the
+        made (it had left `job_from`); exe when the execution's change was made ({} unless it
+        was read: a group of one), both None when it was not. Or the error of a change the
         store refused, or dropped without saying so (StoreWriteFailed); after a job's error its
         execution's change stands, as after a failed second write of one transition (recovery
         finishes it)."""
@@ -696,27 +696,39 @@ class JobStore:
         return [written.get(t.exe_id, exe if isinstance(exe, PyMongoError) else (None, None))
                 for t, exe in zip(transitions, exes_done, strict=True)]
 
+    @staticmethod
+    async def _bulk_update(collection, updates: list[tuple[int, dict, dict, dict]]
+                           ) -> tuple[int, dict[int, PyMongoError]]:
+        """One unordered bulk_write of the updates: how many documents it changed (-1 when some
+        were refused) and {index: error} for those the store refused."""
+        try:
+            result = await collection.bulk_write(
+                [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
+                ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors:
+                raise
+            return -1, {err["index"]: WriteError(err.get("errmsg", ""), err.get("code"), err)
+                        for err in errors}
+        return result.modified_count, {}
+
     async def _apply(self, collection, updates: list[tuple[int, dict, dict, dict]],
                      read: bool) -> list[dict | PyMongoError | None]:
         """(id, condition, update, fields it sets) updates in one unordered bulk_write; each
         document as written ({} when not `read` and the store said it made every one), None for
         one whose condition no longer held, or the error of one the store refused or dropped.
-        A document written without its `_id` takes the one-by-one path."""
+        A document written without its `_id` takes the one-by-one path, and so does a lone
+        update: one findAndModify answers with the document, one round trip instead of two."""
         if not updates:
             return []
-        refused: dict[int, PyMongoError] = {}
-        try:
-            result = await collection.bulk_write(
-                [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
-                ordered=False)
-            modified = result.modified_count
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors") or []
-            if not errors:
-                raise
-            refused = {err["index"]: WriteError(err.get("errmsg", ""), err.get("code"), err)
-                       for err in errors}
-            modified = -1
+        if len(updates) == 1:
+            doc_id, cond, update, _ = updates[0]
+            try:
+                return [await self._update_one(collection, doc_id, cond, update)]
+            except (OperationFailure, StoreWriteFailed) as exc:  # refused, or dropped
+                return [exc]
+        modified, refused = await self._bulk_update(collection, updates)
         if not read and modified == len(updates):
             return [{} for _ in updates]
         docs = await self.db.by_ids(collection.name, [doc_id for doc_id, *_ in updates])

@@ -93,9 +93,7 @@ async def test_a_job_whose_end_was_half_written_is_finished_at_recovery(api, mak
     job_type = await make.job_type()
     job = await make.start(await make.submit(job_type))
     exe_id = job["latest_exe_id"]
-    # A completion's job write is a group's bulk_write (store.jobs.apply_transitions).
-    Failing(monkeypatch, "bulk_write" if end == "completed" else "find_one_and_update", "jobs",
-            AutoReconnect("connection reset"))
+    Failing(monkeypatch, "find_one_and_update", "jobs", AutoReconnect("connection reset"))
     with pytest.raises(AutoReconnect):
         if end == "completed":
             await store.jobs.complete_execution(exe_id, {"output_data": []})

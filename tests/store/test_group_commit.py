@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from pymongo import monitoring
+from pymongo.errors import PyMongoError
 
 from store import Store
 
@@ -81,10 +82,9 @@ async def test_completions_made_together_are_written_as_a_group(store, second, m
     done = await asyncio.gather(*(second.jobs.complete_execution(
         exe["id"], {"n": n}, when=T2, exe_fields={"job_exit_code": 0}, job_id=job["id"])
         for n, (job, exe) in enumerate(pairs)))
-    # The first completion goes alone, the other eleven in the group written after it; one by
-    # one they would take two findAndModify each.
-    assert len(second.commands.names) <= 2 * 3 + 2, second.commands.names
-    assert "findAndModify" not in second.commands.names
+    # All twelve in one group: two bulk updates and a read of the jobs; one by one they would
+    # take two findAndModify each.
+    assert second.commands.names == ["update", "update", "find"], second.commands.names
     for n, ((job, exe), written) in enumerate(zip(pairs, done, strict=True)):
         assert (written["id"], written["status"], written["results"], written["ended"]) == \
             (job["id"], "COMPLETED", {"n": n}, T2)
@@ -107,3 +107,21 @@ async def test_a_claim_whose_job_was_canceled_meanwhile_cancels_its_execution(
     assert lost is None and won is not None
     assert ((await store.jobs.get_exe(exe["id"]))["status"],
             (await store.jobs.get_exe(kept_exe["id"]))["status"]) == ("CANCELED", "RUNNING")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_change_the_store_refuses_in_a_group_fails_only_its_caller(store, make, job_type):
+    """A unique sparse index on `results.n` and a document holding n = 2 make the store refuse
+    that one job write; the others of its group are made."""
+    pairs = [await make.running(job_type) for _ in range(3)]
+    await store.db["jobs"].insert_one({"_id": 10**9, "id": 10**9, "results": {"n": 2}})
+    await store.db["jobs"].create_index("results.n", unique=True, sparse=True)
+    outcomes = await asyncio.gather(*(store.jobs.complete_execution(
+        exe["id"], {"n": n}, when=T1, job_id=job["id"]) for n, (job, exe) in enumerate(pairs)),
+        return_exceptions=True)
+    assert [o["status"] for o in outcomes[:2]] == ["COMPLETED", "COMPLETED"]
+    assert isinstance(outcomes[2], PyMongoError)
+    (job, exe) = pairs[2]
+    # Its execution's change stands, as after a failed second write (recovery finishes it).
+    assert ((await store.jobs.get_job(job["id"]))["status"],
+            (await store.jobs.get_exe(exe["id"]))["status"]) == ("RUNNING", "COMPLETED")
