@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test demo bench browser sandbox system-packages clean backup restore
+.PHONY: install run test demo bench browser sandbox redis system-packages clean backup restore
 
 install: $(STAMP)
 
@@ -44,7 +44,7 @@ restore: install
 
 # Every benchmark and one report (about 10 min on 2 CPUs; BENCH_ARGS=--quick: 2-3 min).
 BENCH_ARGS ?=
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) redis
 	$(PY) -m bench $(BENCH_ARGS)
 
 # The system packages' apt-get installs (bubblewrap, chromium) and pip's run side by side (each
@@ -91,6 +91,20 @@ sandbox:
 		{ apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
 			{ apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; } \
 			|| echo "warning: apt-get could not install bubblewrap" >&2; \
+	fi
+
+# The engine benchmark's peers (Celery, RQ) run on Debian's redis-server, which the benchmark
+# starts and stops itself. Same rules as `browser`.
+redis:
+	@if [ -x /usr/bin/redis-server ]; then \
+		:; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "warning: /usr/bin/redis-server is missing and cannot be installed here (needs root and apt-get)" >&2; \
+	else \
+		echo "installing redis-server with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } \
+			|| echo "warning: apt-get could not install redis-server" >&2; \
 	fi
 
 # apt-get installs one package set at a time (dpkg's lock): the system packages go in turn.

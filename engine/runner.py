@@ -210,8 +210,14 @@ def claim_fields(data_dir: Path, exe_id: int, when: int) -> dict:
 class ExecutionRunner:
     """Runs one claimed execution and writes each phase and the outcome to the store."""
 
-    def __init__(self, engine, job: dict, exe: dict, job_type: dict):
+    def __init__(self, engine, job: dict, exe: dict, job_type: dict,
+                 turn: asyncio.Event | None = None):
         self.engine = engine
+        # Set by the runner launched before this one once it has handed its job to the backend
+        # (a backend that places jobs queues them in the order it gets them); this runner's own
+        # `handed` is set likewise, at the latest when it ends.
+        self.turn = turn
+        self.handed = asyncio.Event()
         self.job_type = job_type
         self.store = engine.store
         self.backend: Backend = engine.backend
@@ -252,6 +258,10 @@ class ExecutionRunner:
             log.exception("execution %s failed inside the engine", self.exe_id)
             await self._fail("unknown")
         finally:
+            self.handed.set()
+            # Its room is free once its outcome is in the store: the next pass need not wait
+            # for the folders to go.
+            self.engine.wake()
             if not self.detached:  # a detached job still runs: its folders are its own
                 await asyncio.to_thread(self._clean_up)
 
@@ -292,10 +302,13 @@ class ExecutionRunner:
                           self.job["cpus_required"], self.job["mem_required"],
                           inputs=self.staged, network=bool(interface.get("network", False)),
                           priority=int(self.job.get("priority") or 0))
+        if self.turn is not None:
+            await self.turn.wait()
         job_started = now_ms()
         try:
             running = self.running = await self.backend.start(spec)
         except LaunchError as exc:
+            self.handed.set()
             log.warning("execution %s: %s", self.exe_id, exc)
             note(stderr, exc)
             await jobs.update_execution(self.exe_id, pre_completed=pre_completed, pre_exit_code=0,
@@ -303,6 +316,7 @@ class ExecutionRunner:
                                         job_started=job_started, job_completed=now_ms())
             await self._fail(exc.error_name)
             return
+        self.handed.set()
         started: dict[str, Any] = {
             "pre_completed": pre_completed, "pre_exit_code": 0, "environment": env,
             "command_arguments": resolved, "job_started": job_started, "process": running.ref.as_doc()}
@@ -323,6 +337,7 @@ class ExecutionRunner:
         await self._outcome(report, job_phase, interface)
 
     async def _attached(self, running: Running) -> None:
+        self.handed.set()  # the backend has had its job since a previous server
         interface = await self.engine.interface_of(self.job["job_type_rev_id"])
         self.arguments = interface["command_arguments"]
         self.running = running
@@ -486,7 +501,7 @@ class ExecutionRunner:
             output_data.append(entry)
         await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
             **phases, "post_completed": now_ms(), "post_exit_code": 0,
-            "results_manifest": manifest})
+            "results_manifest": manifest}, job_id=self.job["id"])
 
     async def _product(self, spec: dict, path: Path, workspace: dict) -> int:
         base = Path(workspace["base_path"])

@@ -1,8 +1,8 @@
 """The scheduler: claims QUEUED executions in priority order when this node has room for them,
 runs them through a backend, watches for cancels, and recovers after a crash.
 
-Claims go through `store.jobs.start_execution`, a conditional update, so two server processes on
-one store never start the same execution. CPUs and memory in use are read from the store's
+Claims go through `store.jobs.start_executions`, conditional updates written as one group per
+pass, so two server processes on one store never start the same execution. CPUs and memory in use are read from the store's
 RUNNING executions of this node, so two processes on one machine share its capacity.
 
 Each engine heartbeats (store/engines.py) every `dead_after / BEATS_PER_DEADLINE` seconds and
@@ -134,6 +134,7 @@ class Engine:
         self._heard: dict[str, tuple] = {}
         # Set by drain(): no execution starts any more; the rest of the loop goes on.
         self.draining = False
+        self._last_runner: ExecutionRunner | None = None  # the one _launch made last
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -437,13 +438,14 @@ class Engine:
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:
             return 0
-        usage = await self.store.jobs.node_usage(self.node_id)
+        usage, job_types = await asyncio.gather(  # side by side: one wait, not two
+            self.store.jobs.node_usage(self.node_id),
+            self.store.job_types.by_ids(c["job_type_id"] for c in candidates))
         free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
-        job_types = await self.store.job_types.by_ids(c["job_type_id"] for c in candidates)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
-        started = 0
+        claims: list[tuple[dict, dict]] = []  # (job, its job type), written together below
         for job in candidates:
             if self.draining:
                 break
@@ -462,26 +464,47 @@ class Engine:
                         and job["queued"] <= reserving_since):
                     break
                 continue
-            claimed = await self.store.jobs.start_execution(
-                job["latest_exe_id"], self.node_id, scheduled={
-                    "cpus_scheduled": cpus, "mem_scheduled": mem,
-                    "disk_in_scheduled": job.get("disk_in_required"),
-                    "disk_out_scheduled": job.get("disk_out_required"),
-                    "disk_total_scheduled": (job.get("disk_in_required") or 0.0)
-                    + (job.get("disk_out_required") or 0.0),
-                    "engine": self.identity,
-                    **claim_fields(self.data_dir, job["latest_exe_id"], now_ms())})
-            if claimed is None:
-                continue
             free_cpus -= cpus
             free_mem -= mem
             running[job_type["id"]] = running.get(job_type["id"], 0) + 1
-            self._launch(*claimed, job_type)
-            started += 1
+            claims.append((job, job_type))
+        return await self._claim(claims)
+
+    async def _claim(self, claims: list[tuple[dict, dict]]) -> int:
+        """Claim the pass's executions in one group (store.jobs.start_executions: a few store
+        commands however many) and launch those claimed; how many were. One lost to another
+        server or a cancel leaves its room for the next pass; a claim the store refused is
+        raised once the others are launched."""
+        if not claims or self.draining:
+            return 0
+        when = now_ms()
+        written = await self.store.jobs.start_executions([(
+            job["latest_exe_id"], job["id"], {
+                "cpus_scheduled": job["cpus_required"], "mem_scheduled": job["mem_required"],
+                "disk_in_scheduled": job.get("disk_in_required"),
+                "disk_out_scheduled": job.get("disk_out_required"),
+                "disk_total_scheduled": (job.get("disk_in_required") or 0.0)
+                + (job.get("disk_out_required") or 0.0),
+                "engine": self.identity,
+                **claim_fields(self.data_dir, job["latest_exe_id"], when)})
+            for job, _ in claims], self.node_id, when)
+        started, refused = 0, None
+        for (_, job_type), claimed in zip(claims, written, strict=True):
+            if isinstance(claimed, PyMongoError):
+                refused = claimed
+            elif claimed is not None:
+                self._launch(*claimed, job_type)
+                started += 1
+        if refused is not None:  # the loop notes it (a full disk: recovery once it writes)
+            raise refused
         return started
 
     def _launch(self, job: dict, exe: dict, job_type: dict, attach: Running | None = None) -> None:
-        runner = ExecutionRunner(self, job, exe, job_type)
+        # A backend that places jobs (Slurm) gets them in launch order, which is priority order:
+        # claimed together, their runners would otherwise race to it.
+        turn = self._last_runner.handed if self._last_runner and self.backend.places_jobs \
+            else None
+        runner = self._last_runner = ExecutionRunner(self, job, exe, job_type, turn)
         self.runners[exe["id"]] = runner
         task = asyncio.create_task(runner.run(attach), name=f"jobdeck-exe-{exe['id']}")
         self.tasks[exe["id"]] = task

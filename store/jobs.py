@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     OperationFailure,
+    PyMongoError,
     WriteError,
 )
 
@@ -95,6 +96,20 @@ def run_on(node_id: int | None, scheduled: dict | None) -> list:
     return [node_id, scheduled.get("cpus_scheduled"), scheduled.get("mem_scheduled")]
 
 
+@dataclass
+class Transition:
+    """One execution's status change and its job's, for JobStore.apply_transitions: the
+    execution leaves `exe_from` with `exe_set`; then its job, if it still points at it, leaves
+    `job_from` with `job_set`."""
+
+    exe_id: int
+    job_id: int
+    exe_from: str
+    exe_set: dict
+    job_from: str
+    job_set: dict
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -135,6 +150,9 @@ class JobStore:
         self.exes = db["job_exes"]
         self._pending: list[_Record] = []  # submissions waiting for _write_batches
         self._writer: asyncio.Task | None = None  # the running _write_batches, if any
+        # Completions waiting for _commit_transitions, with the futures their callers await.
+        self._ending: list[tuple[Transition, asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -644,6 +662,123 @@ class JobStore:
             return None
         return job, exe
 
+    async def start_executions(self, claims: Sequence[tuple[int, int, dict]],
+                               node_id: int | None, when: int | None = None
+                               ) -> list[tuple[dict, dict] | PyMongoError | None]:
+        """start_execution for many (exe id, job id, scheduled fields) claims at once, in one
+        group (apply_transitions): (job, exe) for each claim made, None for one lost to another
+        server or to a cancel, the error for one the store refused. A job canceled between the
+        two writes has its execution CANCELED, as in start_execution.
+
+        The execution is not read back: `exe` holds what the claim wrote, its id, job and
+        timeout (an execution's timeout is its job's, which never changes)."""
+        when = now_ms() if when is None else when
+        transitions = [Transition(
+            exe_id, job_id, ExeStatus.QUEUED,
+            {"status": ExeStatus.RUNNING, "started": when, "last_modified": when,
+             "node_id": node_id, **scheduled},
+            JobStatus.QUEUED, {"status": JobStatus.RUNNING, "started": when,
+                               "last_status_change": when, "last_modified": when,
+                               "run_on": run_on(node_id, scheduled)})
+            for exe_id, job_id, scheduled in claims]
+        claimed: list[tuple[dict, dict] | PyMongoError | None] = []
+        for transition, outcome in zip(transitions, await self.apply_transitions(transitions),
+                                       strict=True):
+            if isinstance(outcome, PyMongoError):
+                claimed.append(outcome)
+                continue
+            job, exe = outcome
+            if exe is not None and job is None:
+                await self._finish_exe(transition.exe_id, ExeStatus.CANCELED, when)
+            claimed.append(None if job is None else (job, {
+                "id": transition.exe_id, "job_id": job["id"], "timeout": job.get("timeout"),
+                **transition.exe_set}))
+        return claimed
+
+    async def apply_transitions(self, transitions: Sequence[Transition]
+                                ) -> list[tuple[dict | None, dict | None] | PyMongoError]:
+        """Write many status changes as one group: a `bulk_write` of the executions'
+        conditional updates, then one of their jobs' (each on its status and `latest_exe_id`),
+        then one read of the jobs written: three commands however many changes (and a read of
+        the executions when the store made fewer of theirs than asked). Each change is still
+        conditional, so two servers never both make one, and a job changes only after its
+        execution did.
+
+        For each transition, (job, exe): the job as written, or None when its change was not
+        made (it had left `job_from`); exe when the execution's change was made ({} unless it
+        was read: a group of one), both None when it was not. Or the error of a change the
+        store refused, or dropped without saying so (StoreWriteFailed); after a job's error its
+        execution's change stands, as after a failed second write of one transition (recovery
+        finishes it)."""
+        if not transitions:
+            return []
+        exes_done = await self._apply(
+            self.exes, [(t.exe_id, {"status": t.exe_from}, {"$set": t.exe_set}, t.exe_set)
+                        for t in transitions], read=False)
+        moving = [(t, exe) for t, exe in zip(transitions, exes_done, strict=True)
+                  if isinstance(exe, dict)]  # {} too: written, not read
+        jobs_done = await self._apply(
+            self.jobs, [(t.job_id, {"status": t.job_from, "latest_exe_id": t.exe_id},
+                         uncounted({"$set": t.job_set}), t.job_set) for t, _ in moving],
+            read=True)
+        written = {t.exe_id: job if isinstance(job, PyMongoError) else (job, exe)
+                   for (t, exe), job in zip(moving, jobs_done, strict=True)}
+        return [written.get(t.exe_id, exe if isinstance(exe, PyMongoError) else (None, None))
+                for t, exe in zip(transitions, exes_done, strict=True)]
+
+    @staticmethod
+    async def _bulk_update(collection, updates: list[tuple[int, dict, dict, dict]]
+                           ) -> tuple[int, dict[int, PyMongoError]]:
+        """One unordered bulk_write of the updates: how many documents it changed (-1 when some
+        were refused) and {index: error} for those the store refused."""
+        try:
+            result = await collection.bulk_write(
+                [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
+                ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors:
+                raise
+            return -1, {err["index"]: WriteError(err.get("errmsg", ""), err.get("code"), err)
+                        for err in errors}
+        return result.modified_count, {}
+
+    async def _apply(self, collection, updates: list[tuple[int, dict, dict, dict]],
+                     read: bool) -> list[dict | PyMongoError | None]:
+        """(id, condition, update, fields it sets) updates in one unordered bulk_write; each
+        document as written ({} when not `read` and the store said it made every one), None for
+        one whose condition no longer held, or the error of one the store refused or dropped.
+        A document written without its `_id` takes the one-by-one path, and so does a lone
+        update: one findAndModify answers with the document, one round trip instead of two."""
+        if not updates:
+            return []
+        if len(updates) == 1:
+            doc_id, cond, update, _ = updates[0]
+            try:
+                return [await self._update_one(collection, doc_id, cond, update)]
+            except (OperationFailure, StoreWriteFailed) as exc:  # refused, or dropped
+                return [exc]
+        modified, refused = await self._bulk_update(collection, updates)
+        if not read and modified == len(updates):
+            return [{} for _ in updates]
+        docs = await self.db.by_ids(collection.name, [doc_id for doc_id, *_ in updates])
+        out: list[dict | PyMongoError | None] = []
+        for index, (doc_id, cond, update, fields) in enumerate(updates):
+            doc = docs.get(doc_id)
+            try:
+                if index in refused:
+                    raise refused[index]
+                if doc is not None and doc.get("_id") != doc_id:  # written without its `_id`
+                    doc = await self._update_one(collection, doc_id, cond, update)
+                elif doc is not None and any(doc.get(k) != v for k, v in fields.items()):
+                    self._missed(collection, doc_id, doc, cond)  # raises if the store dropped it
+                    doc = None
+            except PyMongoError as exc:
+                out.append(exc)
+                continue
+            out.append(doc)
+        return out
+
     async def update_execution(self, exe_id: int, **fields) -> dict | None:
         """Record phase timestamps, exit codes and similar non-status fields of an execution.
 
@@ -663,22 +798,54 @@ class JobStore:
 
     async def complete_execution(self, exe_id: int, results: dict | None = None,
                                  when: int | None = None,
-                                 exe_fields: dict | None = None) -> dict | None:
-        """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`.
+                                 exe_fields: dict | None = None,
+                                 job_id: int | None = None) -> dict | None:
+        """RUNNING execution → COMPLETED, and its job RUNNING → COMPLETED with `results`; the
+        job as written, or None. `job_id`, the execution's job, saves reading it.
 
         `exe_fields` (phase times, exit codes) are written in the same update, one round trip
-        fewer per job than recording them first."""
+        fewer per job than recording them first. Completions made while earlier ones are being
+        written are written together (group commit, _commit_transitions); the caller is
+        answered once its own change is in the store."""
         when = now_ms() if when is None else when
-        exe = await self._update_one(
-            self.exes, exe_id, {"status": ExeStatus.RUNNING},
-            {"$set": {**(exe_fields or {}), "status": ExeStatus.COMPLETED, "ended": when,
-                      "last_modified": when, "results": results}})
-        if exe is None:
-            return None
-        return await self._update_one(
-            self.jobs, exe["job_id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe_id},
-            uncounted({"$set": {"status": JobStatus.COMPLETED, "results": results, "ended": when,
-                                "last_status_change": when, "last_modified": when}}))
+        if job_id is None:
+            exe = await self._find_one(self.exes, exe_id, None, {"job_id": 1})
+            if exe is None:
+                return None
+            job_id = exe["job_id"]
+        transition = Transition(
+            exe_id, job_id, ExeStatus.RUNNING,
+            {**(exe_fields or {}), "status": ExeStatus.COMPLETED, "ended": when,
+             "last_modified": when, "results": results},
+            JobStatus.RUNNING, {"status": JobStatus.COMPLETED, "results": results, "ended": when,
+                                "last_status_change": when, "last_modified": when})
+        done = asyncio.get_running_loop().create_future()
+        self._ending.append((transition, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_transitions())
+        return await done
+
+    async def _commit_transitions(self) -> None:
+        """Write the waiting completions, group after group, until none wait: the next group
+        holds every completion made while the last was being written."""
+        while self._ending:
+            group, self._ending = self._ending, []
+            try:
+                written = await self.apply_transitions([t for t, _ in group])
+            except BaseException as exc:  # each caller gets it, never lost
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, done), outcome in zip(group, written, strict=True):
+                if done.done():
+                    continue
+                if isinstance(outcome, PyMongoError):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome[0])
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "",

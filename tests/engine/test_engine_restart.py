@@ -111,3 +111,46 @@ async def test_a_job_whose_end_was_half_written_is_finished_at_recovery(api, mak
     assert {key: finished.get(key) for key in expected} == expected
     assert finished["ended"] == exe["ended"]
     assert await store.jobs.finish_half_ended_jobs() == 0  # nothing left to finish
+
+
+@pytest.mark.gen_test(timeout=240)
+async def test_server_killed_while_writing_groups_of_transitions(api, make, store, mongo_url,
+                                                                 start_engine, tmp_path):
+    """The engine writes its claims and completions in groups (store.jobs.apply_transitions). A
+    server killed with SIGKILL while jobs start and end leaves what it had not written: the
+    restarted engine fails its RUNNING executions with node-lost and retries them, finishes a
+    job whose execution's end was written without the job's, and every job ends COMPLETED with
+    exactly one COMPLETED execution, its latest."""
+    job_type = await make.command_type("short", "sh", "-c 'sleep 0.1'", max_tries=3,
+                                       cpus_required=0.25)
+    jobs = [await make.submit(job_type) for _ in range(40)]
+    server = start_server(mongo_url, store.db.db.name, tmp_path, "none")
+    try:
+        async def busy():
+            return (await store.db.count("jobs", {"status": "COMPLETED"}) >= 5
+                    and await store.db.count("job_exes", {"status": "RUNNING"}) >= 1)
+        await wait_for(busy, "jobs to be starting and ending")
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    _, running = await store.jobs.list_exes(["RUNNING"], page_size=100)
+    left_running = {exe["id"] for exe in running}
+    assert left_running, "the server was killed with no execution under way"
+
+    await start_engine(sandbox="none")
+    node_lost = await store.errors.by_name("node-lost")
+    for job in jobs:
+        done = await wait_job(store, job["id"], "COMPLETED")
+        exes = await store.jobs.exes_for_job(job["id"])
+        completed = [exe for exe in exes if exe["status"] == "COMPLETED"]
+        assert [exe["id"] for exe in completed] == [done["latest_exe_id"]]
+        assert all((exe["status"], exe["error_id"]) == ("FAILED", node_lost["id"])
+                   for exe in exes if exe["id"] != done["latest_exe_id"])
+        assert done["num_exes"] == len(exes)
+    for exe_id in left_running:
+        exe = await store.jobs.get_exe(exe_id)
+        assert (exe["status"], exe["error_id"]) == ("FAILED", node_lost["id"])
+    assert await store.db.count("job_exes", {"status": {"$in": ["RUNNING", "QUEUED"]}}) == 0
