@@ -6,8 +6,9 @@ the filter), so a status change is written once, atomically, with `last_status_c
 """
 
 import asyncio
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 from store.writes import undo_partial, unstorable
 
 AFTER = ReturnDocument.AFTER
+log = logging.getLogger("jobdeck.store")
 
 # API order names (Scale's `a__b` paths) mapped to stored fields; job type name and version are
 # immutable in Scale, so jobs keep copies of them to sort on.
@@ -56,6 +58,11 @@ EXE_ORDER_FIELDS = {name: name for name in (
     "pre_started", "job_started", "post_started", "job_id", "node_id")}
 # A job without its job data and results: what list rows and the change feed are built from.
 ROW_PROJECTION = {"data": 0, "results": 0}
+
+
+def job_row(job: Mapping[str, Any]) -> dict:
+    """A job document as ROW_PROJECTION reads it (and without `_id`)."""
+    return {k: v for k, v in job.items() if k not in ("_id", "data", "results")}
 
 MAX_COUNT_SPLITS = 64
 # Reads and conditional writes a `$in` condition gets before it gives up on a document that
@@ -87,6 +94,9 @@ class _Record:
     exe: ExeDoc
     job: JobDoc
     done: asyncio.Future
+
+
+ChangeListener = Callable[[list[dict]], None]
 
 
 class JobNotFound(LookupError):
@@ -129,6 +139,32 @@ class JobStore:
         self.exes = db["job_exes"]
         self._pending: list[_Record] = []  # submissions waiting for _write_batches
         self._writer: asyncio.Task | None = None  # the running _write_batches, if any
+        self._listeners: list[ChangeListener] = []
+
+    # -- change listeners ----------------------------------------------------------------------
+
+    def add_change_listener(self, callback: ChangeListener) -> None:
+        """Call `callback(jobs)` right after every status write of this process succeeds, with
+        the jobs as written (without `data` and `results`): the live feed hands this process's
+        own changes out without waiting for the store's change stream (store/changes.py)."""
+        self._listeners.append(callback)
+
+    def remove_change_listener(self, callback: ChangeListener) -> None:
+        self._listeners.remove(callback)
+
+    def _written(self, *jobs: Mapping[str, Any] | None) -> None:
+        """Hand the jobs a status write just stored (None: nothing was written) to the
+        listeners; a listener's failure never fails the write."""
+        if not self._listeners:
+            return
+        rows = [job_row(job) for job in jobs if job is not None]
+        if not rows:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(rows)
+            except Exception:
+                log.exception("a job change listener failed")
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -397,6 +433,7 @@ class JobStore:
         job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, now_ms(),
                                input_file_ids, disk_in_mb)
         await self.jobs.insert_one(job)
+        self._written(job)
         return job
 
     async def submit_job(self, job_type: dict, data: dict, event: dict, command_arguments: str,
@@ -471,6 +508,7 @@ class JobStore:
             failed.update((i, exc) for i, _ in jobs)
         if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
             return await self._one_by_one(batch, failed)
+        self._written(*(job for i, job in jobs if i not in failed))
         for i, record in enumerate(batch):
             error = failed.get(i)
             if error is not None:
@@ -583,6 +621,7 @@ class JobStore:
             raise
         if updated is None:
             await self.exes.delete_one({"_id": exe["id"]})
+        self._written(updated)
         return updated
 
     async def _points_at(self, job_id: int, exe_id: int) -> bool:
@@ -613,6 +652,7 @@ class JobStore:
         if job is None:
             await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
             return None
+        self._written(job)
         return job, exe
 
     async def update_execution(self, exe_id: int, **fields) -> dict | None:
@@ -646,10 +686,12 @@ class JobStore:
                       "last_modified": when, "results": results}})
         if exe is None:
             return None
-        return await self._update_one(
+        job = await self._update_one(
             self.jobs, exe["job_id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe_id},
             uncounted({"$set": {"status": JobStatus.COMPLETED, "results": results, "ended": when,
                                 "last_status_change": when, "last_modified": when}}))
+        self._written(job)
+        return job
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "",
@@ -687,11 +729,13 @@ class JobStore:
                                          or exe["command_arguments"])
             if requeued is not None:
                 return requeued
-        return await self._update_one(
+        failed = await self._update_one(
             self.jobs, job["id"], running,
             uncounted({"$set": {"status": JobStatus.FAILED, "error_id": error["id"],
                                 "ended": when, "last_status_change": when,
                                 "last_modified": when}}))
+        self._written(failed)
+        return failed
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
         """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
@@ -722,11 +766,13 @@ class JobStore:
                 if current is None:
                     raise JobNotFound(f"job {job_id} does not exist")
                 raise InvalidTransition(cancel_refusal(job_id, current["status"]))
+            self._written(job)
             exe = None
             if job.get("latest_exe_id") is not None:
                 exe = await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
             return job, exe
         job = {**before, **changes}
+        self._written(job)
         exe_id = job.get("latest_exe_id")
         exe = None
         if exe_id is not None and before["status"] in (JobStatus.QUEUED, JobStatus.RUNNING):
@@ -754,11 +800,13 @@ class JobStore:
         if job is None:
             return None
         if job["num_exes"] == 0:
-            return await self._update_one(
+            blocked = await self._update_one(
                 self.jobs, job_id, {"status": job["status"], "num_exes": 0},
                 uncounted({"$set": {"status": JobStatus.BLOCKED, "error_id": None,
                                     "ended": None, "last_status_change": when,
                                     "last_modified": when}}))
+            self._written(blocked)
+            return blocked
         return await self._queue(
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
             extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,
@@ -807,6 +855,7 @@ class JobStore:
                 self.jobs, job["id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe["id"]},
                 uncounted({"$set": {**changes, "ended": when, "last_status_change": now,
                                     "last_modified": now}}))
+            self._written(done)
             finished += done is not None
         return finished
 
