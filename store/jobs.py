@@ -488,6 +488,7 @@ class JobStore:
     async def _write_batch(self, batch: list["_Record"]) -> None:
         """Events and executions side by side, then the jobs of the records whose both were
         written; each record's failure undone as one submission's would be."""
+        self._stamp(batch)
         failed: dict[int, BaseException] = {}
         events = [(i, r.event) for i, r in enumerate(batch) if r.event is not None]
         exes = [(i, {"_id": r.exe["id"], **r.exe}) for i, r in enumerate(batch)]
@@ -519,6 +520,17 @@ class JobStore:
                 record.done.set_result((record.job, record.exe))
             else:
                 record.done.set_exception(error)
+
+    @staticmethod
+    def _stamp(batch: list["_Record"]) -> None:
+        """The records take the time of their batch's write: a submission that waited for the
+        batch before it became QUEUED only now, and its `last_status_change` says so (live
+        delivery is measured from it)."""
+        when = now_ms()
+        for record in batch:
+            record.job.update(created=when, queued=when, last_status_change=when,
+                              last_modified=when)
+            record.exe.update(created=when, queued=when, last_modified=when)
 
     async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
         """Delete what was written of a record whose write failed with `error` (unless its job

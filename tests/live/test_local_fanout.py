@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from pymongo import monitoring
 
+from core.times import now_ms
 from live.hub import LiveHub
 from store import Store
 from store.changes import JobChangeFeed
@@ -154,3 +155,48 @@ async def test_the_stream_rereads_no_job_this_process_already_handed_out(mongo_u
     assert reads.count == 0
     assert sorted((j["id"], j["status"]) for j in collected.jobs) == sorted(
         [(job["id"], "QUEUED") for job in jobs] + [(job["id"], "CANCELED") for job in jobs])
+
+
+class JobInserts(monitoring.CommandListener):
+    """When (ms) each `insert` into `jobs` was acknowledged."""
+
+    def __init__(self):
+        self.acknowledged: list[int] = []
+        self._inserts: set[int] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert" and event.command.get("insert") == "jobs":
+            self._inserts.add(event.request_id)
+
+    def succeeded(self, event) -> None:
+        if event.request_id in self._inserts:
+            self.acknowledged.append(now_ms())
+
+    def failed(self, event) -> None:
+        pass
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_submission_that_waited_for_a_batch_takes_the_time_of_its_own_write(
+        mongo_url, make, store):
+    """Live delivery is measured from `last_status_change`: a submission pending while the
+    batch before it is written becomes QUEUED when its own batch is written, not before."""
+    inserts = JobInserts()
+    counted = await Store(mongo_url, store.db.db.name, listeners=[inserts]).open()
+    try:
+        job_type = await make.job_type("live", category="live")
+        padded = {"version": "1.0", "output_data": [],
+                  "input_data": [{"name": "pad", "value": "x" * 100_000}]}
+        earlier = [asyncio.ensure_future(counted.jobs.submit_user_job(job_type, padded, ""))
+                   for _ in range(20)]
+        while counted.jobs._pending or counted.jobs._writer is None:  # its batch is writing
+            await asyncio.sleep(0)
+        late, _ = await counted.jobs.submit_user_job(job_type, {}, "")
+        await asyncio.gather(*earlier)
+    finally:
+        await counted.close()
+    assert len(inserts.acknowledged) == 2  # the earlier batch's jobs, then the late one
+    assert late["last_status_change"] >= inserts.acknowledged[0]
+    assert late["created"] == late["queued"] == late["last_status_change"]
+    stored = await store.jobs.get_job(late["id"])
+    assert stored["last_status_change"] == late["last_status_change"]
