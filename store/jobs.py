@@ -528,9 +528,9 @@ class JobStore:
         delivery is measured from it)."""
         when = now_ms()
         for record in batch:
-            record.job.update(created=when, queued=when, last_status_change=when,
-                              last_modified=when)
-            record.exe.update(created=when, queued=when, last_modified=when)
+            record.job.update({"created": when, "queued": when, "last_status_change": when,
+                               "last_modified": when})
+            record.exe.update({"created": when, "queued": when, "last_modified": when})
 
     async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
         """Delete what was written of a record whose write failed with `error` (unless its job
