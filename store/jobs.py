@@ -64,6 +64,7 @@ def job_row(job: Mapping[str, Any]) -> dict:
     """A job document as ROW_PROJECTION reads it (and without `_id`)."""
     return {k: v for k, v in job.items() if k not in ("_id", "data", "results")}
 
+
 MAX_COUNT_SPLITS = 64
 # Reads and conditional writes a `$in` condition gets before it gives up on a document that
 # keeps changing under it.
