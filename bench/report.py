@@ -123,8 +123,15 @@ def live_summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+# Issue 13, "under load", for the larger run: live delivery median and p99 (ms), and how much
+# the list and detail p99 may grow over the smaller run.
+LOAD_DELIVERY_MS = (1000, 3000)
+LOAD_P99_GROWTH = {"list": 2.0, "detail": 2.0}
+
+
 def load_summary(rows: list[dict]) -> list[dict]:
-    """Issue 6's load run: no 5xx, no lost update, peak memory, and how latency grows."""
+    """Issue 6's load run: no 5xx, no lost update, peak memory, and how latency grows; issue
+    13's bounds on live delivery and on the growth of list and detail p99."""
     out = [_failed(row) for row in rows if row.get("case") == "FAILED"]
     sizes = sorted({row["jobs"] for row in rows if "5xx" in row})
     for size in sizes:
@@ -150,13 +157,28 @@ def load_summary(rows: list[dict]) -> list[dict]:
                             "figure": f"{row['server_rss_peak_mb']:.0f} / "
                                       f"{row['store_rss_peak_mb']:.0f}",
                             "target": REPORT_ONLY, "met": None})
+    if len(sizes) == 2:
+        out += delivery_summary(rows, sizes[-1])
     for row in rows:
         if "median_ratio" in row:
+            bound = LOAD_P99_GROWTH.get(row["case"].split(":")[0])
             out.append({"what": f"{row['case'].replace(' over ', ' / ')}: latency "
                                 f"(median, p99)",
                         "figure": f"{row['median_ratio']:.2f}, {row['p99_ratio']:.2f}",
-                        "target": REPORT_ONLY, "met": None})
+                        "target": REPORT_ONLY if bound is None else f"p99 <= {bound:g}",
+                        "met": None if bound is None else row["p99_ratio"] <= bound})
     return out
+
+
+def delivery_summary(rows: list[dict], size: int) -> list[dict]:
+    """Issue 13's bound on live delivery in the larger load run."""
+    median, p99 = LOAD_DELIVERY_MS
+    return [{"what": f"live delivery median / p99 (ms), {size:,} jobs",
+             "figure": f"{row['median_ms']:.0f} / {row['p99_ms']:.0f}",
+             "target": f"<= {median} / <= {p99}",
+             "met": row["median_ms"] <= median and row["p99_ms"] <= p99}
+            for row in rows
+            if row["jobs"] == size and row["case"] == "ws delivery" and row.get("p99_ms")]
 
 
 SUMMARIES = {"api": api_summary, "dashboard": dashboard_summary, "engine": engine_summary,

@@ -29,15 +29,22 @@ and then re-reads the jobs changed since the last change handed out (minus the l
 changes made while it was blind still reach subscribers; `resync()` does the same re-read on demand. Changes
 superseded while the feed was blind arrive as the job's current state.
 
+Changes this process writes are handed out at once, without waiting for either source: the feed
+listens on the job store (`JobStore.add_change_listener`), which hands it the jobs each status
+write stored right after the write. The source brings them again, and other processes' changes;
+what was handed out already is dropped (`_fresh`), so nothing comes twice or out of order per job.
+The source alone advances the watermark the liveness check and the re-reads go by, so a stalled
+stream is still noticed while this process's own changes keep flowing.
+
 Either way the feed hands out job documents (without `data` and `results`), each a status change
-not handed out before, in `last_status_change` order per batch.
+not handed out before, in `last_status_change` order per batch, in the order they were handed out.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
@@ -46,7 +53,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from core.settings import DEFAULTS
 from core.times import now_ms
-from store.jobs import ROW_PROJECTION, JobFilter
+from store.jobs import ROW_PROJECTION, JobFilter, job_row
 from store.reads import find_page
 
 log = logging.getLogger("jobdeck.changes")
@@ -114,6 +121,8 @@ class JobChangeFeed:
         self._stream = None
         self._opened = 0
         self._task: asyncio.Task | None = None
+        self._outbox: deque[list[dict]] = deque()  # fresh batches waiting for on_jobs, in order
+        self._sender: asyncio.Task | None = None
         self._last_change: OrderedDict[int, int] = OrderedDict()
         # The newest last_status_change seen in a handed-out batch (or the start): re-reads begin
         # there, and the liveness check compares the store's newest against it.
@@ -132,6 +141,7 @@ class JobChangeFeed:
 
     async def start(self) -> None:
         """Open the source before returning, so changes committed from now on are all seen."""
+        self.job_store.add_change_listener(self._on_local_change)
         if self.use_change_stream:
             try:
                 self._watermark = now_ms()
@@ -150,6 +160,13 @@ class JobChangeFeed:
         self._task = asyncio.create_task(self._tail(watermark))
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.job_store.remove_change_listener(self._on_local_change)
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+            self._sender = None
+        self._outbox.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -181,17 +198,34 @@ class JobChangeFeed:
             self._last_change.popitem(last=False)
         return fresh
 
+    def _on_local_change(self, jobs: list[dict]) -> None:
+        """The job store's listener: this process's status writes, handed out at once."""
+        self._send(self._fresh(jobs))
+
     async def _hand_out(self, jobs: list[dict]) -> None:
+        """Hand out what the source brought; it alone moves the watermark."""
         if jobs:
             self._watermark = max(self._watermark,
                                   max(job["last_status_change"] for job in jobs))
             if self._behind is not None and self._watermark >= self._behind[0]:
                 self.max_lag = max(self.max_lag, self.lag)
                 self._behind = None
-        fresh = self._fresh(jobs)
-        if fresh:
+        self._send(self._fresh(jobs))
+
+    def _send(self, fresh: list[dict]) -> None:
+        """Queue a batch for `on_jobs`: one sender calls it batch after batch, so batches reach
+        it in the order `_fresh` passed them, from whichever path."""
+        if not fresh:
+            return
+        self._outbox.append(fresh)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        while self._outbox:
+            batch = self._outbox.popleft()
             try:
-                await self.on_jobs(fresh)
+                await self.on_jobs(batch)
             except Exception:
                 log.exception("a live update batch could not be delivered")
 
@@ -313,17 +347,26 @@ class JobChangeFeed:
         return events
 
     async def _images(self, events: list[dict]) -> list[dict]:
-        """The job as of each status-changing event, only for jobs in this database."""
+        """The job as of each status-changing event, only for jobs in this database.
+
+        An event whose image is a change already handed out (this process's own, handed out
+        when it was written) is not re-read: it only moves the watermark, and under load most
+        events are such."""
         wanted = []
+        known = []
         for event in events:
             if event.get("operationType") not in ("insert", "update", "replace"):
                 continue
             described = event.get("updateDescription")
             if described and "last_status_change" not in (described.get("updatedFields") or {}):
                 continue
-            wanted.append(event)
+            image = event.get("fullDocument")
+            if self._handed_out(image, event["documentKey"]["_id"]):
+                known.append(job_row(image))
+            else:
+                wanted.append(event)
         if not wanted:
-            return []
+            return known
         ids = {event["documentKey"]["_id"] for event in wanted}
         ids |= {int(key) for key in ids if isinstance(key, str) and key.isdigit()}
         # Keyed by str(_id): nx-27017 reports an integer `_id` in documentKey as text.
@@ -337,9 +380,18 @@ class JobChangeFeed:
                 continue
             image = event.get("fullDocument")
             if _usable_image(image, doc["id"]):
-                doc = {k: v for k, v in image.items() if k not in ("_id", "data", "results")}
+                doc = job_row(image)
             images.append(doc)
-        return images
+        return known + images
+
+    def _handed_out(self, image: object, key: object) -> TypeGuard[dict[str, Any]]:
+        """Whether `image` (an event's full document, `key` its `_id`) is a usable image of a
+        job change that was handed out already."""
+        if not (isinstance(image, dict) and _usable_image(image, image.get("id"))
+                and str(key) == str(image["id"])):
+            return False
+        last = self._last_change.get(image["id"])
+        return last is not None and image["last_status_change"] <= last
 
     # -- tailing -----------------------------------------------------------------------------
 
@@ -379,7 +431,7 @@ class JobChangeFeed:
             await asyncio.sleep(TAIL_INTERVAL)
 
 
-def _usable_image(image: object, job_id: int) -> TypeGuard[dict[str, Any]]:
+def _usable_image(image: object, job_id: object) -> TypeGuard[dict[str, Any]]:
     return (isinstance(image, dict) and image.get("id") == job_id
             and all(name in image for name in ROW_FIELDS)
             and isinstance(image["event"], dict))

@@ -112,7 +112,10 @@ class Database:
         """A client with one connection of its own, for a cursor that must outlive what other
         operations do: nx-27017 drops a cursor silently when its connection closes, and a
         cancelled operation closes the pooled connection it ran on."""
-        return AsyncMongoClient(self._url, **self._options, maxPoolSize=1, **options)
+        merged = {**self._options, **options, "maxPoolSize": 1}
+        merged["event_listeners"] = [*self._options.get("event_listeners", ()),
+                                     *options.get("event_listeners", ())]
+        return AsyncMongoClient(self._url, **merged)
 
     def __getitem__(self, collection: str):
         return self.db[collection]

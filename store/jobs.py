@@ -6,8 +6,9 @@ the filter), so a status change is written once, atomically, with `last_status_c
 """
 
 import asyncio
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
 from store.writes import undo_partial, unstorable
 
 AFTER = ReturnDocument.AFTER
+log = logging.getLogger("jobdeck.store")
 
 # API order names (Scale's `a__b` paths) mapped to stored fields; job type name and version are
 # immutable in Scale, so jobs keep copies of them to sort on.
@@ -57,6 +59,12 @@ EXE_ORDER_FIELDS = {name: name for name in (
     "pre_started", "job_started", "post_started", "job_id", "node_id")}
 # A job without its job data and results: what list rows and the change feed are built from.
 ROW_PROJECTION = {"data": 0, "results": 0}
+
+
+def job_row(job: Mapping[str, Any]) -> dict:
+    """A job document as ROW_PROJECTION reads it (and without `_id`)."""
+    return {k: v for k, v in job.items() if k not in ("_id", "data", "results")}
+
 
 MAX_COUNT_SPLITS = 64
 # Reads and conditional writes a `$in` condition gets before it gives up on a document that
@@ -110,6 +118,9 @@ class Transition:
     job_set: dict
 
 
+ChangeListener = Callable[[list[dict]], None]
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -153,6 +164,32 @@ class JobStore:
         # Completions waiting for _commit_transitions, with the futures their callers await.
         self._ending: list[tuple[Transition, asyncio.Future]] = []
         self._committer: asyncio.Task | None = None
+        self._listeners: list[ChangeListener] = []
+
+    # -- change listeners ----------------------------------------------------------------------
+
+    def add_change_listener(self, callback: ChangeListener) -> None:
+        """Call `callback(jobs)` right after every status write of this process succeeds, with
+        the jobs as written (without `data` and `results`): the live feed hands this process's
+        own changes out without waiting for the store's change stream (store/changes.py)."""
+        self._listeners.append(callback)
+
+    def remove_change_listener(self, callback: ChangeListener) -> None:
+        self._listeners.remove(callback)
+
+    def _written(self, *jobs: Mapping[str, Any] | None) -> None:
+        """Hand the jobs a status write just stored (None: nothing was written) to the
+        listeners; a listener's failure never fails the write."""
+        if not self._listeners:
+            return
+        rows = [job_row(job) for job in jobs if job is not None]
+        if not rows:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(rows)
+            except Exception:
+                log.exception("a job change listener failed")
 
     # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
     # `_id`, which the store writes equal to `id`; a document written without it (older data, a
@@ -443,6 +480,7 @@ class JobStore:
         job = self.new_job_doc(await self.db.next_id("jobs"), job_type, data, event, now_ms(),
                                input_file_ids, disk_in_mb)
         await self.jobs.insert_one(job)
+        self._written(job)
         return job
 
     async def submit_job(self, job_type: dict, data: dict, event: dict, command_arguments: str,
@@ -497,6 +535,7 @@ class JobStore:
     async def _write_batch(self, batch: list["_Record"]) -> None:
         """Events and executions side by side, then the jobs of the records whose both were
         written; each record's failure undone as one submission's would be."""
+        self._stamp(batch)
         failed: dict[int, BaseException] = {}
         events = [(i, r.event) for i, r in enumerate(batch) if r.event is not None]
         exes = [(i, {"_id": r.exe["id"], **r.exe}) for i, r in enumerate(batch)]
@@ -517,6 +556,7 @@ class JobStore:
             failed.update((i, exc) for i, _ in jobs)
         if len(batch) > 1 and any(unstorable(exc) for exc in failed.values()):
             return await self._one_by_one(batch, failed)
+        self._written(*(job for i, job in jobs if i not in failed))
         for i, record in enumerate(batch):
             error = failed.get(i)
             if error is not None:
@@ -527,6 +567,17 @@ class JobStore:
                 record.done.set_result((record.job, record.exe))
             else:
                 record.done.set_exception(error)
+
+    @staticmethod
+    def _stamp(batch: list["_Record"]) -> None:
+        """The records take the time of their batch's write: a submission that waited for the
+        batch before it became QUEUED only now, and its `last_status_change` says so (live
+        delivery is measured from it)."""
+        when = now_ms()
+        for record in batch:
+            record.job.update({"created": when, "queued": when, "last_status_change": when,
+                               "last_modified": when})
+            record.exe.update({"created": when, "queued": when, "last_modified": when})
 
     async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
         """Delete what was written of a record whose write failed with `error` (unless its job
@@ -629,6 +680,7 @@ class JobStore:
             raise
         if updated is None:
             await self.exes.delete_one({"_id": exe["id"]})
+        self._written(updated)
         return updated
 
     async def _points_at(self, job_id: int, exe_id: int) -> bool:
@@ -660,6 +712,7 @@ class JobStore:
         if job is None:
             await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
             return None
+        self._written(job)
         return job, exe
 
     async def start_executions(self, claims: Sequence[tuple[int, int, dict]],
@@ -721,6 +774,7 @@ class JobStore:
             self.jobs, [(t.job_id, {"status": t.job_from, "latest_exe_id": t.exe_id},
                          uncounted({"$set": t.job_set}), t.job_set) for t, _ in moving],
             read=True)
+        self._written(*(job for job in jobs_done if isinstance(job, dict)))
         written = {t.exe_id: job if isinstance(job, PyMongoError) else (job, exe)
                    for (t, exe), job in zip(moving, jobs_done, strict=True)}
         return [written.get(t.exe_id, exe if isinstance(exe, PyMongoError) else (None, None))
@@ -883,11 +937,13 @@ class JobStore:
                                          or exe["command_arguments"])
             if requeued is not None:
                 return requeued
-        return await self._update_one(
+        failed = await self._update_one(
             self.jobs, job["id"], running,
             uncounted({"$set": {"status": JobStatus.FAILED, "error_id": error["id"],
                                 "ended": when, "last_status_change": when,
                                 "last_modified": when}}))
+        self._written(failed)
+        return failed
 
     async def cancel_job(self, job_id: int, when: int | None = None) -> dict:
         """PENDING/BLOCKED/QUEUED/RUNNING/FAILED → CANCELED, with its unfinished execution."""
@@ -918,11 +974,13 @@ class JobStore:
                 if current is None:
                     raise JobNotFound(f"job {job_id} does not exist")
                 raise InvalidTransition(cancel_refusal(job_id, current["status"]))
+            self._written(job)
             exe = None
             if job.get("latest_exe_id") is not None:
                 exe = await self._finish_exe(job["latest_exe_id"], ExeStatus.CANCELED, when)
             return job, exe
         job = {**before, **changes}
+        self._written(job)
         exe_id = job.get("latest_exe_id")
         exe = None
         if exe_id is not None and before["status"] in (JobStatus.QUEUED, JobStatus.RUNNING):
@@ -950,11 +1008,13 @@ class JobStore:
         if job is None:
             return None
         if job["num_exes"] == 0:
-            return await self._update_one(
+            blocked = await self._update_one(
                 self.jobs, job_id, {"status": job["status"], "num_exes": 0},
                 uncounted({"$set": {"status": JobStatus.BLOCKED, "error_id": None,
                                     "ended": None, "last_status_change": when,
                                     "last_modified": when}}))
+            self._written(blocked)
+            return blocked
         return await self._queue(
             {"id": job_id, "status": job["status"], "num_exes": job["num_exes"]},
             extra={"max_tries": job["num_exes"] + 1}, when=when, priority=priority,
@@ -1003,6 +1063,7 @@ class JobStore:
                 self.jobs, job["id"], {"status": JobStatus.RUNNING, "latest_exe_id": exe["id"]},
                 uncounted({"$set": {**changes, "ended": when, "last_status_change": now,
                                     "last_modified": now}}))
+            self._written(done)
             finished += done is not None
         return finished
 

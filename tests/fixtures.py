@@ -86,6 +86,16 @@ def store(mongo_url, io_loop):
 
 
 @pytest.fixture
+def other_process(store, mongo_url, io_loop):
+    """A second Store on the test's database, as another server process has: its status writes
+    reach this process's live feed only through the store (no change listener joins them)."""
+    other = Store(mongo_url, store.db.db.name)
+    io_loop.run_sync(other.open)
+    yield other
+    io_loop.run_sync(other.close)
+
+
+@pytest.fixture
 def hub(store, io_loop):
     """The test app's live hub (server.serve makes one per server), stopped before the test's
     database is dropped."""

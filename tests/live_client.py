@@ -80,3 +80,32 @@ async def update_row(api, job_id: int) -> dict:
     status, body, _ = await api.get(f"/jobs/updates/?job_id={job_id}")
     assert status == 200 and body["count"] == 1, body
     return body["results"][0]
+
+
+class Collected:
+    """The feed's batches, with a wait for one job's status."""
+
+    def __init__(self):
+        self.jobs: list[dict] = []
+        self.arrived = asyncio.Event()
+
+    async def on_jobs(self, batch: list[dict]) -> None:
+        self.jobs.extend(batch)
+        self.arrived.set()
+
+    async def until(self, job_id: int, status: str, within: float = 5.0) -> None:
+        async def wait():
+            while not any(j["id"] == job_id and j["status"] == status for j in self.jobs):
+                self.arrived.clear()
+                await self.arrived.wait()
+        try:
+            await asyncio.wait_for(wait(), within)
+        except TimeoutError:
+            raise AssertionError(f"job {job_id} {status} not handed out within {within} s") \
+                from None
+
+
+async def submit(store, job_type: dict) -> dict:
+    job, _ = await store.jobs.submit_job(job_type, {}, await store.jobs.create_event("USER", {}),
+                                         "")
+    return job

@@ -81,6 +81,23 @@ def test_growth_rows_divide_the_large_run_by_the_small_one():
     assert grown["server RSS: 10x jobs over 1x"]["rss_ratio"] == 1.0
 
 
+def test_load_summary_bounds_live_delivery_and_list_and_detail_growth_at_the_larger_size():
+    small, large = load_rows(1000, 0, 0, 10.0), load_rows(10_000, 0, 0, 15.0)
+    large[1] = {**large[1], "p99_ms": large[1]["p99_ms"] * 2}  # detail p99: 90 ms over 30 ms
+    large[5] = {**large[5], "median_ms": 900.0, "p99_ms": 3100.0}  # ws delivery
+    rows = small + large
+    summary = summary_rows(rows + [{"bench": "load", **row}
+                                   for row in growth_rows(rows, 1000, 10_000)])
+    got = {r["what"]: (r["figure"], r["target"], r["met"]) for r in summary}
+    assert got["live delivery median / p99 (ms), 10,000 jobs"] == (
+        "900 / 3100", "<= 1000 / <= 3000", False)
+    assert not any(what.startswith("live delivery") and "1,000 jobs" in what for what in got)
+    assert got["list: 10x jobs / 1x: latency (median, p99)"] == ("1.50, 1.50", "p99 <= 2", True)
+    assert got["detail: 10x jobs / 1x: latency (median, p99)"] == (
+        "1.50, 3.00", "p99 <= 2", False)
+    assert got["submit: 10x jobs / 1x: latency (median, p99)"] == ("1.50, 1.50", "(report)", None)
+
+
 def test_summary_has_one_row_per_figure_with_target_and_met():
     rows = API_ROWS + DASHBOARD_ROWS + LIVE_ROWS + ENGINE_ROWS + \
         load_rows(1000, 0, 0, 10.0) + load_rows(10_000, 3, 1, 15.0)
@@ -110,6 +127,8 @@ def test_summary_has_one_row_per_figure_with_target_and_met():
         ("load", "5xx / no response, of 50 requests, 10,000 jobs", "5 / 0", "0 / 0", False),
         ("load", "lost updates, 100 subscribers x 900 changes, 10,000 jobs", 3, "= 0", False),
         ("load", "peak RSS server / store (MB), 10,000 jobs", "60 / 45", "(report)", None),
+        ("load", "live delivery median / p99 (ms), 10,000 jobs", "15 / 30",
+         "<= 1000 / <= 3000", True),
     ]
 
 

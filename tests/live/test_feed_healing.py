@@ -10,36 +10,13 @@ import pytest
 from core.times import now_ms
 from store.changes import JobChangeFeed
 from store.jobs import JobFilter
-from tests.live_client import Subscriber, until_live
+from tests.live_client import Collected, Subscriber, submit, until_live
 
 # Timing-sensitive (several processes, store kills or lag bounds): `make test` runs these after
 # the parallel phase, one at a time, with nothing else running.
 pytestmark = pytest.mark.alone
 
 MANY_JOBS = 1500
-
-
-class Collected:
-    """The feed's batches, with a wait for one job's status."""
-
-    def __init__(self):
-        self.jobs: list[dict] = []
-        self.arrived = asyncio.Event()
-
-    async def on_jobs(self, batch: list[dict]) -> None:
-        self.jobs.extend(batch)
-        self.arrived.set()
-
-    async def until(self, job_id: int, status: str, within: float = 5.0) -> None:
-        async def wait():
-            while not any(j["id"] == job_id and j["status"] == status for j in self.jobs):
-                self.arrived.clear()
-                await self.arrived.wait()
-        try:
-            await asyncio.wait_for(wait(), within)
-        except TimeoutError:
-            raise AssertionError(f"job {job_id} {status} not handed out within {within} s") \
-                from None
 
 
 async def many_jobs(make, job_type: dict, count: int = MANY_JOBS) -> None:
@@ -56,12 +33,6 @@ async def cancel_mid_read(read, delay: float = 0.003) -> None:
     await asyncio.sleep(delay)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-async def submit(store, job_type: dict) -> dict:
-    job, _ = await store.jobs.submit_job(job_type, {}, await store.jobs.create_event("USER", {}),
-                                         "")
-    return job
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -105,10 +76,12 @@ async def test_a_stream_the_store_ended_without_an_error_is_restarted(store, mak
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, make):
+async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, make,
+                                                                         other_process):
     """A stream that delivers nothing while the store changes (a resume past a gap, a lost
     cursor the store still answers for) is restarted once the store stays ahead for
-    `stale_after`, and what it missed is handed out."""
+    `stale_after`, and what it missed is handed out. The changes come from another process:
+    this process's own are handed out without the stream."""
     job_type = await make.job_type("live", category="live")
     collected = Collected()
     feed = JobChangeFeed(store, collected.on_jobs, stale_after=0.4)
@@ -117,12 +90,12 @@ async def test_liveness_check_restarts_a_stream_that_is_alive_but_silent(store, 
         silent = await store.db["not_jobs"].watch()
         old, feed._stream = feed._stream, silent
         await old.close()
-        job = await submit(store, job_type)
+        job = await submit(other_process, job_type)
         await collected.until(job["id"], "QUEUED")
         assert feed.restarts == 1
         assert 0.4 < feed.max_lag < 2.0, feed.max_lag
         assert feed.lag == 0.0
-        later = await submit(store, job_type)
+        later = await submit(other_process, job_type)
         await collected.until(later["id"], "QUEUED", within=1.0)
         assert feed.restarts == 1
     finally:

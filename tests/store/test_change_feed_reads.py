@@ -16,7 +16,7 @@ from pymongo import monitoring
 
 from core.times import now_ms
 from store.changes import JobChangeFeed
-from tests.live.test_feed_healing import Collected
+from tests.live_client import Collected, submit
 
 MANY_JOBS = 1050
 # What a `find` command asks (without the session, read preference and other envelope fields).
@@ -93,9 +93,10 @@ async def test_a_caught_up_feed_checks_liveness_without_examining_the_jobs(store
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_the_liveness_check_still_restarts_a_silent_stream(store, make):
-    """A stream that delivers nothing while the store changes is restarted once the store stays
-    ahead for `stale_after`, and the change it missed is handed out."""
+async def test_the_liveness_check_still_restarts_a_silent_stream(store, make, other_process):
+    """A stream that delivers nothing while the store changes (another process: this one's own
+    changes are handed out without the stream) is restarted once the store stays ahead for
+    `stale_after`, and the change it missed is handed out."""
     job_type = await many_jobs(store, make)
     collected = Collected()
     feed = JobChangeFeed(store, collected.on_jobs, stale_after=0.4)
@@ -104,7 +105,7 @@ async def test_the_liveness_check_still_restarts_a_silent_stream(store, make):
         silent = await store.db["not_jobs"].watch()
         old, feed._stream = feed._stream, silent
         await old.close()
-        job, _ = await make.queued(job_type)
+        job = await submit(other_process, job_type)
         await collected.until(job["id"], "QUEUED", within=10)
         assert feed.restarts == 1
         assert 0.4 < feed.max_lag < 5.0, feed.max_lag
