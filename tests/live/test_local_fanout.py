@@ -76,6 +76,28 @@ async def test_every_transition_reaches_a_subscriber_while_the_stream_is_stalled
     subscriber.close()
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_jobs_the_engine_runs_in_groups_reach_a_subscriber_while_the_stream_is_stalled(
+        base_url, hub, make, store, start_engine):
+    """The engine claims and completes jobs through JobStore.apply_transitions (group commit):
+    those writes reach subscribers by local fan-out too."""
+    job_type = await make.command_type("quick", "true", cpus_required=0.25)
+    subscriber = await Subscriber.connect(base_url)
+    await until_live(hub, 1)
+    await stall_stream(hub.feed, store)
+    watermark = hub.feed._watermark
+    jobs = [await make.submit(job_type) for _ in range(6)]
+    await start_engine()  # six queued jobs: one scheduling pass claims them as a group
+    for job in jobs:
+        await subscriber.until_row(job["id"], "COMPLETED")
+    by_job: dict[int, list[str]] = {}
+    for row in subscriber.rows:
+        by_job.setdefault(row["id"], []).append(row["status"])
+    assert by_job == {job["id"]: ["QUEUED", "RUNNING", "COMPLETED"] for job in jobs}
+    assert hub.feed._watermark == watermark and hub.feed.restarts == 0
+    subscriber.close()
+
+
 async def until_change(collected: Collected, job: dict) -> None:
     """Wait until the feed has handed out this very change (the test's timeout bounds it)."""
     while (job["id"], job["last_status_change"]) not in {
