@@ -148,6 +148,11 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
         if getattr(stream, "_read_buffer_size", 0) == 0:
             connection.close()
 
+    def _allow_body(self, size: int) -> None:
+        """Tornado's body limit for this request (HTTP/1 is the only connection it serves)."""
+        if isinstance(self.connection, HTTP1Connection):
+            self.connection.set_max_body_size(size)
+
     def headers_received(self, start_line, headers):
         self.started = True
         if self.idle_timer is not None:
@@ -162,7 +167,7 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
             kilobytes = limit_setting(self.settings, "max_body_kb")
             self.limit, self.too_large = kilobytes * 1024, (
                 f"Request body too large: the limit is {kilobytes} KiB (max_body_kb)")
-        self.connection.set_max_body_size(self.limit + DRAIN_BYTES)
+        self._allow_body(self.limit + DRAIN_BYTES)
         declared = headers.get("Content-Length", "")
         length = int(declared) if declared.isdigit() else 0
         if isinstance(self.connection, HTTP1Connection):
@@ -178,7 +183,7 @@ class LimitedRequest(httputil.HTTPMessageDelegate):
         if self.rejection and (length > self.limit + DRAIN_BYTES
                                or headers.get("Expect", "").lower() == "100-continue"):
             # The client is waiting for the go-ahead, or the body is too large to drain.
-            self.connection.set_max_body_size(max(length, self.limit))
+            self._allow_body(max(length, self.limit))
             self.reply(close=True)
         if self.rejection:
             log.info("rejected %s %s: %s", start_line.method, path, self.rejection[1])

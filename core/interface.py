@@ -444,7 +444,7 @@ def validate_job_data(
 
 def _merge(specs, entries, objects_by_id):
     """Pair interface entries with the values in data/results entries, in interface order."""
-    by_name = {}
+    by_name: dict[str, dict] = {}
     for entry in entries:
         if isinstance(entry.get("name"), str):
             by_name.setdefault(entry["name"], entry)

@@ -48,7 +48,8 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 
 from core.settings import DEFAULTS
@@ -117,8 +118,8 @@ class JobChangeFeed:
         self.restarts = 0
         self.max_lag = 0.0
         self._openings = StreamOpenings()
-        self._stream_client = None
-        self._stream = None
+        self._stream_client: AsyncMongoClient | None = None
+        self._stream: AsyncChangeStream | None = None
         self._opened = 0
         self._task: asyncio.Task | None = None
         self._outbox: deque[list[dict]] = deque()  # fresh batches waiting for on_jobs, in order
@@ -232,6 +233,7 @@ class JobChangeFeed:
     # -- change stream -----------------------------------------------------------------------
 
     async def _open_stream(self):
+        assert self._stream_client is not None, "the stream's client opens before the stream"
         collection = self._stream_client[self.jobs.database.name]["jobs"]
         stream = await collection.watch(full_document="updateLookup",
                                         max_await_time_ms=MAX_AWAIT_MS, batch_size=STREAM_BATCH)
@@ -324,8 +326,11 @@ class JobChangeFeed:
 
     async def _next_event(self):
         """The next event, None if there is none yet; StreamLost if the stream has ended."""
-        event = await self._stream.try_next()
-        if event is None and not self._stream.alive:
+        stream = self._stream
+        if stream is None:
+            raise StreamLost("no job change stream is open")
+        event = await stream.try_next()
+        if event is None and not stream.alive:
             raise StreamLost("the store ended the job change stream")
         return event
 
