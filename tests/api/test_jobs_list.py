@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from pymongo import monitoring
 
 from core.times import format_ms, now_ms
 from store import Store
+from tests.commands import AGGREGATES
 from tests.responses import (
     ERROR_BASE_KEYS,
     JOB_KEYS,
@@ -329,26 +329,6 @@ async def test_a_repeated_order_field_counts_once(api, make):
     assert status == 200 and ids(body) == [jobs[1]["id"], jobs[0]["id"]]
 
 
-class JobCounts(monitoring.CommandListener):
-    """The count and aggregate commands sent on the jobs collection."""
-
-    def __init__(self):
-        self.on_jobs: list[str] = []
-
-    def started(self, event):
-        if event.command_name in ("aggregate", "count") and \
-                event.command.get(event.command_name) == "jobs":
-            self.on_jobs.append(event.command_name)
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-JOB_COUNTS = JobCounts()
-monitoring.register(JOB_COUNTS)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -384,9 +364,9 @@ async def test_totals_by_status_and_job_type_are_the_kept_counts_even_mid_fold(
                  {"job_type_id": fetch["id"], "status": "QUEUED"})]:
             await make.queued(fetch)  # one more job for the fold between the two reads
             store.counts.read_counters = read_then_fold
-            JOB_COUNTS.on_jobs.clear()
+            AGGREGATES.clear()
             status, body, _ = await api.get(f"/jobs/{query}")
-            assert (status, JOB_COUNTS.on_jobs) == (200, [])
+            assert (status, "jobs" in AGGREGATES.on) == (200, False)
             assert body["count"] == len(body["results"]) == \
                 await store.db["jobs"].count_documents(matching), query
     finally:

@@ -1,6 +1,6 @@
 """Restart recovery: a server killed with SIGKILL mid-job leaves nothing RUNNING for good."""
 
-import signal
+import contextlib
 import socket
 import subprocess
 import sys
@@ -34,6 +34,17 @@ def start_server(mongo_url: str, db_name: str, tmp_path: Path,
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
+@contextlib.contextmanager
+def killed_server(*server_args):
+    """A real server (start_server's arguments), killed with SIGKILL when the block ends."""
+    server = start_server(*server_args)
+    try:
+        yield server
+    finally:
+        server.kill()  # SIGKILL; nothing if it has already exited
+        server.wait()
+
+
 @pytest.mark.parametrize("sandbox", ["bwrap", "none"])
 @pytest.mark.parametrize("max_tries, final", [(2, "COMPLETED"), (1, "FAILED")])
 @pytest.mark.gen_test(timeout=180)
@@ -47,16 +58,9 @@ async def test_server_killed_mid_job(api, make, store, mongo_url, start_engine, 
     job_type = await make.command_type("long", "sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; "
                                                      "done'", max_tries=max_tries)
     job = await make.submit(job_type)
-    server = start_server(mongo_url, store.db.db.name, tmp_path, sandbox)
-    try:
+    with killed_server(mongo_url, store.db.db.name, tmp_path, sandbox):
         running = await wait_job(store, job["id"], "RUNNING")
         _, orphans = await running_exe(store, job["id"], "sh")
-        server.send_signal(signal.SIGKILL)
-        server.wait()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     if sandbox == "bwrap":
         async def died():
             return all_gone(orphans)
@@ -124,18 +128,11 @@ async def test_server_killed_while_writing_groups_of_transitions(api, make, stor
     job_type = await make.command_type("short", "sh", "-c 'sleep 0.1'", max_tries=3,
                                        cpus_required=0.25)
     jobs = [await make.submit(job_type) for _ in range(40)]
-    server = start_server(mongo_url, store.db.db.name, tmp_path, "none")
-    try:
-        async def busy():
-            return (await store.db.count("jobs", {"status": "COMPLETED"}) >= 5
-                    and await store.db.count("job_exes", {"status": "RUNNING"}) >= 1)
+    async def busy():
+        return (await store.db.count("jobs", {"status": "COMPLETED"}) >= 5
+                and await store.db.count("job_exes", {"status": "RUNNING"}) >= 1)
+    with killed_server(mongo_url, store.db.db.name, tmp_path, "none"):
         await wait_for(busy, "jobs to be starting and ending")
-        server.send_signal(signal.SIGKILL)
-        server.wait()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     _, running = await store.jobs.list_exes(["RUNNING"], page_size=100)
     left_running = {exe["id"] for exe in running}
     assert left_running, "the server was killed with no execution under way"

@@ -10,13 +10,13 @@ import signal
 import uuid
 
 import pytest
-from pymongo import monitoring
 from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
 from core.times import now_ms
 from store import Store
 from store.counts import COUNTS_ID, HOUR_MS, MINUTE_MS, MINUTES_KEPT_MS, UNCOUNTED, JobCounts
+from tests.commands import AGGREGATES
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
 
@@ -334,33 +334,6 @@ async def test_a_store_counted_in_the_earlier_format_is_counted_afresh(store, ma
         await reopened.close()
 
 
-class Aggregates(monitoring.CommandListener):
-    """The collections aggregated or counted, and the `$match` of each aggregate on jobs."""
-
-    def __init__(self):
-        self.on: list[str] = []
-        self.job_matches: list[dict] = []
-
-    def clear(self):
-        self.on.clear()
-        self.job_matches.clear()
-
-    def started(self, event):
-        if event.command_name in ("aggregate", "count"):
-            self.on.append(event.command.get(event.command_name))
-        if event.command_name == "aggregate" and event.command.get("aggregate") == "jobs":
-            first = (event.command.get("pipeline") or [{}])[0]
-            self.job_matches.append(first.get("$match", {}))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-AGGREGATES = Aggregates()
-monitoring.register(AGGREGATES)
 
 
 @pytest.mark.gen_test(timeout=60)
