@@ -326,11 +326,10 @@ class JobChangeFeed:
 
     async def _next_event(self):
         """The next event, None if there is none yet; StreamLost if the stream has ended."""
-        stream = self._stream
-        if stream is None:
+        if self._stream is None:
             raise StreamLost("no job change stream is open")
-        event = await stream.try_next()
-        if event is None and not stream.alive:
+        event = await self._stream.try_next()
+        if event is None and (self._stream is None or not self._stream.alive):
             raise StreamLost("the store ended the job change stream")
         return event
 
