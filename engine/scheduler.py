@@ -442,6 +442,13 @@ class Engine:
             self.store.jobs.node_usage(self.node_id),
             self.store.job_types.by_ids(c["job_type_id"] for c in candidates))
         free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
+        # Executions whose completion waits for its group (store.jobs.ending: still RUNNING in
+        # the usage just read) leave their room now; the claims below join their group.
+        for exe_id in self.store.jobs.ending():
+            runner = self.runners.get(exe_id)
+            if runner is not None:
+                free_cpus += runner.job["cpus_required"]
+                free_mem += runner.job["mem_required"]
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
