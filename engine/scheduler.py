@@ -427,6 +427,19 @@ class Engine:
         return self.backend.places_jobs and placement_problem(
             job["cpus_required"], job["mem_required"], self.cluster) is not None
 
+    def _room(self, usage: dict) -> tuple[float, float]:
+        """The CPUs and memory free on the node, given the `usage` just read from the store.
+        Executions whose completion waits for its group (store.jobs.ending: not sent yet, so
+        still RUNNING in that usage) leave their room now; this pass's claims join their group.
+        Read after the usage, so a group sent meanwhile is counted as in use (never twice)."""
+        free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
+        for exe_id in self.store.jobs.ending():
+            runner = self.runners.get(exe_id)
+            if runner is not None:
+                free_cpus += runner.job["cpus_required"]
+                free_mem += runner.job["mem_required"]
+        return free_cpus, free_mem
+
     async def schedule(self) -> int:
         """One pass: start every QUEUED execution that fits, best priority first.
 
@@ -441,14 +454,7 @@ class Engine:
         usage, job_types = await asyncio.gather(  # side by side: one wait, not two
             self.store.jobs.node_usage(self.node_id),
             self.store.job_types.by_ids(c["job_type_id"] for c in candidates))
-        free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
-        # Executions whose completion waits for its group (store.jobs.ending: still RUNNING in
-        # the usage just read) leave their room now; the claims below join their group.
-        for exe_id in self.store.jobs.ending():
-            runner = self.runners.get(exe_id)
-            if runner is not None:
-                free_cpus += runner.job["cpus_required"]
-                free_mem += runner.job["mem_required"]
+        free_cpus, free_mem = self._room(usage)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
