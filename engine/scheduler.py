@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 from pymongo.errors import PyMongoError
 
-from core.model import FINAL_EXE_STATUSES
+from core.model import FINAL_EXE_STATUSES, MIN_CPUS, MIN_MEM
 from core.private import private_dir
 from core.settings import DEFAULTS
 from core.times import now_ms
@@ -427,6 +427,16 @@ class Engine:
         return self.backend.places_jobs and placement_problem(
             job["cpus_required"], job["mem_required"], self.cluster) is not None
 
+    def _full(self) -> bool:
+        """Whether this engine's own running jobs leave no room for the smallest job (MIN_CPUS,
+        MIN_MEM): the pass need not read the store. They are RUNNING in the store, so the node's
+        usage there is at least theirs. A backend that places jobs is never full here."""
+        if self.backend.places_jobs:
+            return False
+        running = [r.job for r in self.runners.values() if not r.ending]
+        return (sum(job["cpus_required"] for job in running) > self.cpus - MIN_CPUS + 1e-9
+                or sum(job["mem_required"] for job in running) > self.mem - MIN_MEM + 1e-9)
+
     def _room(self, usage: dict) -> tuple[float, float]:
         """The CPUs and memory free on the node, given the `usage` just read from the store.
         Executions whose completion waits for its group (store.jobs.ending: not sent yet, so
@@ -446,7 +456,7 @@ class Engine:
         Smaller jobs ranked lower may use room a larger job is waiting for, but not forever: a
         job queued for `reserve_after` seconds that would fit an idle node reserves the node,
         and nothing ranked after it starts until it has."""
-        if self.node_paused or self.draining:
+        if self.node_paused or self.draining or self._full():
             return 0
         candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
         if not candidates:

@@ -1,6 +1,7 @@
-"""A job's completion and the claim of the job that takes its room are written in one group
-(store/jobs.py COMMIT_WINDOW): the engine gives the room away while the completion waits for its
-commit, so a full node costs one group of store commands per job, not one per transition."""
+"""The engine's store commands per job: a job's completion and the claim of the job that takes
+its room are written in one group (store/jobs.py COMMIT_WINDOW), the engine giving the room
+away while the completion waits for its commit; and a pass on a node its own running jobs fill
+reads nothing."""
 
 import itertools
 import uuid
@@ -9,30 +10,20 @@ import pytest
 from pymongo import monitoring
 
 from store import Store
-from tests.waiting import wait_job
+from tests.waiting import wait_job, wait_passes
 
 JOBS = 4
 
 
-class ExeUpdates(monitoring.CommandListener):
-    """Each status write sent on job_exes (an `update` of a group, a findAndModify of a group
-    of one), as {execution id: status it sets}."""
+class Commands(monitoring.CommandListener):
+    """The commands the test's store sent: (command name, collection, the command)."""
 
     def __init__(self):
-        self.groups: list[dict[int, str]] = []
+        self.sent: list[tuple[str, str, dict]] = []
 
     def started(self, event):
-        command = event.command
-        if event.command_name == "update" and command.get("update") == "job_exes":
-            changes = [(u["q"], u["u"]) for u in command["updates"]]
-        elif event.command_name == "findAndModify" and command.get("findAndModify") == "job_exes":
-            changes = [(command["query"], command["update"])]
-        else:
-            return
-        group = {query["_id"]: update["$set"]["status"] for query, update in changes
-                 if "status" in update.get("$set", {})}
-        if group:
-            self.groups.append(group)
+        self.sent.append((event.command_name, str(event.command.get(event.command_name)),
+                          event.command))
 
     def succeeded(self, event):
         pass
@@ -40,16 +31,31 @@ class ExeUpdates(monitoring.CommandListener):
     def failed(self, event):
         pass
 
+    def exe_status_writes(self) -> list[dict[int, str]]:
+        """Each status write sent on job_exes (an `update` of a group, a findAndModify of a
+        group of one), as {execution id: status it sets}."""
+        groups = []
+        for name, collection, command in self.sent:
+            if collection != "job_exes" or name not in ("update", "findAndModify"):
+                continue
+            changes = ([(u["q"], u["u"]) for u in command["updates"]] if name == "update"
+                       else [(command["query"], command["update"])])
+            group = {query["_id"]: update["$set"]["status"] for query, update in changes
+                     if "status" in update.get("$set", {})}
+            if group:
+                groups.append(group)
+        return groups
+
 
 @pytest.fixture
-def updates():
-    return ExeUpdates()
+def commands():
+    return Commands()
 
 
 @pytest.fixture
-def store(mongo_url, io_loop, updates):
-    """tests/fixtures.py's store, with `updates` listening on its clients."""
-    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=[updates])
+def store(mongo_url, io_loop, commands):
+    """tests/fixtures.py's store, with `commands` listening on its clients."""
+    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=[commands])
     io_loop.run_sync(store.open)
     yield store
     io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
@@ -58,18 +64,41 @@ def store(mongo_url, io_loop, updates):
 
 @pytest.mark.gen_test(timeout=120)
 async def test_a_completion_and_the_next_claim_are_written_in_one_group(
-        store, make, start_engine, updates):
+        store, make, start_engine, commands):
     job_type = await make.command_type("one-at-a-time", "true", cpus_required=1.0)
     pairs = [await make.queued(job_type) for _ in range(JOBS)]
     await start_engine(cpus=1.0)  # room for one job at a time
     for job, _ in pairs:
         await wait_job(store, job["id"], "COMPLETED")
 
+    groups = commands.exe_status_writes()
     exe_ids = [exe["id"] for _, exe in pairs]
     for ended, claimed in itertools.pairwise(exe_ids):
         assert any(group.get(ended) == "COMPLETED" and group.get(claimed) == "RUNNING"
-                   for group in updates.groups), \
+                   for group in groups), \
             f"execution {ended}'s completion and {claimed}'s claim were not written together: " \
-            f"{updates.groups}"
+            f"{groups}"
     for exe_id in exe_ids:  # each transition written once
-        assert [g[exe_id] for g in updates.groups if exe_id in g] == ["RUNNING", "COMPLETED"]
+        assert [g[exe_id] for g in groups if exe_id in g] == ["RUNNING", "COMPLETED"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_pass_on_a_node_full_of_its_own_jobs_reads_nothing(
+        store, make, start_engine, commands):
+    job_type = await make.command_type("sleeper", "sleep", "30", cpus_required=1.0)
+    running, _ = await make.queued(job_type)
+    waiting, _ = await make.queued(job_type)
+    engine = await start_engine(cpus=1.0)
+    await wait_job(store, running["id"], "RUNNING")
+    await wait_passes(engine, 1)
+
+    commands.sent.clear()
+    await wait_passes(engine, 5)
+    pass_reads = [(name, collection) for name, collection, _ in commands.sent
+                  if (name, collection) in (("find", "jobs"), ("aggregate", "job_exes"),
+                                            ("find", "job_types"))]
+    assert pass_reads == []
+    assert (await store.jobs.get_job(waiting["id"]))["status"] == "QUEUED"
+
+    await store.jobs.cancel_job(running["id"])  # its room frees: the waiting job starts
+    await wait_job(store, waiting["id"], "RUNNING")
