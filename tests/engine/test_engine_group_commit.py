@@ -102,3 +102,37 @@ async def test_a_pass_on_a_node_full_of_its_own_jobs_reads_nothing(
 
     await store.jobs.cancel_job(running["id"])  # its room frees: the waiting job starts
     await wait_job(store, waiting["id"], "RUNNING")
+
+
+def queue_reads(commands: Commands) -> list[int]:
+    """The `limit` of each read of the QUEUED jobs (a scheduling pass's first command)."""
+    return [command.get("limit") for name, collection, command in commands.sent
+            if (name, collection) == ("find", "jobs")
+            and command.get("filter") == {"status": {"$eq": "QUEUED"}}]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_pass_reads_only_as_many_queued_jobs_as_could_fit(
+        store, make, start_engine, commands):
+    job_type = await make.command_type("sleeper", "sleep", "30", cpus_required=1.0)
+    jobs = [(await make.queued(job_type))[0] for _ in range(12)]
+    # 2 CPUs: at most 8 jobs of MIN_CPUS (0.25) could fit, and the 2 that start fill it.
+    await start_engine(cpus=2.0, mem=4096)
+    for job in jobs[:2]:
+        await wait_job(store, job["id"], "RUNNING")
+    reads = queue_reads(commands)
+    assert reads and max(reads) <= 8, reads
+    assert [(await store.jobs.get_job(job["id"]))["status"] for job in jobs[2:]] == \
+        ["QUEUED"] * 10
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_short_read_that_skips_paused_jobs_reads_on(store, make, start_engine):
+    paused = await make.command_type("paused", "sleep", "30", cpus_required=1.0)
+    held = [(await make.queued(paused))[0] for _ in range(6)]
+    await store.job_types.update(paused, {"is_paused": True}, None)
+    active = await make.command_type("active", "true", cpus_required=1.0)
+    ready, _ = await make.queued(active)  # ranked after the 6, past a read of 4 (1 CPU)
+    await start_engine(cpus=1.0, mem=4096)
+    await wait_job(store, ready["id"], "COMPLETED")
+    assert {(await store.jobs.get_job(job["id"]))["status"] for job in held} == {"QUEUED"}
