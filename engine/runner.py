@@ -499,6 +499,8 @@ class ExecutionRunner:
             else:
                 entry["file_ids"] = ids
             output_data.append(entry)
+        # The next pass may give its room away as soon as the completion waits for its group.
+        self.engine.wake()
         await self.store.jobs.complete_execution(self.exe_id, results, exe_fields={
             **phases, "post_completed": now_ms(), "post_exit_code": 0,
             "results_manifest": manifest}, job_id=self.job["id"])

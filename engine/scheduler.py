@@ -21,6 +21,7 @@ records their real outcome; only one it cannot find is failed as node-lost.
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 import psutil
 from pymongo.errors import PyMongoError
 
-from core.model import FINAL_EXE_STATUSES
+from core.model import FINAL_EXE_STATUSES, MIN_CPUS, MIN_MEM
 from core.private import private_dir
 from core.settings import DEFAULTS
 from core.times import now_ms
@@ -427,25 +428,65 @@ class Engine:
         return self.backend.places_jobs and placement_problem(
             job["cpus_required"], job["mem_required"], self.cluster) is not None
 
+    def _fits_at_most(self) -> int:
+        """How many jobs the room this engine's own running jobs leave could hold at most, each
+        needing MIN_CPUS and MIN_MEM (SCAN_LIMIT for a backend that places jobs). Those jobs are
+        RUNNING in the store, so the node's usage there is at least theirs: at 0 a pass need not
+        read the store, and a pass needs no more candidates than this unless it skips some."""
+        if self.backend.places_jobs:
+            return SCAN_LIMIT
+        running = [r.job for r in self.runners.values() if not r.ending]
+        cpus = self.cpus - sum(job["cpus_required"] for job in running)
+        mem = self.mem - sum(job["mem_required"] for job in running)
+        return max(0, min(SCAN_LIMIT, math.floor(cpus / MIN_CPUS + 1e-9),
+                          math.floor(mem / MIN_MEM + 1e-9)))
+
+    def _room(self, usage: dict) -> tuple[float, float]:
+        """The CPUs and memory free on the node, given the `usage` just read from the store.
+        Executions whose completion waits for its group (store.jobs.ending: not sent yet, so
+        still RUNNING in that usage) leave their room now; this pass's claims join their group.
+        Read after the usage, so a group sent meanwhile is counted as in use (never twice)."""
+        free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
+        for exe_id in self.store.jobs.ending():
+            runner = self.runners.get(exe_id)
+            if runner is not None:
+                free_cpus += runner.job["cpus_required"]
+                free_mem += runner.job["mem_required"]
+        return free_cpus, free_mem
+
     async def schedule(self) -> int:
         """One pass: start every QUEUED execution that fits, best priority first.
 
         Smaller jobs ranked lower may use room a larger job is waiting for, but not forever: a
         job queued for `reserve_after` seconds that would fit an idle node reserves the node,
-        and nothing ranked after it starts until it has."""
-        if self.node_paused or self.draining:
+        and nothing ranked after it starts until it has.
+
+        The pass reads only as many QUEUED jobs as could fit (_fits_at_most: a read of 200 of a
+        long queue costs the store several times one of 8); when it left one of them unstarted
+        with room to spare, ranked lower ones may fit, and it reads SCAN_LIMIT as before."""
+        most = self._fits_at_most()
+        if self.node_paused or self.draining or most == 0:
             return 0
-        candidates = await self.store.jobs.queued_jobs(SCAN_LIMIT)
+        started, unseen = await self._pass(most)
+        if unseen:
+            started += (await self._pass(SCAN_LIMIT))[0]
+        return started
+
+    async def _pass(self, limit: int) -> tuple[int, bool]:
+        """Start what fits of the first `limit` QUEUED jobs: how many started, and whether
+        jobs past them, unread, might fit too."""
+        candidates = await self.store.jobs.queued_jobs(limit)
         if not candidates:
-            return 0
+            return 0, False
         usage, job_types = await asyncio.gather(  # side by side: one wait, not two
             self.store.jobs.node_usage(self.node_id),
             self.store.job_types.by_ids(c["job_type_id"] for c in candidates))
-        free_cpus, free_mem = self.cpus - usage["cpus"], self.mem - usage["mem"]
+        free_cpus, free_mem = self._room(usage)
         limited = any(t.get("max_scheduled") is not None for t in job_types.values())
         running = await self.store.jobs.running_counts_by_type() if limited else {}
         reserving_since = now_ms() - self.reserve_after_ms  # queued by then: may reserve
         claims: list[tuple[dict, dict]] = []  # (job, its job type), written together below
+        reserved = False
         for job in candidates:
             if self.draining:
                 break
@@ -453,8 +494,8 @@ class Engine:
             if job_type is None or job_type.get("is_paused") or job.get("latest_exe_id") is None \
                     or self._unplaceable(job):
                 continue
-            limit = job_type.get("max_scheduled")
-            if limit is not None and running.get(job_type["id"], 0) >= limit:
+            limit_of_type = job_type.get("max_scheduled")
+            if limit_of_type is not None and running.get(job_type["id"], 0) >= limit_of_type:
                 continue
             cpus, mem = job["cpus_required"], job["mem_required"]
             # A backend that places jobs (Slurm) gets them all: its cluster has the room.
@@ -462,13 +503,17 @@ class Engine:
                                                  or mem > free_mem + 1e-9):
                 if (cpus <= self.cpus + 1e-9 and mem <= self.mem + 1e-9
                         and job["queued"] <= reserving_since):
+                    reserved = True
                     break
                 continue
             free_cpus -= cpus
             free_mem -= mem
             running[job_type["id"]] = running.get(job_type["id"], 0) + 1
             claims.append((job, job_type))
-        return await self._claim(claims)
+        unseen = (len(candidates) == limit < SCAN_LIMIT and len(claims) < limit and not reserved
+                  and not self.draining and free_cpus >= MIN_CPUS - 1e-9
+                  and free_mem >= MIN_MEM - 1e-9)
+        return await self._claim(claims), unseen
 
     async def _claim(self, claims: list[tuple[dict, dict]]) -> int:
         """Claim the pass's executions in one group (store.jobs.start_executions: a few store

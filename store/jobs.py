@@ -6,6 +6,7 @@ the filter), so a status change is written once, atomically, with `last_status_c
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -87,6 +88,12 @@ def match_any(values):
     return {"$eq": values[0]} if len(values) == 1 else {"$in": values}
 
 
+# Seconds a completion may wait for others, and for the engine's next claims, to be written with
+# them in one group (issue 13: the engine's own transitions may be delayed by at most 50 ms; a
+# crash meanwhile leaves the execution RUNNING, which recovery fails as node-lost and retries).
+COMMIT_WINDOW = 0.02
+
+
 @dataclass
 class _Record:
     """One submission waiting to be written (JobStore._submit): its new event (None when it
@@ -161,8 +168,10 @@ class JobStore:
         self.exes = db["job_exes"]
         self._pending: list[_Record] = []  # submissions waiting for _write_batches
         self._writer: asyncio.Task | None = None  # the running _write_batches, if any
-        # Completions waiting for _commit_transitions, with the futures their callers await.
+        # Completions and claims waiting for _commit_transitions, with the futures their callers
+        # await; `_flush` cuts the commit window short (claims are written at once).
         self._ending: list[tuple[Transition, asyncio.Future]] = []
+        self._flush = asyncio.Event()
         self._committer: asyncio.Task | None = None
         self._listeners: list[ChangeListener] = []
 
@@ -721,7 +730,9 @@ class JobStore:
         """start_execution for many (exe id, job id, scheduled fields) claims at once, in one
         group (apply_transitions): (job, exe) for each claim made, None for one lost to another
         server or to a cancel, the error for one the store refused. A job canceled between the
-        two writes has its execution CANCELED, as in start_execution.
+        two writes has its execution CANCELED, as in start_execution. The claims are written at
+        once, in one group with the completions waiting for their commit window
+        (_commit_transitions).
 
         The execution is not read back: `exe` holds what the claim wrote, its id, job and
         timeout (an execution's timeout is its job's, which never changes)."""
@@ -735,8 +746,11 @@ class JobStore:
                                "run_on": run_on(node_id, scheduled)})
             for exe_id, job_id, scheduled in claims]
         claimed: list[tuple[dict, dict] | PyMongoError | None] = []
-        for transition, outcome in zip(transitions, await self.apply_transitions(transitions),
-                                       strict=True):
+        outcomes = await asyncio.gather(*(self._grouped(t, flush=True) for t in transitions),
+                                        return_exceptions=True)
+        for transition, outcome in zip(transitions, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, PyMongoError):
+                raise outcome
             if isinstance(outcome, PyMongoError):
                 claimed.append(outcome)
                 continue
@@ -873,16 +887,34 @@ class JobStore:
              "last_modified": when, "results": results},
             JobStatus.RUNNING, {"status": JobStatus.COMPLETED, "results": results, "ended": when,
                                 "last_status_change": when, "last_modified": when})
+        return (await self._grouped(transition))[0]
+
+    def ending(self) -> set[int]:
+        """The executions whose completion waits for its group's commit, not yet sent: RUNNING
+        in the store until then, although their processes have ended."""
+        return {t.exe_id for t, _ in self._ending}
+
+    async def _grouped(self, transition: Transition,
+                       flush: bool = False) -> tuple[dict | None, dict | None]:
+        """apply_transitions' outcome for `transition`, written in a group with the others
+        waiting (_commit_transitions); `flush`: without waiting for the commit window."""
         done = asyncio.get_running_loop().create_future()
         self._ending.append((transition, done))
+        if flush:
+            self._flush.set()
         if self._committer is None or self._committer.done():
             self._committer = asyncio.get_running_loop().create_task(self._commit_transitions())
         return await done
 
     async def _commit_transitions(self) -> None:
-        """Write the waiting completions, group after group, until none wait: the next group
-        holds every completion made while the last was being written."""
+        """Write the waiting transitions, group after group, until none wait. A group waits
+        COMMIT_WINDOW for more completions, or until claims arrive; the next group holds
+        everything that arrived while the last was being written."""
         while self._ending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COMMIT_WINDOW):
+                    await self._flush.wait()
+            self._flush.clear()
             group, self._ending = self._ending, []
             try:
                 written = await self.apply_transitions([t for t, _ in group])
@@ -899,7 +931,7 @@ class JobStore:
                 if isinstance(outcome, PyMongoError):
                     done.set_exception(outcome)
                 else:
-                    done.set_result(outcome[0])
+                    done.set_result(outcome)
 
     async def fail_execution(self, exe_id: int, error: dict | None, when: int | None = None,
                              command_arguments: str = "",
