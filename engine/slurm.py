@@ -216,6 +216,14 @@ BATCH_SCRIPT = ("trap '' TERM; trap 'kill -9 0' USR2; : > " + STARTED_MARK + "; 
                 "while kill -0 $job 2>/dev/null; do wait $job; code=$?; done; exit $code")
 # A background job of sh ignores SIGINT and SIGQUIT, and this one SIGTERM: the job gets them back.
 DEFAULT_SIGNALS = "--default-signal=TERM,INT,QUIT"
+# Sandboxed, the script ends only once bwrap's PID 1 has: bwrap exits as soon as that init reports
+# the job's exit code, while the init itself is still in the step's cgroup, and Slurm's
+# proctrack/cgroup, finding the cgroup not yet empty, then sleeps a whole second before it ends
+# the job (a third of sandboxed jobs did). bwrap's init holds the --sync-fd (fd 9, the job never
+# sees it) until it exits; the reader gets the exit code (%s: the command), then waits for EOF.
+SYNC_FD = "9"
+AWAIT_INIT = ("{ %s 9>&1 >&8 8>&-; echo $?; } 8>&1 | "
+              "{ read -r code; cat > /dev/null; exit $code; }")
 
 
 def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
@@ -232,7 +240,10 @@ def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
     else:
         head.append(DEFAULT_SIGNALS)
     env = [f"{key}={value}" for key, value in spec.env.items()]
-    return BATCH_SCRIPT % shlex.join([*head, *env, *argv])
+    if not sandboxed:
+        return BATCH_SCRIPT % shlex.join([*head, *env, *argv])
+    argv = [argv[0], "--sync-fd", SYNC_FD, *argv[1:]]
+    return BATCH_SCRIPT % (AWAIT_INIT % shlex.join([*head, *env, *argv]))
 
 
 def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:
