@@ -38,7 +38,7 @@ def test_the_batch_script_ends_after_every_process_of_the_sandbox(cgroup, tmp_pa
     work_dir.mkdir(parents=True)
     data_dir.chmod(0o700)
     sandbox = make_sandbox("bwrap", "nobody", data_dir)
-    spec = LaunchSpec(exe_id=1, argv=["true"], work_dir=work_dir, env={"PATH": "/usr/bin:/bin"},
+    spec = LaunchSpec(exe_id=1, argv=["sh", "-c", "echo out; echo err >&2; exit 3"], work_dir=work_dir, env={"PATH": "/usr/bin:/bin"},
                       stdout_path=work_dir / "stdout.log", stderr_path=work_dir / "stderr.log",
                       timeout=None, cpus=1, mem=64)
     script = batch_command(spec, _prepare(spec, sandbox), sandbox.on)
@@ -50,8 +50,8 @@ def test_the_batch_script_ends_after_every_process_of_the_sandbox(cgroup, tmp_pa
     left = []
     for _ in range(RUNS):
         done = subprocess.run(["/bin/sh", "-c", script], cwd=work_dir, preexec_fn=enter,
-                              stdin=subprocess.DEVNULL, check=False)
-        assert done.returncode == 0
+                              stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        assert (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
         left.append(procs.read_text().split())
         for pid in left[-1]:  # let the next run start clean even when this one failed
             subprocess.run(["kill", "-9", pid], check=False)
