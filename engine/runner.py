@@ -429,12 +429,18 @@ class ExecutionRunner:
 
     async def _record_node(self, recorded: dict) -> None:
         """Write the process again once the cluster has placed the job on a node (the API shows
-        where an execution runs while it runs); nothing for a local process."""
-        if self.running is None or recorded.get("node") is not None:
+        where an execution runs while it runs), and count the job's use on that node; nothing
+        for a local process."""
+        if self.running is None:
             return
-        await self.running.placed()
-        if self.running.ref.node is not None:
+        if recorded.get("node") is None:
+            await self.running.placed()
+            if self.running.ref.node is None:
+                return
             await self.store.jobs.update_execution(self.exe_id, process=self.running.ref.as_doc())
+        node_id = await self.store.nodes.cluster_node_id(self.running.ref.node)
+        if node_id is not None:
+            await self.store.jobs.place_running(self.job["id"], self.exe_id, node_id)
 
     def _make_folders(self) -> None:
         """In a worker thread: folder creation is slow on some file systems and would hold up

@@ -216,6 +216,18 @@ BATCH_SCRIPT = ("trap '' TERM; trap 'kill -9 0' USR2; : > " + STARTED_MARK + "; 
                 "while kill -0 $job 2>/dev/null; do wait $job; code=$?; done; exit $code")
 # A background job of sh ignores SIGINT and SIGQUIT, and this one SIGTERM: the job gets them back.
 DEFAULT_SIGNALS = "--default-signal=TERM,INT,QUIT"
+# Sandboxed, the script ends only once bwrap's PID 1 has: bwrap exits as soon as that init reports
+# the job's exit code, while the init is still in the step's cgroup (tearing its namespaces
+# down), and Slurm's proctrack/cgroup, finding the cgroup not yet empty, then sleeps a whole
+# second before it ends the job (a fifth to a third of sandboxed jobs). So bwrap writes its info
+# (the init's pid, --info-fd 7) into a pipe and the init holds the pipe (--sync-fd 9, neither
+# reaches the job) until its files close; the command's exit code follows. The reader waits for
+# EOF, then until the init is a zombie or gone (out of the cgroup), and exits with the code. Fd 8
+# keeps the script's stdout (the job's log) for the command, which comes first.
+AWAIT_INIT = (" 7>&1 9>&1 >&8 8>&-; printf '\\n%s\\n' $?; } | { out=$(cat); "
+              "code=${out##*[!0-9]}; pid=${out#*'\"child-pid\": '}; pid=${pid%%[!0-9]*}; "
+              "while [ -n \"$pid\" ] && read -r stat 2>/dev/null < /proc/$pid/stat; do "
+              "set -- $stat; [ \"$3\" = Z ] && break; sleep 0.005; done; exit $code; }; } 8>&1")
 
 
 def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
@@ -232,7 +244,10 @@ def batch_command(spec: LaunchSpec, argv: list[str], sandboxed: bool) -> str:
     else:
         head.append(DEFAULT_SIGNALS)
     env = [f"{key}={value}" for key, value in spec.env.items()]
-    return BATCH_SCRIPT % shlex.join([*head, *env, *argv])
+    if not sandboxed:
+        return BATCH_SCRIPT % shlex.join([*head, *env, *argv])
+    argv = [argv[0], "--info-fd", "7", "--sync-fd", "9", *argv[1:]]
+    return BATCH_SCRIPT % ("{ { " + shlex.join([*head, *env, *argv]) + AWAIT_INIT)
 
 
 def _prepare(spec: LaunchSpec, sandbox: Sandbox) -> list[str]:

@@ -857,6 +857,17 @@ class JobStore:
         fields["last_modified"] = now_ms()
         return await self._update_one(self.exes, exe_id, {}, {"$set": fields})
 
+    async def place_running(self, job_id: int, exe_id: int, node_id: int) -> dict | None:
+        """Move a job's node use (`run_on`) to the node its cluster placed execution `exe_id`
+        on, while the job still runs it (placement is known only after the start was written).
+        Uncounted, so the kept counts per node follow it exactly. The job, or None."""
+        job = await self.jobs.find_one({"id": job_id}, {"run_on": 1})
+        if job is None or not job.get("run_on"):
+            return None
+        return await self._update_one(
+            self.jobs, job_id, {"status": JobStatus.RUNNING, "latest_exe_id": exe_id},
+            uncounted({"$set": {"run_on": [node_id, *job["run_on"][1:]]}}))
+
     async def _finish_exe(self, exe_id: int, status: ExeStatus, when: int, error_id=None,
                           extra: dict | None = None) -> dict | None:
         return await self._update_one(

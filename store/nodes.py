@@ -92,6 +92,12 @@ class NodeStore:
     async def get(self, node_id: int) -> dict | None:
         return with_flags(await self.nodes.find_one({"id": node_id}), NODE_FLAGS)
 
+    async def cluster_node_id(self, hostname: str) -> int | None:
+        """The id of the cluster node (one with a slurm_state) named `hostname`, if recorded."""
+        node = await self.nodes.find_one({"hostname": hostname, "slurm_state": {"$ne": None}},
+                                         {"id": 1})
+        return None if node is None else node["id"]
+
     async def by_ids(self, ids) -> dict[int, dict]:
         """{id: node} for the known ones among `ids` (None ignored)."""
         found = await self.db.by_ids("nodes", ids)

@@ -223,3 +223,46 @@ async def test_a_drain_slurm_cannot_make_is_a_503_naming_the_node_and_changes_no
     assert slurm_cluster.run("sinfo", "-h", "-n", "n1", "-o", "%T").strip() == "idle"
     _, node, _ = await api.get(f"/nodes/{n1['id']}/")
     assert (node["is_paused"], node["slurm_state"]) == (False, "idle")
+
+
+NODE_ROW = re.compile(r'<th scope="row" data-label="Node">([^<]+)</th>\s*<td data-label="State">'
+                      r'.*?</td>\s*<td class="num" data-label="Running">(\d+)</td>\s*'
+                      r'<td class="num" data-label="CPU in use">([^<]+)</td>')
+
+
+async def overview_use(api) -> dict[str, tuple[str, str]]:
+    """The overview's Nodes card: {node: (running, CPU in use)}."""
+    status, page, _ = await api.get("/")
+    assert status == 200
+    return {name: (running, cpus) for name, running, cpus in NODE_ROW.findall(page)}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_overview_and_counts_show_each_slurm_nodes_running_jobs(
+        api, make, store, start_engine, slurm_cluster):
+    """Two node-sized jobs run one on each Slurm node: each node's row counts its own job (not
+    the engine's node), from the kept counts, while they run; all back to 0 once they end."""
+    job_type = await sleeper(make, "per-node")
+    jobs = [await make.submit(job_type, inputs=[{"name": "seconds", "value": "8"}])
+            for _ in range(2)]
+    engine = await start_engine()
+    nodes = await slurm_nodes(api)
+
+    async def placed():
+        use = await store.counts.read()
+        by_node = use.node_use()
+        found = {name: by_node.get(node["id"], {}) for name, node in nodes.items()}
+        return found if all(u.get("running") == 1 for u in found.values()) else None
+    use = await wait_for(placed, "each Slurm node to count one running job")
+    assert {name: (u["running"], u["cpus"]) for name, u in use.items()} == \
+        {"n1": (1, 2.0), "n2": (1, 2.0)}
+    assert (await store.counts.read()).node_use().get(engine.node_id, {}).get("running", 0) == 0
+    shown = await overview_use(api)
+    assert (shown["n1"], shown["n2"]) == (("1", "2.0 of 2.0"), ("1", "2.0 of 2.0")), shown
+    ran_on = sorted([(await exes_of(store, job["id"]))[0]["process"]["node"] for job in jobs])
+    assert ran_on == ["n1", "n2"]
+
+    for job in jobs:
+        await wait_job(store, job["id"], "COMPLETED")
+    shown = await overview_use(api)
+    assert (shown["n1"], shown["n2"]) == (("0", "0 of 2.0"), ("0", "0 of 2.0")), shown
