@@ -3,7 +3,9 @@
 import pytest
 
 from core.model import JOB_STATUSES
-from store.seed import SEED_JOB_TYPES, SEEDED_COLLECTIONS, seed_jobs
+from core.times import now_ms
+from store.samples import MINUTE_MS
+from store.seed import SEED_JOB_TYPES, SEEDED_COLLECTIONS, WEEK_MS, seed_jobs
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -85,6 +87,11 @@ async def test_a_seeded_store_counts_exactly_and_keeps_its_indexes(api, store, b
 
     recount = await store.counts.recount()
     assert sum(n for row in recount.values() for n in row.values()) == 300
+    through = await store.db["job_minutes_state"].find_one({"_id": "finished"})
+    assert through is not None and through["through"] > now_ms() - 2 * MINUTE_MS
+    week_ago = now_ms() - WEEK_MS
+    assert (await store.samples.between(week_ago, through["through"]))[1] == \
+        await store.samples.finished_per_minute(week_ago, through["through"])
     assert await store.counts.current() == recount
     for name in SEEDED_COLLECTIONS:
         assert index_keys(await store.db[name].index_information()) == indexes[name]
