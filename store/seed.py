@@ -6,9 +6,9 @@ functions would have left them in, so they have exactly the store's shape; they 
 faster than going through one transition call per job. A `bulk` seeding (into a store nothing
 else uses yet, as the benchmarks' fresh ones) also writes without waiting for the journal
 (nx-27017 syncs its SQLite file once per document otherwise) and drops the indexes of the three
-collections it fills, rebuilding them once at the end: 2.3x the rate at 30,000 jobs. Either way it ends
-with one queue sample, which records the seeded jobs' finished minutes as a running server would
-have.
+collections it fills, rebuilding them once at the end: 2.3x the rate at 30,000 jobs. Either
+way it ends with one queue sample, which records the seeded jobs' finished minutes as a running
+server would have.
 
 Run `python -m store.seed --mongo-url URL N` to seed a database and print the rate.
 """
