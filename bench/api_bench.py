@@ -350,7 +350,7 @@ async def measure_seeded(size, requests, profile, url, work_dir, embedded) -> li
     server = None
     try:
         store = await Store(url, "jobdeck").open()
-        seeded = await seed_jobs(store, size, batch=SEED_BATCH,
+        seeded = await seed_jobs(store, size, batch=SEED_BATCH, bulk=True,
                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
         server, port = start_server(url, work_dir)
         base_url = f"http://127.0.0.1:{port}"

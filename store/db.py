@@ -149,13 +149,17 @@ class Database:
 
     async def prepare(self) -> None:
         """Create indexes, initialise counters and seed Scale's built-in errors."""
-        for collection, indexes in INDEXES.items():
-            for keys in indexes:
-                unique = len(keys) == 1 and (collection, keys[0][0]) in UNIQUE
-                await self.db[collection].create_index(keys, unique=unique)
+        for collection in INDEXES:
+            await self.create_indexes(collection)
         for name in COUNTED:
             await self._init_counter(name)
         await self._seed_errors()
+
+    async def create_indexes(self, collection: str) -> None:
+        """Create `collection`'s INDEXES (existing ones are left as they are)."""
+        for keys in INDEXES[collection]:
+            unique = len(keys) == 1 and (collection, keys[0][0]) in UNIQUE
+            await self.db[collection].create_index(keys, unique=unique)
 
     async def _init_counter(self, name: str) -> None:
         """Make the counter at least the highest id present, so ids never repeat after a crash."""

@@ -41,6 +41,9 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 KEEP_MS = 8 * 24 * HOUR_MS
 FINISHED_GRACE_MS = 5000
+# The catch-up counts a day per aggregation: 8 days of minutes (11,520 groups) exceed what one
+# batch of a read holds (store/reads.py AGGREGATE_BATCH), and a busy store has jobs in each.
+RECORD_SPAN_MS = 24 * HOUR_MS
 # Each figure's field prefix in an hour's document.
 FINISHED = {JobStatus.COMPLETED: "c", JobStatus.FAILED: "f"}
 QUEUE = {"queued": "q", "running": "r"}
@@ -94,7 +97,11 @@ class JobSamples:
         start = max(through or 0, closed - KEEP_MS)
         if start >= closed:
             return
-        counted = await self.finished_per_minute(start, closed)
+        counted: dict[str, dict[int, int]] = {status: {} for status in FINISHED}
+        for part in range(start, closed, RECORD_SPAN_MS):
+            minutes = await self.finished_per_minute(part, min(part + RECORD_SPAN_MS, closed))
+            for status, per_minute in minutes.items():
+                counted[status].update(per_minute)
         updates: dict[int, dict] = {}
         for minute in range(start, closed, MINUTE_MS):
             fields = updates.setdefault(hour_of(minute), {})

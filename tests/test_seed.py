@@ -3,7 +3,9 @@
 import pytest
 
 from core.model import JOB_STATUSES
-from store.seed import SEED_JOB_TYPES, seed_jobs
+from core.times import now_ms
+from store.samples import MINUTE_MS
+from store.seed import SEED_JOB_TYPES, SEEDED_COLLECTIONS, WEEK_MS, seed_jobs
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -67,3 +69,47 @@ async def test_seeding_twice_reuses_the_job_types(store):
 
     assert await store.db.count("job_types", {}) == len(SEED_JOB_TYPES)
     assert await store.db.count("jobs", {}) == 20
+
+
+def index_keys(info: dict) -> dict:
+    """{index key: unique} of an index_information() answer."""
+    return {tuple(index["key"]): bool(index.get("unique")) for index in info.values()}
+
+
+@pytest.mark.gen_test(timeout=120)
+@pytest.mark.parametrize("bulk", [False, True])
+async def test_a_seeded_store_counts_exactly_and_keeps_its_indexes(api, store, bulk):
+    indexes = {name: index_keys(await store.db[name].index_information())
+               for name in SEEDED_COLLECTIONS}
+    assert all(indexes.values())
+
+    await seed_jobs(store, 300, batch=128, progress=None, bulk=bulk)
+
+    recount = await store.counts.recount()
+    assert sum(n for row in recount.values() for n in row.values()) == 300
+    through = await store.db["job_minutes_state"].find_one({"_id": "finished"})
+    assert through is not None and through["through"] > now_ms() - 2 * MINUTE_MS
+    week_ago = now_ms() - WEEK_MS
+    assert (await store.samples.between(week_ago, through["through"]))[1] == \
+        await store.samples.finished_per_minute(week_ago, through["through"])
+    assert await store.counts.current() == recount
+    for name in SEEDED_COLLECTIONS:
+        assert index_keys(await store.db[name].index_information()) == indexes[name]
+
+    by_status: dict[str, int] = {}
+    for row in recount.values():
+        for status, n in row.items():
+            by_status[status] = by_status.get(status, 0) + n
+    status, body, _ = await api.get("/jobs/?page_size=1")
+    assert (status, body["count"]) == (200, 300)
+    for job_status, n in by_status.items():
+        status, body, _ = await api.get(f"/jobs/?status={job_status}&page_size=1000")
+        assert (status, body["count"], len(body["results"])) == (200, n, n)
+    type_id, row = max(recount.items(), key=lambda item: sum(item[1].values()))
+    status, body, _ = await api.get(f"/jobs/?job_type_id={type_id}&page_size=1000")
+    assert (status, body["count"], len(body["results"])) == (200, sum(row.values()),
+                                                             sum(row.values()))
+    for job_status, n in row.items():
+        status, body, _ = await api.get(
+            f"/jobs/?job_type_id={type_id}&status={job_status}&page_size=1000")
+        assert (status, body["count"], len(body["results"])) == (200, n, n)

@@ -5,6 +5,7 @@ minutes counted from the jobs."""
 import pytest
 
 from core.times import now_ms
+from store.reads import AGGREGATE_BATCH
 from store.samples import FINISHED_GRACE_MS, KEEP_MS, MINUTE_MS, field, hour_of
 
 pytestmark = pytest.mark.gen_test
@@ -55,3 +56,21 @@ async def test_samples_past_the_kept_span_are_removed(store):
     assert [s["_id"] for s in samples] == [now - now % MINUTE_MS]
     hours = [doc["_id"] async for doc in store.db["job_minutes"].find({}, {"_id": 1})]
     assert min(hours) >= hour_of(now - KEEP_MS) and max(hours) == hour_of(now)
+
+
+async def test_a_first_sample_records_finished_jobs_in_every_minute_of_the_kept_span(store):
+    """More finished minutes than one read's batch holds (store/reads.py AGGREGATE_BATCH)."""
+    now = now_ms()
+    closed = now - now % MINUTE_MS - MINUTE_MS
+    minutes = range(closed - AGGREGATE_BATCH * MINUTE_MS - 60 * MINUTE_MS, closed, MINUTE_MS)
+    ids = await store.db.next_ids("jobs", len(minutes))
+    await store.db["jobs"].insert_many(
+        [{"_id": job_id, "id": job_id, "job_type_id": 1, "status": "COMPLETED",
+          "last_status_change": minute + 7, "last_modified": minute + 7}
+         for job_id, minute in zip(ids, minutes, strict=True)], ordered=False)
+
+    await store.samples.take(closed + MINUTE_MS + FINISHED_GRACE_MS)
+
+    assert (await store.db["job_minutes_state"].find_one({}))["through"] == closed + MINUTE_MS
+    _, finished = await store.samples.between(minutes[0], closed)
+    assert finished == {"COMPLETED": dict.fromkeys(minutes, 1), "FAILED": {}}
