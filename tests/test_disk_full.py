@@ -82,7 +82,15 @@ async def full_disk_under(server: Server, small_disk) -> None:
     status, body, headers = refused
     assert (status, body) == (503, DISK_FULL)
     assert int(headers["Retry-After"]) > 0
-    for _ in range(3):  # a small one too, and again: the same answer each time
+    # A small one too: the parts a refused submission wrote are undone, and a small job may fit
+    # in the pages that frees (seen once in a clean-clone CI run); it is then stored and counted.
+    for _ in range(20):
+        status, body, headers = await submit_padded(api, padded["id"], "small")
+        if status != 201:
+            break
+        acknowledged.append(body["id"])
+    assert (status, body, "Retry-After" in headers) == (503, DISK_FULL, True)
+    for _ in range(2):  # and again: the same answer each time
         status, body, headers = await submit_padded(api, padded["id"], "small")
         assert (status, body, "Retry-After" in headers) == (503, DISK_FULL, True)
 
