@@ -173,10 +173,10 @@ async def test_engine_on_another_machine_stops_heartbeating(api, make, store, st
     there = await start_engine(cpus=1, dead_after=1.0, hostname="elsewhere")
     job = await make.submit(job_type)
     running = await wait_job(store, job["id"], "RUNNING")
-    runner = there.runners[running["latest_exe_id"]]
 
-    async def started():
-        return runner.running
+    async def started():  # the claim is in the store a moment before its runner is registered
+        runner = there.runners.get(running["latest_exe_id"])
+        return runner is not None and runner.running
     process = (await wait_for(started, "the job process to start")).proc
     freeze(there)
     gate.touch(but=[running["latest_exe_id"]])
