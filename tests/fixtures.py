@@ -75,10 +75,17 @@ def slurm_cluster():
 
 
 @pytest.fixture
-def store(mongo_url, io_loop):
+def store_listeners():
+    """pymongo command listeners on `store`'s clients; a test module overrides this fixture to
+    count the commands its requests send (tests/test_store_budget.py)."""
+    return []
+
+
+@pytest.fixture
+def store(mongo_url, io_loop, store_listeners):
     """A prepared Store on a database no other test uses, dropped afterwards (on the embedded nx
     its file goes with it)."""
-    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}")
+    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=store_listeners)
     io_loop.run_sync(store.open)
     yield store
     io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))

@@ -11,12 +11,10 @@ that has been running answers it.
 """
 
 import asyncio
-import uuid
 
 import pytest
 from pymongo import monitoring
 
-from store import Store
 from tests.tokens import TEST_SETTINGS
 
 BUDGETS = {
@@ -76,13 +74,9 @@ def counter():
 
 
 @pytest.fixture
-def store(mongo_url, io_loop, counter):
+def store_listeners(counter):
     """tests/fixtures.py's store, with `counter` listening on its clients."""
-    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=[counter])
-    io_loop.run_sync(store.open)
-    yield store
-    io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
-    io_loop.run_sync(store.close)
+    return [counter]
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ away while the completion waits for its commit; and a pass on a node its own run
 reads nothing."""
 
 import itertools
-import uuid
 
 import pytest
 from pymongo import monitoring
 
-from store import Store
 from tests.waiting import wait_job, wait_passes
 
 JOBS = 4
@@ -53,13 +51,9 @@ def commands():
 
 
 @pytest.fixture
-def store(mongo_url, io_loop, commands):
+def store_listeners(commands):
     """tests/fixtures.py's store, with `commands` listening on its clients."""
-    store = Store(mongo_url, f"test_{uuid.uuid4().hex[:12]}", listeners=[commands])
-    io_loop.run_sync(store.open)
-    yield store
-    io_loop.run_sync(lambda: store.db.client.drop_database(store.db.db.name))
-    io_loop.run_sync(store.close)
+    return [commands]
 
 
 @pytest.mark.gen_test(timeout=120)
