@@ -34,10 +34,11 @@
     keys.set(tr.dataset.jobId, trValue(tr));
   }
 
-  function cell(className, label) {
+  function cell(className, label, field) {
     const td = document.createElement('td');
     td.className = className;
     td.dataset.label = label;
+    if (field) td.dataset.field = field;
     return td;
   }
 
@@ -86,24 +87,16 @@
     badge.dataset.statusBadge = '';
     J.setStatus(badge, row.status);
     status.appendChild(badge);
-    const priority = cell('col-priority num', 'Priority');
-    priority.dataset.field = 'priority';
-    const runs = cell('col-num_exes num', 'Runs');
-    runs.dataset.field = 'num_exes';
+    const priority = cell('col-priority num', 'Priority', 'priority');
+    const runs = cell('col-num_exes num', 'Runs', 'num_exes');
     const created = cell('col-created', 'Created');
     J.setTime(created, row.created);
-    const startedCell = cell('col-started', 'Started');
-    startedCell.dataset.field = 'started';
-    const endedCell = cell('col-ended', 'Ended');
-    endedCell.dataset.field = 'ended';
-    const durationCell = cell('col-duration num', 'Duration');
-    durationCell.dataset.field = 'duration';
-    const changed = cell('col-last_status_change', 'Status changed');
-    changed.dataset.field = 'last_status_change';
-    const modified = cell('col-last_modified', 'Last modified');
-    modified.dataset.field = 'last_modified';
-    const error = cell('col-error', 'Failure');
-    error.dataset.field = 'error';
+    const startedCell = cell('col-started', 'Started', 'started');
+    const endedCell = cell('col-ended', 'Ended', 'ended');
+    const durationCell = cell('col-duration num', 'Duration', 'duration');
+    const changed = cell('col-last_status_change', 'Status changed', 'last_status_change');
+    const modified = cell('col-last_modified', 'Last modified', 'last_modified');
+    const error = cell('col-error', 'Failure', 'error');
     const actions = cell('col-actions', 'Actions');
     const span = document.createElement('span');
     span.className = 'actions';
