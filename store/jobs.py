@@ -105,6 +105,34 @@ class _Record:
     done: asyncio.Future
 
 
+# A job's status changes are stamped strictly increasing: the live feed and its clients tell a change
+# from one handed out before by (`id`, `last_status_change`) and drop one that is not newer. So
+# every status write is conditioned on the job's last stamp being older than its own (stamp_guard);
+# one that finds it as new or newer (a change in the same millisecond, another host's clock ahead)
+# is written again with that stamp + 1 (restamped), and so are the times it set with it.
+STAMPED_FIELDS = ("queued", "started", "ended", "last_status_change", "last_modified")
+
+
+def stamp_guard(update: dict) -> dict:
+    """The condition that keeps a status change's stamp newer than the job's last one."""
+    stamp = update.get("$set", {}).get("last_status_change")
+    return {} if stamp is None else {"last_status_change": {"$lt": stamp}}
+
+
+def outdated(update: dict, current: Mapping[str, Any]) -> bool:
+    """Whether `update`'s status change is stamped no later than `current`'s last one."""
+    stamp = update.get("$set", {}).get("last_status_change")
+    seen = current.get("last_status_change")
+    return stamp is not None and seen is not None and seen >= stamp
+
+
+def restamped(update: dict, current: Mapping[str, Any]) -> dict:
+    """`update` stamped one millisecond after `current`'s last status change."""
+    stamp, later = update["$set"]["last_status_change"], current["last_status_change"] + 1
+    return {**update, "$set": {k: later if k in STAMPED_FIELDS and v == stamp else v
+                               for k, v in update["$set"].items()}}
+
+
 def run_on(node_id: int | None, scheduled: dict | None) -> list:
     """A RUNNING job's [node id, cpus, mem], as store/counts.py keeps node use from it."""
     scheduled = scheduled or {}
@@ -238,23 +266,41 @@ class JobStore:
     @classmethod
     async def _update_one(cls, collection, doc_id: int, cond: dict, update: dict):
         """Atomic conditional update by id; the document after it, or None if none matched.
-        Raises StoreWriteFailed when the store failed the write without saying so."""
-        fields = {"_id": 1, **dict.fromkeys(cond, 1)}
-        if not any(isinstance(v, dict) for v in cond.values()):
-            for key in ("_id", "id"):
-                doc = await collection.find_one_and_update({key: doc_id, **cond}, update,
-                                                           return_document=AFTER)
+        A status change is kept newer than the job's last one (stamp_guard). Raises
+        StoreWriteFailed when the store failed the write without saying so."""
+        fields = {"_id": 1, "last_status_change": 1, **dict.fromkeys(cond, 1)}
+        if any(isinstance(v, dict) for v in cond.values()):
+            return await cls._update_read_first(collection, doc_id, cond, update, fields)
+        for key in ("_id", "id"):
+            for _ in range(CONDITION_RETRIES):
+                doc = await collection.find_one_and_update(
+                    {key: doc_id, **cond, **stamp_guard(update)}, update, return_document=AFTER)
                 if doc is not None:
                     return doc
                 current = await collection.find_one({key: doc_id}, fields)
-                if current is not None:
+                if current is None:
+                    break
+                if not (cls._meets(current, cond) and outdated(update, current)):
                     return cls._missed(collection, doc_id, current, cond)
-            return None
+                update = restamped(update, current)
+            else:
+                return None
+        return None
+
+    @classmethod
+    async def _update_read_first(cls, collection, doc_id: int, cond: dict, update: dict,
+                                 fields: dict):
+        """_update_one for a condition with `$in`: checked on the document read, then written
+        on the values read, by equality (nx-27017's `$in` next to `_id`, above)."""
         key, current = await cls._by_id(collection, doc_id, fields)
         for _ in range(CONDITION_RETRIES):
             if current is None or not cls._meets(current, cond):
                 return None
             seen = {k: current.get(k) for k in cond}
+            if stamp_guard(update):
+                seen["last_status_change"] = current.get("last_status_change")
+                if outdated(update, current):
+                    update = restamped(update, current)
             doc = await collection.find_one_and_update({key: doc_id, **seen}, update,
                                                        return_document=AFTER)
             if doc is not None:
@@ -801,7 +847,8 @@ class JobStore:
         were refused) and {index: error} for those the store refused."""
         try:
             result = await collection.bulk_write(
-                [UpdateOne({"_id": doc_id, **cond}, update) for doc_id, cond, update, _ in updates],
+                [UpdateOne({"_id": doc_id, **cond, **stamp_guard(update)}, update)
+                 for doc_id, cond, update, _ in updates],
                 ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors") or []
@@ -836,7 +883,8 @@ class JobStore:
             try:
                 if index in refused:
                     raise refused[index]
-                if doc is not None and doc.get("_id") != doc_id:  # written without its `_id`
+                if doc is not None and (doc.get("_id") != doc_id  # written without its `_id`
+                                        or (self._meets(doc, cond) and outdated(update, doc))):
                     doc = await self._update_one(collection, doc_id, cond, update)
                 elif doc is not None and any(doc.get(k) != v for k, v in fields.items()):
                     self._missed(collection, doc_id, doc, cond)  # raises if the store dropped it
@@ -1006,7 +1054,8 @@ class JobStore:
         changes = {"status": JobStatus.CANCELED, "error_id": None, "ended": when,
                    "last_status_change": when, "last_modified": when}
         before = await self.jobs.find_one_and_update(
-            {"_id": job_id, "status": CANCEL_RANGE}, uncounted({"$set": changes}),
+            {"_id": job_id, "status": CANCEL_RANGE, "last_status_change": {"$lt": when}},
+            uncounted({"$set": changes}),
             return_document=ReturnDocument.BEFORE)
         if before is None:
             job = await self._update_one(

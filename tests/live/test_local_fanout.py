@@ -56,7 +56,6 @@ async def test_every_transition_reaches_a_subscriber_while_the_stream_is_stalled
     latest = await store.jobs.get_job(other["id"])
     assert await store.jobs.fail_execution(latest["latest_exe_id"], error) is not None  # fail
     pending = await store.jobs.create_job(job_type, {}, await store.jobs.create_event("USER", {}))
-    await asyncio.sleep(0.002)  # two changes within one millisecond: see the strict xfail below
     assert await store.jobs.queue_job(pending["id"]) is not None  # PENDING, then queue
 
     await subscriber.until_row(done["id"], "COMPLETED")
@@ -99,9 +98,6 @@ async def test_jobs_the_engine_runs_in_groups_reach_a_subscriber_while_the_strea
     subscriber.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: a job's two status changes stamped in "
-                   "the same millisecond share (id, last_status_change), the key the feed and "
-                   "clients de-duplicate on, so the second is dropped")
 @pytest.mark.gen_test(timeout=30)
 async def test_two_changes_of_a_job_within_one_millisecond_both_reach_the_feed(store, make):
     job_type = await make.job_type("live", category="live")

@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 
 from store import Store
 
-T1, T2 = 1_700_000_001_000, 1_700_000_002_000
+T1, T2 = 2_000_000_001_000, 2_000_000_002_000
 GROUP = 12
 
 

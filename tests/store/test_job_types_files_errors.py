@@ -5,7 +5,7 @@ import pytest
 from core.model import BUILTIN_ERRORS, JOB_TYPE_DEFAULTS
 from store.job_types import JobTypeExists
 
-T1, T2, T3 = 1_700_000_001_000, 1_700_000_002_000, 1_700_000_003_000
+T1, T2, T3 = 2_000_000_001_000, 2_000_000_002_000, 2_000_000_003_000
 
 
 @pytest.mark.gen_test

@@ -26,7 +26,7 @@ from store.embedded import EmbeddedMongo
 from store.jobs import JobFilter
 from store.reads import IncompleteRead, StoreWriteFailed, aggregate_all, find_all, find_page
 
-W = 1_700_000_000_000  # the time a faulted transition writes
+W = 2_000_000_000_000  # the time a faulted transition writes
 
 
 class Commands(monitoring.CommandListener):

@@ -7,7 +7,7 @@ import pytest
 
 from store.jobs import InvalidTransition, JobNotFound
 
-T0, T1, T2, T3 = 1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000, 1_700_000_003_000
+T0, T1, T2, T3 = 2_000_000_000_000, 2_000_000_001_000, 2_000_000_002_000, 2_000_000_003_000
 
 
 def fields(doc, *names):
@@ -392,3 +392,74 @@ async def test_each_cancel_changes_exactly_its_own_job(store, make, job_type):
             chosen.append(job_id)
     statuses = {job_id: (await store.jobs.get_job(job_id))["status"] for job_id in ids}
     assert statuses == {job_id: "CANCELED" if job_id in chosen else "QUEUED" for job_id in ids}
+
+
+PAST = 1_000  # a change stamped before the job's last one: the same millisecond, or a clock behind
+
+
+def stamps(job, *names):
+    return {name: job[name] for name in ("last_status_change", "last_modified", *names)}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_every_status_change_is_stamped_after_the_jobs_last_one(store, make, job_type):
+    """The live feed and its clients drop a change whose (`id`, `last_status_change`) is not
+    newer than one handed out before: a change made in the job's last millisecond, or by a
+    server whose clock is behind, is stamped 1 ms after the job's last change instead, with
+    the times it sets, on every transition's path."""
+    system = await error(store, "node-lost")
+    pending = await make.pending(job_type)
+    last = pending["last_status_change"]
+
+    queued = await store.jobs.queue_job(pending["id"], when=last)  # the same millisecond
+    assert stamps(queued, "queued") == dict.fromkeys(
+        ("last_status_change", "last_modified", "queued"), last + 1)
+    started, _ = await store.jobs.start_execution(queued["latest_exe_id"], None, when=PAST)
+    assert stamps(started, "started") == dict.fromkeys(
+        ("last_status_change", "last_modified", "started"), last + 2)
+    retried = await store.jobs.fail_execution(started["latest_exe_id"], system, when=PAST)
+    assert (retried["status"], retried["last_status_change"], retried["queued"]) == \
+        ("QUEUED", last + 3, last + 3)
+    [claimed] = await store.jobs.start_executions(
+        [(retried["latest_exe_id"], retried["id"], {})], None, when=PAST)
+    assert claimed[0]["last_status_change"] == claimed[0]["started"] == last + 4
+    canceled = await store.jobs.cancel_job(pending["id"], when=PAST)  # the one-command path
+    assert (canceled["status"], canceled["last_status_change"], canceled["ended"]) == \
+        ("CANCELED", last + 5, last + 5)
+    assert (await store.jobs.get_job(pending["id"]))["last_status_change"] == last + 5
+    requeued = await store.jobs.requeue_job(pending["id"], when=PAST)
+    assert requeued["last_status_change"] == requeued["queued"] == last + 6
+    running, exe = await make.running(job_type)
+    done = await store.jobs.complete_execution(exe["id"], {}, when=PAST)
+    assert (done["status"], done["last_status_change"], done["ended"]) == \
+        ("COMPLETED", running["last_status_change"] + 1, running["last_status_change"] + 1)
+
+    never_ran = await make.pending(job_type)
+    canceled = await store.jobs.cancel_job(never_ran["id"], when=PAST)  # PENDING: general path
+    assert canceled["last_status_change"] == never_ran["last_status_change"] + 1
+    blocked = await store.jobs.requeue_job(never_ran["id"], when=PAST)
+    assert (blocked["status"], blocked["last_status_change"]) == \
+        ("BLOCKED", never_ran["last_status_change"] + 2)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_group_of_changes_is_stamped_after_each_jobs_last_one(store, make, job_type):
+    """The engine's grouped claims and completions (one bulk write): each job in the group
+    that was changed in that millisecond, or later, is written again 1 ms after its own last
+    change, and only that job."""
+    pairs = [await make.queued(job_type) for _ in range(5)]
+    claimed = await store.jobs.start_executions(
+        [(exe["id"], job["id"], {}) for job, exe in pairs], None, when=PAST)
+    assert [(job["id"], job["status"], job["last_status_change"], job["started"])
+            for job, _ in claimed] == [  # type: ignore[misc]
+        (job["id"], "RUNNING", job["last_status_change"] + 1, job["last_status_change"] + 1)
+        for job, _ in pairs]
+    now = await asyncio.gather(*(store.jobs.complete_execution(exe["id"], {}, when=T3)
+                                 for _, exe in pairs[:2]))
+    late = await asyncio.gather(*(store.jobs.complete_execution(exe["id"], {}, when=PAST)
+                                  for _, exe in pairs[2:]))
+    assert [job["last_status_change"] for job in now] == [T3, T3]
+    assert [job["last_status_change"] for job in late] == [
+        job["last_status_change"] + 1 for job, _ in claimed[2:]]  # type: ignore[index]
+    for job, _ in pairs:
+        assert (await store.jobs.get_job(job["id"]))["status"] == "COMPLETED"
