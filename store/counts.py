@@ -28,9 +28,10 @@ scans the jobs.
   up to FOLD_LIMIT uncounted jobs; (3) one conditional update of the counters document (`gen`
   unchanged and no batch) that applies the summed deltas (old state -1, new state +1 per job),
   bumps `gen` and records the batch (each job's id, old `ctv`, new version and state, old state
-  and `cg`); (4) one `bulk_write` setting each job's `ctv`/`cs`/`cg` (and `pcs`/`pcg`) where
-  `ctv` is still the old one (and `fold_gen` = `cg` where no newer transition came since), then
-  the batch is removed (`gen` bumped again). Step 3 is the commit point: the counters and the
+  and `cg`); (4) one `bulk_write` setting each job's `ctv`/`cs`/`cg` (and `pcs`/`pcg`) and
+  `fold_gen` = `cg` where `ctv` is still the old one and no newer transition came since (one
+  update per job), and only if some job missed that, a second setting the same but `fold_gen`
+  where `ctv` is still the old one; then the batch is removed (`gen` bumped again). Step 3 is the commit point: the counters and the
   batch change in one document write. Whoever finds a batch recorded (a process that died after
   step 3, or one slow to finish) can finish it: step 4 is idempotent (conditioned on the old
   `ctv`, which only grows), and the removal is conditioned on the batch's token. Because step 3
@@ -373,17 +374,22 @@ class JobCounts:
 
     async def _mark(self, batch: dict) -> None:
         """Each job of `batch` counted at the batch's version and `gen` (once: the writes are
-        conditioned on the job's counted version before the batch)."""
-        ops = []
+        conditioned on the job's counted version before the batch). One update per job where
+        no transition came since the fold read it (the usual case); only when some did, a
+        second pass marks those counted without `fold_gen`, which their transition reset."""
         gen = batch["gen"]
+        unchanged, changed = [], []
         for job_id, old, version, state, old_state, old_gen in batch["jobs"]:
             counted = {"ctv": version, "cs": state, "cg": gen, "pcs": old_state,
                        "pcg": old_gen}
-            ops.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
-                                 {"$set": {**counted, "fold_gen": gen}}))
-            ops.append(UpdateOne({"_id": job_id, "ctv": old}, {"$set": counted}))
-        if ops:
-            await self.jobs.bulk_write(ops, ordered=True)
+            unchanged.append(UpdateOne({"_id": job_id, "ctv": old, "tv": version},
+                                       {"$set": {**counted, "fold_gen": gen}}))
+            changed.append(UpdateOne({"_id": job_id, "ctv": old}, {"$set": counted}))
+        if not unchanged:
+            return
+        result = await self.jobs.bulk_write(unchanged, ordered=False)
+        if result.modified_count < len(unchanged):
+            await self.jobs.bulk_write(changed, ordered=False)
 
     async def fold_all(self) -> int:
         """Fold until no job is uncounted; how many were moved."""

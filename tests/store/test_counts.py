@@ -15,7 +15,15 @@ from tornado.httpclient import HTTPClientError
 from core.model import JobStatus
 from core.times import now_ms
 from store import Store
-from store.counts import COUNTS_ID, HOUR_MS, MINUTE_MS, MINUTES_KEPT_MS, UNCOUNTED, JobCounts
+from store.counts import (
+    COUNTS_ID,
+    HOUR_MS,
+    MINUTE_MS,
+    MINUTES_KEPT_MS,
+    NOT_COUNTED,
+    UNCOUNTED,
+    JobCounts,
+)
 from tests.commands import AGGREGATES
 from tests.live.test_processes import call, spawn_server, stop_server, until_ready
 
@@ -460,3 +468,32 @@ async def test_overview_and_queue_pages_count_without_scanning(store, api, make)
     status, _, _ = await api.get("/dashboard/queue")
     assert status == 200
     assert "jobs" not in AGGREGATES.on
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_job_that_changes_between_a_folds_read_and_its_marks_is_counted_once(
+        store, make):
+    """A fold marks its jobs with one update each, conditioned on the version it read; a job
+    whose transition came in between misses that update, and must still be marked counted at
+    that version (its transition left it uncounted for the next fold), or the next fold would
+    count it a second time from its state before."""
+    job_type = await make.job_type("changing")
+    await store.counts.fold_all()
+    queued, exe = await make.queued(job_type)
+    other, _ = await make.queued(job_type)
+    mark = store.counts._mark
+
+    async def start_then_mark(batch):
+        await store.jobs.start_execution(exe["id"], None)
+        await mark(batch)
+
+    store.counts._mark = start_then_mark
+    assert await store.counts.fold() == 2
+    store.counts._mark = mark
+    job = await store.db["jobs"].find_one({"_id": queued["id"]})
+    assert (job["ctv"], job["cs"][0], job["fold_gen"]) == (job["tv"] - 1, JobStatus.QUEUED,
+                                                           NOT_COUNTED)
+    assert (await store.db["jobs"].find_one({"_id": other["id"]}))["fold_gen"] > 0
+    await store.counts.fold_all()
+    assert await counted_doc(store) == await store.counts.recount() == {
+        job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1}}
