@@ -119,6 +119,8 @@ class Engine:
         self.identity = process_identity()
         self.node: dict | None = None
         self.runners: dict[int, ExecutionRunner] = {}
+        # Executions whose claim is being written: RUNNING in the store, not yet with a runner.
+        self.claiming: set[int] = set()
         self.tasks: dict[int, asyncio.Task] = {}
         self._cancels: set[asyncio.Task] = set()  # runners being stopped by _watch_cancels
         self.passes = 0
@@ -228,13 +230,14 @@ class Engine:
     async def recover(self) -> int:
         """Fail with `node-lost` the RUNNING executions of this node whose server died, after
         killing whatever they left running; also this engine's own that no runner holds any more
-        (their outcome could not be written while the store was down; run after it is back)."""
+        (their outcome could not be written while the store was down; run after it is back), but
+        not those whose claim is still being written (their runners come once it is)."""
         lost = []
         beating: set | None = None
         for exe in await self.store.jobs.running_exes_of_node(self.node_id):
             ours = exe.get("engine") == self.identity
             if ours or exe["id"] in self.runners:
-                if exe["id"] not in self.runners:
+                if exe["id"] not in self.runners and exe["id"] not in self.claiming:
                     lost.append(exe)
                 continue
             if self.backend.places_jobs:
@@ -523,6 +526,14 @@ class Engine:
         if not claims or self.draining:
             return 0
         when = now_ms()
+        claiming = {job["latest_exe_id"] for job, _ in claims}
+        self.claiming |= claiming
+        try:
+            return await self._claim_and_launch(claims, when)
+        finally:
+            self.claiming -= claiming
+
+    async def _claim_and_launch(self, claims: list[tuple[dict, dict]], when: int) -> int:
         written = await self.store.jobs.start_executions([(
             job["latest_exe_id"], job["id"], {
                 "cpus_scheduled": job["cpus_required"], "mem_scheduled": job["mem_required"],

@@ -1,5 +1,6 @@
 """Restart recovery: a server killed with SIGKILL mid-job leaves nothing RUNNING for good."""
 
+import asyncio
 import contextlib
 import socket
 import subprocess
@@ -151,3 +152,33 @@ async def test_server_killed_while_writing_groups_of_transitions(api, make, stor
         exe = await store.jobs.get_exe(exe_id)
         assert (exe["status"], exe["error_id"]) == ("FAILED", node_lost["id"])
     assert await store.db.count("job_exes", {"status": {"$in": ["RUNNING", "QUEUED"]}}) == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_recovery_while_a_claim_is_being_written_leaves_that_execution_running(
+        api, make, store, start_engine):
+    """Recovery runs when the store is back after an outage, whatever the scheduler is doing.
+    A claim is written (the execution RUNNING, this engine's) a moment before its runner
+    exists; a recovery in that moment must not take it for one whose runner is gone and fail a
+    healthy execution as node-lost."""
+    job_type = await make.command_type("quick", "true", cpus_required=0.25)
+    claimed, release = asyncio.Event(), asyncio.Event()
+    start_executions = store.jobs.start_executions
+
+    async def held(*args, **kwargs):
+        written = await start_executions(*args, **kwargs)
+        claimed.set()
+        await release.wait()
+        return written
+
+    store.jobs.start_executions = held
+    engine = await start_engine()
+    job = await make.submit(job_type)
+    await claimed.wait()
+    assert (await store.jobs.get_job(job["id"]))["status"] == "RUNNING"
+    assert await engine.recover() == 0
+    release.set()
+    done = await wait_job(store, job["id"], "COMPLETED", "FAILED")
+    exes = await store.jobs.exes_for_job(job["id"])
+    assert (done["status"], done["num_exes"], [e["status"] for e in exes]) == \
+        ("COMPLETED", 1, ["COMPLETED"])
