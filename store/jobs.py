@@ -751,24 +751,19 @@ class JobStore:
     async def start_execution(self, exe_id: int, node_id: int | None,
                               when: int | None = None,
                               scheduled: dict | None = None) -> tuple[dict, dict] | None:
-        """Claim a QUEUED execution and move its job QUEUED → RUNNING; (job, exe) or None."""
-        when = now_ms() if when is None else when
-        exe = await self._update_one(
-            self.exes, exe_id, {"status": ExeStatus.QUEUED},
-            {"$set": {"status": ExeStatus.RUNNING, "started": when, "last_modified": when,
-                      "node_id": node_id, **(scheduled or {})}})
+        """Claim one QUEUED execution through the engine's path (start_executions) and read it
+        back: (job, exe) as stored, or None when it was not QUEUED (or its job not)."""
+        exe = await self._find_one(self.exes, exe_id, None, {"job_id": 1})
         if exe is None:
             return None
-        job = await self._update_one(
-            self.jobs, exe["job_id"], {"status": JobStatus.QUEUED, "latest_exe_id": exe_id},
-            uncounted({"$set": {"status": JobStatus.RUNNING, "started": when,
-                                "last_status_change": when, "last_modified": when,
-                                "run_on": run_on(node_id, scheduled)}}))
-        if job is None:
-            await self._finish_exe(exe_id, ExeStatus.CANCELED, when)
+        [claimed] = await self.start_executions([(exe_id, exe["job_id"], scheduled or {})],
+                                                node_id, when)
+        if isinstance(claimed, PyMongoError):
+            raise claimed
+        if claimed is None:
             return None
-        self._written(job)
-        return job, exe
+        stored = await self.get_exe(exe_id)
+        return None if stored is None else (claimed[0], stored)
 
     async def start_executions(self, claims: Sequence[tuple[int, int, dict]],
                                node_id: int | None, when: int | None = None
