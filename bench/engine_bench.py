@@ -11,8 +11,10 @@ like for like with Celery and RQ, which do not sandbox. Issue 13's target, Jobde
 target, Jobdeck / direct spawn <= 3, is read with the sandbox, as before. "Its submissions
 alone" is the time until Jobdeck's last submission was answered, the engine running meanwhile:
 each submission waits for its two inserts on the store's one core. The store floor is the
-direct-spawn ratio of the store writes alone, one per status change of a job and its
-execution."""
+store writes alone, one per status change of a job and its execution, 8 jobs at a time; the
+submission floor the two inserts of each submission alone, one submission at a time, as the
+bench submits. Both are shown over Celery's whole run: what Jobdeck's design costs on this
+store before it runs anything."""
 
 import asyncio
 import os
@@ -35,6 +37,7 @@ TARGET_RATIO = 3.0
 TARGET_CELERY_RATIO = 1.0
 SERVER_READY = 60.0  # seconds a Jobdeck server may take to start its engine
 CPUS_PER_JOB = 0.25
+SUBMISSION_FLOOR = "submission floor (two inserts per job)"
 
 
 def add_arguments(parser) -> None:
@@ -83,6 +86,18 @@ async def store_floor(store: Store, count: int, parallel: int) -> float:
     return time.perf_counter() - started
 
 
+async def submission_floor(store: Store, count: int) -> float:
+    """Seconds for the two inserts a submission needs (its execution, then its job: the commit
+    point), one submission after the other on the idle store, with no engine and no checks:
+    the least `count` submissions made one at a time can take on this store."""
+    jobs, exes = store.db["floor_submitted_jobs"], store.db["floor_submitted_exes"]
+    started = time.perf_counter()
+    for n in range(count):
+        await exes.insert_one({"_id": n, "job_id": n, "status": ExeStatus.QUEUED})
+        await jobs.insert_one({"_id": n, "status": JobStatus.QUEUED, "latest_exe_id": n})
+    return time.perf_counter() - started
+
+
 def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subprocess.Popen:
     """A Jobdeck server (API, live feed and engine) in its own process on the bench's store, as
     Celery's and RQ's workers run apart from the client that submits."""
@@ -98,11 +113,12 @@ def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subpr
         stderr=subprocess.DEVNULL)
 
 
-async def jobdeck(count: int, parallel: int, sandbox: str) -> tuple[float, float, float]:
+async def jobdeck(count: int, parallel: int,
+                  sandbox: str) -> tuple[float, float, float, float]:
     """Seconds for `count` trivial jobs through a Jobdeck server on a fresh store (`sandbox`:
     bwrap or none), each submitted from this process through the store; the seconds until the
-    last submission was answered (the engine runs meanwhile); and the store floor's seconds,
-    measured on that store afterwards."""
+    last submission was answered (the engine runs meanwhile); and the store floor's and the
+    submission floor's seconds, measured on that store afterwards."""
     work_dir = Path(tempfile.mkdtemp(prefix="jobdeck-engine-bench-"))
     embedded = EmbeddedMongo(work_dir / "store")
     url = await asyncio.to_thread(embedded.start)
@@ -131,8 +147,9 @@ async def jobdeck(count: int, parallel: int, sandbox: str) -> tuple[float, float
         engine_s = time.perf_counter() - started
         await asyncio.to_thread(peers.stop, server)
         floor_s = await store_floor(store, count, parallel)
+        submission_s = await submission_floor(store, count)
         await store.close()
-        return engine_s, submit_s, floor_s
+        return engine_s, submit_s, floor_s, submission_s
     finally:
         if server is not None:
             await asyncio.to_thread(peers.stop, server)
@@ -150,9 +167,9 @@ def ratio_row(case: str, count: int, over: float, under: float, target: float | 
 async def measure(count: int) -> list[dict]:
     parallel = int(float(os.cpu_count() or 1) / CPUS_PER_JOB)
     sandbox_works = not probe()
-    sandboxed_s, _, floor_s = await jobdeck(count, parallel,
-                                            "bwrap" if sandbox_works else "none")
-    plain_s, submit_s, _ = await jobdeck(count, parallel, "none")
+    sandboxed_s, _, floor_s, submission_s = await jobdeck(count, parallel,
+                                                          "bwrap" if sandbox_works else "none")
+    plain_s, submit_s, _, _ = await jobdeck(count, parallel, "none")
     direct_s = await direct(count, parallel)
     celery_s = await asyncio.to_thread(peers.celery_seconds, count, parallel)
     rq_s = await asyncio.to_thread(peers.rq_seconds, count, parallel)
@@ -160,10 +177,13 @@ async def measure(count: int) -> list[dict]:
     times = {f"Jobdeck ({sandbox_note})": sandboxed_s, "Jobdeck (sandbox off)": plain_s,
              "Jobdeck (sandbox off), its submissions alone": submit_s,
              "Celery (prefork, Redis)": celery_s, "RQ (Redis)": rq_s,
-             "direct spawn": direct_s, "store floor (six writes per job)": floor_s}
+             "direct spawn": direct_s, "store floor (six writes per job)": floor_s,
+             SUBMISSION_FLOOR: submission_s}
     print("  " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in times.items()),
           file=sys.stderr, flush=True)
-    rows = [{"case": f"{name}: {count} trivial jobs, {parallel} at a time", "jobs": count,
+    rows = [{"case": f"{name}: {count} trivial jobs, "
+                     + ("one at a time" if name == SUBMISSION_FLOOR else f"{parallel} at a time"),
+             "jobs": count,
              "seconds": seconds, "jobs_per_s": count / seconds}
             for name, seconds in times.items()]
     return [
@@ -175,4 +195,6 @@ async def measure(count: int) -> list[dict]:
         ratio_row(f"Jobdeck ({sandbox_note}) over direct spawn", count, sandboxed_s, direct_s,
                   TARGET_RATIO),
         ratio_row("Jobdeck (sandbox off) over direct spawn", count, plain_s, direct_s, None),
-        ratio_row("store floor over direct spawn", count, floor_s, direct_s, None)]
+        ratio_row("store floor over direct spawn", count, floor_s, direct_s, None),
+        ratio_row("store floor over Celery", count, floor_s, celery_s, None),
+        ratio_row("submission floor over Celery", count, submission_s, celery_s, None)]
