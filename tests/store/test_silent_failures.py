@@ -162,7 +162,7 @@ async def large_store(store, make) -> None:
         {"id": i, "job_id": 1, "job_type_id": 2, "is_product": True, "last_modified": i,
          "file_name": f"f{i}"} for i in range(1, 151)])
     await store.db["nodes"].insert_many([
-        {"id": i, "hostname": f"node-{i}"} for i in range(1, 151)])
+        {"id": i, "hostname": f"node-{i}", "slave_id": f"node-{i}"} for i in range(1, 151)])
 
 
 @pytest.mark.gen_test(timeout=300)
