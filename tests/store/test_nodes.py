@@ -131,3 +131,4 @@ async def test_a_store_keyed_by_hostname_is_migrated_at_start_up(store):
         assert await index_keys(again) == {(("_id", 1),): False, (("slave_id", 1),): True}
     finally:
         await again.close()
+
