@@ -6,7 +6,7 @@ hostname as `slave_id`, a cluster (Slurm) node `slurm:<its Slurm name>` (cluster
 engine's node and a Slurm node of the same name are two records, paused and counted apart."""
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from core.times import now_ms
 from store.db import Database
@@ -14,6 +14,7 @@ from store.documents import NODE_FLAGS, with_flags
 from store.reads import IncompleteRead, StoreWriteFailed, find_all, find_page
 
 CLUSTER_KEY_PREFIX = "slurm:"
+INDEX_NOT_FOUND = 27  # MongoDB's error code for dropping an index that is not there
 
 
 def is_cluster_node(node: dict) -> bool:
@@ -45,7 +46,11 @@ class NodeStore:
             raise IncompleteRead("the store listed the nodes' indexes without their _id index")
         for index in indexes:
             if dict(index["key"]) == {"hostname": 1}:
-                await self.nodes.drop_index(index["name"])
+                try:
+                    await self.nodes.drop_index(index["name"])
+                except OperationFailure as exc:
+                    if exc.code != INDEX_NOT_FOUND:  # else another process dropped it first
+                        raise
         for node in await find_all(self.nodes, {}):
             key = cluster_key(node["hostname"])
             if not is_cluster_node(node) or node.get("slave_id") == key:

@@ -2,6 +2,8 @@
 records (issue 12), and a store written when nodes were keyed by a unique `hostname` is migrated
 at start-up."""
 
+import asyncio
+
 import pytest
 
 from core.times import now_ms
@@ -132,3 +134,19 @@ async def test_a_store_keyed_by_hostname_is_migrated_at_start_up(store):
     finally:
         await again.close()
 
+
+
+@pytest.mark.gen_test
+async def test_two_processes_migrating_at_once_both_start(store):
+    """Both list the old index and drop it: the second drop finds it gone (IndexNotFound on
+    MongoDB and SecantusDB), which is not an error."""
+    shared, n2, web = await old_format(store)
+    starting = [Store(store.db._url, store.db.db.name) for _ in range(2)]
+    try:
+        await asyncio.gather(*(other.nodes.migrate() for other in starting))
+    finally:
+        for other in starting:
+            await other.close()
+    assert await index_keys(store) == {(("_id", 1),): False}
+    assert [(n["id"], n["slave_id"]) for n in await store.nodes.all()] == \
+        [(shared, "slurm:n1"), (n2, "slurm:n2"), (web, "web")]
