@@ -39,8 +39,9 @@ class NodeStore:
         """Bring a store from before nodes were keyed by `slave_id` up to date, once at start-up
         before any node is written (a no-op on an up-to-date store): drop its unique index on
         `hostname`, which kept the engine's node and a Slurm node of the same name in one record,
-        and give each cluster node its cluster key. A record that node shared keeps its id and
-        becomes the Slurm node's (its pause is Slurm's drain); the engine registers a new one."""
+        and give each cluster node its cluster key. A record the engine and a Slurm node shared
+        keeps its id and becomes the Slurm node's (its pause is Slurm's drain); the engine
+        registers a new one."""
         indexes = [index async for index in await self.nodes.list_indexes()]
         if not any(index["name"] == "_id_" for index in indexes):
             raise IncompleteRead("the store listed the nodes' indexes without their _id index")
