@@ -220,7 +220,10 @@ JobOutput = merged_value("output", ProductFile)
 # -- nodes -----------------------------------------------------------------------------------
 
 NodeBase = Model("NodeBase", {
-    "id": INT, "hostname": STRING, "port": nullable(INT), "slave_id": STRING})
+    "id": INT, "hostname": STRING, "port": nullable(INT),
+    "slave_id": described(STRING, "The node's unique key: a Jobdeck engine's hostname, or "
+                          "slurm:<name> for a Slurm node (a Slurm node and an engine may share a "
+                          "hostname)")})
 Node = NodeBase.extend("Node", {
     "pause_reason": NULLABLE_TEXT, "is_paused": BOOL, "is_paused_errors": BOOL,
     "is_active": BOOL, "archived": nullable(DATETIME), "created": DATETIME,

@@ -42,6 +42,7 @@ class Store:
 
     async def open(self) -> "Store":
         await self.db.prepare()
+        await self.nodes.migrate()
         await self.counts.ensure()
         return self
 

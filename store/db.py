@@ -68,11 +68,11 @@ INDEXES = {
     "errors": [[("id", A)], [("name", A)]],
     "workspaces": [[("id", A)], [("name", A)]],
     "files": [[("id", A)], [("job_id", A)], [("is_product", A), ("last_modified", A), ("id", A)]],
-    "nodes": [[("id", A)], [("hostname", A)]],
+    "nodes": [[("id", A)], [("slave_id", A)]],  # store/nodes.py: why not hostname
 }
 UNIQUE = {("jobs", "id"), ("job_exes", "id"), ("job_types", "id"), ("job_type_revs", "id"),
           ("trigger_events", "id"), ("errors", "id"), ("errors", "name"), ("workspaces", "id"),
-          ("workspaces", "name"), ("files", "id"), ("nodes", "id"), ("nodes", "hostname")}
+          ("workspaces", "name"), ("files", "id"), ("nodes", "id"), ("nodes", "slave_id")}
 
 
 def time_span(started: int | None, ended: int | None) -> dict | None:

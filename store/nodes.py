@@ -1,13 +1,33 @@
-"""Nodes: the machines that run jobs (one document per hostname, Scale's Node fields). Every
-node handed out has its flags as true/false (store/documents.py)."""
+"""Nodes: the machines that run jobs (Scale's Node fields). Every node handed out has its flags
+as true/false (store/documents.py).
+
+A node is keyed by its unique `slave_id`, not its `hostname`: an engine's own node has its
+hostname as `slave_id`, a cluster (Slurm) node `slurm:<its Slurm name>` (cluster_key), so the
+engine's node and a Slurm node of the same name are two records, paused and counted apart."""
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from core.times import now_ms
 from store.db import Database
 from store.documents import NODE_FLAGS, with_flags
-from store.reads import StoreWriteFailed, find_all, find_page
+from store.reads import IncompleteRead, StoreWriteFailed, find_all, find_page
+
+CLUSTER_KEY_PREFIX = "slurm:"
+INDEX_NOT_FOUND = 27  # MongoDB's error code for dropping an index that is not there
+
+
+def is_cluster_node(node: dict) -> bool:
+    """Whether `node` is a cluster node (it has a Slurm state). Checked here, not in a query:
+    nx-27017 matches `{"slurm_state": {"$ne": null}}` on documents without the field, as an
+    engine's node is, so such a read silently took every engine node for a Slurm node."""
+    return node.get("slurm_state") is not None
+
+
+def cluster_key(name: str) -> str:
+    """The `slave_id` of the cluster node `name` (a hostname never holds a colon, so it never
+    equals an engine node's)."""
+    return CLUSTER_KEY_PREFIX + name
 
 
 class NodeStore:
@@ -15,8 +35,34 @@ class NodeStore:
         self.db = db
         self.nodes = db["nodes"]
 
+    async def migrate(self) -> None:
+        """Bring a store from before nodes were keyed by `slave_id` up to date, once at start-up
+        before any node is written (a no-op on an up-to-date store): drop its unique index on
+        `hostname`, which kept the engine's node and a Slurm node of the same name in one record,
+        and give each cluster node its cluster key. A record the engine and a Slurm node shared
+        keeps its id and becomes the Slurm node's (its pause is Slurm's drain); the engine
+        registers a new one."""
+        indexes = [index async for index in await self.nodes.list_indexes()]
+        if not any(index["name"] == "_id_" for index in indexes):
+            raise IncompleteRead("the store listed the nodes' indexes without their _id index")
+        for index in indexes:
+            if dict(index["key"]) == {"hostname": 1}:
+                try:
+                    await self.nodes.drop_index(index["name"])
+                except OperationFailure as exc:
+                    if exc.code != INDEX_NOT_FOUND:  # else another process dropped it first
+                        raise
+        for node in await find_all(self.nodes, {}):
+            key = cluster_key(node["hostname"])
+            if not is_cluster_node(node) or node.get("slave_id") == key:
+                continue
+            if await self.nodes.find_one_and_update(
+                    {"_id": node["_id"]}, {"$set": {"slave_id": key, "port": None}}) is None:
+                raise StoreWriteFailed("nodes", node["id"])
+
     async def register(self, hostname: str, port: int | None, cpus: float, mem: float) -> dict:
-        """Create or refresh the node for `hostname`, keeping its id and pause state.
+        """Create or refresh the engine's node for `hostname` (its `slave_id`), keeping its id
+        and pause state.
 
         A refresh that returns None while the node exists (its insert is refused as a
         duplicate) is a write nx-27017 failed silently: StoreWriteFailed."""
@@ -24,7 +70,7 @@ class NodeStore:
         fields = {"port": port, "is_active": True, "archived": None, "last_offer": now,
                   "last_modified": now, "cpus": float(cpus), "mem": float(mem)}
         node = await self.nodes.find_one_and_update(
-            {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+            {"slave_id": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
         if node is not None:
             return with_flags(node, NODE_FLAGS)
         doc = {"id": await self.db.next_id("nodes"), "hostname": hostname, "slave_id": hostname,
@@ -35,7 +81,7 @@ class NodeStore:
         except DuplicateKeyError:
             # Another process registered it first, or the refresh above failed.
             node = await self.nodes.find_one_and_update(
-                {"hostname": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+                {"slave_id": hostname}, {"$set": fields}, return_document=ReturnDocument.AFTER)
             if node is None:
                 raise StoreWriteFailed("nodes", hostname) from None
             return with_flags(node, NODE_FLAGS)
@@ -44,12 +90,14 @@ class NodeStore:
     async def sync_cluster(self, nodes: list[dict], complete: bool = True) -> int:
         """Record a cluster's nodes as its scheduler reports them: each dict has `hostname`,
         `cpus`, `mem`, `slurm_state`, `is_paused` and `pause_reason` (the cluster's own drain
-        state and reason). A node is created the first time, written only when one of those
-        changed; with `complete`, cluster nodes no longer reported become inactive. How many
-        nodes were written."""
+        state and reason), and is recorded under its cluster key, whatever engine node has its
+        name. A node is created the first time, written only when one of those changed; with
+        `complete`, cluster nodes no longer reported become inactive. How many nodes were
+        written."""
         known = {n["hostname"]: n for n in await find_all(
-            self.nodes, {"slurm_state": {"$ne": None}} if complete
-            else {"hostname": {"$in": [n["hostname"] for n in nodes]}})}
+            self.nodes, {} if complete
+            else {"slave_id": {"$in": [cluster_key(n["hostname"]) for n in nodes]}})
+            if is_cluster_node(n)}
         written = 0
         for node in nodes:
             fields = {"cpus": float(node["cpus"]), "mem": float(node["mem"]),
@@ -67,35 +115,35 @@ class NodeStore:
                 written += 1
         return written
 
-    async def _write(self, hostname: str, fields: dict) -> None:
-        """Set `fields` on the node `hostname`, creating it (with a new id) when it is new."""
+    async def _write(self, name: str, fields: dict) -> None:
+        """Set `fields` on the cluster node `name`, creating it (with a new id) when it is new."""
         now = now_ms()
+        key = cluster_key(name)
         fields = {**fields, "last_offer": now, "last_modified": now}
-        node = await self.nodes.find_one_and_update({"hostname": hostname}, {"$set": fields})
+        node = await self.nodes.find_one_and_update({"slave_id": key}, {"$set": fields})
         if node is not None:
             return
-        doc = {"id": await self.db.next_id("nodes"), "hostname": hostname, "slave_id": hostname,
+        doc = {"id": await self.db.next_id("nodes"), "hostname": name, "slave_id": key,
                "port": None, "is_paused_errors": False, "created": now, "pause_reason": None,
                "is_paused": False, **fields}
         try:
             await self.nodes.insert_one(doc)
         except DuplicateKeyError:
-            if await self.nodes.find_one_and_update({"hostname": hostname},
-                                                    {"$set": fields}) is None:
-                raise StoreWriteFailed("nodes", hostname) from None
+            if await self.nodes.find_one_and_update({"slave_id": key}, {"$set": fields}) is None:
+                raise StoreWriteFailed("nodes", key) from None
 
     async def cluster(self) -> list[dict]:
         """The active nodes of the cluster a backend places jobs on (those with a slurm_state)."""
         return [with_flags(node, NODE_FLAGS) for node in await find_all(
-            self.nodes, {"slurm_state": {"$ne": None}, "is_active": {"$eq": True}})]
+            self.nodes, {"is_active": {"$eq": True}}) if is_cluster_node(node)]
 
     async def get(self, node_id: int) -> dict | None:
         return with_flags(await self.nodes.find_one({"id": node_id}), NODE_FLAGS)
 
-    async def cluster_node_id(self, hostname: str) -> int | None:
-        """The id of the cluster node (one with a slurm_state) named `hostname`, if recorded."""
-        node = await self.nodes.find_one({"hostname": hostname, "slurm_state": {"$ne": None}},
-                                         {"id": 1})
+    async def cluster_node_id(self, name: str) -> int | None:
+        """The id of the cluster node named `name` (never the engine's node of that name), if
+        recorded."""
+        node = await self.nodes.find_one({"slave_id": cluster_key(name)}, {"id": 1})
         return None if node is None else node["id"]
 
     async def by_ids(self, ids) -> dict[int, dict]:

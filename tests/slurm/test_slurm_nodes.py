@@ -52,7 +52,7 @@ async def test_nodes_lists_the_slurm_nodes_and_a_node_drained_through_the_api_ta
     nodes = await slurm_nodes(api)
     n1 = nodes["n1"]
     assert (n1["slurm_state"], n1["is_paused"], n1["pause_reason"], n1["is_active"],
-            n1["slave_id"], n1["capacity"]) == ("idle", False, None, True, "n1",
+            n1["slave_id"], n1["capacity"]) == ("idle", False, None, True, "slurm:n1",
                                                  {"cpus": 2.0, "mem": 1024.0})
     try:
         status, body, _ = await api.patch(f"/nodes/{n1['id']}/",
@@ -266,3 +266,79 @@ async def test_the_overview_and_counts_show_each_slurm_nodes_running_jobs(
         await wait_job(store, job["id"], "COMPLETED")
     shown = await overview_use(api)
     assert (shown["n1"], shown["n2"]) == (("0", "0 of 2.0"), ("0", "0 of 2.0")), shown
+
+
+@pytest.mark.gen_test(timeout=240)
+async def test_an_engine_on_a_machine_named_like_a_slurm_node_keeps_a_node_of_its_own(
+        api, make, store, start_engine, slurm_cluster):
+    """The server's machine is named n1, as a Slurm node is: the engine's node and Slurm's n1
+    are two records, each paused on its own; jobs run, and executions and node counts name the
+    Slurm node."""
+    engine = await start_engine(hostname="n1")
+    n1 = (await slurm_nodes(api))["n1"]
+    _, listed, _ = await api.get("/nodes/")
+    assert sorted((n["id"], n["slave_id"], n["slurm_state"], n["is_paused"])
+                  for n in listed["results"] if n["hostname"] == "n1") == \
+        sorted([(engine.node_id, "n1", None, False), (n1["id"], "slurm:n1", "idle", False)])
+    job_type = await sleeper(make, "beside-n1")
+    try:
+        # Draining Slurm's n1 leaves the engine's node running jobs: on n2.
+        status, body, _ = await api.patch(f"/nodes/{n1['id']}/",
+                                          {"is_paused": True, "pause_reason": "disk swap"})
+        assert (status, body["id"], body["is_paused"], body["slurm_state"]) == \
+            (200, n1["id"], True, "drained")
+        _, own, _ = await api.get(f"/nodes/{engine.node_id}/")
+        assert (own["is_paused"], own["pause_reason"], own["slurm_state"]) == (False, None, None)
+        assert await run_on_nodes(make, store, job_type, 1, "0.5") == ["n2"]
+        assert engine.node_paused is False
+        status, body, _ = await api.patch(f"/nodes/{n1['id']}/", {"is_paused": False})
+        assert (status, body["is_paused"]) == (200, False)
+
+        # Pausing the engine's node drains no Slurm node; it holds the engine's jobs back.
+        status, body, _ = await api.patch(f"/nodes/{engine.node_id}/",
+                                          {"is_paused": True, "pause_reason": "deploy"})
+        assert (status, body["id"], body["is_paused"], body["pause_reason"],
+                body["slurm_state"]) == (200, engine.node_id, True, "deploy", None)
+        assert slurm_cluster.run("sinfo", "-h", "-n", "n1", "-o", "%E").strip() == "none"
+        _, slurm_n1, _ = await api.get(f"/nodes/{n1['id']}/")
+        assert (slurm_n1["is_paused"], slurm_n1["pause_reason"]) == (False, None)
+
+        async def engine_paused():
+            return engine.node_paused
+        await wait_for(engine_paused, "the engine to see its node paused")
+        jobs = [await make.submit(job_type, inputs=[{"name": "seconds", "value": "8"}])
+                for _ in range(2)]
+        await wait_passes(engine)
+        assert [(await store.jobs.get_job(job["id"]))["status"] for job in jobs] == \
+            ["QUEUED", "QUEUED"]
+
+        async def responding():
+            return (await slurm_nodes(api))["n1"]["slurm_state"] == "idle"
+        await wait_for(responding, "n1 to be idle again")
+        status, body, _ = await api.patch(f"/nodes/{engine.node_id}/", {"is_paused": False})
+        assert (status, body["is_paused"], body["pause_reason"]) == (200, False, None)
+
+        # One node-sized job on each Slurm node, counted on the Slurm nodes' records.
+        nodes = await slurm_nodes(api)
+
+        async def placed():
+            by_node = (await store.counts.read()).node_use()
+            found = {name: by_node.get(node["id"], {}).get("running", 0)
+                     for name, node in nodes.items()}
+            return found if found == {"n1": 1, "n2": 1} else None
+        await wait_for(placed, "each Slurm node to count one running job")
+        assert (await store.counts.read()).node_use().get(engine.node_id, {}) \
+            .get("running", 0) == 0
+        shown = []
+        for job in jobs:
+            await wait_job(store, job["id"], "COMPLETED")
+            [exe] = await exes_of(store, job["id"])
+            _, details, _ = await api.get(f"/job-executions/{exe['id']}/")
+            assert details["cluster_node"] == exe["process"]["node"]
+            shown.append(details["cluster_node"])
+        assert sorted(shown) == ["n1", "n2"]
+        _, own, _ = await api.get(f"/nodes/{engine.node_id}/")
+        assert (own["hostname"], own["slave_id"], own["slurm_state"], own["is_paused"]) == \
+            ("n1", "n1", None, False)
+    finally:
+        slurm_cluster.run("scontrol", "update", "nodename=n1", "state=resume", check=False)

@@ -157,8 +157,8 @@ async def test_builtin_errors_are_seeded_once(store):
 
 @pytest.mark.gen_test
 async def test_count_and_by_ids(store):
-    await store.db["nodes"].insert_many([{"id": i, "hostname": f"h{i}", "up": i % 2 == 0}
-                                         for i in range(1, 6)])
+    await store.db["nodes"].insert_many([{"id": i, "hostname": f"h{i}", "slave_id": f"h{i}",
+                                          "up": i % 2 == 0} for i in range(1, 6)])
     assert await store.db.count("nodes", {}) == 5
     assert await store.db.count("nodes", {"up": True}) == 2
     assert await store.db.count("nodes", {"hostname": "nope"}) == 0

@@ -162,7 +162,7 @@ async def large_store(store, make) -> None:
         {"id": i, "job_id": 1, "job_type_id": 2, "is_product": True, "last_modified": i,
          "file_name": f"f{i}"} for i in range(1, 151)])
     await store.db["nodes"].insert_many([
-        {"id": i, "hostname": f"node-{i}"} for i in range(1, 151)])
+        {"id": i, "hostname": f"node-{i}", "slave_id": f"node-{i}"} for i in range(1, 151)])
 
 
 @pytest.mark.gen_test(timeout=300)
@@ -370,6 +370,21 @@ async def test_node_writes_raise_when_the_store_fails_them(store, backend):
         await nodes.register("alpha", 2, 4, 1024)
     assert_write_failed(backend, excinfo, "nodes alpha")
     assert (await nodes.get(node["id"]))["port"] == 1
+
+
+@pytest.mark.gen_test
+async def test_a_cluster_sync_leaves_the_engines_node_alone(store):
+    """nx-27017 matches `$ne: null` on a missing field: a filter on `slurm_state` took the
+    engine's node (which has none) for a Slurm node gone from the cluster, and made it
+    inactive at every sync (store/nodes.py decides it in Python)."""
+    engine = await store.nodes.register("web", 8000, 4, 4096)
+    n1 = {"hostname": "n1", "cpus": 2.0, "mem": 1024.0, "slurm_state": "idle",
+          "is_paused": False, "pause_reason": None}
+    await store.nodes.sync_cluster([n1])
+    assert await store.nodes.sync_cluster([n1]) == 0
+    assert [(n["id"], n["is_active"]) for n in await store.nodes.all()] == \
+        [(engine["id"], True), (engine["id"] + 1, True)]
+    assert [n["hostname"] for n in await store.nodes.cluster()] == ["n1"]
 
 
 @contextlib.contextmanager
