@@ -97,6 +97,14 @@ class CliResult:
         return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+async def end(proc: asyncio.subprocess.Process) -> None:
+    """Kill a command and reap it, so its pipes close while the event loop still runs (left to
+    the garbage collector, they close on a loop that may be gone)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+
+
 async def run_cli(*argv: str, env: dict[str, str] | None = None,
                   timeout: float = CLI_TIMEOUT) -> CliResult:
     """Run a Slurm command; exit code 127 when it is missing, -1 when it timed out."""
@@ -109,10 +117,11 @@ async def run_cli(*argv: str, env: dict[str, str] | None = None,
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        await end(proc)
         return CliResult(-1, "", f"{argv[0]} did not answer within {timeout:g} s")
+    except asyncio.CancelledError:  # the engine stops: the command is killed and reaped too
+        await end(proc)
+        raise
     return CliResult(proc.returncode or 0, out.decode(errors="replace"),
                      err.decode(errors="replace"))
 
