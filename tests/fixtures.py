@@ -129,11 +129,13 @@ def engine_options():
 @pytest.fixture
 def slurm_engine_options(slurm_cluster, monkeypatch):
     """Engine options for executor=slurm on the `slurm_cluster` cluster (SLURM_CONF set for the
-    test); its jobs are canceled once the test's engines are stopped."""
+    test); its jobs are canceled once the test's engines are stopped, and the next test starts
+    on idle nodes."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     yield {"cancel_grace": 2.0, "poll_interval": 0.05, "executor": "slurm",
            "slurm_poll_interval": SLURM_POLL}
     slurm_cluster.cancel_all()
+    slurm_cluster.wait_idle(slurm_cluster.nodes)
 
 
 @pytest.fixture
