@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from slurm.cluster import Cluster, ClusterUnavailable, start_cluster
+from slurm.cluster import Cluster, ClusterUnavailable, existing_cluster, start_cluster
 from tests.engine.test_engine_failures import error_name, exes_of
 from tests.slurm.slurm_helpers import scontrol, slurm_job_of
 from tests.waiting import wait_job
@@ -55,6 +55,8 @@ def test_the_accounting_cluster_runs_jobs_and_refuses_a_qos_root_may_not_use(slu
     assert set(cluster.pids()) == {"munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd-n1",
                                    "slurmd-n2"}
     assert all(cluster.pids().values()), cluster.pids()
+    # `python -m slurm.cluster stop` (and status) find the accounting's daemons too.
+    assert existing_cluster(cluster.directory).pids() == cluster.pids()
     name = cluster.run("scontrol", "show", "config").split("ClusterName", 1)[1].split()[1]
     assert cluster.run("sacctmgr", "-n", "-P", "show", "assoc", "format=cluster,account,user,qos"
                        ).splitlines() == [f"{name}|root||normal", f"{name}|root|root|normal"]
