@@ -1,6 +1,6 @@
 """A throwaway Slurm cluster on this one machine, posing as two nodes (n1 and n2), for the tests.
 
-    python -m slurm.cluster start [--dir DIR]    # prints `export SLURM_CONF=DIR/slurm.conf`
+    python -m slurm.cluster start [--dir DIR] [--accounting]   # prints `export SLURM_CONF=...`
     python -m slurm.cluster status [--dir DIR]   # the daemons and the nodes' states
     python -m slurm.cluster stop [--dir DIR]     # cancels every job, then kills the daemons
 
@@ -12,11 +12,20 @@ temporary one unless told, so clients find the cluster through `SLURM_CONF` alon
 clusters (one per pytest-xdist worker) never collide with each other or with a system config.
 Without --dir, status and stop use the folder of `$SLURM_CONF`.
 
-The facts behind every setting are in ../shared/spec/slurm-notes.md. Standard library only: no
+With --accounting (for the QOS test only: it starts in about 2.4 s instead of 0.1), Debian's
+`slurmdbd` and `mariadb-server` are installed too, a private mariadbd runs as root in the folder
+(its own data folder, socket and loopback port; a `slurm` user with a password made for this
+cluster), slurmdbd (slurmdbd.conf, 0600, beside slurm.conf) stores into it, `sacctmgr` registers
+the cluster (root gets its association), and slurmctld enforces associations and QOS: sbatch
+refuses a --qos that does not exist or is not root's. Without it there is no accounting at all
+(`AccountingStorageType=accounting_storage/none`) and sbatch takes any --qos.
+
+The facts behind every setting are in ../shared/spec/slurm-notes.md (the accounting's, measured
+on the same Slurm 22.05.8 and MariaDB 10.11, in the comments here). Standard library only: no
 project module is imported here (tests/test_layers.py).
 
-Python API: `start_cluster(directory) -> Cluster`; `ClusterUnavailable` means this machine can't
-run one at all (not root, no apt-get): the tests skip on it.
+Python API: `start_cluster(directory, accounting=False) -> Cluster`; `ClusterUnavailable` means
+this machine can't run one at all (not root, no apt-get): the tests skip on it.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +50,10 @@ PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 # The binaries that show the packages are installed.
 BINARIES = ("/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/sbin/munged",
             "/usr/sbin/mungekey")
+# The accounting cluster's too: slurmdbd keeping its records in a private MariaDB.
+ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server")
+ACCOUNTING_BINARIES = ("/usr/sbin/slurmdbd", "/usr/sbin/mariadbd", "/usr/bin/mariadb-install-db",
+                       "/usr/bin/sacctmgr")
 NODES = ("n1", "n2")
 CPUS_PER_NODE = 2
 MEM_PER_NODE = 1024  # MiB
@@ -65,36 +79,47 @@ def _log(message: str) -> None:
 # -- installing ------------------------------------------------------------------------------
 
 
-def check_machine() -> None:
-    """Raise ClusterUnavailable when the cluster can't be installed or run here."""
+def _binaries(accounting: bool) -> tuple[str, ...]:
+    return BINARIES + ACCOUNTING_BINARIES if accounting else BINARIES
+
+
+def _packages(accounting: bool) -> tuple[str, ...]:
+    return PACKAGES + ACCOUNTING_PACKAGES if accounting else PACKAGES
+
+
+def check_machine(accounting: bool = False) -> None:
+    """Raise ClusterUnavailable when the cluster (with accounting: and its slurmdbd and MariaDB)
+    can't be installed or run here."""
     if sys.platform != "linux":
         raise ClusterUnavailable("the Slurm test cluster needs Linux")
     if os.geteuid() != 0:
         raise ClusterUnavailable("the Slurm test cluster needs root (it installs Slurm with "
                                  "apt-get and runs its daemons as root)")
-    if all(Path(binary).exists() for binary in BINARIES):
+    if all(Path(binary).exists() for binary in _binaries(accounting)):
         return
     if shutil.which("apt-get") is None:
         raise ClusterUnavailable("Slurm is not installed and there is no apt-get to install it")
 
 
-def install_packages() -> None:
-    """apt-get install the packages when a binary is missing (idempotent, quiet). Several
-    processes (pytest-xdist workers) may call it at once: one installs, the others wait."""
-    check_machine()
-    if all(Path(binary).exists() for binary in BINARIES):
+def install_packages(accounting: bool = False) -> None:
+    """apt-get install the packages (with accounting: slurmdbd's and MariaDB's too) when a binary
+    is missing (idempotent, quiet). Several processes (pytest-xdist workers) may call it at once:
+    one installs, the others wait."""
+    check_machine(accounting)
+    binaries = _binaries(accounting)
+    if all(Path(binary).exists() for binary in binaries):
         return
     with open(INSTALL_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not all(Path(binary).exists() for binary in BINARIES):
-            _apt_get_install()
+        if not all(Path(binary).exists() for binary in binaries):
+            _apt_get_install(_packages(accounting))
 
 
-def _apt_get_install() -> None:
-    _log("installing " + " ".join(PACKAGES) + " with apt-get")
+def _apt_get_install(packages: Sequence[str]) -> None:
+    _log("installing " + " ".join(packages) + " with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-               "-o", "DPkg::Lock::Timeout=300", *PACKAGES]
+               "-o", "DPkg::Lock::Timeout=300", *packages]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         # The package lists may be missing on a fresh machine: update them once and retry.
@@ -135,8 +160,10 @@ def memory_limits() -> bool:
     return CGROUP_V1_MEMORY.is_dir()
 
 
-def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
-    """slurm.conf for one host posing as NODES; `ports`: slurmctld's, then one per node."""
+def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int,
+               dbd_port: int | None = None) -> str:
+    """slurm.conf for one host posing as NODES; `ports`: slurmctld's, then one per node.
+    `dbd_port`: slurmdbd's, for a cluster with accounting (None: without)."""
     host = socket.gethostname().split(".", 1)[0]
     d = directory
     lines = [
@@ -174,7 +201,7 @@ def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
         "SchedulerParameters=batch_sched_delay=0,bf_interval=1",
         "PriorityType=priority/basic",
         "JobAcctGatherType=jobacct_gather/linux",
-        "AccountingStorageType=accounting_storage/none",
+        *accounting_lines(d, dbd_port),
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={d}/log/jobcomp.txt",
         f"KillWait={kill_wait}",
@@ -190,6 +217,44 @@ def slurm_conf(directory: Path, ports: Sequence[int], kill_wait: int) -> str:
     lines.append(f"PartitionName=main Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE "
                  "State=UP")
     return "\n".join(lines) + "\n"
+
+
+def accounting_lines(directory: Path, dbd_port: int | None) -> tuple[str, ...]:
+    """slurm.conf's accounting: none, or slurmdbd on `dbd_port`, enforcing associations and QOS
+    (a job whose user has no association, or whose --qos does not exist or is not the user's,
+    is refused at submission)."""
+    if dbd_port is None:
+        return ("AccountingStorageType=accounting_storage/none",)
+    return ("AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={dbd_port}",
+            # The munge socket of the connection to slurmdbd (AuthInfo is not used for it).
+            f"AccountingStoragePass={directory}/munge/munge.socket",
+            "AccountingStorageEnforce=associations,limits,qos")
+
+
+def slurmdbd_conf(directory: Path, dbd_port: int, db_port: int, db_password: str) -> str:
+    """slurmdbd.conf (read from slurm.conf's folder; slurmdbd wants it 0600): slurmdbd on
+    `dbd_port`, storing into the private MariaDB on `db_port`."""
+    host = socket.gethostname().split(".", 1)[0]
+    d = directory
+    return "\n".join([
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={d}/munge/munge.socket",
+        f"DbdHost={host}",
+        "DbdAddr=127.0.0.1",
+        f"DbdPort={dbd_port}",
+        "SlurmUser=root",
+        f"PidFile={d}/run/slurmdbd.pid",
+        f"LogFile={d}/log/slurmdbd.log",
+        "DebugLevel=info",
+        "StorageType=accounting_storage/mysql",
+        "StorageHost=127.0.0.1",
+        f"StoragePort={db_port}",
+        "StorageUser=slurm",
+        f"StoragePass={db_password}",
+        "StorageLoc=slurm_acct_db",
+    ]) + "\n"
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -270,11 +335,13 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 class Cluster:
-    """A cluster whose state lives under `directory`; `env` is what a client needs."""
+    """A cluster whose state lives under `directory`; `env` is what a client needs. With
+    `accounting`, slurmdbd (on a private MariaDB) keeps its associations and QOS."""
 
-    def __init__(self, directory: Path, nodes: Sequence[str] = NODES):
+    def __init__(self, directory: Path, nodes: Sequence[str] = NODES, accounting: bool = False):
         self.directory = Path(directory).resolve()
         self.nodes = tuple(nodes)
+        self.accounting = accounting
         self.conf = self.directory / "slurm.conf"
 
     @property
@@ -299,8 +366,10 @@ class Cluster:
         return self.directory / names.get(daemon, f"run/{daemon}.pid")
 
     def pids(self) -> dict[str, int | None]:
-        """Each daemon's pid when it is alive, else None: munged, slurmctld, slurmd-n1, ..."""
-        daemons = ["munged", "slurmctld", *(f"slurmd-{node}" for node in self.nodes)]
+        """Each daemon's pid when it is alive, else None: munged, (mariadbd, slurmdbd,)
+        slurmctld, slurmd-n1, ..."""
+        daemons = ["munged", *(("mariadbd", "slurmdbd") if self.accounting else ()),
+                   "slurmctld", *(f"slurmd-{node}" for node in self.nodes)]
         found = {}
         for daemon in daemons:
             pid = _read_pid(self._pid_file(daemon))
@@ -336,6 +405,70 @@ class Cluster:
                       f"--seed-file={munge}/munged.seed"],
                      self._pid_file("munged"), "munged")
 
+    def _wait_listening(self, port: int, daemon: str) -> None:
+        """Until `daemon` (alive) accepts connections on 127.0.0.1:`port`."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.pids()[daemon] is None:
+                break
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise ClusterError(f"{daemon} is not listening on port {port}\n" + self.log_tails())
+
+    def _start_mariadbd(self, db_port: int, password: str) -> None:
+        """A private MariaDB for slurmdbd, as root on its own data folder, socket and port, with
+        the `slurm` user slurmdbd logs in as."""
+        db = self.directory / "mariadb"
+        db.mkdir(exist_ok=True)
+        with (self.directory / "log" / "launch.log").open("a") as out:
+            made = subprocess.run(["/usr/bin/mariadb-install-db", "--no-defaults", "--user=root",
+                                   f"--datadir={db}/data",
+                                   "--auth-root-authentication-method=socket", "--skip-test-db",
+                                   "--skip-name-resolve"],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=False)
+        if made.returncode != 0:
+            raise ClusterError(f"mariadb-install-db exited {made.returncode}\n"
+                               + self.log_tails())
+        init = db / "init.sql"
+        init.touch(mode=0o600)
+        init.write_text(
+            f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';\n"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';\n")
+        # mariadbd stays in the foreground: it runs in a session of its own, and is stopped by
+        # the pid it writes like the daemons that fork.
+        with (self.directory / "log" / "mariadbd.log").open("a") as out:
+            subprocess.Popen(["/usr/sbin/mariadbd", "--no-defaults", "--user=root",
+                              f"--datadir={db}/data", f"--socket={db}/mariadbd.sock",
+                              f"--pid-file={self._pid_file('mariadbd')}", f"--port={db_port}",
+                              "--bind-address=127.0.0.1", "--skip-name-resolve",
+                              f"--init-file={init}", "--innodb-buffer-pool-size=32M"],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                             start_new_session=True)
+        self._wait_pid_file("mariadbd")
+        self._wait_listening(db_port, "mariadbd")
+
+    def _wait_pid_file(self, daemon: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while self.pids()[daemon] is None:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{daemon} did not start\n" + self.log_tails())
+            time.sleep(0.02)
+
+    def _start_accounting(self, name: str, dbd_port: int, db_port: int) -> None:
+        """MariaDB, then slurmdbd, then the cluster `name` in it (which gives root an association
+        to the account root: slurmctld, enforcing associations, takes root's jobs), all before
+        slurmctld starts, so that it finds them at once."""
+        password = secrets.token_hex(16)
+        dbd_conf = self.directory / "slurmdbd.conf"
+        dbd_conf.touch(mode=0o600)
+        dbd_conf.write_text(slurmdbd_conf(self.directory, dbd_port, db_port, password))
+        self._start_mariadbd(db_port, password)
+        self._launch(["/usr/sbin/slurmdbd"], self._pid_file("slurmdbd"), "slurmdbd")
+        self._wait_listening(dbd_port, "slurmdbd")
+        self.run("sacctmgr", "-i", "add", "cluster", name)
+
     def start_node(self, node: str) -> None:
         """Start that node's slurmd (again, after kill_node)."""
         (self.directory / "spool" / node).mkdir(parents=True, exist_ok=True)
@@ -353,11 +486,17 @@ class Cluster:
         d.chmod(0o755)  # munged (as munge) must reach its folder inside
         for sub in ("munge", "state", "run", "log", "spool"):
             (d / sub).mkdir(exist_ok=True)
-        ports = free_ports(1 + len(self.nodes))
-        self.conf.write_text(slurm_conf(d, ports, kill_wait))
+        ports = free_ports(1 + len(self.nodes) + (2 if self.accounting else 0))
+        # The accounting cluster's last two: slurmdbd's and MariaDB's.
+        dbd_port, db_port = ports[-2:] if self.accounting else (None, None)
+        slurm_ports = ports[:1 + len(self.nodes)]
+        self.conf.write_text(slurm_conf(d, slurm_ports, kill_wait, dbd_port))
         (d / "cgroup.conf").write_text(CGROUP_CONF)
-        (d / STATE_FILE).write_text(json.dumps({"nodes": list(self.nodes), "ports": ports}))
+        (d / STATE_FILE).write_text(json.dumps({"nodes": list(self.nodes), "ports": ports,
+                                                "accounting": self.accounting}))
         self._start_munged()
+        if dbd_port is not None and db_port is not None:
+            self._start_accounting(f"jobdeck{slurm_ports[0]}", dbd_port, db_port)
         self._launch(["/usr/sbin/slurmctld", "-f", str(self.conf)],
                      self._pid_file("slurmctld"), "slurmctld")
         for node in self.nodes:
@@ -387,6 +526,7 @@ class Cluster:
     def log_tails(self) -> str:
         logs = self.directory / "log"
         files = [logs / "launch.log", self.directory / "munge" / "munged.log",
+                 *((logs / "mariadbd.log", logs / "slurmdbd.log") if self.accounting else ()),
                  logs / "slurmctld.log", *(logs / f"slurmd-{node}.log" for node in self.nodes)]
         return "\n".join(_tail(path) for path in files)
 
@@ -429,16 +569,16 @@ class Cluster:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Cancel every job, wait until squeue is empty, then stop the daemons by pid (slurmd,
-        slurmctld, munged). Idempotent."""
+        slurmctld, then slurmdbd and mariadbd when there, munged). Idempotent."""
         pids = self.pids()
         if pids["slurmctld"] is not None:
             self.cancel_all(timeout)
         _kill(pid for name, pid in pids.items() if name.startswith("slurmd-") and pid)
-        for daemon in ("slurmctld", "munged"):
-            pid = pids[daemon]
+        for daemon in ("slurmctld", "slurmdbd", "mariadbd", "munged"):
+            pid = pids.get(daemon)
             if pid:
-                # After a node loss slurmctld takes ~3 s to end on SIGTERM; its state is
-                # throwaway, so it gets SIGKILL after 1 s.
+                # After a node loss slurmctld takes ~3 s to end on SIGTERM; its state (and the
+                # accounting's) is throwaway, so each gets SIGKILL after 1 s.
                 _kill([pid], timeout=1.0)
 
     def status(self) -> str:
@@ -450,15 +590,18 @@ class Cluster:
         return "\n".join(lines)
 
 
-def start_cluster(directory: str | os.PathLike[str] | None = None, kill_wait: int = 2) -> Cluster:
+def start_cluster(directory: str | os.PathLike[str] | None = None, kill_wait: int = 2,
+                  accounting: bool = False) -> Cluster:
     """Install Slurm if needed and start a cluster under `directory` (a fresh temporary folder
     when None); it returns once both nodes are idle. `kill_wait`: seconds between SIGTERM and
-    SIGKILL when Slurm ends a job. ClusterUnavailable when this machine can't run it;
-    ClusterError (the daemons stopped again) when it does not come up."""
-    install_packages()
+    SIGKILL when Slurm ends a job. `accounting`: with slurmdbd on a private MariaDB, enforcing
+    associations and QOS (root's jobs go to the account root). ClusterUnavailable
+    when this machine can't run it; ClusterError (the daemons stopped again) when it does not
+    come up."""
+    install_packages(accounting)
     if directory is None:
         directory = tempfile.mkdtemp(prefix="slurm-cluster-")
-    cluster = Cluster(Path(directory))
+    cluster = Cluster(Path(directory), accounting=accounting)
     try:
         cluster.start(kill_wait)
     except BaseException:
@@ -469,15 +612,17 @@ def start_cluster(directory: str | os.PathLike[str] | None = None, kill_wait: in
 
 def existing_cluster(directory: str | os.PathLike[str]) -> Cluster:
     """The cluster a previous `start` left under `directory`."""
-    state = Path(directory) / STATE_FILE
-    nodes = json.loads(state.read_text())["nodes"] if state.exists() else NODES
-    return Cluster(Path(directory), nodes)
+    state_file = Path(directory) / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    return Cluster(Path(directory), state.get("nodes", NODES), state.get("accounting", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slurm.cluster", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("--accounting", action="store_true", help="start: with slurmdbd on a "
+                        "private MariaDB, enforcing associations and QOS")
     parser.add_argument("--dir", help="the cluster's folder (start: a fresh temporary folder "
                         "unless given; stop, status: the folder of $SLURM_CONF unless given)")
     args = parser.parse_args(argv)
@@ -489,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             began = time.monotonic()
-            cluster = start_cluster(directory)
+            cluster = start_cluster(directory, accounting=args.accounting)
             _log(f"up in {time.monotonic() - began:.1f} s: nodes {', '.join(cluster.nodes)} "
                  f"idle; folder {cluster.directory}")
             print(f"export SLURM_CONF={cluster.conf}")
