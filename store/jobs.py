@@ -35,7 +35,7 @@ from core.times import now_ms
 from store.counts import NOT_COUNTED, JobCounts, uncounted
 from store.db import Database, time_span
 from store.documents import ExeDoc, JobDoc
-from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page
+from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page, tie_broken
 from store.writes import undo_partial, unstorable
 
 AFTER = ReturnDocument.AFTER
@@ -352,10 +352,8 @@ class JobStore:
         count = await self.count_jobs(query) if kept is None else kept
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
-        sort = list(order)
-        if not any(name == "id" for name, _ in sort):
-            sort.append(("id", 1))
-        return count, await find_page(self.jobs, query, projection=projection, sort=sort,
+        return count, await find_page(self.jobs, query, projection=projection,
+                                      sort=tie_broken(order),
                                       skip=(page - 1) * page_size, limit=page_size)
 
     async def count_jobs(self, query: dict) -> int:
@@ -444,8 +442,7 @@ class JobStore:
         count = await self.db.count("job_exes", query)
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
-        sort = list(order) + ([("id", 1)] if not any(n == "id" for n, _ in order) else [])
-        return count, await find_page(self.exes, query, sort=sort,
+        return count, await find_page(self.exes, query, sort=tie_broken(order),
                                       skip=(page - 1) * page_size, limit=page_size)
 
     async def queue_status(self) -> list[dict]:

@@ -100,3 +100,15 @@ async def aggregate_all(collection, pipeline: list[dict],
         raise IncompleteRead(f"an aggregation on {collection.name} did not fit in one batch of "
                              f"{batch_size}; its result would have been cut short")
     return await cursor.to_list()
+
+
+def tie_broken(order) -> list[tuple[str, int]]:
+    """`order` with `id` last to break ties, in the direction of the key before it: an index on
+    (field, id) serves the order only when both go the same way; ascending ids under a
+    descending field made nx-27017 sort every matching job (110 ms against 13 ms for a page of
+    the last day's 14,000 at 100,000 jobs)."""
+    order = list(order)
+    if any(name == "id" for name, _ in order):
+        return order
+    return [*order, ("id", order[-1][1] if order else 1)]
+

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from store.db import Database
 from store.jobs import JobFilter, JobStore
-from store.reads import find_all, find_page
+from store.reads import find_all, find_page, tie_broken
 
 # 500 ids plus the other filters stay within max_query_values (1000) when the page's bulk
 # actions send them back as GET /jobs/ arguments.
@@ -60,10 +60,8 @@ class JobSearch:
         count = await self.db.count("jobs", query)
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
-        sort = list(order)
-        if not any(name == "id" for name, _ in sort):
-            sort.append(("id", 1))
-        return count, await find_page(self.db["jobs"], query, projection=projection, sort=sort,
+        return count, await find_page(self.db["jobs"], query, projection=projection,
+                                      sort=tie_broken(order),
                                       skip=(page - 1) * page_size, limit=page_size)
 
     async def job_ids(self, text: str, limit: int = SEARCH_LIMIT,

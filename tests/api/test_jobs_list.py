@@ -114,8 +114,8 @@ async def test_default_order_is_last_modified_then_id(api, make):
     await make.touch(jobs[3]["id"], T0 + HOUR)
     _, body, _ = await api.get("/jobs/")
     assert ids(body) == [jobs[1]["id"], jobs[3]["id"], jobs[2]["id"], jobs[0]["id"]]
-    _, body, _ = await api.get("/jobs/?order=-last_modified")
-    assert ids(body) == [jobs[0]["id"], jobs[2]["id"], jobs[1]["id"], jobs[3]["id"]]
+    _, body, _ = await api.get("/jobs/?order=-last_modified")  # ties: newest id first
+    assert ids(body) == [jobs[0]["id"], jobs[2]["id"], jobs[3]["id"], jobs[1]["id"]]
     _, body, _ = await api.get("/jobs/?order=-id")
     assert ids(body) == [j["id"] for j in reversed(jobs)]
 

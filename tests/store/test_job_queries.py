@@ -84,8 +84,10 @@ async def test_order_by_every_order_field(store, make):
     by_id = await store.db["jobs"].find({}, {"_id": 0}).sort("id", 1).to_list()
     for name, field in JOB_ORDER_FIELDS.items():
         for direction in (1, -1):
-            # stable sorts: ties stay in ascending `id` order whichever the direction
-            expected = sorted(by_id, key=sort_key(field), reverse=direction == -1)
+            # ties by `id` in the field's direction (store/reads.py tie_broken): a stable sort
+            # of the jobs in that `id` order
+            expected = sorted(by_id if direction == 1 else by_id[::-1], key=sort_key(field),
+                              reverse=direction == -1)
             got = await ids(store, order=[(field, direction)])
             assert got == (4, [j["id"] for j in expected]), (name, direction)
 
