@@ -42,7 +42,7 @@ restore: install
 		{ echo "usage: make restore BACKUP=folder [BACKUP_ARGS=...]" >&2; exit 2; }
 	$(PY) server.py restore "$(or $(BACKUP),$(DEST))" $(BACKUP_ARGS)
 
-# Every benchmark and one report (about 10 min on 2 CPUs; BENCH_ARGS=--quick: 2-3 min).
+# Every benchmark and one report (about 20 min on 2 CPUs; BENCH_ARGS=--quick: 2-3 min).
 BENCH_ARGS ?=
 bench: $(TEST_STAMP) redis
 	$(PY) -m bench $(BENCH_ARGS)
