@@ -307,6 +307,7 @@ async def test_a_read_takes_the_counters_document_read_before_and_stays_exact(
         await make.queued(job_type)
     await store.counts.fold_all()
     await store.counts.read()
+    await store.counts.stop()  # its own folds would read the document anew
     _, exe = await make.queued(job_type)
     await make.running(job_type)
     await second_store.counts.fold_all()
@@ -326,6 +327,7 @@ async def test_the_background_fold_reads_the_counters_anew_after_another_process
     background fold read the document again, so the reads after it find none of them."""
     job_type = await make.job_type("behind")
     await store.counts.read()
+    await store.counts.stop()  # the next read starts it again, after the other's fold
     for _ in range(2):
         await make.queued(job_type)
     await second_store.counts.fold_all()
