@@ -218,6 +218,19 @@ async def test_pages_within_budget(make, counted, name, path):
     await within_budget(counted, name, "GET", path)
 
 
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("query, total", [("", 5), ("?status=QUEUED", 2)])
+async def test_the_jobs_page_total_is_the_kept_counts(make, counted, query, total):
+    """The jobs page's total by status and job type, as the API lists': no count over the jobs."""
+    await seed(make)
+    await counted("GET", f"/dashboard/jobs{query}")  # warm-up
+    status, page, commands = await counted("GET", f"/dashboard/jobs{query}")
+    assert status == 200
+    assert len(commands) <= BUDGETS["GET /dashboard/jobs"] and "aggregate jobs" not in commands, \
+        over_budget("GET /dashboard/jobs", commands)
+    assert f"<strong data-count>{total}</strong> jobs" in page
+
+
 def test_budget_counts_the_apps_commands():
     """The budgets above are the issue's."""
     assert TEST_SETTINGS.engine is True  # so this module's app_settings must turn it off
