@@ -56,7 +56,9 @@ SEED_BATCH = 1000
 # largest size measured over the smallest, if at least 10 times as large): (case, label).
 SCALED = (("page 1 (default order)", "page 1"), ("page 1 status=RUNNING", "status=RUNNING"),
           (f"page 1 job_type_name={NAMED_TYPE}", "job_type_name"),
-          ("/jobs/updates/ started=PT1H", "updates started=PT1H"), ("overview page", "overview"),
+          ("/jobs/updates/ page 1", "updates page 1"),
+          ("/jobs/updates/ started=PT1H", "updates started=PT1H"),
+          ("/jobs/executions/ page 1", "executions page 1"), ("overview page", "overview"),
           ("series range=7d", "series 7d"))
 
 
@@ -190,12 +192,12 @@ def page_body(count: int, rows: list) -> str:
     return json.dumps({"count": count, "next": None, "previous": None, "results": rows})
 
 
-def list_case(flt_factory, order, page, extras=None, kept_total=True):
-    """The work JobListBase.get does, on a (timed) store (GET /jobs/ reads its total from the
-    kept counts: `kept_total`)."""
+def list_case(flt_factory, order, page, extras=None):
+    """The work JobListBase.get does, on a (timed) store (its total by status and job type from
+    the kept counts)."""
     async def work(store, base_url):
         count, jobs = await store.jobs.list_jobs(flt_factory(), order, page, PAGE_SIZE,
-                                                 LIST_PROJECTION, kept_total)
+                                                 LIST_PROJECTION, kept_total=True)
         rows = await Serializer(store, base_url).job_rows(jobs, **(extras or {}))
         return page_body(count, rows)
     return work
@@ -260,10 +262,15 @@ async def build_cases(store: Store, size: int) -> list[tuple[str, str, object]]:
          list_case(JobFilter, LIST_ORDER, deep)),
         ("job details", lambda: f"/jobs/{detail_ids[next(details_path) % len(detail_ids)]}/",
          details_case(detail_ids)),
+        ("/jobs/updates/ page 1", "/jobs/updates/",
+         list_case(lambda: JobFilter(time_field="last_status_change"), UPDATES_ORDER, 1,
+                   {"input_files": True})),
         ("/jobs/updates/ started=PT1H", "/jobs/updates/?started=PT1H",
          list_case(lambda: JobFilter(started=now_ms() - HOUR_MS,
                                      time_field="last_status_change"),
-                   UPDATES_ORDER, 1, {"input_files": True}, kept_total=False)),
+                   UPDATES_ORDER, 1, {"input_files": True})),
+        ("/jobs/executions/ page 1", "/jobs/executions/",
+         list_case(JobFilter, LIST_ORDER, 1, {"latest_exe": True})),
         ("overview page", "/", overview_case()),
         ("series range=7d", "/jobs/series/?range=7d", series_case("7d")),
     ]

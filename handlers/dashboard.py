@@ -223,7 +223,7 @@ class JobsPage(DashboardPage):
                     else found.job_ids
             else:
                 count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size,
-                                                              LIST_PROJECTION)
+                                                              LIST_PROJECTION, kept_total=True)
             if page > 1 and (page - 1) * page_size >= count:
                 raise APIError(404, f"page {page} is past the last page of {count} results")
             # Exit codes: only a failed job's latest execution is read (few rows, usually none).

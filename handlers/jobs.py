@@ -23,23 +23,21 @@ class JobListBase(BaseHandler):
 
     time_field = "last_modified"
     extras: ClassVar[dict] = {}
-    # Totals by status and job type from the kept counts: for GET /jobs/, whose budget (3 store
-    # commands) holds their two reads beside its page; the lists that also read files or
-    # executions count instead.
-    kept_total = False
 
     async def get(self):
         flt = job_filter(self.get_query_arguments, self.time_field)
         order = job_order(self.get_query_arguments, self.time_field)
         page, page_size = self.parse_page()
+        # Totals by status and job type from the kept counts: one store command beside the page
+        # and the rows' files or executions (store/counts.py).
         count, jobs = await self.store.jobs.list_jobs(flt, order, page, page_size, LIST_PROJECTION,
-                                                      self.kept_total)
+                                                      kept_total=True)
         rows = await Serializer(self.store, self.base_url).job_rows(jobs, **self.extras)
         self.write_page(count, rows, page, page_size)
 
 
 class JobsHandler(JobListBase):
-    kept_total = True
+    """Jobs, filtered on `last_modified` by `started` and `ended`."""
 
 
 class JobUpdatesHandler(JobListBase):

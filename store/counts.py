@@ -47,13 +47,20 @@ scans the jobs.
   recorded batch's state if it is in that batch, else `cs`) to its state now. A job folded
   twice since G (`pcg` > G too) makes the read start again. A read that finds more than
   FOLD_LIMIT such jobs folds first.
+- **The counters document is read once and reused** (`counters_doc`): nothing above needs it
+  fresh, only read before the jobs are. A read with the document kept is one operation (the
+  jobs with `fold_gen` > its G: those changed since, which the background fold keeps few by
+  reading the document anew after each fold of its own and whenever a read found jobs another
+  process folded since). It is read again at once when a job was folded twice since it, or more
+  than FOLD_LIMIT jobs changed. So GET /jobs/updates/ and /jobs/executions/ (a page, the rows'
+  files or executions, and this read) keep their budget of three store commands.
 - Folding runs in the background (every FOLD_INTERVAL seconds, one operation when there is
   nothing to fold), started by server.py at start-up or else by the first read: that is the
   repair pass for a process that died before or during a fold. A store whose jobs predate
   counting, or whose counters have an earlier FORMAT, is counted afresh once.
 - Who reads them: the overview (counts by status, its last hour, queue and node use),
-  GET /queue/status/ (and the queue page), and the total of GET /jobs/ when it filters on
-  status and job type only (`JobStore.kept_count`).
+  GET /queue/status/ (and the queue page), and the totals of GET /jobs/, /jobs/updates/ and
+  /jobs/executions/ when they filter on status and job type only (`JobStore.kept_count`).
 - Jobs must be written through store/jobs.py (or carry `tv`/`fold_gen` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
 
@@ -225,6 +232,11 @@ class JobCounts:
         self.jobs = db["jobs"]
         self._task: asyncio.Task | None = None
         self._ready = False
+        # The counters document as last read, which a read takes instead of reading it again
+        # (see the module's docstring); None: read it first. `_behind`: the last read found jobs
+        # folded since it, so the background fold reads it anew.
+        self.counters_doc: dict | None = None
+        self._behind = False
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -265,22 +277,39 @@ class JobCounts:
         return (await self.read()).by_type()
 
     async def read(self) -> Kept:
-        """The kept counts at one instant (two store operations)."""
+        """The kept counts at one instant: one store operation while the counters document
+        read before serves (`counters_doc`), else two."""
         await self.ensure()
         self.keep()
         for _ in range(FOLD_RETRIES):
-            doc = await self.read_counters()
+            doc, fresh = self.counters_doc, False
+            if doc is None:
+                doc, fresh = await self.refresh(), True
             if doc is None:
                 raise RuntimeError("job counts: the counters document is missing")
-            since = {"fold_gen": {"$gt": doc.get("gen", 0)}}
-            changed = await find_page(self.jobs, since,
+            gen = doc.get("gen", 0)
+            changed = await find_page(self.jobs, {"fold_gen": {"$gt": gen}},
                                       projection=UNCOUNTED_PROJECTION, limit=FOLD_LIMIT + 1)
             if len(changed) > FOLD_LIMIT:
-                await self.fold_all()
+                if fresh:
+                    await self.fold_all()
+                self.counters_doc = None
                 continue
-            with contextlib.suppress(ReadAgain):
-                return self._combine(doc, changed)
+            try:
+                kept = self._combine(doc, changed)
+            except ReadAgain:
+                self.counters_doc = None
+                continue
+            # Jobs folded since `doc`: the background fold reads a newer one.
+            self._behind = any(job.get("cg", 0) > gen for job in changed)
+            return kept
         raise RuntimeError("job counts: no consistent read after several tries")
+
+    async def refresh(self) -> dict | None:
+        """Read the counters document and keep it for the reads that follow."""
+        self.counters_doc = await self.read_counters()
+        self._behind = False
+        return self.counters_doc
 
     async def read_counters(self) -> dict | None:
         """The counters document (a read's first operation)."""
@@ -412,8 +441,10 @@ class JobCounts:
             # Sleep first: the read that started the loop is not followed by folds of its own.
             await asyncio.sleep(FOLD_INTERVAL)
             try:
-                if await self.jobs.find_one(UNCOUNTED, {"_id": 1}) is not None:
-                    await self.fold()
+                folded = await self.jobs.find_one(UNCOUNTED, {"_id": 1}) is not None and \
+                    await self.fold() > 0
+                if folded or self._behind:
+                    await self.refresh()
             except PyMongoError as exc:
                 log.debug("job counts: fold failed (%s); retried", exc)
 

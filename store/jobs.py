@@ -343,8 +343,9 @@ class JobStore:
                         page_size: int, projection=None,
                         kept_total: bool = False) -> tuple[int, list[dict]]:
         """One page of jobs and the total count; `order` holds stored field names. With
-        `kept_total`, a total by status and job type only is read from the kept counts (two
-        reads whatever the store's size, where counting costs one read that grows with it)."""
+        `kept_total`, a total by status and job type only is read from the kept counts (one
+        read whatever the store's size, two now and then: store/counts.py; counting costs one
+        read that grows with the store)."""
         query = await self.build_query(flt)
         if query is None:
             return 0, []

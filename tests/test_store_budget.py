@@ -144,6 +144,30 @@ async def test_job_lists_within_budget(make, counted, path):
 
 
 @pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("path", ["/jobs/", "/jobs/updates/", "/jobs/executions/"])
+@pytest.mark.parametrize("query, matching", [
+    ("", {}), ("?status=QUEUED", {"status": "QUEUED"}),
+    ("?job_type_id={convert}&status=COMPLETED&status=QUEUED",
+     {"job_type_id": "{convert}", "status": {"$in": ["COMPLETED", "QUEUED"]}})],
+    ids=["all", "status", "type-and-statuses"])
+async def test_job_list_totals_are_the_kept_counts_within_budget(make, counted, store, path,
+                                                                query, matching):
+    """The totals by status and job type come from the kept counts, one read beside the page
+    and the rows' files or executions: never a count over the jobs, which grows with them."""
+    convert = (await seed(make))["convert"]["id"]
+    query = query.format(convert=convert)
+    if "job_type_id" in matching:
+        matching = {**matching, "job_type_id": convert}
+    await counted("GET", path + query)  # warm-up
+    status, body, commands = await counted("GET", path + query)
+    assert status == 200, body
+    assert len(commands) <= BUDGETS[f"GET {path}"] and "aggregate jobs" not in commands, \
+        over_budget(f"GET {path}", commands)
+    assert body["count"] == len(body["results"]) == \
+        await store.db["jobs"].count_documents(matching)
+
+
+@pytest.mark.gen_test(timeout=60)
 @pytest.mark.parametrize("which", ["queued", "running", "failed", "completed", "with_input"])
 async def test_job_details_within_budget(make, counted, which):
     seeded = await seed(make)
@@ -192,6 +216,19 @@ async def test_pages_within_budget(make, counted, name, path):
     path = path.format(id=seeded["failed"]["id"])
     await counted("GET", path)  # warm-up
     await within_budget(counted, name, "GET", path)
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("query, total", [("", 5), ("?status=QUEUED", 2)])
+async def test_the_jobs_page_total_is_the_kept_counts(make, counted, query, total):
+    """The jobs page's total by status and job type, as the API lists': no count over the jobs."""
+    await seed(make)
+    await counted("GET", f"/dashboard/jobs{query}")  # warm-up
+    status, page, commands = await counted("GET", f"/dashboard/jobs{query}")
+    assert status == 200
+    assert len(commands) <= BUDGETS["GET /dashboard/jobs"] and "aggregate jobs" not in commands, \
+        over_budget("GET /dashboard/jobs", commands)
+    assert f"<strong data-count>{total}</strong> jobs" in page
 
 
 def test_budget_counts_the_apps_commands():

@@ -10,6 +10,7 @@ import signal
 import uuid
 
 import pytest
+from pymongo import monitoring
 from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
@@ -265,6 +266,88 @@ async def test_a_job_folded_twice_between_a_reads_two_operations_makes_it_read_a
     seen = fold_between_reads(store, second_store.counts.fold_all, run_and_fold)
     assert await store.counts.current() == {job_type["id"]: {JobStatus.RUNNING: 1}}
     assert len(seen) == 2  # the first read found the job folded twice since its document
+
+
+class Commands(monitoring.CommandListener):
+    """Every command `store` sends, as "name collection"."""
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def started(self, event):
+        self.sent.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture
+def commands():
+    return Commands()
+
+
+@pytest.fixture
+def store_listeners(commands):
+    """tests/fixtures.py's store, with `commands` listening on its clients."""
+    return [commands]
+
+
+async def one_read(store, commands) -> tuple[dict, list[str]]:
+    """The kept counts by type and status, and the commands their read sent. The background
+    fold is stopped first (a read starts it again, to run a second later)."""
+    await store.counts.stop()
+    commands.sent.clear()
+    counts = await store.counts.current()
+    return counts, list(commands.sent)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_takes_the_counters_document_read_before_and_stays_exact(
+        store, second_store, make, commands):
+    """A read reuses the counters document an earlier read took: one operation (the jobs
+    changed since it), exact when another process folded since that document, also a job of
+    that fold that changed again after it."""
+    job_type = await make.job_type("kept")
+    for _ in range(3):
+        await make.queued(job_type)
+    await store.counts.fold_all()
+    await store.counts.read()
+    await store.counts.stop()  # its own folds would read the document anew
+    _, exe = await make.queued(job_type)
+    await make.running(job_type)
+    await second_store.counts.fold_all()
+    await store.jobs.start_execution(exe["id"], None)
+    newest = await store.db["job_counts"].find_one({"_id": COUNTS_ID})
+    assert store.counts.counters_doc["gen"] < newest["gen"]
+    counts, sent = await one_read(store, commands)
+    assert sent == ["find jobs"]
+    assert counts == await store.counts.recount() == {
+        job_type["id"]: {JobStatus.QUEUED: 3, JobStatus.RUNNING: 2}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_background_fold_reads_the_counters_anew_after_another_process_folded(
+        store, second_store, make, commands):
+    """A read that found jobs another process folded since its counters document makes the
+    background fold read the document again, so the reads after it find none of them."""
+    job_type = await make.job_type("behind")
+    await store.counts.read()
+    await store.counts.stop()  # the next read starts it again, after the other's fold
+    for _ in range(2):
+        await make.queued(job_type)
+    await second_store.counts.fold_all()
+    newest = (await store.db["job_counts"].find_one({"_id": COUNTS_ID}))["gen"]
+    await store.counts.read()
+    while store.counts.counters_doc["gen"] < newest:
+        await asyncio.sleep(0.05)
+    changed = await store.db["jobs"].count_documents(
+        {"fold_gen": {"$gt": store.counts.counters_doc["gen"]}})
+    counts, sent = await one_read(store, commands)
+    assert (changed, sent) == (0, ["find jobs"])
+    assert counts == await store.counts.recount() == {job_type["id"]: {JobStatus.QUEUED: 2}}
 
 
 @pytest.mark.gen_test(timeout=60)
