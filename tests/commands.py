@@ -31,3 +31,25 @@ class Aggregates(monitoring.CommandListener):
 
 AGGREGATES = Aggregates()
 monitoring.register(AGGREGATES)
+
+
+class Commands(monitoring.CommandListener):
+    """The commands one store's clients sent, as (command name, collection, the command): the
+    `commands` fixture, on the store of a test module whose `store_listeners` returns it."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def started(self, event):
+        self.sent.append((event.command_name, str(event.command.get(event.command_name)),
+                          event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+    def names(self) -> list[str]:
+        """Each command sent, as "name collection"."""
+        return [f"{name} {collection}" for name, collection, _ in self.sent]

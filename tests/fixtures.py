@@ -27,6 +27,7 @@ from server import make_app
 from slurm.cluster import ClusterUnavailable, start_cluster
 from store import Store
 from store.embedded import EmbeddedMongo
+from tests.commands import Commands
 from tests.isolation import assert_databases_isolated
 from tests.tokens import OPERATOR_HEADERS, TEST_SETTINGS
 
@@ -72,6 +73,13 @@ def slurm_cluster():
     yield cluster
     cluster.stop()
     shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def commands():
+    """The commands the test's store sends, once a test module's `store_listeners` returns this
+    (tests/commands.py Commands)."""
+    return Commands()
 
 
 @pytest.fixture

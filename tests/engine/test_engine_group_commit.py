@@ -6,48 +6,27 @@ reads nothing."""
 import itertools
 
 import pytest
-from pymongo import monitoring
 
+from tests.commands import Commands
 from tests.waiting import wait_job, wait_passes
 
 JOBS = 4
 
 
-class Commands(monitoring.CommandListener):
-    """The commands the test's store sent: (command name, collection, the command)."""
-
-    def __init__(self):
-        self.sent: list[tuple[str, str, dict]] = []
-
-    def started(self, event):
-        self.sent.append((event.command_name, str(event.command.get(event.command_name)),
-                          event.command))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-    def exe_status_writes(self) -> list[dict[int, str]]:
-        """Each status write sent on job_exes (an `update` of a group, a findAndModify of a
-        group of one), as {execution id: status it sets}."""
-        groups = []
-        for name, collection, command in self.sent:
-            if collection != "job_exes" or name not in ("update", "findAndModify"):
-                continue
-            changes = ([(u["q"], u["u"]) for u in command["updates"]] if name == "update"
-                       else [(command["query"], command["update"])])
-            group = {query["_id"]: update["$set"]["status"] for query, update in changes
-                     if "status" in update.get("$set", {})}
-            if group:
-                groups.append(group)
-        return groups
-
-
-@pytest.fixture
-def commands():
-    return Commands()
+def exe_status_writes(commands: Commands) -> list[dict[int, str]]:
+    """Each status write sent on job_exes (an `update` of a group, a findAndModify of a group of
+    one), as {execution id: status it sets}."""
+    groups = []
+    for name, collection, command in commands.sent:
+        if collection != "job_exes" or name not in ("update", "findAndModify"):
+            continue
+        changes = ([(u["q"], u["u"]) for u in command["updates"]] if name == "update"
+                   else [(command["query"], command["update"])])
+        group = {query["_id"]: update["$set"]["status"] for query, update in changes
+                 if "status" in update.get("$set", {})}
+        if group:
+            groups.append(group)
+    return groups
 
 
 @pytest.fixture
@@ -56,6 +35,7 @@ def store_listeners(commands):
     return [commands]
 
 
+@pytest.mark.alone  # timing: the claim must come within the completion's 20 ms commit window
 @pytest.mark.gen_test(timeout=120)
 async def test_a_completion_and_the_next_claim_are_written_in_one_group(
         store, make, start_engine, commands):
@@ -65,7 +45,7 @@ async def test_a_completion_and_the_next_claim_are_written_in_one_group(
     for job, _ in pairs:
         await wait_job(store, job["id"], "COMPLETED")
 
-    groups = commands.exe_status_writes()
+    groups = exe_status_writes(commands)
     exe_ids = [exe["id"] for _, exe in pairs]
     for ended, claimed in itertools.pairwise(exe_ids):
         assert any(group.get(ended) == "COMPLETED" and group.get(claimed) == "RUNNING"

@@ -10,7 +10,6 @@ import signal
 import uuid
 
 import pytest
-from pymongo import monitoring
 from tornado.httpclient import HTTPClientError
 
 from core.model import JobStatus
@@ -268,27 +267,6 @@ async def test_a_job_folded_twice_between_a_reads_two_operations_makes_it_read_a
     assert len(seen) == 2  # the first read found the job folded twice since its document
 
 
-class Commands(monitoring.CommandListener):
-    """Every command `store` sends, as "name collection"."""
-
-    def __init__(self):
-        self.sent: list[str] = []
-
-    def started(self, event):
-        self.sent.append(f"{event.command_name} {event.command.get(event.command_name)}")
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-@pytest.fixture
-def commands():
-    return Commands()
-
-
 @pytest.fixture
 def store_listeners(commands):
     """tests/fixtures.py's store, with `commands` listening on its clients."""
@@ -301,7 +279,7 @@ async def one_read(store, commands) -> tuple[dict, list[str]]:
     await store.counts.stop()
     commands.sent.clear()
     counts = await store.counts.current()
-    return counts, list(commands.sent)
+    return counts, commands.names()
 
 
 @pytest.mark.gen_test(timeout=60)
