@@ -120,7 +120,10 @@ class Engine:
         self.node: dict | None = None
         self.runners: dict[int, ExecutionRunner] = {}
         # Executions whose claim is being written: RUNNING in the store, not yet with a runner.
+        # A recovery leaves them alone and notes it (`_recover_after_claims`): one whose claim
+        # then fails has no runner, and is recovered once the claims in flight end.
         self.claiming: set[int] = set()
+        self._recover_after_claims = False
         self.tasks: dict[int, asyncio.Task] = {}
         self._cancels: set[asyncio.Task] = set()  # runners being stopped by _watch_cancels
         self.passes = 0
@@ -237,7 +240,7 @@ class Engine:
         for exe in await self.store.jobs.running_exes_of_node(self.node_id):
             ours = exe.get("engine") == self.identity
             if ours or exe["id"] in self.runners:
-                if exe["id"] not in self.runners and exe["id"] not in self.claiming:
+                if self._runnerless(exe["id"]):
                     lost.append(exe)
                 continue
             if self.backend.places_jobs:
@@ -259,6 +262,14 @@ class Engine:
             log.warning("finished %d jobs left RUNNING after their execution ended (the store "
                         "went down between the two writes)", finished)
         return recovered + finished
+
+    def _runnerless(self, exe_id: int) -> bool:
+        """Whether this engine's RUNNING execution `exe_id` has no runner; one whose claim is
+        still being written has none yet, and is looked at again once the claims end."""
+        if exe_id in self.claiming:
+            self._recover_after_claims = True
+            return False
+        return exe_id not in self.runners
 
     async def _attach(self, exe: dict) -> bool:
         """Take over an execution a stopped engine left running on the cluster (Slurm): a
@@ -532,6 +543,10 @@ class Engine:
             return await self._claim_and_launch(claims, when)
         finally:
             self.claiming -= claiming
+            if self._recover_after_claims and not self.claiming:
+                self._recover_after_claims = False
+                with contextlib.suppress(PyMongoError):  # the store is down: it recovers later
+                    await self.recover()
 
     async def _claim_and_launch(self, claims: list[tuple[dict, dict]], when: int) -> int:
         written = await self.store.jobs.start_executions([(

@@ -182,3 +182,38 @@ async def test_a_recovery_while_a_claim_is_being_written_leaves_that_execution_r
     exes = await store.jobs.exes_for_job(job["id"])
     assert (done["status"], done["num_exes"], [e["status"] for e in exes]) == \
         ("COMPLETED", 1, ["COMPLETED"])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_execution_whose_claim_fails_after_a_recovery_skipped_it_is_recovered(
+        api, make, store, start_engine):
+    """The other side of the test above: a recovery left an execution alone because its claim
+    was being written, and then the claim failed (its execution RUNNING in the store, no
+    runner). Nothing else would recover it (the store already writes again), so the engine
+    recovers once the claims end: node-lost, and the job runs again."""
+    job_type = await make.command_type("quick", "true", cpus_required=0.25)
+    claimed, release = asyncio.Event(), asyncio.Event()
+    start_executions = store.jobs.start_executions
+    failed_once = False
+
+    async def fails_after_writing(*args, **kwargs):
+        nonlocal failed_once
+        written = await start_executions(*args, **kwargs)
+        if failed_once:
+            return written
+        failed_once = True
+        claimed.set()
+        await release.wait()
+        return [AutoReconnect("the answer was lost") for _ in written]
+
+    store.jobs.start_executions = fails_after_writing
+    engine = await start_engine()
+    job = await make.submit(job_type)
+    await claimed.wait()
+    assert await engine.recover() == 0  # held: its claim is in flight
+    release.set()
+    done = await wait_job(store, job["id"], "COMPLETED")
+    exes = await store.jobs.exes_for_job(job["id"])
+    node_lost = await store.errors.by_name("node-lost")
+    assert (done["num_exes"], [(e["status"], e["error_id"]) for e in exes]) == \
+        (2, [("COMPLETED", None), ("FAILED", node_lost["id"])])
