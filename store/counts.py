@@ -31,8 +31,8 @@ scans the jobs.
   and `cg`); (4) one `bulk_write` setting each job's `ctv`/`cs`/`cg` (and `pcs`/`pcg`) and
   `fold_gen` = `cg` where `ctv` is still the old one and no newer transition came since (one
   update per job), and only if some job missed that, a second setting the same but `fold_gen`
-  where `ctv` is still the old one; then the batch is removed (`gen` bumped again). Step 3 is the commit point: the counters and the
-  batch change in one document write. Whoever finds a batch recorded (a process that died after
+  where `ctv` is still the old one; then the batch is removed (`gen` bumped again). Step 3 is
+  the commit point: the counters and the batch change in one document write. Whoever finds a batch recorded (a process that died after
   step 3, or one slow to finish) can finish it: step 4 is idempotent (conditioned on the old
   `ctv`, which only grows), and the removal is conditioned on the batch's token. Because step 3
   requires `gen` unchanged since step 1, and `gen` moves when a batch starts and when it ends, a
