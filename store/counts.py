@@ -60,7 +60,7 @@ scans the jobs.
   counting, or whose counters have an earlier FORMAT, is counted afresh once.
 - Who reads them: the overview (counts by status, its last hour, queue and node use),
   GET /queue/status/ (and the queue page), and the totals of GET /jobs/, /jobs/updates/ and
-  /jobs/executions/ when they filter on status and job type only (`JobStore.kept_count`).
+  /jobs/executions/ when they filter on status and job type only (store/jobs.py `kept_count`).
 - Jobs must be written through store/jobs.py (or carry `tv`/`fold_gen` as `new_job_doc` makes
   them; the seeder inserts them counted and adds to the counters itself).
 

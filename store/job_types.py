@@ -32,6 +32,9 @@ class JobTypeStore:
         self.db = db
         self._cache = Cache(self.CACHE_SECONDS)
         self._revisions = Cache(None)  # a revision never changes
+        # Job type names by id, as far as this process has read or made them: a name never
+        # changes and a job type is never deleted, so the map is only ever short (`ids_named`).
+        self._names: dict[int, str] = {}
 
     async def create(self, name: str, version: str, interface: dict, fields: dict) -> dict:
         """Insert the type and its revision 1; `fields` holds the editable fields given."""
@@ -51,6 +54,7 @@ class JobTypeStore:
             lambda: self._exists({"id": type_id}))
         self._revisions.put(rev_id, {"id": rev_id, "job_type_id": type_id, "revision_num": 1,
                                      "interface": interface, "created": now})
+        self._names[type_id] = name
         return doc
 
     async def update(self, job_type: dict, fields: dict, interface: dict | None) -> dict:
@@ -132,6 +136,17 @@ class JobTypeStore:
             query["category"] = {"$in": list(categories)}
         return {doc["id"] for doc in await find_all(self.db["job_types"], query,
                                                     projection={"id": 1})}
+
+    async def ids_named(self, names, with_jobs) -> set[int]:
+        """The ids of the job types named `names` among those that have jobs: `with_jobs`, their
+        ids, from the kept counts (store/counts.py). No store read while this process knows
+        every id there; a type another process made is read once, with all the names. A type
+        without jobs may be left out: a job filter matches nothing of it either way."""
+        if not set(with_jobs) <= self._names.keys():
+            types = await find_all(self.db["job_types"], {}, projection={"id": 1, "name": 1})
+            self._names.update({doc["id"]: doc["name"] for doc in types})
+        wanted = set(names)
+        return {type_id for type_id, name in self._names.items() if name in wanted}
 
     async def list_job_types(self, names=(), categories=(), started=None, ended=None,
                              order=(("last_modified", 1), ("id", 1)), page=1, page_size=100):

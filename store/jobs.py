@@ -173,6 +173,27 @@ def cancel_refusal(job_id: int, status: str) -> str:
     return f"Job {job_id} is {status} and cannot be canceled."
 
 
+def kept_count(query: dict, counts: dict[int, dict[str, int]]) -> int | None:
+    """The count of `query` from the kept counts `counts` ({job type id: {status: jobs}}), or
+    None when `query` has other conditions than status and job type."""
+    wanted: dict[str, set | None] = {"status": None, "job_type_id": None}
+    for key, value in query.items():
+        if key not in wanted:
+            return None
+        if isinstance(value, dict) and set(value) == {"$eq"}:
+            wanted[key] = {value["$eq"]}
+        elif isinstance(value, dict) and set(value) == {"$in"}:
+            wanted[key] = set(value["$in"])
+        elif not isinstance(value, dict | list):
+            wanted[key] = {value}
+        else:
+            return None
+    statuses, type_ids = wanted["status"], wanted["job_type_id"]
+    return sum(n for type_id, row in counts.items()
+               if type_ids is None or type_id in type_ids
+               for status, n in row.items() if statuses is None or status in statuses)
+
+
 @dataclass
 class JobFilter:
     """What /jobs/, /jobs/updates/ and /jobs/executions/ can filter on."""
@@ -319,15 +340,20 @@ class JobStore:
 
     # -- queries -----------------------------------------------------------------------------
 
-    async def build_query(self, flt: JobFilter) -> dict | None:
-        """The MongoDB filter for `flt`, or None when it can match nothing."""
+    async def build_query(self, flt: JobFilter, counts: dict[int, dict] | None = None
+                          ) -> dict | None:
+        """The MongoDB filter for `flt`, or None when it can match nothing. With `counts` (the
+        kept counts by job type and status), job type names resolve without a store read."""
         query: dict = {}
         if flt.statuses:
             query["status"] = match_any(flt.statuses)
         if flt.job_ids:
             query["id"] = match_any(flt.job_ids)
         type_ids = set(flt.job_type_ids) if flt.job_type_ids else None
-        if flt.job_type_names or flt.job_type_categories:
+        if flt.job_type_names and counts is not None and not flt.job_type_categories:
+            named = await self.job_types.ids_named(flt.job_type_names, counts)
+            type_ids = named if type_ids is None else type_ids & named
+        elif flt.job_type_names or flt.job_type_categories:
             named = await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
             type_ids = named if type_ids is None else type_ids & named
         if type_ids is not None:
@@ -345,11 +371,15 @@ class JobStore:
         """One page of jobs and the total count; `order` holds stored field names. With
         `kept_total`, a total by status and job type only is read from the kept counts (one
         read whatever the store's size, two now and then: store/counts.py; counting costs one
-        read that grows with the store)."""
-        query = await self.build_query(flt)
+        read that grows with the store), before the page, so job type names resolve from them
+        too."""
+        counts = (await self.counts.current()
+                  if kept_total and not flt.job_ids and not time_span(flt.started, flt.ended)
+                  else None)
+        query = await self.build_query(flt, counts)
         if query is None:
             return 0, []
-        kept = await self.kept_count(query) if kept_total else None
+        kept = None if counts is None else kept_count(query, counts)
         count = await self.count_jobs(query) if kept is None else kept
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
@@ -371,26 +401,6 @@ class JobStore:
         if len(splits) == 1:
             return await self.db.count("jobs", query)
         return sum([await self.db.count("jobs", {**query, **split}) for split in splits])
-
-    async def kept_count(self, query: dict) -> int | None:
-        """The count from the kept counts (store/counts.py), or None when `query` has other
-        conditions than status and job type."""
-        wanted: dict[str, set | None] = {"status": None, "job_type_id": None}
-        for key, value in query.items():
-            if key not in wanted:
-                return None
-            if isinstance(value, dict) and set(value) == {"$eq"}:
-                wanted[key] = {value["$eq"]}
-            elif isinstance(value, dict) and set(value) == {"$in"}:
-                wanted[key] = set(value["$in"])
-            elif not isinstance(value, dict | list):
-                wanted[key] = {value}
-            else:
-                return None
-        statuses, type_ids = wanted["status"], wanted["job_type_id"]
-        return sum(n for type_id, row in (await self.counts.current()).items()
-                   if type_ids is None or type_id in type_ids
-                   for status, n in row.items() if statuses is None or status in statuses)
 
     async def get_job(self, job_id: int) -> dict | None:
         return await self._find_one(self.jobs, job_id)

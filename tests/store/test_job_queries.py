@@ -3,6 +3,13 @@
 import pytest
 
 from store.jobs import JOB_ORDER_FIELDS, JobFilter
+from tests.fixtures import JobBuilder
+
+
+@pytest.fixture
+def store_listeners(commands):
+    """tests/fixtures.py's store, with `commands` listening on its clients."""
+    return [commands]
 
 
 async def scale_jobs(store, make):
@@ -195,3 +202,33 @@ async def test_queue_status_puts_paused_types_last_and_leaves_out_unknown_ones(s
         ("sooner", False), ("later", False), ("paused", True)]
     assert await store.jobs.count_queued([paused["id"], later["id"]]) == 2
     assert await store.jobs.count_queued([]) == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_names_resolve_without_reading_job_types_but_for_another_process_ones(
+        store, make, other_process, commands):
+    """With the kept counts read first, a job type name filter reads no job types while this
+    process knows every type that has jobs (store/job_types.py `ids_named`); a type another
+    process made is read once its jobs are counted, and its jobs are counted and listed."""
+    mine = await make.job_type("convert", "1.0")
+    await make.queued(mine)
+    await make.completed(mine)
+    await make.queued(await make.job_type("fetch"))
+    theirs = JobBuilder(other_process, None)
+
+    async def listed():
+        commands.sent.clear()
+        count, jobs = await store.jobs.list_jobs(JobFilter(job_type_names=["convert"]),
+                                                 [("id", 1)], 1, 100, kept_total=True)
+        return count, [job["id"] for job in jobs], \
+            [name for name in commands.names() if name.endswith(" job_types")]
+
+    assert (await listed())[::2] == (2, [])
+    their_type = await theirs.job_type("convert", "2.0")
+    await theirs.job_type("convert", "3.0")  # no jobs
+    their_job, _ = await theirs.queued(their_type)
+    named = sorted(doc["id"] for doc in
+                   await store.db["jobs"].find({"job_type_name": "convert"}).to_list())
+    assert len(named) == 3 and their_job["id"] in named
+    assert await listed() == (3, named, ["find job_types"])
+    assert await listed() == (3, named, [])
