@@ -225,9 +225,9 @@ def series_case(range_name: str):
         range_s, interval_s = SERIES_RANGES[range_name]
         now = now_ms()
         since = now - now % (interval_s * 1000) - (range_s - interval_s) * 1000
-        samples, finished = await store.samples.between(since, now + 1)
-        current = await store.stats.counts_by_status()
-        return json.dumps(job_series(range_name, now, samples, finished, current))
+        kept = await store.counts.read()
+        samples, finished = await store.samples.between(since, now + 1, kept)
+        return json.dumps(job_series(range_name, now, samples, finished, kept.by_status()))
     return work
 
 

@@ -98,6 +98,6 @@ class JobSeriesHandler(BaseHandler):
         range_s, interval_s = SERIES_RANGES[range_name]
         now = now_ms()
         since = now - now % (interval_s * 1000) - (range_s - interval_s) * 1000
-        samples, finished = await self.store.samples.between(since, now + 1)
-        current = await self.store.stats.counts_by_status()
-        self.write_json(job_series(range_name, now, samples, finished, current))
+        kept = await self.store.counts.read()
+        samples, finished = await self.store.samples.between(since, now + 1, kept)
+        self.write_json(job_series(range_name, now, samples, finished, kept.by_status()))

@@ -112,6 +112,14 @@ MINUTES_KEPT_MS = 2 * HOUR_MS
 ZERO = 1e-9
 
 
+def kept_since(now: int) -> int:
+    """The first minute whose counters a read made at `now` or later has whole: the folds drop
+    older ones. A minute later than the folds' cutoff, for a folding process's clock a little
+    ahead of this one."""
+    cutoff = now - MINUTES_KEPT_MS
+    return cutoff - cutoff % MINUTE_MS + MINUTE_MS
+
+
 class ReadAgain(Exception):
     """A job was folded twice between a read's two operations: the read starts again."""
 
@@ -199,6 +207,17 @@ class Kept:
                 row = table.setdefault(int(type_id), {})
                 row[status] = row.get(status, 0) + int(n)
         return table
+
+    def per_minute(self, statuses, start: int, end: int) -> dict[str, dict[int, int]]:
+        """{status: {minute start: jobs}} of the jobs now in one of `statuses` whose last status
+        change is in [start, end) (minute starts), minutes without any left out. Exact for the
+        minutes kept (MINUTES_KEPT_MS before the read): `kept_since` says which."""
+        table: dict[str, dict[int, int]] = {status: {} for status in statuses}
+        for (_, status, minute), n in self._rows("m:"):
+            if status in table and start <= int(minute) < end:
+                table[status][int(minute)] = table[status].get(int(minute), 0) + int(n)
+        return {status: {m: n for m, n in minutes.items() if n}
+                for status, minutes in table.items()}
 
     def oldest_queued(self, now: int) -> dict[int, int]:
         """{job type id: when its longest-queued QUEUED job was queued}: the minute, if that

@@ -16,7 +16,9 @@ path as a literal field name.
   minutes since then, so after a pause it catches up (at most KEEP_MS back; the first sample of
   a store reads that much once). A job requeued and finished again later counts in both
   minutes, as it finished in both. The minutes after `through` (the open one or two) are
-  counted from the jobs at read time.
+  read from the kept counts (store/counts.py: jobs by status and minute of their last status
+  change) when the caller read them, else counted from the jobs at read time (also when
+  `through` is older than the minutes the counts keep: a sampler that was down).
 
 Several processes may sample: they write the same figures; `through` only moves forward.
 Hours older than KEEP_MS are removed.
@@ -31,7 +33,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.model import JobStatus
 from core.times import now_ms
-from store.counts import JobCounts
+from store.counts import JobCounts, Kept, kept_since
 from store.db import Database
 from store.reads import aggregate_all, find_page
 
@@ -132,16 +134,21 @@ class JobSamples:
             counted[status] = {int(row["_id"]): row["n"] for row in rows}
         return counted
 
-    async def between(self, start: int, end: int) -> tuple[list[dict], dict[str, dict[int, int]]]:
+    async def between(self, start: int, end: int, kept: Kept | None = None
+                      ) -> tuple[list[dict], dict[str, dict[int, int]]]:
         """The queue samples of the minutes in [start, end), oldest first, and the finished
         jobs per minute ({status: {minute: n}}, minutes without any left out): recorded ones,
-        then the minutes after the recorded ones counted from the jobs."""
+        then the minutes after the recorded ones from `kept`, the kept counts read before this
+        call, or else counted from the jobs."""
         first = hour_of(start)
         docs = await find_page(self.hours, {"_id": {"$gte": first, "$lt": end}},
                                sort=[("_id", 1)], limit=max(1, -(-(end - first) // HOUR_MS)))
         through = await self._through()
         tail = start if through is None else max(start, min(through, end))
-        finished = await self.finished_per_minute(tail, end)
+        if kept is not None and tail >= kept_since(now_ms()):
+            finished = kept.per_minute(FINISHED, tail, end)
+        else:
+            finished = await self.finished_per_minute(tail, end)
         samples = []
         for doc in docs:
             for minute in range(doc["_id"], doc["_id"] + HOUR_MS, MINUTE_MS):

@@ -26,6 +26,7 @@ from live.hub import LiveHub
 from server import make_app
 from slurm.cluster import ClusterUnavailable, start_cluster
 from store import Store
+from store.counts import uncounted
 from store.embedded import EmbeddedMongo
 from tests.commands import Commands
 from tests.isolation import assert_databases_isolated
@@ -334,11 +335,13 @@ class JobBuilder:
         return job, await self.store.jobs.get_exe(exe["id"])
 
     async def touch(self, job_id: int, last_modified: int, last_status_change=None) -> None:
-        """Pin a job's times so range and order tests do not depend on the clock."""
-        fields = {"last_modified": last_modified}
+        """Pin a job's times so range and order tests do not depend on the clock; a new last
+        status change marks the job for the kept counts' next fold, as a transition does."""
+        update: dict = {"$set": {"last_modified": last_modified}}
         if last_status_change is not None:
-            fields["last_status_change"] = last_status_change
-        await self.store.db["jobs"].update_one({"id": job_id}, {"$set": fields})
+            update = uncounted({"$set": {**update["$set"],
+                                         "last_status_change": last_status_change}})
+        await self.store.db["jobs"].update_one({"id": job_id}, update)
 
     # -- through the REST API ---------------------------------------------------------------
 

@@ -5,8 +5,10 @@ minutes counted from the jobs."""
 import pytest
 
 from core.times import now_ms
+from store.counts import MINUTES_KEPT_MS
 from store.reads import AGGREGATE_BATCH
 from store.samples import FINISHED_GRACE_MS, KEEP_MS, MINUTE_MS, field, hour_of
+from tests.commands import AGGREGATES
 
 pytestmark = pytest.mark.gen_test
 
@@ -74,3 +76,46 @@ async def test_a_first_sample_records_finished_jobs_in_every_minute_of_the_kept_
     assert (await store.db["job_minutes_state"].find_one({}))["through"] == closed + MINUTE_MS
     _, finished = await store.samples.between(minutes[0], closed)
     assert finished == {"COMPLETED": dict.fromkeys(minutes, 1), "FAILED": {}}
+
+
+async def test_the_open_minutes_come_from_the_kept_counts_as_the_jobs_would_say(store, make):
+    """With the kept counts read first, the minutes after the recorded ones are theirs (jobs by
+    status and minute of the last status change): the same figures as counting the jobs,
+    without an aggregation over the jobs."""
+    jt = await make.job_type("open")
+    now = now_ms()
+    minute = now - now % MINUTE_MS
+    await store.samples.take(minute - 3 * MINUTE_MS + FINISHED_GRACE_MS)
+    for ago in (0, 1, 1, 2):
+        job, _ = await make.completed(jt)
+        await make.touch(job["id"], minute - ago * MINUTE_MS + 7, minute - ago * MINUTE_MS + 7)
+    await failed_at(make, jt, minute - MINUTE_MS + 9)
+    requeued = await failed_at(make, jt, minute - 2 * MINUTE_MS + 9)
+    await store.jobs.requeue_job(requeued["id"])
+    await failed_at(make, jt, minute + 11)
+    counted = await store.samples.between(minute - 60 * MINUTE_MS, now_ms() + 1)
+    assert counted[1] == {"COMPLETED": {minute: 1, minute - MINUTE_MS: 2,
+                                        minute - 2 * MINUTE_MS: 1},
+                          "FAILED": {minute - MINUTE_MS: 1, minute: 1}}
+    kept = await store.counts.read()
+    AGGREGATES.clear()
+    assert await store.samples.between(minute - 60 * MINUTE_MS, now_ms() + 1, kept) == counted
+    assert "jobs" not in AGGREGATES.on
+
+
+async def test_open_minutes_older_than_the_kept_ones_are_counted_from_the_jobs(store, make):
+    """A sampler down for longer than the kept counts keep minutes: the minutes since its last
+    record are counted from the jobs, even with the kept counts at hand."""
+    jt = await make.job_type("behind")
+    now = now_ms()
+    minute = now - now % MINUTE_MS
+    await store.samples.take(minute - MINUTES_KEPT_MS - 30 * MINUTE_MS)
+    old = await failed_at(make, jt, minute - MINUTES_KEPT_MS - 10 * MINUTE_MS + 5)
+    await store.counts.fold_all()
+    recent = await failed_at(make, jt, minute - 5)
+    kept = await store.counts.read()
+    AGGREGATES.clear()
+    _, finished = await store.samples.between(minute - 3 * MINUTES_KEPT_MS, now_ms() + 1, kept)
+    assert finished == {"COMPLETED": {}, "FAILED": {
+        minute - MINUTES_KEPT_MS - 10 * MINUTE_MS: 1, minute - MINUTE_MS: 1}}
+    assert "jobs" in AGGREGATES.on and recent["id"] != old["id"]
