@@ -22,7 +22,10 @@ gap. So the stream runs on a connection of its own that no other operation can c
 that is no longer `alive`, a resume made by the driver behind our back and a store error all
 restart it; and a liveness check that does not ask the stream compares the newest
 `last_status_change` in the store with the newest one handed out, and restarts the stream when
-the store has stayed ahead for longer than `stale_after` seconds.
+the store has stayed ahead for longer than `stale_after` seconds. Events are gathered into a
+batch for at most STREAM_GATHER seconds, so a stream that always has more (a fold marking many
+jobs, written slowly by a loaded store) neither holds a status change back nor keeps that check
+from running.
 
 A restart opens a new stream (never resuming from a token, which nx-27017 may honour with a gap)
 and then re-reads the jobs changed since the last change handed out (minus the look-back), so
@@ -65,6 +68,9 @@ ROW_FIELDS = ("id", "job_type_id", "job_type_rev_id", "job_type_rev_num", "event
               "mem_required", "disk_in_required", "disk_out_required", "created", "queued",
               "started", "ended", "last_status_change", "last_modified")
 STREAM_BATCH = 1000
+# How long events are gathered into one batch: a stream that never comes back empty (a fold
+# marking 1,000 jobs, written slowly by a loaded store) must not hold a status change back.
+STREAM_GATHER = 0.05
 IDLE_POLL = 0.01          # nx-27017 answers an empty getMore at once instead of waiting
 MAX_AWAIT_MS = 200        # how long a real MongoDB holds an empty getMore
 TAIL_INTERVAL = 0.05
@@ -334,7 +340,9 @@ class JobChangeFeed:
         return event
 
     async def _next_events(self) -> list[dict]:
-        """Every event available now (waiting briefly for the first one)."""
+        """The events available now (waiting briefly for the first one), gathered for at most
+        STREAM_GATHER seconds from the first: the batch is handed out, and the liveness checked,
+        even while every getMore finds something new."""
         began = time.monotonic()
         event = await self._next_event()
         if event is None:
@@ -343,7 +351,8 @@ class JobChangeFeed:
                 await asyncio.sleep(idle)
             return []
         events = [event]
-        while len(events) < STREAM_BATCH:
+        gathered = time.monotonic() + STREAM_GATHER
+        while len(events) < STREAM_BATCH and time.monotonic() < gathered:
             event = await self._next_event()
             if event is None:
                 break
