@@ -19,18 +19,19 @@ it and drops it silently when that connection closes (a cancelled operation, a s
 next getMore answers "no more" instead of an error, and the driver's `try_next()` then returns None
 forever. It also accepts a resume token older than the change log it keeps and silently skips the
 gap. So the stream runs on a connection of its own that no other operation can close; a stream
-that is no longer `alive`, a resume made by the driver behind our back and a store error all
-restart it; and a liveness check that does not ask the stream compares the newest
-`last_status_change` in the store with the newest one handed out, and restarts the stream when
-the store has stayed ahead for longer than `stale_after` seconds. Events are gathered into a
+that is no longer `alive` and a store error restart it, a resume made by the driver behind our
+back is followed by the same re-read a restart makes (the resumed stream is kept); and a liveness
+check that does not ask the stream compares the newest `last_status_change` in the store with the
+newest one handed out, and restarts the stream when the store has stayed ahead for longer than
+`stale_after` seconds. Events are gathered into a
 batch for at most STREAM_GATHER seconds, so a stream that always has more (a fold marking many
 jobs, written slowly by a loaded store) neither holds a status change back nor keeps that check
 from running.
 
 A restart opens a new stream (never resuming from a token, which nx-27017 may honour with a gap)
 and then re-reads the jobs changed since the last change handed out (minus the look-back), so
-changes made while it was blind still reach subscribers; `resync()` does the same re-read on demand. Changes
-superseded while the feed was blind arrive as the job's current state.
+changes made while it was blind still reach subscribers; `resync()` does the same re-read on
+demand. Changes superseded while the feed was blind arrive as the job's current state.
 
 Changes this process writes are handed out at once, without waiting for either source: the feed
 listens on the job store (`JobStore.add_change_listener`), which hands it the jobs each status
