@@ -1,5 +1,7 @@
 """Job types and their revisions (a new revision each time the interface changes)."""
 
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 from core.model import JOB_TYPE_DEFAULTS, JobStatus
@@ -32,9 +34,9 @@ class JobTypeStore:
         self.db = db
         self._cache = Cache(self.CACHE_SECONDS)
         self._revisions = Cache(None)  # a revision never changes
-        # Job type names by id, as far as this process has read or made them: a name never
-        # changes and a job type is never deleted, so the map is only ever short (`ids_named`).
-        self._names: dict[int, str] = {}
+        # (name, category) by job type id, as this process read or made them (`ids_named`).
+        self._named: dict[int, tuple[str, str | None]] = {}
+        self._named_read = -math.inf  # when they were last read (monotonic)
 
     async def create(self, name: str, version: str, interface: dict, fields: dict) -> dict:
         """Insert the type and its revision 1; `fields` holds the editable fields given."""
@@ -54,7 +56,7 @@ class JobTypeStore:
             lambda: self._exists({"id": type_id}))
         self._revisions.put(rev_id, {"id": rev_id, "job_type_id": type_id, "revision_num": 1,
                                      "interface": interface, "created": now})
-        self._names[type_id] = name
+        self._named[type_id] = (name, doc["category"])
         return doc
 
     async def update(self, job_type: dict, fields: dict, interface: dict | None) -> dict:
@@ -78,6 +80,8 @@ class JobTypeStore:
             lambda: self._exists({"id": job_type["id"],
                                   "job_type_rev_id": changes.get("job_type_rev_id")}))
         self._cache.drop(job_type["id"])
+        if "category" in changes:
+            self._named[job_type["id"]] = (job_type["name"], changes["category"])
         return {**job_type, **changes}
 
     async def _with_revision(self, revision: dict | None, write: Callable[[], Awaitable],
@@ -137,16 +141,23 @@ class JobTypeStore:
         return {doc["id"] for doc in await find_all(self.db["job_types"], query,
                                                     projection={"id": 1})}
 
-    async def ids_named(self, names, with_jobs) -> set[int]:
-        """The ids of the job types named `names` among those that have jobs: `with_jobs`, their
-        ids, from the kept counts (store/counts.py). No store read while this process knows
-        every id there; a type another process made is read once, with all the names. A type
-        without jobs may be left out: a job filter matches nothing of it either way."""
-        if not set(with_jobs) <= self._names.keys():
-            types = await find_all(self.db["job_types"], {}, projection={"id": 1, "name": 1})
-            self._names.update({doc["id"]: doc["name"] for doc in types})
-        wanted = set(names)
-        return {type_id for type_id, name in self._names.items() if name in wanted}
+    async def ids_named(self, names, categories, with_jobs) -> set[int]:
+        """The ids of the job types named `names` (any name if none) in `categories` (any if
+        none), among those that have jobs: `with_jobs`, their ids, from the kept counts
+        (store/counts.py). A name never changes and a job type is never deleted, so names need
+        no store read while this process knows every id there; a type another process made is
+        read then, with all the others. A category can be edited: another process's edit shows
+        after at most CACHE_SECONDS, as in the answers that embed a job type. A type without
+        jobs may be left out: a job filter matches nothing of it either way."""
+        stale = bool(categories) and time.monotonic() - self._named_read > self.CACHE_SECONDS
+        if stale or not set(with_jobs) <= self._named.keys():
+            self._named_read = time.monotonic()
+            types = await find_all(self.db["job_types"], {},
+                                   projection={"id": 1, "name": 1, "category": 1})
+            self._named.update({doc["id"]: (doc["name"], doc.get("category")) for doc in types})
+        names, categories = set(names), set(categories)
+        return {type_id for type_id, (name, category) in self._named.items()
+                if (not names or name in names) and (not categories or category in categories)}
 
     async def list_job_types(self, names=(), categories=(), started=None, ended=None,
                              order=(("last_modified", 1), ("id", 1)), page=1, page_size=100):

@@ -343,18 +343,19 @@ class JobStore:
     async def build_query(self, flt: JobFilter, counts: dict[int, dict] | None = None
                           ) -> dict | None:
         """The MongoDB filter for `flt`, or None when it can match nothing. With `counts` (the
-        kept counts by job type and status), job type names resolve without a store read."""
+        kept counts by job type and status), job type names and categories resolve from this
+        process's job types (`JobTypeStore.ids_named`), mostly without a store read."""
         query: dict = {}
         if flt.statuses:
             query["status"] = match_any(flt.statuses)
         if flt.job_ids:
             query["id"] = match_any(flt.job_ids)
         type_ids = set(flt.job_type_ids) if flt.job_type_ids else None
-        if flt.job_type_names and counts is not None and not flt.job_type_categories:
-            named = await self.job_types.ids_named(flt.job_type_names, counts)
-            type_ids = named if type_ids is None else type_ids & named
-        elif flt.job_type_names or flt.job_type_categories:
-            named = await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
+        if flt.job_type_names or flt.job_type_categories:
+            named = (await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
+                     if counts is None else
+                     await self.job_types.ids_named(flt.job_type_names, flt.job_type_categories,
+                                                    counts))
             type_ids = named if type_ids is None else type_ids & named
         if type_ids is not None:
             if not type_ids:
@@ -371,8 +372,8 @@ class JobStore:
         """One page of jobs and the total count; `order` holds stored field names. With
         `kept_total`, a total by status and job type only is read from the kept counts (one
         read whatever the store's size, two now and then: store/counts.py; counting costs one
-        read that grows with the store), before the page, so job type names resolve from them
-        too."""
+        read that grows with the store), before the page, so job type names and categories
+        resolve from them too."""
         counts = (await self.counts.current()
                   if kept_total and not flt.job_ids and not time_span(flt.started, flt.ended)
                   else None)

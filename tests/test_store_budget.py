@@ -151,8 +151,10 @@ async def test_job_lists_within_budget(make, counted, path):
      {"job_type_id": "{convert}", "status": {"$in": ["COMPLETED", "QUEUED"]}}),
     ("?job_type_name=convert", {"job_type_name": "convert"}),
     ("?job_type_name=convert&job_type_name=fetch&status=FAILED&status=QUEUED",
-     {"job_type_name": {"$in": ["convert", "fetch"]}, "status": {"$in": ["FAILED", "QUEUED"]}})],
-    ids=["all", "status", "type-and-statuses", "name", "names-and-statuses"])
+     {"job_type_name": {"$in": ["convert", "fetch"]}, "status": {"$in": ["FAILED", "QUEUED"]}}),
+    ("?job_type_category=imaging&status=QUEUED",
+     {"job_type_name": {"$in": ["convert", "reader"]}, "status": "QUEUED"})],
+    ids=["all", "status", "type-and-statuses", "name", "names-and-statuses", "category"])
 async def test_job_list_totals_are_the_kept_counts_within_budget(make, counted, store, path,
                                                                 query, matching):
     """The totals by status and job type come from the kept counts, one read beside the page

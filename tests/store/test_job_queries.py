@@ -1,5 +1,7 @@
 """JobStore's read side: list_jobs filters, orders, paging and counts; executions; queue status."""
 
+import asyncio
+
 import pytest
 
 from store.jobs import JOB_ORDER_FIELDS, JobFilter
@@ -232,3 +234,33 @@ async def test_names_resolve_without_reading_job_types_but_for_another_process_o
     assert len(named) == 3 and their_job["id"] in named
     assert await listed() == (3, named, ["find job_types"])
     assert await listed() == (3, named, [])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_categories_resolve_from_this_process_and_show_another_process_edit_in_time(
+        store, make, other_process, commands):
+    """A category can be edited: this process's edit shows at once, another process's after at
+    most `CACHE_SECONDS` (then the job types are read again), as in answers that embed a job
+    type; in between, a category filter reads no job types."""
+    store.job_types.CACHE_SECONDS = 0.5
+    imaging = await make.job_type("convert", "1.0", "imaging")
+    network = await make.job_type("fetch", "1.0", "network")
+    converted, _ = await make.queued(imaging)
+    fetched, _ = await make.queued(network)
+
+    async def listed(category: str):
+        commands.sent.clear()
+        _, jobs = await store.jobs.list_jobs(JobFilter(job_type_categories=[category]),
+                                             [("id", 1)], 1, 100, kept_total=True)
+        return [job["id"] for job in jobs], \
+            [name for name in commands.names() if name.endswith(" job_types")]
+
+    assert await listed("imaging") == ([converted["id"]], ["find job_types"])
+    assert await listed("imaging") == ([converted["id"]], [])
+    await store.job_types.update(imaging, {"category": "archive"}, None)
+    assert await listed("archive") == ([converted["id"]], [])
+    theirs = await other_process.job_types.get(network["id"])
+    await other_process.job_types.update(theirs, {"category": "archive"}, None)
+    await asyncio.sleep(store.job_types.CACHE_SECONDS)
+    assert await listed("archive") == ([converted["id"], fetched["id"]], ["find job_types"])
+    assert await listed("network") == ([], [])
