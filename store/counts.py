@@ -208,6 +208,13 @@ class Kept:
                 row[status] = row.get(status, 0) + int(n)
         return table
 
+    def changed_from(self, minute: int, statuses: set | None, type_ids: set | None) -> int:
+        """The jobs in `statuses` of `type_ids` (None: any) whose last status change is in
+        `minute` (a minute start) or later. Exact from `kept_since`."""
+        return sum(int(n) for (type_id, status, at), n in self._rows("m:")
+                   if int(at) >= minute and (statuses is None or status in statuses)
+                   and (type_ids is None or int(type_id) in type_ids))
+
     def per_minute(self, statuses, start: int, end: int) -> dict[str, dict[int, int]]:
         """{status: {minute start: jobs}} of the jobs now in one of `statuses` whose last status
         change is in [start, end) (minute starts), minutes without any left out. Exact for the

@@ -32,7 +32,7 @@ from core.model import (
     JobStatus,
 )
 from core.times import now_ms
-from store.counts import NOT_COUNTED, JobCounts, uncounted
+from store.counts import MINUTE_MS, NOT_COUNTED, JobCounts, Kept, kept_since, uncounted
 from store.db import Database, time_span
 from store.documents import ExeDoc, JobDoc
 from store.reads import StoreWriteFailed, aggregate_all, find_all, find_page, tie_broken
@@ -173,11 +173,13 @@ def cancel_refusal(job_id: int, status: str) -> str:
     return f"Job {job_id} is {status} and cannot be canceled."
 
 
-def kept_count(query: dict, counts: dict[int, dict[str, int]]) -> int | None:
-    """The count of `query` from the kept counts `counts` ({job type id: {status: jobs}}), or
-    None when `query` has other conditions than status and job type."""
+def kept_filter(query: dict, also: str | None = None) -> tuple[set | None, set | None] | None:
+    """The statuses and job type ids `query` asks for (None: any), or None when it has other
+    conditions than on status, job type and the field `also`."""
     wanted: dict[str, set | None] = {"status": None, "job_type_id": None}
     for key, value in query.items():
+        if key == also:
+            continue
         if key not in wanted:
             return None
         if isinstance(value, dict) and set(value) == {"$eq"}:
@@ -188,7 +190,16 @@ def kept_count(query: dict, counts: dict[int, dict[str, int]]) -> int | None:
             wanted[key] = {value}
         else:
             return None
-    statuses, type_ids = wanted["status"], wanted["job_type_id"]
+    return wanted["status"], wanted["job_type_id"]
+
+
+def kept_count(query: dict, counts: dict[int, dict[str, int]]) -> int | None:
+    """The count of `query` from the kept counts `counts` ({job type id: {status: jobs}}), or
+    None when `query` has other conditions than status and job type."""
+    wanted = kept_filter(query)
+    if wanted is None:
+        return None
+    statuses, type_ids = wanted
     return sum(n for type_id, row in counts.items()
                if type_ids is None or type_id in type_ids
                for status, n in row.items() if statuses is None or status in statuses)
@@ -370,23 +381,50 @@ class JobStore:
                         page_size: int, projection=None,
                         kept_total: bool = False) -> tuple[int, list[dict]]:
         """One page of jobs and the total count; `order` holds stored field names. With
-        `kept_total`, a total by status and job type only is read from the kept counts (one
-        read whatever the store's size, two now and then: store/counts.py; counting costs one
-        read that grows with the store), before the page, so job type names and categories
-        resolve from them too."""
-        counts = (await self.counts.current()
-                  if kept_total and not flt.job_ids and not time_span(flt.started, flt.ended)
-                  else None)
+        `kept_total`, a total by status and job type, or of the recent status changes, is
+        read from the kept counts (store/counts.py: one read whatever the store's size, two
+        now and then; counting costs one read that grows with the store), before the page, so
+        job type names and categories resolve from them too."""
+        no_time = not time_span(flt.started, flt.ended)
+        since = flt.started if (flt.time_field == "last_status_change" and flt.ended is None
+                                and (flt.started or 0) >= kept_since(now_ms())) else None
+        kept = (await self.counts.read()
+                if kept_total and not flt.job_ids and (no_time or since is not None) else None)
+        counts = None if kept is None else kept.by_type()
         query = await self.build_query(flt, counts)
         if query is None:
             return 0, []
-        kept = None if counts is None else kept_count(query, counts)
-        count = await self.count_jobs(query) if kept is None else kept
+        if kept is not None and since is not None:
+            return await self._recent_page(query, kept, since, order, page, page_size,
+                                           projection)
+        total = None if counts is None else kept_count(query, counts)
+        count = await self.count_jobs(query) if total is None else total
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
         return count, await find_page(self.jobs, query, projection=projection,
                                       sort=tie_broken(order),
                                       skip=(page - 1) * page_size, limit=page_size)
+
+    async def _recent_page(self, query: dict, kept: Kept, since: int,
+                           order: list[tuple[str, int]], page: int, page_size: int,
+                           projection) -> tuple[int, list[dict]]:
+        """A page of the jobs whose status changed since `since` (in the minutes the counts
+        keep), and their count: the kept per-minute counts from the minute after `since`'s,
+        plus the jobs of `since`'s minute from `since` on. Those are the first rows of page 1
+        in `last_status_change` order when the page reaches past that minute; otherwise they
+        are counted (one small read of at most a minute of jobs, never the whole range)."""
+        jobs = await find_page(self.jobs, query, projection=projection, sort=tie_broken(order),
+                               skip=(page - 1) * page_size, limit=page_size)
+        wanted = kept_filter(query, also="last_status_change")
+        if wanted is None:
+            return await self.count_jobs(query), jobs
+        minute_end = since - since % MINUTE_MS + MINUTE_MS
+        count = kept.changed_from(minute_end, *wanted)
+        in_order = page == 1 and order[:1] == [("last_status_change", 1)]
+        if in_order and (len(jobs) < page_size or jobs[-1]["last_status_change"] >= minute_end):
+            return count + sum(job["last_status_change"] < minute_end for job in jobs), jobs
+        first_minute = {**query, "last_status_change": {"$gte": since, "$lt": minute_end}}
+        return count + await self.count_jobs(first_minute), jobs
 
     async def count_jobs(self, query: dict) -> int:
         """A sum of equality counts over the `$in` values of status and job type.

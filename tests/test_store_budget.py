@@ -283,3 +283,21 @@ async def test_a_job_types_change_here_shows_at_once_in_job_answers(make, api):
     assert (status, body["job_type"]["is_paused"]) == (200, True)
     status, body, _ = await api.get("/jobs/")
     assert [row["job_type"]["is_paused"] for row in body["results"]] == [True]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("query", ["?started=PT1H", "?started=PT30M&status=QUEUED&status=FAILED",
+                                   "?started=PT1H&job_type_name=convert"])
+async def test_recent_updates_are_counted_from_the_kept_minutes_within_budget(make, counted,
+                                                                              store, query):
+    """/jobs/updates/ over the last hour or so: its total from the kept per-minute counts (and
+    page 1's rows for the first minute), not a count over the range's jobs."""
+    await seed(make)
+    await counted("GET", "/jobs/updates/" + query)  # warm-up
+    status, body, commands = await counted("GET", "/jobs/updates/" + query)
+    assert status == 200, body
+    assert len(commands) <= BUDGETS["GET /jobs/updates/"] and "aggregate jobs" not in commands, \
+        over_budget("GET /jobs/updates/", commands)
+    assert body["count"] == len(body["results"]) == {
+        "?started=PT1H": 5, "?started=PT30M&status=QUEUED&status=FAILED": 3,
+        "?started=PT1H&job_type_name=convert": 2}[query]

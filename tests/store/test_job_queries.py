@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 
+from core.times import now_ms
+from store.counts import MINUTE_MS
 from store.jobs import JOB_ORDER_FIELDS, JobFilter
 from tests.fixtures import JobBuilder
 
@@ -264,3 +266,53 @@ async def test_categories_resolve_from_this_process_and_show_another_process_edi
     await asyncio.sleep(store.job_types.CACHE_SECONDS)
     assert await listed("archive") == ([converted["id"], fetched["id"]], ["find job_types"])
     assert await listed("network") == ([], [])
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_recent_status_changes_are_counted_from_the_kept_minutes(store, make, commands):
+    """`started` within the minutes the kept counts keep, on `last_status_change`: the total is
+    their per-minute counts after `started`'s minute plus the jobs of that minute from
+    `started` on, taken from page 1's rows when it reaches past that minute, else counted over
+    that minute alone; never a count over the whole range. Exact either way."""
+    convert, fetch = await make.job_type("convert"), await make.job_type("fetch")
+    now = now_ms()
+    base = now - now % MINUTE_MS - 10 * MINUTE_MS
+    offsets = [-3 * MINUTE_MS + 5_000, 10_000, 20_000, 20_000, 40_000, MINUTE_MS + 1_000,
+               3 * MINUTE_MS, 3 * MINUTE_MS, 7 * MINUTE_MS + 59_999]
+    for n, offset in enumerate(offsets):
+        job_type = (convert, fetch)[n % 2]
+        job, _ = await (make.completed(job_type) if n % 3 else make.queued(job_type))
+        await make.touch(job["id"], base + offset, base + offset)
+    await store.counts.fold_all()
+    await make.queued(convert)  # changed now, not folded yet
+    cases = [(base + 15_000, [], []), (base + 15_000, ["COMPLETED"], []),
+             (base + 15_000, [], [fetch["id"]]), (base + 20_000, ["QUEUED"], [convert["id"]]),
+             (base + MINUTE_MS, [], []), (base + 59_999, [], []), (now - 1, [], [])]
+    for since, statuses, type_ids in cases:
+        query: dict = {"last_status_change": {"$gte": since}}
+        if statuses:
+            query["status"] = {"$in": statuses}
+        if type_ids:
+            query["job_type_id"] = {"$in": type_ids}
+        expected = await store.db["jobs"].count_documents(query)
+        for order, page, page_size in [([("last_status_change", 1), ("id", 1)], 1, 100),
+                                       ([("last_status_change", 1), ("id", 1)], 1, 1),
+                                       ([("last_status_change", 1), ("id", 1)], 2, 2),
+                                       ([("last_status_change", -1), ("id", -1)], 1, 100)]:
+            flt = JobFilter(statuses=statuses, job_type_ids=type_ids, started=since,
+                            time_field="last_status_change")
+            commands.sent.clear()
+            count, jobs = await store.jobs.list_jobs(flt, order, page, page_size,
+                                                     kept_total=True)
+            rows = await store.db["jobs"].find(query, sort=order, skip=(page - 1) * page_size,
+                                               limit=page_size).to_list()
+            case = (since - base, statuses, type_ids, order[0], page, page_size)
+            assert (count, [j["id"] for j in jobs]) == (expected, [r["id"] for r in rows]), case
+            # Page 1 in order holds the first minute's jobs when it reaches past that minute.
+            past_first_minute = page == 1 and order[0] == ("last_status_change", 1) and (
+                len(rows) < page_size
+                or rows[-1]["last_status_change"] >= since - since % MINUTE_MS + MINUTE_MS)
+            assert ("aggregate jobs" in commands.names()) == (not past_first_minute), \
+                (case, commands.names())
+            if page_size == 100 and order[0] == ("last_status_change", 1):
+                assert past_first_minute, case
