@@ -558,3 +558,22 @@ async def test_a_job_that_changes_between_a_folds_read_and_its_marks_is_counted_
     await store.counts.fold_all()
     assert await counted_doc(store) == await store.counts.recount() == {
         job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_read_with_nothing_changed_reuses_the_last_one_and_a_change_ends_that(
+        store, make):
+    """Reads that find no job changed since the counters document they use hand out the same
+    counts (their keys parsed once); the first job changed after makes a new one, exact."""
+    job_type = await make.job_type("kept")
+    await make.queued(job_type)
+    await store.counts.fold_all()
+    await store.counts.stop()  # its own folds would read the document anew
+    first = await store.counts.read()
+    assert await store.counts.read() is first
+    assert first.by_type() == {job_type["id"]: {JobStatus.QUEUED: 1}}
+    await make.running(job_type)
+    after = await store.counts.read()
+    assert after is not first
+    assert after.by_type() == {job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1}}
+    assert first.by_type() == {job_type["id"]: {JobStatus.QUEUED: 1}}
