@@ -177,6 +177,9 @@ class Kept:
     def __init__(self, values: dict[str, float]):
         self.values = values
         self._parsed: dict[str, list[tuple[list[str], float]]] | None = None
+        # changed_since's tables by first minute: a read handed out again (JobCounts.read)
+        # answers the overview's refreshes within a minute without going over the keys again.
+        self._changed_since: dict[int, dict[int, dict[str, int]]] = {}
 
     def _rows(self, prefix: str) -> list[tuple[list[str], float]]:
         """The non-zero counters of one kind (`prefix`), each as (its key's parts, n). Keys
@@ -209,8 +212,13 @@ class Kept:
 
     def changed_since(self, since: int) -> dict[int, dict[str, int]]:
         """{job type id: {status: jobs}} of the jobs whose last status change is in the minute
-        of `since` or later."""
+        of `since` or later (the same table for any `since` in one minute: not to be changed)."""
         first = since - since % MINUTE_MS
+        if first not in self._changed_since:
+            self._changed_since[first] = self._changed_from_minute(first)
+        return self._changed_since[first]
+
+    def _changed_from_minute(self, first: int) -> dict[int, dict[str, int]]:
         table: dict[int, dict[str, int]] = {}
         for (type_id, status, minute), n in self._rows("m:"):
             if int(minute) >= first:
