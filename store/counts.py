@@ -32,9 +32,10 @@ scans the jobs.
   `fold_gen` = `cg` where `ctv` is still the old one and no newer transition came since (one
   update per job), and only if some job missed that, a second setting the same but `fold_gen`
   where `ctv` is still the old one; then the batch is removed (`gen` bumped again). Step 3 is
-  the commit point: the counters and the batch change in one document write. Whoever finds a batch recorded (a process that died after
-  step 3, or one slow to finish) can finish it: step 4 is idempotent (conditioned on the old
-  `ctv`, which only grows), and the removal is conditioned on the batch's token. Because step 3
+  the commit point: the counters and the batch change in one document write. Whoever finds a
+  batch recorded (a process that died after step 3, or one slow to finish) can finish it: step
+  4 is idempotent (conditioned on the old `ctv`, which only grows), and the removal is
+  conditioned on the batch's token. Because step 3
   requires `gen` unchanged since step 1, and `gen` moves when a batch starts and when it ends, a
   fold never applies a job state read before another fold finished: two processes can fold at
   once, one wins, the other retries.
@@ -212,7 +213,8 @@ class Kept:
 
     def changed_since(self, since: int) -> dict[int, dict[str, int]]:
         """{job type id: {status: jobs}} of the jobs whose last status change is in the minute
-        of `since` or later (the same table for any `since` in one minute: not to be changed)."""
+        of `since` or later (the same table for any `since` in one minute: not to be changed).
+        Exact from `kept_since`."""
         first = since - since % MINUTE_MS
         if first not in self._changed_since:
             self._changed_since[first] = self._changed_from_minute(first)
@@ -225,13 +227,6 @@ class Kept:
                 row = table.setdefault(int(type_id), {})
                 row[status] = row.get(status, 0) + int(n)
         return table
-
-    def changed_from(self, minute: int, statuses: set | None, type_ids: set | None) -> int:
-        """The jobs in `statuses` of `type_ids` (None: any) whose last status change is in
-        `minute` (a minute start) or later. Exact from `kept_since`."""
-        return sum(int(n) for (type_id, status, at), n in self._rows("m:")
-                   if int(at) >= minute and (statuses is None or status in statuses)
-                   and (type_ids is None or int(type_id) in type_ids))
 
     def per_minute(self, statuses, start: int, end: int) -> dict[str, dict[int, int]]:
         """{status: {minute start: jobs}} of the jobs now in one of `statuses` whose last status

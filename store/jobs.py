@@ -193,16 +193,20 @@ def kept_filter(query: dict, also: str | None = None) -> tuple[set | None, set |
     return wanted["status"], wanted["job_type_id"]
 
 
+def kept_total(counts: dict[int, dict[str, int]], statuses: set | None,
+               type_ids: set | None) -> int:
+    """The jobs of `counts` ({job type id: {status: jobs}}) in `statuses` of `type_ids` (None:
+    any)."""
+    return sum(n for type_id, row in counts.items()
+               if type_ids is None or type_id in type_ids
+               for status, n in row.items() if statuses is None or status in statuses)
+
+
 def kept_count(query: dict, counts: dict[int, dict[str, int]]) -> int | None:
     """The count of `query` from the kept counts `counts` ({job type id: {status: jobs}}), or
     None when `query` has other conditions than status and job type."""
     wanted = kept_filter(query)
-    if wanted is None:
-        return None
-    statuses, type_ids = wanted
-    return sum(n for type_id, row in counts.items()
-               if type_ids is None or type_id in type_ids
-               for status, n in row.items() if statuses is None or status in statuses)
+    return None if wanted is None else kept_total(counts, *wanted)
 
 
 @dataclass
@@ -416,10 +420,9 @@ class JobStore:
         jobs = await find_page(self.jobs, query, projection=projection, sort=tie_broken(order),
                                skip=(page - 1) * page_size, limit=page_size)
         wanted = kept_filter(query, also="last_status_change")
-        if wanted is None:
-            return await self.count_jobs(query), jobs
+        assert wanted is not None, "list_jobs reads the kept counts for these filters only"
         minute_end = since - since % MINUTE_MS + MINUTE_MS
-        count = kept.changed_from(minute_end, *wanted)
+        count = kept_total(kept.changed_since(minute_end), *wanted)
         in_order = page == 1 and order[:1] == [("last_status_change", 1)]
         if in_order and (len(jobs) < page_size or jobs[-1]["last_status_change"] >= minute_end):
             return count + sum(job["last_status_change"] < minute_end for job in jobs), jobs
