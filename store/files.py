@@ -52,7 +52,8 @@ class FileStore:
                           data_type=(), meta_data: dict | None = None) -> dict:
         """Record a stored file; `product_of` = {job_type_id, job_id, job_exe_id} for products."""
         now = now_ms()
-        doc = {"id": await self.db.next_id("files"), "workspace_id": workspace_id,
+        file_id = await self.db.next_id("files")
+        doc = {"_id": file_id, "id": file_id, "workspace_id": workspace_id,
                "file_name": file_name, "media_type": media_type, "file_size": file_size,
                "file_path": file_path, "data_type": list(data_type), "is_deleted": False,
                "uuid": uuid.uuid4().hex, "created": now, "deleted": None, "data_started": None,
@@ -67,7 +68,7 @@ class FileStore:
         return doc
 
     async def get_file(self, file_id: int) -> dict | None:
-        return await self.db["files"].find_one({"id": file_id})
+        return await self.db["files"].find_one({"_id": file_id})
 
     async def files_by_ids(self, ids) -> dict[int, dict]:
         return await self.db.by_ids("files", ids)

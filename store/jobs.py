@@ -264,9 +264,9 @@ class JobStore:
             except Exception:
                 log.exception("a job change listener failed")
 
-    # nx-27017 cannot index a field named `id` (store/db.py), so a job or an execution is found by
-    # `_id`, which the store writes equal to `id`; a document written without it (older data, a
-    # bulk seeder) is still found by `id`, more slowly.
+    # nx-27017 cannot index a field named `id` (store/db.py), so a job, an execution or an event is
+    # found by `_id` alone, which the store writes equal to `id` (start-up rewrites older documents
+    # so: Database.key_by_id).
 
     # nx-27017 also mishandles `$in` next to `_id` in one filter: it may match and update ANOTHER
     # document (measured: 72 of 200 conditional cancels hit a neighbour). So a condition with
@@ -279,14 +279,6 @@ class JobStore:
     # StoreWriteFailed (a 503) is raised instead of reporting a lost race. Only that path reads.
 
     @staticmethod
-    async def _by_id(collection, doc_id: int, projection=None) -> tuple[str, dict | None]:
-        """The document and the key (`_id` or `id`) it was found by."""
-        doc = await collection.find_one({"_id": doc_id}, projection)
-        if doc is not None:
-            return "_id", doc
-        return "id", await collection.find_one({"id": doc_id}, projection)
-
-    @staticmethod
     def _meets(doc: dict, cond: dict) -> bool:
         return all(doc.get(k) in v["$in"] if isinstance(v, dict) else doc.get(k) == v
                    for k, v in cond.items())
@@ -296,7 +288,7 @@ class JobStore:
                         projection=None):
         cond = cond or {}
         fields = None if projection is None else {**projection, **dict.fromkeys(cond, 1)}
-        _, doc = await cls._by_id(collection, doc_id, fields)
+        doc = await collection.find_one({"_id": doc_id}, fields)
         return doc if doc is not None and cls._meets(doc, cond) else None
 
     @classmethod
@@ -307,20 +299,17 @@ class JobStore:
         fields = {"_id": 1, "last_status_change": 1, **dict.fromkeys(cond, 1)}
         if any(isinstance(v, dict) for v in cond.values()):
             return await cls._update_read_first(collection, doc_id, cond, update, fields)
-        for key in ("_id", "id"):
-            for _ in range(CONDITION_RETRIES):
-                doc = await collection.find_one_and_update(
-                    {key: doc_id, **cond, **stamp_guard(update)}, update, return_document=AFTER)
-                if doc is not None:
-                    return doc
-                current = await collection.find_one({key: doc_id}, fields)
-                if current is None:
-                    break
-                if not (cls._meets(current, cond) and outdated(update, current)):
-                    return cls._missed(collection, doc_id, current, cond)
-                update = restamped(update, current)
-            else:
+        for _ in range(CONDITION_RETRIES):
+            doc = await collection.find_one_and_update(
+                {"_id": doc_id, **cond, **stamp_guard(update)}, update, return_document=AFTER)
+            if doc is not None:
+                return doc
+            current = await collection.find_one({"_id": doc_id}, fields)
+            if current is None:
                 return None
+            if not (cls._meets(current, cond) and outdated(update, current)):
+                return cls._missed(collection, doc_id, current, cond)
+            update = restamped(update, current)
         return None
 
     @classmethod
@@ -328,7 +317,7 @@ class JobStore:
                                  fields: dict):
         """_update_one for a condition with `$in`: checked on the document read, then written
         on the values read, by equality (nx-27017's `$in` next to `_id`, above)."""
-        key, current = await cls._by_id(collection, doc_id, fields)
+        current = await collection.find_one({"_id": doc_id}, fields)
         for _ in range(CONDITION_RETRIES):
             if current is None or not cls._meets(current, cond):
                 return None
@@ -337,11 +326,11 @@ class JobStore:
                 seen["last_status_change"] = current.get("last_status_change")
                 if outdated(update, current):
                     update = restamped(update, current)
-            doc = await collection.find_one_and_update({key: doc_id, **seen}, update,
+            doc = await collection.find_one_and_update({"_id": doc_id, **seen}, update,
                                                        return_document=AFTER)
             if doc is not None:
                 return doc
-            current = await collection.find_one({key: doc_id}, fields)
+            current = await collection.find_one({"_id": doc_id}, fields)
             if current is not None:
                 cls._missed(collection, doc_id, current, seen)
         return None
@@ -364,7 +353,7 @@ class JobStore:
         if flt.statuses:
             query["status"] = match_any(flt.statuses)
         if flt.job_ids:
-            query["id"] = match_any(flt.job_ids)
+            query["_id"] = match_any(flt.job_ids)
         type_ids = set(flt.job_type_ids) if flt.job_type_ids else None
         if flt.job_type_names or flt.job_type_categories:
             named = (await self.job_types.ids_matching(flt.job_type_names, flt.job_type_categories)
@@ -578,7 +567,7 @@ class JobStore:
                                   disk_in_mb)
 
     async def get_event(self, event_id: int) -> dict | None:
-        return await self.db["trigger_events"].find_one({"id": event_id})
+        return await self.db["trigger_events"].find_one({"_id": event_id})
 
     async def create_job(self, job_type: dict, data: dict, event: dict, input_file_ids=(),
                          disk_in_mb: float = 0.0) -> JobDoc:
@@ -687,7 +676,7 @@ class JobStore:
     async def _undo(self, record: "_Record", error: BaseException) -> BaseException:
         """Delete what was written of a record whose write failed with `error` (unless its job
         was written after all and only the answer was lost); the error its caller gets."""
-        written = ([("trigger_events", {"id": record.event["id"]})] if record.event else []) \
+        written = ([("trigger_events", {"_id": record.event["id"]})] if record.event else []) \
             + [("job_exes", {"_id": record.exe["id"]})]
         job_id = record.job["id"]
         await undo_partial(self.db, error, written, lambda: self._exists(self.jobs, job_id))
@@ -699,7 +688,7 @@ class JobStore:
         bad one fails."""
         for record in batch:
             if record.event is not None:
-                await self.db.remove_leftover("trigger_events", {"id": record.event["id"]})
+                await self.db.remove_leftover("trigger_events", {"_id": record.event["id"]})
             await self.db.remove_leftover("job_exes", {"_id": record.exe["id"]})
         for record in batch:
             try:
@@ -789,7 +778,7 @@ class JobStore:
         return updated
 
     async def _points_at(self, job_id: int, exe_id: int) -> bool:
-        _, job = await self._by_id(self.jobs, job_id, {"latest_exe_id": 1})
+        job = await self.jobs.find_one({"_id": job_id}, {"latest_exe_id": 1})
         return job is not None and job.get("latest_exe_id") == exe_id
 
     async def queue_job(self, job_id: int, priority: int | None = None,
@@ -954,7 +943,7 @@ class JobStore:
         """Move a job's node use (`run_on`) to the node its cluster placed execution `exe_id`
         on, while the job still runs it (placement is known only after the start was written).
         Uncounted, so the kept counts per node follow it exactly. The job, or None."""
-        job = await self.jobs.find_one({"id": job_id}, {"run_on": 1})
+        job = await self.jobs.find_one({"_id": job_id}, {"run_on": 1})
         if job is None or not job.get("run_on"):
             return None
         return await self._update_one(

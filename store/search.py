@@ -73,8 +73,7 @@ class JobSearch:
         pattern = {"$regex": re.escape(text), "$options": "i"}
         ids: set[int] = set()
         if text.isdigit() and len(text) <= 18:
-            job = await self.db["jobs"].find_one({"_id": int(text)}, {"id": 1}) or \
-                await self.db["jobs"].find_one({"id": int(text)}, {"id": 1})
+            job = await self.db["jobs"].find_one({"_id": int(text)}, {"id": 1})
             if job is not None:
                 ids.add(job["id"])
         truncated = False

@@ -228,7 +228,7 @@ async def seed_jobs(store, n: int, batch: int = 5000, rng_seed: int = 27017,
         jobs = []
         for job_id, event_id in zip(job_ids, event_ids, strict=True):
             event_type = rng.choice(EVENT_TYPES)
-            events.append({"id": event_id, "type": event_type, "rule_id": None,
+            events.append({"_id": event_id, "id": event_id, "type": event_type, "rule_id": None,
                            "occurred": now - rng.randint(0, WEEK_MS),
                            "description": {"user": "Anonymous"} if event_type == "USER"
                            else {"seeded": True}})

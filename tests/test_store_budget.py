@@ -15,6 +15,7 @@ import asyncio
 import pytest
 from pymongo import monitoring
 
+from store.db import ID_KEYED
 from tests.tokens import TEST_SETTINGS
 
 BUDGETS = {
@@ -31,11 +32,13 @@ BUDGETS = {
 
 
 class CommandCounter(monitoring.CommandListener):
-    """The commands started while `recording`, as "name collection", change streams left out."""
+    """The commands started while `recording`, as "name collection", change streams left out;
+    `filters`, each one's (collection, filter) beside it."""
 
     def __init__(self):
         self.recording = False
         self.commands: list[str] = []
+        self.filters: list[tuple[str, dict]] = []
         self.stream_cursors: set[int] = set()
         self.stream_requests: set[int] = set()
 
@@ -56,6 +59,7 @@ class CommandCounter(monitoring.CommandListener):
             target = event.command.get(event.command_name)
             self.commands.append(f"{event.command_name} {target}" if isinstance(target, str)
                                  else event.command_name)
+            self.filters.append((target, command_filter(event.command)))
 
     def succeeded(self, event):
         if event.request_id in self.stream_requests:
@@ -66,6 +70,15 @@ class CommandCounter(monitoring.CommandListener):
 
     def failed(self, event):
         self.stream_requests.discard(event.request_id)
+
+
+def command_filter(command: dict) -> dict:
+    """The documents a find, findAndModify, count or aggregate's first `$match` selects."""
+    for key in ("filter", "query"):
+        if isinstance(command.get(key), dict):
+            return dict(command[key])
+    stages = command.get("pipeline") or [{}]
+    return dict(stages[0].get("$match") or {})
 
 
 @pytest.fixture
@@ -89,7 +102,7 @@ def counted(api, counter):
     """`await counted(method, path, body)`: (status, body, commands) of one request."""
 
     async def call(method: str, path: str, body=None, headers=None):
-        counter.commands = []
+        counter.commands, counter.filters = [], []
         counter.recording = True
         try:
             status, answer, _ = await api.call(method, path, body, headers=headers)
@@ -234,6 +247,33 @@ async def test_the_jobs_page_total_is_the_kept_counts(make, counted, query, tota
     assert len(commands) <= BUDGETS["GET /dashboard/jobs"] and "aggregate jobs" not in commands, \
         over_budget("GET /dashboard/jobs", commands)
     assert f"<strong data-count>{total}</strong> jobs" in page
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("method, path, body, expected", [
+    ("GET", "/jobs/{id}/", None, "Job {id} does not exist"),
+    ("PATCH", "/jobs/{id}/", {"status": "CANCELED"}, "Job {id} does not exist"),
+    ("GET", "/job-executions/{id}/", None, "Job execution {id} does not exist"),
+    ("GET", "/dashboard/jobs/{id}", None, None),
+    ("GET", "/files/{id}/", None, "File {id} does not exist")],
+    ids=["job", "cancel", "execution", "job-page", "file"])
+async def test_an_id_that_does_not_exist_is_looked_up_by_its_key_alone(
+        make, counted, counter, method, path, body, expected):
+    """A job, execution or file that does not exist is a 404 after reads by `_id` alone: a
+    read by `id` reads every document on nx-27017 (175 ms at 100,000 jobs), which any client
+    could send over and over. The id is one past the highest, as an attacker would guess."""
+    seeded = await seed(make)
+    missing = max(job["id"] for job in seeded.values()) + 10_000
+    path = path.format(id=missing)
+    await counted(method, path, body)  # warm-up
+    status, answer, commands = await counted(method, path, body)
+    assert status == 404
+    if expected is not None:
+        assert answer == expected.format(id=missing) + "\n"
+    looked_up = [(collection, flt) for collection, flt in counter.filters
+                 if collection in ID_KEYED]
+    assert looked_up and all("id" not in flt for _, flt in looked_up), looked_up
+    assert len(commands) <= 3, commands
 
 
 def test_budget_counts_the_apps_commands():

@@ -159,7 +159,7 @@ async def large_store(store, make) -> None:
     await store.db["workspaces"].insert_many([
         {"id": i, "name": f"ws-{i}"} for i in range(1, 151)])
     await store.db["files"].insert_many([
-        {"id": i, "job_id": 1, "job_type_id": 2, "is_product": True, "last_modified": i,
+        {"_id": i, "id": i, "job_id": 1, "job_type_id": 2, "is_product": True, "last_modified": i,
          "file_name": f"f{i}"} for i in range(1, 151)])
     await store.db["nodes"].insert_many([
         {"id": i, "hostname": f"node-{i}", "slave_id": f"node-{i}"} for i in range(1, 151)])
