@@ -13,8 +13,10 @@ alone" is the time until Jobdeck's last submission was answered, the engine runn
 each submission waits for its two inserts on the store's one core. The store floor is the
 store writes alone, one per status change of a job and its execution, 8 jobs at a time; the
 submission floor the two inserts of each submission alone, one submission at a time, as the
-bench submits. Both are shown over Celery's whole run: what Jobdeck's design costs on this
-store before it runs anything."""
+bench submits, into collections without indexes; "submissions with no engine running" the
+bench's own submissions (JobStore.submit_job: the same two inserts into the indexed jobs and
+executions) on a fresh database with no server. All three are shown over Celery's whole run:
+what Jobdeck's design costs on this store before it runs anything."""
 
 import asyncio
 import os
@@ -38,6 +40,7 @@ TARGET_CELERY_RATIO = 1.0
 SERVER_READY = 60.0  # seconds a Jobdeck server may take to start its engine
 CPUS_PER_JOB = 0.25
 SUBMISSION_FLOOR = "submission floor (two inserts per job)"
+SUBMISSIONS_ALONE = "Jobdeck's submissions with no engine running"
 
 
 def add_arguments(parser) -> None:
@@ -98,6 +101,29 @@ async def submission_floor(store: Store, count: int) -> float:
     return time.perf_counter() - started
 
 
+async def submissions_alone(url: str, count: int) -> float:
+    """Seconds for `count` submissions as the bench makes them (JobStore.submit_job, one after
+    the other) on a fresh database of the same store with no engine running: what Jobdeck's
+    submissions cost before any job runs or competes with them for the store."""
+    store = await Store(url, "jobdeck_submissions").open()
+    try:
+        job_type, event = await bench_job_type(store)
+        started = time.perf_counter()
+        for _ in range(count):
+            await store.jobs.submit_job(job_type, {}, event, "")
+        return time.perf_counter() - started
+    finally:
+        await store.close()
+
+
+async def bench_job_type(store: Store) -> tuple[dict, dict]:
+    """The bench's job type (`true`, CPUS_PER_JOB) and the trigger event its jobs share."""
+    job_type = await store.job_types.create(
+        "bench-true", "1.0", validate_interface({"command": "true", "command_arguments": ""}),
+        {"cpus_required": CPUS_PER_JOB, "mem_required": 1.0, "max_tries": 1})
+    return job_type, await store.jobs.create_event("USER", {"user": "bench"})
+
+
 def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subprocess.Popen:
     """A Jobdeck server (API, live feed and engine) in its own process on the bench's store, as
     Celery's and RQ's workers run apart from the client that submits."""
@@ -114,21 +140,19 @@ def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subpr
 
 
 async def jobdeck(count: int, parallel: int,
-                  sandbox: str) -> tuple[float, float, float, float]:
+                  sandbox: str) -> tuple[float, float, float, float, float]:
     """Seconds for `count` trivial jobs through a Jobdeck server on a fresh store (`sandbox`:
     bwrap or none), each submitted from this process through the store; the seconds until the
-    last submission was answered (the engine runs meanwhile); and the store floor's and the
-    submission floor's seconds, measured on that store afterwards."""
+    last submission was answered (the engine runs meanwhile); and the store floor's, the
+    submission floor's and the submissions' with no engine seconds, measured on that store
+    afterwards."""
     work_dir = Path(tempfile.mkdtemp(prefix="jobdeck-engine-bench-"))
     embedded = EmbeddedMongo(work_dir / "store")
     url = await asyncio.to_thread(embedded.start)
     server = None
     try:
         store = await Store(url, "jobdeck").open()
-        job_type = await store.job_types.create(
-            "bench-true", "1.0", validate_interface({"command": "true", "command_arguments": ""}),
-            {"cpus_required": CPUS_PER_JOB, "mem_required": 1.0, "max_tries": 1})
-        event = await store.jobs.create_event("USER", {"user": "bench"})
+        job_type, event = await bench_job_type(store)
         server = start_server(url, work_dir, parallel, sandbox)
         ready = time.monotonic() + SERVER_READY
         while not await store.engines.all():  # its engine has started
@@ -149,7 +173,8 @@ async def jobdeck(count: int, parallel: int,
         floor_s = await store_floor(store, count, parallel)
         submission_s = await submission_floor(store, count)
         await store.close()
-        return engine_s, submit_s, floor_s, submission_s
+        alone_s = await submissions_alone(url, count)
+        return engine_s, submit_s, floor_s, submission_s, alone_s
     finally:
         if server is not None:
             await asyncio.to_thread(peers.stop, server)
@@ -167,9 +192,9 @@ def ratio_row(case: str, count: int, over: float, under: float, target: float | 
 async def measure(count: int) -> list[dict]:
     parallel = int(float(os.cpu_count() or 1) / CPUS_PER_JOB)
     sandbox_works = not probe()
-    sandboxed_s, _, floor_s, submission_s = await jobdeck(count, parallel,
-                                                          "bwrap" if sandbox_works else "none")
-    plain_s, submit_s, _, _ = await jobdeck(count, parallel, "none")
+    sandboxed_s, _, floor_s, submission_s, alone_s = await jobdeck(
+        count, parallel, "bwrap" if sandbox_works else "none")
+    plain_s, submit_s, *_ = await jobdeck(count, parallel, "none")
     direct_s = await direct(count, parallel)
     celery_s = await asyncio.to_thread(peers.celery_seconds, count, parallel)
     rq_s = await asyncio.to_thread(peers.rq_seconds, count, parallel)
@@ -178,11 +203,12 @@ async def measure(count: int) -> list[dict]:
              "Jobdeck (sandbox off), its submissions alone": submit_s,
              "Celery (prefork, Redis)": celery_s, "RQ (Redis)": rq_s,
              "direct spawn": direct_s, "store floor (six writes per job)": floor_s,
-             SUBMISSION_FLOOR: submission_s}
+             SUBMISSION_FLOOR: submission_s, SUBMISSIONS_ALONE: alone_s}
     print("  " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in times.items()),
           file=sys.stderr, flush=True)
     rows = [{"case": f"{name}: {count} trivial jobs, "
-                     + ("one at a time" if name == SUBMISSION_FLOOR else f"{parallel} at a time"),
+                     + ("one at a time" if name in (SUBMISSION_FLOOR, SUBMISSIONS_ALONE)
+                        else f"{parallel} at a time"),
              "jobs": count,
              "seconds": seconds, "jobs_per_s": count / seconds}
             for name, seconds in times.items()]
@@ -197,4 +223,6 @@ async def measure(count: int) -> list[dict]:
         ratio_row("Jobdeck (sandbox off) over direct spawn", count, plain_s, direct_s, None),
         ratio_row("store floor over direct spawn", count, floor_s, direct_s, None),
         ratio_row("store floor over Celery", count, floor_s, celery_s, None),
-        ratio_row("submission floor over Celery", count, submission_s, celery_s, None)]
+        ratio_row("submission floor over Celery", count, submission_s, celery_s, None),
+        ratio_row("Jobdeck's submissions with no engine over Celery", count, alone_s, celery_s,
+                  None)]
