@@ -19,11 +19,11 @@ it and drops it silently when that connection closes (a cancelled operation, a s
 next getMore answers "no more" instead of an error, and the driver's `try_next()` then returns None
 forever. It also accepts a resume token older than the change log it keeps and silently skips the
 gap. So the stream runs on a connection of its own that no other operation can close; a stream
-that is no longer `alive` and a store error restart it, a resume made by the driver behind our
-back is followed by the same re-read a restart makes (the resumed stream is kept); and a liveness
-check that does not ask the stream compares the newest `last_status_change` in the store with the
-newest one handed out, and restarts the stream when the store has stayed ahead for longer than
-`stale_after` seconds. Events are gathered into a batch for at most STREAM_GATHER seconds, so
+that is no longer `alive`, a getMore left unanswered for GETMORE_LIMIT seconds and a store error
+restart it; a resume made by the driver behind our back is followed by the same re-read a restart
+makes (the resumed stream is kept); and a liveness check that does not ask the stream compares
+the newest `last_status_change` in the store with the newest one handed out, and restarts the
+stream when the store has stayed ahead for longer than `stale_after` seconds. Events are gathered into a batch for at most STREAM_GATHER seconds, so
 a stream that always has more (a fold marking many jobs, written slowly by a loaded store)
 neither holds a status change back nor keeps that check from running.
 
@@ -73,6 +73,11 @@ STREAM_BATCH = 1000
 STREAM_GATHER = 0.05
 IDLE_POLL = 0.01          # nx-27017 answers an empty getMore at once instead of waiting
 MAX_AWAIT_MS = 200        # how long a real MongoDB holds an empty getMore
+# Seconds a getMore on the stream may go unanswered before the stream is restarted. The clients
+# have no socket timeout (store/db.py), so without it a getMore the store never answers would
+# stop the feed for good: the liveness check runs between getMores. Far above MAX_AWAIT_MS and
+# the half second a loaded store takes at the 99th percentile (bench/load_bench.py).
+GETMORE_LIMIT = 5.0
 TAIL_INTERVAL = 0.05
 TAIL_LOOKBACK_MS = 2000
 TAIL_LIMIT = 5000
@@ -178,10 +183,7 @@ class JobChangeFeed:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._stream is not None:
-            with contextlib.suppress(PyMongoError):
-                await self._stream.close()
-            self._stream = None
+        await self._drop_stream()
         await self._close_stream_client()
 
     async def _close_stream_client(self) -> None:
@@ -276,9 +278,11 @@ class JobChangeFeed:
                 await asyncio.sleep(RETRY_DELAY if isinstance(exc, PyMongoError) else 0)
 
     async def _drop_stream(self) -> None:
+        """Close the stream, giving up on a store that does not answer that either."""
         if self._stream is not None:
-            with contextlib.suppress(PyMongoError):
-                await self._stream.close()
+            with contextlib.suppress(PyMongoError, TimeoutError):
+                async with asyncio.timeout(GETMORE_LIMIT):
+                    await self._stream.close()
             self._stream = None
 
     async def _reopen(self) -> None:
@@ -331,10 +335,16 @@ class JobChangeFeed:
             after = (jobs[-1]["last_status_change"], jobs[-1]["id"])
 
     async def _next_event(self):
-        """The next event, None if there is none yet; StreamLost if the stream has ended."""
+        """The next event, None if there is none yet; StreamLost if the stream has ended or its
+        getMore went unanswered for GETMORE_LIMIT seconds."""
         if self._stream is None:
             raise StreamLost("no job change stream is open")
-        event = await self._stream.try_next()
+        try:
+            async with asyncio.timeout(GETMORE_LIMIT):
+                event = await self._stream.try_next()
+        except TimeoutError as exc:
+            raise StreamLost(f"the store left a getMore on the job change stream unanswered for "
+                             f"{GETMORE_LIMIT:g} s") from exc
         if event is None and (self._stream is None or not self._stream.alive):
             raise StreamLost("the store ended the job change stream")
         return event

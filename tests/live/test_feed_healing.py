@@ -8,6 +8,7 @@ import re
 import pytest
 
 from core.times import now_ms
+from store import changes
 from store.changes import JobChangeFeed
 from store.jobs import JobFilter
 from tests.live_client import Collected, Subscriber, submit, until_live
@@ -123,3 +124,39 @@ async def test_health_and_metrics_show_the_feeds_restarts_and_lag(hub, make, api
         await subscriber.until_row(job["id"], "QUEUED")
     finally:
         subscriber.close()
+
+
+class UnansweredStream:
+    """A change stream whose getMore the store never answers (the clients have no socket
+    timeout, so the driver would wait for ever)."""
+
+    alive = True
+
+    async def try_next(self):
+        await asyncio.Event().wait()
+
+    async def close(self):
+        await asyncio.Event().wait()  # the store answers nothing, a killCursors neither
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_getmore_the_store_never_answers_restarts_the_stream(store, make, other_process,
+                                                                      monkeypatch):
+    """The liveness check runs between getMores, so it cannot catch this one: the wait itself
+    is bounded (GETMORE_LIMIT), and the changes another process made meanwhile are handed out."""
+    monkeypatch.setattr(changes, "GETMORE_LIMIT", 0.5)
+    job_type = await make.job_type("live", category="live")
+    collected = Collected()
+    feed = JobChangeFeed(store, collected.on_jobs)
+    await feed.start()
+    try:
+        old, feed._stream = feed._stream, UnansweredStream()
+        await old.close()
+        job = await submit(other_process, job_type)
+        await collected.until(job["id"], "QUEUED", within=5.0)
+        assert feed.restarts == 1
+        later = await submit(other_process, job_type)
+        await collected.until(later["id"], "QUEUED", within=1.0)
+        assert feed.restarts == 1
+    finally:
+        await feed.stop()
