@@ -80,7 +80,7 @@ class FileStore:
         for flt in [{"media_type": t} for t in media_types] or [{}]:
             kept, page_filter = 0, flt
             while kept < limit:
-                docs = await find_page(self.db["files"], page_filter, sort=[("_id", -1)],
+                docs = await find_page(self.db["files"], page_filter, sort=[("id", -1)],
                                        limit=limit)
                 for doc in docs:
                     if not doc.get("is_deleted"):  # deleted files are skipped, then read past
@@ -88,7 +88,7 @@ class FileStore:
                         kept += 1
                 if len(docs) < limit:
                     break
-                page_filter = {**flt, "_id": {"$lt": docs[-1]["id"]}}
+                page_filter = {**flt, "id": {"$lt": docs[-1]["id"]}}
         return sorted(found.values(), key=lambda doc: -doc["id"])[:limit]
 
     async def products_of_job(self, job_id: int) -> list[dict]:

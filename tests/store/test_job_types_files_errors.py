@@ -209,6 +209,17 @@ async def test_newest_files_of_media_types(store):
 
 
 @pytest.mark.gen_test
+async def test_newest_files_are_in_id_order_past_nine(store):
+    """Files are found by `_id` but ordered by `id`: nx-27017 sorts `_id` 99,999 after 100,000
+    (as text), so a page ordered by `_id` would start at file 9 of 12."""
+    workspace = await store.files.create_workspace("raw", "Raw", "/data")
+    made = [await store.files.create_file(workspace["id"], f"{n}.txt", "text/plain", 1, f"{n}")
+            for n in range(1, 13)]
+    assert [f["id"] for f in await store.files.newest_files([], limit=5)] == \
+        [f["id"] for f in made[::-1][:5]]
+
+
+@pytest.mark.gen_test
 async def test_user_errors(store):
     created = await store.errors.create("bad-input", "Bad input", "The input was bad.", "DATA")
     stored = await store.errors.get(created["id"])
