@@ -4,10 +4,13 @@ and error names, resolved to a bounded set of job ids that the usual JobFilter t
 Bounded at any store size (say 1M jobs), and every read but the last uses an index:
 - a number is a job id (one equality lookup);
 - job types and errors are small collections: their names and titles are matched there, then
-  each matched type's newest `limit` jobs (highest ids) are read through the job_type_id
-  indexes, and each matched error's newest `limit` FAILED jobs through the status indexes;
-- input values cannot be indexed without a field written at submission, so only the newest
-  `scan` jobs (the highest ids, through the `_id` index) have their inputs compared.
+  each matched type's `limit` most recently modified jobs are read, and each matched error's
+  `limit` most recently modified FAILED jobs;
+- input values cannot be indexed without a field written at submission, so only the `scan`
+  most recently modified jobs have their inputs compared.
+"Most recently modified" is the `last_modified` indexes' order. Not the highest ids: `id` has no
+index on nx-27017 (a sort on it reads every job), and it orders `_id` as text, so a read by
+`_id` descending put job 99,999 before every job from 100,000 on.
 The page is then read by `_id` (list_matches), which nx-27017 indexes.
 The result keeps the newest `limit` ids and says whether more matched (`truncated`)."""
 
@@ -22,6 +25,7 @@ from store.reads import find_all, find_page, tie_broken
 # actions send them back as GET /jobs/ arguments.
 SEARCH_LIMIT = 500
 SEARCH_SCAN = 2000
+RECENT = [("last_modified", -1), ("id", -1)]
 
 
 @dataclass
@@ -83,7 +87,7 @@ class JobSearch:
         for jt in types:
             docs = await find_page(self.db["jobs"], {"job_type_id": jt["id"]},
                                    projection={"id": 1},
-                                   sort=[("_id", -1)], limit=limit)
+                                   sort=RECENT, limit=limit)
             truncated |= len(docs) == limit
             ids.update(d["id"] for d in docs)
         errors = await find_all(self.db["errors"],
@@ -92,12 +96,12 @@ class JobSearch:
         for error in errors:
             docs = await find_page(self.db["jobs"], {"status": "FAILED", "error_id": error["id"]},
                                    projection={"id": 1},
-                                   sort=[("_id", -1)], limit=limit)
+                                   sort=RECENT, limit=limit)
             truncated |= len(docs) == limit
             ids.update(d["id"] for d in docs)
         recent = await find_page(self.db["jobs"], {},
                                  projection={"id": 1, "data": 1},
-                                 sort=[("_id", -1)], limit=scan)
+                                 sort=RECENT, limit=scan)
         ids.update(d["id"] for d in recent
                    if any(needle in v.lower() for v in _values(d.get("data"))))
         newest = sorted(ids, reverse=True)

@@ -18,6 +18,9 @@ def bulk_filter(body: str) -> dict:
     return json.loads(html.unescape(match.group(1)))
 
 
+T0 = 1_900_000_000_000
+
+
 @pytest.mark.gen_test
 async def test_search_text_longer_than_200_characters_is_a_field_error(api, make):
     status, body, _ = await api.get("/dashboard/jobs?q=" + "x" * 201)
@@ -53,6 +56,22 @@ async def test_search_is_bounded_and_says_when_it_is_truncated(store, make):
     assert await store.search.job_ids("many", limit=3) == SearchResult(ids[:0:-1], True)
     # Input values are compared on the newest `scan` jobs only.
     assert await store.search.job_ids("needle", scan=2) == SearchResult(ids[:1:-1], False)
+
+
+@pytest.mark.gen_test
+async def test_search_keeps_the_most_recently_modified_jobs_past_nine(store, make):
+    """Ids of more digits are the newest: nx-27017 orders `_id` as text, so a search reading
+    by `_id` descending kept jobs 9, 8, 7 of 12 and never found 10 to 12."""
+    jt = await make.job_type("many")
+    jobs = await make.bulk_jobs(jt, range(T0, T0 + 12_000, 1000),
+                                {"input_data": [{"name": "a", "value": "needle"}]})
+    newest = [job["id"] for job in jobs[::-1][:3]]
+    assert await store.search.job_ids("many", limit=3) == SearchResult(newest, True)
+    assert await store.search.job_ids("needle", scan=3) == SearchResult(newest, False)
+    error = await store.errors.by_name("timeout")
+    await store.db["jobs"].update_many({"job_type_id": jt["id"]},
+                                       {"$set": {"status": "FAILED", "error_id": error["id"]}})
+    assert await store.search.job_ids("timeout", limit=3) == SearchResult(newest, True)
 
 
 @pytest.mark.gen_test
