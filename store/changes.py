@@ -23,9 +23,10 @@ that is no longer `alive`, a getMore left unanswered for GETMORE_LIMIT seconds a
 restart it; a resume made by the driver behind our back is followed by the same re-read a restart
 makes (the resumed stream is kept); and a liveness check that does not ask the stream compares
 the newest `last_status_change` in the store with the newest one handed out, and restarts the
-stream when the store has stayed ahead for longer than `stale_after` seconds. Events are gathered into a batch for at most STREAM_GATHER seconds, so
-a stream that always has more (a fold marking many jobs, written slowly by a loaded store)
-neither holds a status change back nor keeps that check from running.
+stream when the store has stayed ahead for longer than `stale_after` seconds. Events are
+gathered into a batch for at most STREAM_GATHER seconds, so a stream that always has more (a fold
+marking many jobs, written slowly by a loaded store) neither holds a status change back nor keeps
+that check from running.
 
 A restart opens a new stream (never resuming from a token, which nx-27017 may honour with a gap)
 and then re-reads the jobs changed since the last change handed out (minus the look-back), so
