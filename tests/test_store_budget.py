@@ -261,9 +261,9 @@ async def test_an_id_that_does_not_exist_is_looked_up_by_its_key_alone(
         make, counted, counter, method, path, body, expected):
     """A job, execution or file that does not exist is a 404 after reads by `_id` alone: a
     read by `id` reads every document on nx-27017 (175 ms at 100,000 jobs), which any client
-    could send over and over. The id is one past the highest, as an attacker would guess."""
+    could send over and over, for ids past the highest."""
     seeded = await seed(make)
-    missing = max(job["id"] for job in seeded.values()) + 10_000
+    missing = max(doc["id"] for doc in seeded.values()) + 10_000
     path = path.format(id=missing)
     await counted(method, path, body)  # warm-up
     status, answer, commands = await counted(method, path, body)
