@@ -577,3 +577,22 @@ async def test_a_read_with_nothing_changed_reuses_the_last_one_and_a_change_ends
     assert after is not first
     assert after.by_type() == {job_type["id"]: {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1}}
     assert first.by_type() == {job_type["id"]: {JobStatus.QUEUED: 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_oldest_queued_job_is_read_to_the_minute_when_kept_else_to_the_hour(
+        store, make):
+    """A type whose oldest QUEUED job is hours old shows its hour, read without the minute
+    counters; one queued in the current hour shows its minute, beside it in the same read."""
+    now = now_ms()
+    this_hour = now - now % HOUR_MS
+    queued = {"old": now - 5 * HOUR_MS, "new": this_hour + (now - this_hour) // 2}
+    types = {name: await make.job_type(name) for name in queued}
+    for name, when in queued.items():
+        job = (await make.bulk_jobs(types[name], [when - 1000]))[0]
+        await store.jobs.queue_job(job["id"], when=when)
+    await store.counts.fold_all()
+    oldest = (await store.counts.read()).oldest_queued(now)
+    assert oldest == {types["old"]["id"]: queued["old"] - queued["old"] % HOUR_MS,
+                      types["new"]["id"]: queued["new"] - queued["new"] % MINUTE_MS}
+    assert oldest == (await overview_recount(store, now))["oldest"]
