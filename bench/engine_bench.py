@@ -15,10 +15,12 @@ store writes alone, one per status change of a job and its execution, 8 jobs at 
 submission floor the two inserts of each submission alone, one submission at a time, as the
 bench submits, into collections without indexes; "submissions with no engine running" the
 bench's own submissions (JobStore.submit_job: the same two inserts into the indexed jobs and
-executions) on a fresh database with no server. All three are shown over Celery's whole run:
-what Jobdeck's design costs on this store before it runs anything."""
+executions) with no server. All three are measured once per run, on a store of their own,
+and shown over Celery's whole run: what Jobdeck's design costs on this store before it runs
+anything."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -139,47 +141,61 @@ def start_server(url: str, work_dir: Path, parallel: int, sandbox: str) -> subpr
         stderr=subprocess.DEVNULL)
 
 
-async def jobdeck(count: int, parallel: int,
-                  sandbox: str) -> tuple[float, float, float, float, float]:
-    """Seconds for `count` trivial jobs through a Jobdeck server on a fresh store (`sandbox`:
-    bwrap or none), each submitted from this process through the store; the seconds until the
-    last submission was answered (the engine runs meanwhile); and the store floor's, the
-    submission floor's and the submissions' with no engine seconds, measured on that store
-    afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_store():
+    """(url, work folder) of an embedded store started for one measurement, removed after."""
     work_dir = Path(tempfile.mkdtemp(prefix="jobdeck-engine-bench-"))
     embedded = EmbeddedMongo(work_dir / "store")
-    url = await asyncio.to_thread(embedded.start)
-    server = None
     try:
-        store = await Store(url, "jobdeck").open()
-        job_type, event = await bench_job_type(store)
-        server = start_server(url, work_dir, parallel, sandbox)
-        ready = time.monotonic() + SERVER_READY
-        while not await store.engines.all():  # its engine has started
-            if server.poll() is not None or time.monotonic() > ready:
-                raise RuntimeError("the Jobdeck server did not start its engine")
-            await asyncio.sleep(0.05)
-        started = time.perf_counter()
-        for _ in range(count):
-            await store.jobs.submit_job(job_type, {}, event, "")
-        submit_s = time.perf_counter() - started
-        while await store.db.count("jobs", {"status": JobStatus.COMPLETED}) < count:
-            failed = await store.db.count("jobs", {"status": JobStatus.FAILED})
-            if failed:
-                raise RuntimeError(f"{failed} bench jobs failed")
-            await asyncio.sleep(0.01)
-        engine_s = time.perf_counter() - started
-        await asyncio.to_thread(peers.stop, server)
-        floor_s = await store_floor(store, count, parallel)
-        submission_s = await submission_floor(store, count)
-        await store.close()
-        alone_s = await submissions_alone(url, count)
-        return engine_s, submit_s, floor_s, submission_s, alone_s
+        yield await asyncio.to_thread(embedded.start), work_dir
     finally:
-        if server is not None:
-            await asyncio.to_thread(peers.stop, server)
         await asyncio.to_thread(embedded.stop)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+async def jobdeck(count: int, parallel: int, sandbox: str) -> tuple[float, float]:
+    """Seconds for `count` trivial jobs through a Jobdeck server on a fresh store (`sandbox`:
+    bwrap or none), each submitted from this process through the store, and the seconds until
+    the last submission was answered (the engine runs meanwhile)."""
+    async with fresh_store() as (url, work_dir):
+        server = None
+        try:
+            store = await Store(url, "jobdeck").open()
+            job_type, event = await bench_job_type(store)
+            server = start_server(url, work_dir, parallel, sandbox)
+            ready = time.monotonic() + SERVER_READY
+            while not await store.engines.all():  # its engine has started
+                if server.poll() is not None or time.monotonic() > ready:
+                    raise RuntimeError("the Jobdeck server did not start its engine")
+                await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            for _ in range(count):
+                await store.jobs.submit_job(job_type, {}, event, "")
+            submit_s = time.perf_counter() - started
+            while await store.db.count("jobs", {"status": JobStatus.COMPLETED}) < count:
+                failed = await store.db.count("jobs", {"status": JobStatus.FAILED})
+                if failed:
+                    raise RuntimeError(f"{failed} bench jobs failed")
+                await asyncio.sleep(0.01)
+            engine_s = time.perf_counter() - started
+            await store.close()
+            return engine_s, submit_s
+        finally:
+            if server is not None:
+                await asyncio.to_thread(peers.stop, server)
+
+
+async def floors(count: int, parallel: int) -> tuple[float, float, float]:
+    """Seconds of the store floor, the submission floor and the submissions with no engine
+    running, on a fresh store, once per run."""
+    async with fresh_store() as (url, _):
+        store = await Store(url, "jobdeck").open()
+        try:
+            floor_s = await store_floor(store, count, parallel)
+            submission_s = await submission_floor(store, count)
+        finally:
+            await store.close()
+        return floor_s, submission_s, await submissions_alone(url, count)
 
 
 def ratio_row(case: str, count: int, over: float, under: float, target: float | None) -> dict:
@@ -192,9 +208,9 @@ def ratio_row(case: str, count: int, over: float, under: float, target: float | 
 async def measure(count: int) -> list[dict]:
     parallel = int(float(os.cpu_count() or 1) / CPUS_PER_JOB)
     sandbox_works = not probe()
-    sandboxed_s, _, floor_s, submission_s, alone_s = await jobdeck(
-        count, parallel, "bwrap" if sandbox_works else "none")
-    plain_s, submit_s, *_ = await jobdeck(count, parallel, "none")
+    sandboxed_s, _ = await jobdeck(count, parallel, "bwrap" if sandbox_works else "none")
+    plain_s, submit_s = await jobdeck(count, parallel, "none")
+    floor_s, submission_s, alone_s = await floors(count, parallel)
     direct_s = await direct(count, parallel)
     celery_s = await asyncio.to_thread(peers.celery_seconds, count, parallel)
     rq_s = await asyncio.to_thread(peers.rq_seconds, count, parallel)

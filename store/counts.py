@@ -35,10 +35,9 @@ scans the jobs.
   the commit point: the counters and the batch change in one document write. Whoever finds a
   batch recorded (a process that died after step 3, or one slow to finish) can finish it: step
   4 is idempotent (conditioned on the old `ctv`, which only grows), and the removal is
-  conditioned on the batch's token. Because step 3
-  requires `gen` unchanged since step 1, and `gen` moves when a batch starts and when it ends, a
-  fold never applies a job state read before another fold finished: two processes can fold at
-  once, one wins, the other retries.
+  conditioned on the batch's token. Because step 3 requires `gen` unchanged since step 1, and
+  `gen` moves when a batch starts and when it ends, a fold never applies a job state read before
+  another fold finished: two processes can fold at once, one wins, the other retries.
 - A **read** (`read`, `current`) is two operations, exact at every instant: the counters
   document (its `gen` G), then the jobs with `fold_gen` > G: those not yet counted
   (NOT_COUNTED) and those a fold that committed after G counted. (Before, a read missed the

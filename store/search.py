@@ -54,13 +54,15 @@ class JobSearch:
 
     async def list_matches(self, ids: list[int], flt: JobFilter, order: list[tuple[str, int]],
                            page: int, page_size: int, projection=None) -> tuple[int, list[dict]]:
-        """JobStore.list_jobs over the search's `ids` (and `flt`'s own job_ids, if any), found
-        by `_id` (`id` has no index on nx-27017: 26 ms against 168 ms for 1000 ids at 100k)."""
+        """JobStore.list_jobs over the search's `ids` (and `flt`'s own job_ids, if any), which
+        build_query matches by `_id`, with one count (`id` has no index on nx-27017: 26 ms
+        against 168 ms for 1000 ids at 100k)."""
         wanted = sorted(set(ids) & set(flt.job_ids) if flt.job_ids else set(ids))
-        query = await self.jobs.build_query(replace(flt, job_ids=[]))
-        if query is None or not wanted:
+        if not wanted:
             return 0, []
-        query["_id"] = wanted[0] if len(wanted) == 1 else {"$in": wanted}
+        query = await self.jobs.build_query(replace(flt, job_ids=wanted))
+        if query is None:
+            return 0, []
         count = await self.db.count("jobs", query)
         if count == 0 or (page - 1) * page_size >= count:
             return count, []
